@@ -1,0 +1,78 @@
+"""Derive argparse options from configuration dataclasses (one source of truth).
+
+Each field of a (possibly nested) dataclass becomes ``--field-name`` (nested:
+``--section.field-name``); booleans become ``--flag/--no-flag``; ``Literal``
+fields get ``choices``; the field's ``metadata["help"]`` is the help text.
+``from_namespace`` rebuilds the dataclass from the parsed namespace.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+__all__ = ["add_dataclass_arguments", "from_namespace"]
+
+
+def _resolve(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _scalar_type(tp: Any) -> tuple[Any, tuple | None]:
+    """Return (converter, choices) for a field type; Optional[X] -> X."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        return type(choices[0]), choices
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _scalar_type(args[0])
+        return str, None
+    if tp in (int, float, str):
+        return tp, None
+    return str, None
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add one option per field of dataclass ``cls`` (recursing into nested dataclasses)."""
+    hints = _resolve(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        dest = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            add_dataclass_arguments(parser, tp, prefix=f"{dest}.")
+            continue
+        flag = "--" + dest.replace("_", "-")
+        help_ = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        if tp is bool:
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
+                                default=default, help=help_)
+            continue
+        origin = get_origin(tp)
+        if origin in (list, tuple):
+            (inner,) = get_args(tp)[:1]
+            conv, choices = _scalar_type(inner)
+            parser.add_argument(flag, dest=dest, nargs="*", type=conv, choices=choices,
+                                default=default, help=f"{help_} (default: {default})")
+            continue
+        conv, choices = _scalar_type(tp)
+        parser.add_argument(flag, dest=dest, type=conv, choices=choices, default=default,
+                            help=f"{help_} (default: {default})")
+
+
+def from_namespace(cls: type, ns: argparse.Namespace, prefix: str = "") -> Any:
+    """Build an instance of dataclass ``cls`` from a namespace filled by
+    :func:`add_dataclass_arguments`."""
+    hints = _resolve(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        dest = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            values[f.name] = from_namespace(hints[f.name], ns, prefix=f"{dest}.")
+        else:
+            values[f.name] = getattr(ns, dest)
+    return cls(**values)

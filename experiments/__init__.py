@@ -1,0 +1,1 @@
+"""Experiment definitions (TOML) and the sweep runner."""

@@ -1,0 +1,1 @@
+"""One script per figure of the paper: read results, never retrain, draw."""
