@@ -1,0 +1,162 @@
+"""Choosing the smoothed parameters and drawing their perturbations.
+
+The partial losses of the paper (eqs 13-23) smooth the loss along a subset
+``U`` of the coordinates of weight space.  Here ``U`` is a set of whole
+parameter tensors picked by name (PAPER-NOTES section 2): in the paper whole
+layers' weight matrices, never biases (footnote 15).
+
+* :func:`select_parameters` turns layer names, parameter names or glob
+  patterns into the tuple of smoothed parameter names.
+* :func:`sample_perturbations` draws the ``y`` displacements
+  :math:`\\Delta W^a` of every smoothed tensor from the normalised kernel
+  (:func:`anisotropy.kernels.sample_kernel` for the box kernel of eqs 5-8,
+  :func:`anisotropy.kernels.sample_heat` for the heat kernel of eq 1).
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_int, check_positive, check_sharpness
+from .kernels import sample_heat, sample_kernel
+
+__all__ = ["Kernel", "KERNELS", "is_bias", "select_parameters", "sample_perturbations"]
+
+Kernel = Literal["box", "gaussian"]
+KERNELS: tuple[str, ...] = ("box", "gaussian")
+
+
+def is_bias(name: str) -> bool:
+    """True for a parameter whose own (last) name is ``bias``."""
+    return name.rsplit(".", 1)[-1] == "bias"
+
+
+def _valid_names(params: dict[str, nn.Parameter], modules: dict[str, nn.Module]) -> str:
+    return ("parameters: " + ", ".join(params) + "; modules: "
+            + ", ".join(n for n, m in modules.items() if any(True for _ in m.parameters())))
+
+
+def select_parameters(model: nn.Module, layers: str | Iterable[str], *,
+                      include_biases: bool = False) -> tuple[str, ...]:
+    """Names of the parameters smoothed by a partial loss (the support of ``U``, eq 13).
+
+    Each entry of ``layers`` is, in this order of precedence,
+
+    1. an exact parameter name (``"fc2.weight"``);
+    2. a module name (``"fc2"``), meaning all the parameters of that module
+       (and its submodules) except the biases unless ``include_biases``;
+    3. an :func:`fnmatch.fnmatchcase` pattern (``"fc*"``, ``"conv?.weight"``)
+       matched against parameter names and module names (biases dropped unless
+       ``include_biases``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layers : str or iterable of str
+    include_biases : bool, keyword-only
+        Smooth the biases of the selected modules too (the paper never does,
+        footnote 15).  Naming a bias parameter exactly requires it.
+
+    Returns
+    -------
+    tuple of str
+        Canonical names (as in ``model.named_parameters()``), in model order,
+        without duplicates.
+
+    Raises
+    ------
+    ValueError
+        If an entry matches nothing (the message lists the valid names), names
+        a bias while ``include_biases`` is false, or only matches biases.
+    """
+    if isinstance(layers, str):
+        layers = (layers,)
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError("layers must name at least one parameter, module or pattern, got ()")
+    params = dict(model.named_parameters())
+    canonical = {id(p): n for n, p in params.items()}
+    modules = {n: m for n, m in model.named_modules() if n}
+    chosen: set[str] = set()
+    for entry in layers:
+        if not isinstance(entry, str):
+            raise ValueError(f"layers entries must be strings, got {entry!r}")
+        if entry in params:
+            if is_bias(entry) and not include_biases:
+                raise ValueError(f"layers entry {entry!r} is a bias; biases are smoothed only "
+                                 "with include_biases=True (the paper never smooths them)")
+            chosen.add(entry)
+            continue
+        if entry in modules:
+            hits = [canonical[id(p)] for p in modules[entry].parameters()]
+        else:
+            hits = [n for n in params if fnmatch.fnmatchcase(n, entry)]
+            for mname, mod in modules.items():
+                if fnmatch.fnmatchcase(mname, entry):
+                    hits += [canonical[id(p)] for p in mod.parameters()]
+        if not hits:
+            raise ValueError(f"layers entry {entry!r} matches no parameter or module; valid "
+                             f"{_valid_names(params, modules)}")
+        kept = [n for n in hits if include_biases or not is_bias(n)]
+        if not kept:
+            raise ValueError(f"layers entry {entry!r} only matches biases ({', '.join(hits)}); "
+                             "pass include_biases=True to smooth them")
+        chosen.update(kept)
+    return tuple(n for n in params if n in chosen)
+
+
+def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
+                         generator: torch.Generator, kernel: Kernel = "box", R: float = 0.01,
+                         k: float = math.inf, gamma: float | None = None
+                         ) -> dict[str, torch.Tensor]:
+    r"""Draw ``y`` displacements :math:`\Delta W^a` of each smoothed tensor.
+
+    The draws are made tensor by tensor in the order of ``params``, each as one
+    call of shape ``(y, *p.shape)`` on ``generator``'s device, so the result is
+    a deterministic function of the generator state.
+
+    Parameters
+    ----------
+    params : sequence of (name, tensor)
+        The smoothed parameters; the draws have their dtype and device.
+    y : int
+        Number of perturbations, ``>= 0``.
+    generator : torch.Generator
+    kernel : {"box", "gaussian"}
+        ``"box"``: the normalised kernel of eqs 5-6, i.e. ``Uniform(-R, R)``
+        plus ``Logistic(0, 1/(2k))`` noise (only the uniform hypercube of eq 8
+        at ``k = inf``).  ``"gaussian"``: the heat kernel of eq 1,
+        ``N(0, 1/gamma)`` per coordinate.
+    R, k : float
+        Box half side and sharpness.
+    gamma : float
+        Heat-kernel precision (required for ``"gaussian"``).
+
+    Returns
+    -------
+    dict name -> tensor of shape ``(y, *p.shape)``
+    """
+    y = check_int("y", y, minimum=0)
+    check_choice("kernel", kernel, KERNELS)
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if kernel == "box":
+        R, k = check_positive("R", R), check_sharpness(k)
+    else:
+        gamma = check_positive("gamma", gamma)
+    out = {}
+    for name, p in params:
+        shape = (y, *p.shape)
+        if kernel == "box":
+            d = sample_kernel(shape, R=R, k=k, rng=generator, dtype=p.dtype,
+                              device=generator.device)
+        else:
+            d = sample_heat(shape, gamma=gamma, rng=generator, dtype=p.dtype,
+                            device=generator.device)
+        out[name] = d.to(p.device)
+    return out
