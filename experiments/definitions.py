@@ -1,0 +1,190 @@
+"""Experiment definitions: one TOML file per figure of the paper, two scales each.
+
+File layout (``experiments/fig3.toml``)::
+
+    figure = "3"
+    title = "best and final test accuracy vs R ..."
+    [common.base]          # training settings shared by both scales (nested
+    epochs = 120           # exactly like a ``anisotropy train`` configuration)
+    [common.base.model]
+    name = "mlp"
+    [paper]                # the paper's settings
+    seeds = [0, 1, 2]
+    note = "..."
+    [paper.base.data]
+    name = "fashion_mnist"
+    [[paper.grid]]         # one group: the product of its axes
+    "smoothing.layers" = [["fc1"], ["fc2"], ["fc1", "fc2"]]
+    "smoothing.R" = [0.001, 0.01]
+    [[paper.grid]]         # another group: the unsmoothed baseline
+    "smoothing.layers" = [[]]
+    [quick]                # CPU scale: same structure
+    ...
+
+A scale's base is ``common.base`` updated by ``<scale>.base``; its points are
+:func:`experiments.grid.expand_grid` of ``<scale>.grid`` times ``<scale>.seeds``.
+``<scale>.note`` says how the scale departs from the paper (stand-in data,
+fewer epochs, ...) and is printed by the sweep and written next to the results.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+from .grid import Point, expand_grid, flatten, run_name, set_dotted
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "Scale",
+    "SCALES",
+    "Experiment",
+    "available_experiments",
+    "load_experiment",
+    "parse_experiment",
+    "normalise_config",
+]
+
+Scale = Literal["quick", "paper"]
+SCALES: tuple[str, ...] = ("quick", "paper")
+_TOP_KEYS = {"figure", "title", "common", *SCALES}
+_SCALE_KEYS = {"base", "grid", "seeds", "note"}
+
+
+def normalise_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a nested configuration with :mod:`anisotropy.config` and return it
+    with every default filled in (so equal runs hash equally)."""
+    from anisotropy.config import config_from_dict, config_to_dict
+
+    return config_to_dict(config_from_dict(dict(config)))
+
+
+@dataclass
+class Experiment:
+    """One experiment at one scale.
+
+    Attributes
+    ----------
+    name : str
+        File stem (``fig3``); results go to ``<out>/<scale>/<name>/``.
+    scale : {"quick", "paper"}
+    figure, title, note : str
+    base : dict
+        Flat dotted settings applied to every point.
+    grid : list of dict
+        Groups of axes (dotted key -> list of values).
+    seeds : list of int
+    """
+
+    name: str
+    scale: str
+    figure: str = ""
+    title: str = ""
+    note: str = ""
+    base: dict = field(default_factory=dict)
+    grid: list = field(default_factory=list)
+    seeds: list = field(default_factory=lambda: [0])
+
+    def swept_keys(self) -> list[str]:
+        """Dotted keys that vary in the grid, in first-seen order, then ``seed``."""
+        keys: list[str] = []
+        for group in self.grid:
+            keys += [k for k in group if k not in keys]
+        return keys + ["seed"]
+
+    def points(self, normalise: Callable[[Mapping[str, Any]], dict] = normalise_config
+               ) -> list[Point]:
+        """Every grid point with its full, validated configuration and run name.
+
+        ``normalise`` turns a nested dict of settings into the full configuration
+        (default: :func:`normalise_config`; tests may inject another).
+        """
+        out = []
+        for settings in expand_grid(self.grid, self.seeds):
+            nested: dict[str, Any] = {}
+            for k, v in {**self.base, **settings}.items():
+                set_dotted(nested, k, v)
+            try:
+                config = normalise(nested)
+            except ValueError as exc:
+                raise ValueError(f"experiment {self.name!r} ({self.scale}), point {settings}: "
+                                 f"{exc}") from None
+            out.append(Point(settings=settings, config=config, name=run_name(config)))
+        return out
+
+    def report(self) -> str:
+        n = len(expand_grid(self.grid, self.seeds))
+        lines = [f"experiment {self.name} (figure {self.figure}, scale {self.scale}): {self.title}",
+                 f"  {n} runs = grid over {', '.join(self.swept_keys())}"]
+        if self.note:
+            lines.append(f"  note: {self.note}")
+        return "\n".join(lines)
+
+
+def _definitions_dir() -> Path:
+    return Path(str(resources.files("experiments")))
+
+
+def available_experiments() -> list[str]:
+    """Names of the experiment definitions shipped in ``experiments/*.toml``."""
+    return sorted(p.stem for p in _definitions_dir().glob("*.toml"))
+
+
+def parse_experiment(data: Mapping[str, Any], *, name: str, scale: str) -> Experiment:
+    """Build an :class:`Experiment` from a parsed definition (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        On an unknown scale, an unknown top-level or scale key, a missing scale
+        section, or a malformed grid.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ValueError(f"experiment {name!r}: unknown key(s) {sorted(unknown)}; valid: "
+                         f"{sorted(_TOP_KEYS)}")
+    if scale not in data:
+        raise ValueError(f"experiment {name!r} has no [{scale}] section")
+    sec = data[scale]
+    unknown = set(sec) - _SCALE_KEYS
+    if unknown:
+        raise ValueError(f"experiment {name!r} [{scale}]: unknown key(s) {sorted(unknown)}; "
+                         f"valid: {sorted(_SCALE_KEYS)}")
+    common = data.get("common", {})
+    if set(common) - {"base"}:
+        raise ValueError(f"experiment {name!r} [common]: only 'base' is allowed")
+    base = {**flatten(common.get("base", {})), **flatten(sec.get("base", {}))}
+    grid = sec.get("grid", [])
+    if not isinstance(grid, list):
+        raise ValueError(f"experiment {name!r} [{scale}].grid must be an array of tables "
+                         "([[{scale}.grid]])")
+    grid = [flatten(g) for g in grid]
+    seeds = sec.get("seeds", [0])
+    return Experiment(name=name, scale=scale, figure=str(data.get("figure", "")),
+                      title=str(data.get("title", "")), note=str(sec.get("note", "")),
+                      base=base, grid=grid, seeds=list(seeds))
+
+
+def load_experiment(name_or_path: str | Path, scale: str = "quick") -> Experiment:
+    """Load a shipped definition by name (``"fig3"``) or any definition file by path."""
+    p = Path(name_or_path)
+    if p.suffix != ".toml":
+        p = _definitions_dir() / f"{name_or_path}.toml"
+        if not p.is_file():
+            raise ValueError(f"unknown experiment {str(name_or_path)!r}; valid: "
+                             f"{', '.join(available_experiments())} (or a path to a .toml file)")
+    elif not p.is_file():
+        raise FileNotFoundError(f"experiment definition {str(p)!r} does not exist")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"experiment definition {str(p)!r} is not valid TOML: {exc}") from None
+    return parse_experiment(data, name=p.stem, scale=scale)

@@ -1,0 +1,172 @@
+"""Results of a sweep: one tidy row per run, written atomically to ``results.csv``.
+
+A run directory (written by :func:`anisotropy.trainer.train`) holds
+``summary.json`` (``status``, ``best_test_acc``, ``final_test_acc``,
+``final_train_loss``, ``epochs``, ``wall_time``, ``config``) and ``log.jsonl``.
+This module reads them; it never trains.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .grid import Point, format_value, get_dotted
+
+__all__ = [
+    "SETTING_COLUMNS",
+    "METRIC_COLUMNS",
+    "read_summary",
+    "is_complete",
+    "result_row",
+    "result_columns",
+    "write_csv_atomic",
+    "read_results",
+    "read_log",
+]
+
+#: configuration settings every results row carries (dotted keys), whatever was swept
+SETTING_COLUMNS: tuple[str, ...] = (
+    "data.name", "data.n_train", "model.name", "model.depth", "model.activation",
+    "smoothing.layers", "smoothing.reduction", "smoothing.R", "smoothing.y",
+    "optim.lr", "optim.batch_size", "optim.weight_decay", "epochs", "seed",
+)
+#: numbers read from ``summary.json``
+METRIC_COLUMNS: tuple[str, ...] = (
+    "best_test_acc", "final_test_acc", "final_train_loss", "epochs_done", "wall_time",
+)
+_STATUS_COMPLETE = "complete"
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """``summary.json`` of a run directory, or ``None`` if absent or unreadable
+    (a run killed while writing leaves no valid summary: it counts as not done)."""
+    p = Path(run_dir) / "summary.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """True when the run directory holds a summary with ``status == "complete"``."""
+    s = read_summary(run_dir)
+    return bool(s) and s.get("status") == _STATUS_COMPLETE
+
+
+def result_columns(swept: Sequence[str] = ()) -> list[str]:
+    """Column order of ``results.csv``: identity, settings (swept ones included), metrics."""
+    settings = list(SETTING_COLUMNS) + [k for k in swept if k not in SETTING_COLUMNS]
+    return ["experiment", "scale", "run", "status", *settings, *METRIC_COLUMNS, "run_dir"]
+
+
+def _cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple, bool)):
+        return format_value(v)
+    if isinstance(v, float):
+        return repr(v)
+    return v
+
+
+def result_row(point: Point, run_dir: str | Path, *, experiment: str, scale: str,
+               swept: Sequence[str] = (), status: str | None = None,
+               relative_to: str | Path | None = None) -> dict[str, Any]:
+    """One results row for ``point`` run in ``run_dir`` (metrics empty if not complete).
+
+    ``status`` overrides the summary's (e.g. ``"failed"``); ``run_dir`` is stored
+    relative to ``relative_to`` when given, so a results folder can be moved with
+    its run store.
+    """
+    summary = read_summary(run_dir) or {}
+    row: dict[str, Any] = {"experiment": experiment, "scale": scale, "run": point.name,
+                           "status": status or summary.get("status", "missing")}
+    for key in result_columns(swept)[4:-len(METRIC_COLUMNS) - 1]:
+        row[key] = _cell(point.settings.get(key, get_dotted(point.config, key)))
+    row["best_test_acc"] = _cell(summary.get("best_test_acc"))
+    row["final_test_acc"] = _cell(summary.get("final_test_acc"))
+    row["final_train_loss"] = _cell(summary.get("final_train_loss"))
+    row["epochs_done"] = _cell(summary.get("epochs"))
+    row["wall_time"] = _cell(summary.get("wall_time"))
+    rd = Path(run_dir)
+    if relative_to is not None:
+        rd = Path(os.path.relpath(rd, relative_to))
+    row["run_dir"] = str(rd)
+    return row
+
+
+def write_csv_atomic(rows: Iterable[Mapping[str, Any]], path: str | Path,
+                     columns: Sequence[str]) -> Path:
+    """Write ``rows`` as CSV with header ``columns`` via a temporary file and
+    :func:`os.replace`, so a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: r.get(c, "") for c in columns})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _parse(text: str) -> Any:
+    if text == "":
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``results.csv`` with numbers parsed (``""`` -> ``None``).
+
+    Raises
+    ------
+    ValueError
+        If a metric of a complete run is NaN or infinite (a diverged run must be
+        looked at, not averaged).
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    for r in rows:
+        if r.get("status") != _STATUS_COMPLETE:
+            continue
+        for m in ("best_test_acc", "final_test_acc", "final_train_loss"):
+            v = r.get(m)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{path}: run {r.get('run')} has {m} = {v}; it must be finite")
+    return rows
+
+
+def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Epoch records of a run's ``log.jsonl`` (a truncated last line is ignored)."""
+    out = []
+    p = Path(run_dir) / "log.jsonl"
+    with p.open(encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break  # a run killed mid-write leaves at most one partial last line
+    return out

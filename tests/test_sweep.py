@@ -1,0 +1,238 @@
+"""Sweep runner: grid expansion, run naming, resume, results.csv, executors.
+
+Fast tests use an injected stand-in runner (writes a summary without training);
+the integration tests train two one-epoch points on synthetic data with the real
+trainer, on a Dask LocalCluster over loopback and in a subprocess that is killed
+mid-sweep and rerun.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments import definitions, grid, results, sweep
+from experiments.definitions import Experiment, load_experiment, parse_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def passthrough(config):
+    """Stand-in normaliser: no defaults, no validation."""
+    return dict(config)
+
+
+def fake_runner(config, run_dir):
+    """Stand-in trainer: accuracy is a known function of the settings, so the
+    collected table can be checked exactly."""
+    R = config.get("smoothing", {}).get("R", 0.0)
+    if R < 0:
+        raise RuntimeError("negative radius")
+    acc = 0.5 + R + 0.001 * config["seed"]
+    summary = {"status": "complete", "best_test_acc": acc, "final_test_acc": acc - 0.01,
+               "final_train_loss": 1.0 - acc, "epochs": 1, "wall_time": 0.0, "config": config}
+    Path(run_dir, "log.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": acc}) + "\n")
+    Path(run_dir, "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def tiny_experiment(**kw) -> Experiment:
+    base = {"smoothing.layers": ["fc1"], "epochs": 1}
+    return Experiment(name=kw.pop("name", "tiny"), scale="quick", base=base,
+                      grid=kw.pop("grid", [{"smoothing.R": [0.1, 0.2]}]),
+                      seeds=kw.pop("seeds", [0, 1]), **kw)
+
+
+# ----------------------------------------------------------------------------- grid
+
+
+def test_expand_grid_is_product_of_axes_times_seeds_concatenated_over_groups():
+    groups = [{"a": [1, 2, 3], "b": ["x", "y"]}, {"a": [0]}]
+    pts = grid.expand_grid(groups, seeds=[0, 1])
+    assert len(pts) == (3 * 2 + 1) * 2
+    assert pts[0] == {"a": 1, "b": "x", "seed": 0} and pts[1] == {"a": 1, "b": "x", "seed": 1}
+    assert {(p["a"], p.get("b"), p["seed"]) for p in pts} == (
+        {(a, b, s) for a in (1, 2, 3) for b in "xy" for s in (0, 1)} | {(0, None, 0), (0, None, 1)})
+
+
+def test_expand_grid_drops_duplicates_and_rejects_bad_axes():
+    assert len(grid.expand_grid([{"a": [1]}, {"a": [1, 2]}], seeds=[0])) == 2
+    assert grid.expand_grid([], seeds=[3]) == [{"seed": 3}]
+    with pytest.raises(ValueError, match="non-empty list"):
+        grid.expand_grid([{"a": []}])
+    with pytest.raises(ValueError, match="non-empty list"):
+        grid.expand_grid([{"a": 0.1}])
+    with pytest.raises(ValueError, match="seeds"):
+        grid.expand_grid([{"a": [1]}], seeds=[])
+    with pytest.raises(ValueError, match="seeds"):
+        grid.expand_grid([{"a": [1]}], seeds=[-1])
+    with pytest.raises(ValueError, match="seeds"):
+        grid.expand_grid([{"seed": [1]}])
+
+
+def test_flatten_unflatten_round_trip():
+    d = {"seed": 1, "smoothing": {"layers": ["fc1"], "R": 0.1}, "model": {"name": "mlp"}}
+    flat = grid.flatten(d)
+    assert flat == {"seed": 1, "smoothing.layers": ["fc1"], "smoothing.R": 0.1, "model.name": "mlp"}
+    assert grid.unflatten(flat) == d
+    with pytest.raises(ValueError, match="not a section"):
+        grid.set_dotted({"a": 1}, "a.b", 2)
+
+
+def test_run_name_depends_on_the_configuration_only():
+    a = {"seed": 1, "smoothing": {"layers": ["fc2"], "R": 0.01, "y": 4}, "model": {"name": "mlp"}}
+    b = {"model": {"name": "mlp"}, "smoothing": {"y": 4, "R": 0.01, "layers": ["fc2"]}, "seed": 1}
+    assert grid.run_name(a) == grid.run_name(b)  # key order is irrelevant
+    assert grid.run_name({**a, "threads": 4}) == grid.run_name(a)  # execution detail
+    c = {**a, "seed": 2}
+    assert grid.run_name(c) != grid.run_name(a)
+    d = {**a, "smoothing": {**a["smoothing"], "R": 0.02}}
+    assert grid.run_name(d) != grid.run_name(a)
+    assert "fc2" in grid.run_name(a) and "R0.01" in grid.run_name(a)
+    plain = {**a, "smoothing": {**a["smoothing"], "layers": []}}
+    assert "R0.01" not in grid.run_name(plain) and "none" in grid.run_name(plain)
+
+
+# ----------------------------------------------------------------------------- definitions
+
+
+def test_parse_experiment_merges_common_and_scale_base():
+    data = {"figure": "3", "title": "t",
+            "common": {"base": {"epochs": 5, "model": {"name": "mlp", "depth": 2}}},
+            "quick": {"note": "stand-in", "seeds": [0, 1], "base": {"epochs": 2},
+                      "grid": [{"smoothing": {"R": [0.1, 0.2]}}, {"smoothing.layers": [[]]}]}}
+    e = parse_experiment(data, name="x", scale="quick")
+    assert e.base == {"epochs": 2, "model.name": "mlp", "model.depth": 2}
+    assert e.grid == [{"smoothing.R": [0.1, 0.2]}, {"smoothing.layers": [[]]}]
+    assert e.swept_keys() == ["smoothing.R", "smoothing.layers", "seed"]
+    assert e.note == "stand-in" and e.figure == "3"
+    with pytest.raises(ValueError, match="no \\[paper\\] section"):
+        parse_experiment(data, name="x", scale="paper")
+    with pytest.raises(ValueError, match="unknown scale"):
+        parse_experiment(data, name="x", scale="huge")
+    with pytest.raises(ValueError, match="unknown key"):
+        parse_experiment({**data, "quik": {}}, name="x", scale="quick")
+    with pytest.raises(ValueError, match="unknown key"):
+        parse_experiment({"quick": {"sedes": [1]}}, name="x", scale="quick")
+
+
+def test_load_experiment_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown experiment"):
+        load_experiment("no_such_figure")
+    with pytest.raises(FileNotFoundError):
+        load_experiment("/nonexistent/x.toml")
+
+
+def test_points_report_the_bad_point():
+    e = tiny_experiment(grid=[{"smoothing.R": [0.1, -1.0]}])
+
+    def strict(config):
+        if config["smoothing"]["R"] <= 0:
+            raise ValueError("smoothing.R must be > 0")
+        return config
+
+    with pytest.raises(ValueError, match="point .*-1.0"):
+        e.points(strict)
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+def test_sweep_collects_results_and_skips_complete_points(tmp_path):
+    e = tiny_experiment()
+    lines: list[str] = []
+    res = sweep.run_sweep(e, out=tmp_path, runner=fake_runner, normalise=passthrough,
+                          threads=None, log=lines.append)
+    assert (res.n_points, res.n_skipped, res.n_run, res.n_failed) == (4, 0, 4, 0)
+    rows = results.read_results(res.results_path)
+    assert len(rows) == 4 and all(r["status"] == "complete" for r in rows)
+    for r in rows:  # the table holds exactly what the runner reported
+        assert r["best_test_acc"] == pytest.approx(0.5 + r["smoothing.R"] + 0.001 * r["seed"])
+        assert r["final_test_acc"] == pytest.approx(r["best_test_acc"] - 0.01)
+        assert r["smoothing.layers"] == "fc1"
+        run_dir = res.results_path.parent / r["run_dir"]
+        assert results.is_complete(run_dir) and run_dir.name == r["run"]
+    assert sum(line.startswith("[") for line in lines) == 4  # one progress line per point
+    store = sweep.sweep_paths(tmp_path, "quick", "tiny")[0]
+    mtimes = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    # rerun with one more R value: only the two new points run, old files untouched
+    e2 = tiny_experiment(grid=[{"smoothing.R": [0.1, 0.2, 0.3]}])
+    res2 = sweep.run_sweep(e2, out=tmp_path, runner=fake_runner, normalise=passthrough,
+                           threads=None, log=lines.append)
+    assert (res2.n_points, res2.n_skipped, res2.n_run) == (6, 4, 2)
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    assert len(results.read_results(res2.results_path)) == 6
+
+
+def test_shared_store_reuses_runs_across_experiments(tmp_path):
+    calls = []
+
+    def counting(config, run_dir):
+        calls.append(run_dir)
+        return fake_runner(config, run_dir)
+
+    sweep.run_sweep(tiny_experiment(name="a"), out=tmp_path, runner=counting,
+                    normalise=passthrough, threads=None, log=lambda s: None)
+    res = sweep.run_sweep(tiny_experiment(name="b", grid=[{"smoothing.R": [0.2, 0.4]}]),
+                          out=tmp_path, runner=counting, normalise=passthrough, threads=None,
+                          log=lambda s: None)
+    assert len(calls) == 4 + 2 and res.n_skipped == 2
+    assert len(results.read_results(res.results_path)) == 4
+
+
+def test_failed_point_is_recorded_and_the_others_still_run(tmp_path):
+    e = tiny_experiment(grid=[{"smoothing.R": [0.1, -0.5]}], seeds=[0])
+    res = sweep.run_sweep(e, out=tmp_path, runner=fake_runner, normalise=passthrough,
+                          threads=None, log=lambda s: None)
+    assert (res.n_run, res.n_failed) == (1, 1)
+    rows = {r["smoothing.R"]: r for r in results.read_results(res.results_path)}
+    assert rows[0.1]["status"] == "complete" and rows[-0.5]["status"] == "failed"
+    err = res.results_path.parent / rows[-0.5]["run_dir"] / "error.txt"
+    assert "negative radius" in err.read_text()
+    # the failed point is retried on the next run
+    res2 = sweep.run_sweep(e, out=tmp_path, runner=fake_runner, normalise=passthrough,
+                           threads=None, log=lambda s: None)
+    assert (res2.n_skipped, res2.n_failed) == (1, 1)
+
+
+def test_sweep_runs_on_a_thread_pool_executor(tmp_path):
+    with cf.ThreadPoolExecutor(2) as ex:
+        res = sweep.run_sweep(tiny_experiment(), out=tmp_path, runner=fake_runner,
+                              normalise=passthrough, executor=ex, threads=None,
+                              log=lambda s: None)
+    assert res.n_run == 4
+    assert sorted(r["run"] for r in results.read_results(res.results_path)) == sorted(
+        p.name for p in tiny_experiment().points(passthrough))
+
+
+def test_dry_run_trains_nothing(tmp_path):
+    lines: list[str] = []
+    res = sweep.run_sweep(tiny_experiment(), out=tmp_path, runner=fake_runner,
+                          normalise=passthrough, threads=None, log=lines.append, dry_run=True)
+    assert res.n_run == 0 and not any(tmp_path.rglob("summary.json"))
+    assert sum("pending" in line for line in lines) == 4
+
+
+def test_results_reader_rejects_non_finite_metrics(tmp_path):
+    cols = results.result_columns()
+    path = results.write_csv_atomic([{"run": "a", "status": "complete", "best_test_acc": "nan",
+                                      "final_test_acc": 0.5}], tmp_path / "r.csv", cols)
+    with pytest.raises(ValueError, match="finite"):
+        results.read_results(path)
+
+
+def test_make_executor_rejects_bad_worker_counts():
+    with pytest.raises(ValueError, match="workers"):
+        with sweep.make_executor(workers=-1):
+            pass
