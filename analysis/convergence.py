@@ -1,0 +1,476 @@
+r"""Convergence studies of the free-entropy estimators on analytic references.
+
+``anisotropy converge [--quick] [--out DIR]`` measures, against closed forms
+(PAPER-NOTES section 3, :mod:`analysis.references`):
+
+(a) **y -> inf.**  For ``y`` on a grid of powers of two, many seeded
+    repetitions of each estimator of :func:`analysis.free_entropy.local_free_entropy`
+    (``mc``, ``sobol``, ``antithetic``, ``control_variate``) on a separable
+    quadratic loss with the hard box kernel (``k = inf``): bias and standard
+    deviation against the exact ``F``, their log-log slopes by weighted least
+    squares (:mod:`analysis.rates`), and the delta-method predictions
+    ``std ~ sqrt(v/y)``, ``bias ~ v/(2y)`` with ``v = Var[e^-L]/E[e^-L]^2``
+    computed exactly (:mod:`analysis.convergence_theory`).
+(b) **k -> inf.**  ``F(R, k) - F(R, inf)`` from the finite-k quadrature
+    reference against the predicted ``C_2/k^2`` (slope -2, exact constant).
+
+The repetition count at each ``y`` is ``clip(budget // y, n_rep, max_rep)``:
+the bias ``v/(2y)`` is resolved only where ``std/sqrt(n) = sqrt(v/(y n))`` is
+well below it, i.e. ``n >> 4y/v``; a fixed evaluation budget per grid point buys
+that at small and moderate ``y`` and costs no more than ``n_rep`` repetitions at
+large ``y``.  Bias slopes are fitted only on points where the bias is
+resolvable (its delta-method size ``std^2/2`` exceeds ``bias_z * bias_se``; see
+:func:`fit_method`).
+
+Outputs in ``--out`` (written atomically): ``convergence.csv`` (columns
+:data:`CSV_COLUMNS`), ``summary.json`` (slopes with standard errors, predicted
+vs measured constants, wall time, settings) and ``convergence.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from typing import Literal, get_args
+
+import numpy as np
+
+from anisotropy._checks import check_choice, check_int, check_positive
+from anisotropy.cliargs import add_dataclass_arguments, from_namespace
+
+from .convergence_fits import fit_k_study, fit_method
+from .convergence_output import CSV_COLUMNS, write_study
+from .convergence_theory import DeltaMethod
+from .rates import RepetitionStats, repetition_stats
+
+__all__ = [
+    "Method",
+    "METHODS",
+    "CSV_COLUMNS",
+    "ConvergeOptions",
+    "QuadraticReference",
+    "ConvergenceStudy",
+    "resolve_options",
+    "replicate",
+    "run_convergence",
+    "write_study",
+    "main",
+]
+
+Method = Literal["mc", "sobol", "antithetic", "control_variate"]
+METHODS: tuple[str, ...] = get_args(Method)
+
+#: Full-study and --quick defaults of the options left as ``None``.
+FULL_DEFAULTS = dict(y_max_log2=17, n_rep=200, budget=2**24, k_max_log2=10)
+QUICK_DEFAULTS = dict(y_max_log2=12, n_rep=50, budget=2**20, k_max_log2=8)
+
+#: Largest number of kernel draws (rows of N coordinates) held in memory at once by
+#: the vectorised repetitions: 2^20 x N float64 is 32 MiB for N = 4.
+CHUNK_DRAWS = 2**20
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclasses.dataclass
+class ConvergeOptions:
+    """Settings of ``anisotropy converge`` (``None``: full or ``--quick`` default)."""
+
+    quick: bool = dataclasses.field(default=False, metadata=_help(
+        "reduced grids and repetition counts (well under a minute on 2 cores)"))
+    out: str = dataclasses.field(default="runs/converge", metadata=_help("output directory"))
+    seed: int = dataclasses.field(default=20261122, metadata=_help("master seed"))
+    methods: list[Method] = dataclasses.field(default_factory=lambda: list(METHODS),
+                                              metadata=_help("estimators to study"))
+    y_min_log2: int = dataclasses.field(default=1, metadata=_help("smallest y = 2^this (>= 1)"))
+    y_max_log2: int | None = dataclasses.field(default=None, metadata=_help(
+        "largest y = 2^this (full 17, quick 12)"))
+    n_rep: int | None = dataclasses.field(default=None, metadata=_help(
+        "minimum repetitions per y (full 200, quick 50)"))
+    budget: int | None = dataclasses.field(default=None, metadata=_help(
+        "loss evaluations per grid point for mc/antithetic: n = clip(budget // y, n_rep, max_rep) "
+        "(full 2^24, quick 2^20)"))
+    max_rep: int = dataclasses.field(default=2**17, metadata=_help("most repetitions per y"))
+    k_min_log2: int = dataclasses.field(default=1, metadata=_help("smallest k = 2^this"))
+    k_max_log2: int | None = dataclasses.field(default=None, metadata=_help(
+        "largest k = 2^this (full 10, quick 8)"))
+    lam: list[float] = dataclasses.field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0],
+                                         metadata=_help("curvatures of the quadratic reference"))
+    c: list[float] = dataclasses.field(default_factory=lambda: [0.2, -0.1, 0.3, 0.0],
+                                       metadata=_help("minimum of the quadratic reference"))
+    w: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0],
+                                       metadata=_help("centre W at which F is estimated"))
+    R: float = dataclasses.field(default=1.0, metadata=_help("box half side"))
+    beta: float = dataclasses.field(default=1.0, metadata=_help("inverse temperature"))
+    bias_z: float = dataclasses.field(default=3.0, metadata=_help(
+        "a point enters the bias fit only if its expected bias std^2/2 > bias_z * bias_se"))
+    std_fit_y_min: int = dataclasses.field(default=64, metadata=_help(
+        "std slopes and constants are fitted on y >= this"))
+    bias_fit_y_min: int = dataclasses.field(default=16, metadata=_help(
+        "bias slopes and constants are fitted on y >= this"))
+    k_fit_min: float = dataclasses.field(default=4.0, metadata=_help(
+        "the k-slope is fitted on k * R >= this (normaliser term e^{-4kR} negligible)"))
+    progress: bool = dataclasses.field(default=True, metadata=_help("a line per grid point on stderr"))
+
+
+def resolve_options(options: ConvergeOptions) -> ConvergeOptions:
+    """Fill the ``None`` fields from the full or quick defaults and validate everything.
+
+    Raises
+    ------
+    ValueError
+        Naming the offending option and its accepted range.
+    """
+    defaults = QUICK_DEFAULTS if options.quick else FULL_DEFAULTS
+    o = dataclasses.replace(options, **{k: v for k, v in defaults.items()
+                                         if getattr(options, k) is None})
+    if not o.methods:
+        raise ValueError(f"methods must name at least one of {', '.join(METHODS)}")
+    for m in o.methods:
+        check_choice("method", m, METHODS)
+    check_int("y_min_log2", o.y_min_log2, minimum=1, maximum=24)
+    check_int("y_max_log2", o.y_max_log2, minimum=o.y_min_log2 + 1, maximum=24)
+    check_int("n_rep", o.n_rep, minimum=8)
+    check_int("max_rep", o.max_rep, minimum=o.n_rep)
+    check_int("budget", o.budget, minimum=1)
+    check_int("k_min_log2", o.k_min_log2, minimum=-10, maximum=20)
+    check_int("k_max_log2", o.k_max_log2, minimum=o.k_min_log2 + 1, maximum=20)
+    check_int("std_fit_y_min", o.std_fit_y_min, minimum=1)
+    check_int("bias_fit_y_min", o.bias_fit_y_min, minimum=1)
+    for name in ("R", "beta", "bias_z", "k_fit_min"):
+        check_positive(name, getattr(o, name))
+    n = len(o.lam)
+    if n == 0 or len(o.c) != n or len(o.w) != n:
+        raise ValueError(f"lam, c and w must have the same length >= 1, got {len(o.lam)}, "
+                         f"{len(o.c)}, {len(o.w)}")
+    if any(not (lam > 0 and math.isfinite(lam)) for lam in o.lam):
+        raise ValueError(f"lam must be finite and > 0 in every coordinate, got {o.lam}")
+    if not all(math.isfinite(v) for v in (*o.c, *o.w)):
+        raise ValueError("c and w must be finite")
+    return o
+
+
+@dataclasses.dataclass(frozen=True)
+class QuadraticReference:
+    r"""Separable quadratic :math:`L = \tfrac12\sum_i\lambda_i(W_i-c_i)^2` with exact free entropies.
+
+    Thin adapter over :mod:`analysis.references`.
+    """
+
+    lam: tuple[float, ...]
+    c: tuple[float, ...]
+    w: tuple[float, ...]
+    R: float
+    beta: float = 1.0
+
+    @classmethod
+    def from_options(cls, o: ConvergeOptions) -> QuadraticReference:
+        return cls(tuple(map(float, o.lam)), tuple(map(float, o.c)), tuple(map(float, o.w)),
+                   float(o.R), float(o.beta))
+
+    @property
+    def n(self) -> int:
+        return len(self.lam)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(np.asarray(a, dtype=np.float64) for a in (self.w, self.lam, self.c))
+
+    def loss(self):
+        """Vectorised loss, ``(..., N) -> (...)``."""
+        from .references import quadratic_loss
+
+        _, lam, c = self.arrays()
+        return quadratic_loss(lam, c)
+
+    def exact(self, k: float = math.inf) -> float:
+        """:math:`F(R, k; W)` (box closed form at ``k = inf``, quadrature otherwise)."""
+        from . import references as ref
+
+        w, lam, c = self.arrays()
+        if math.isinf(k):
+            return float(ref.quadratic_box_free_entropy(w, lam=lam, c=c, R=self.R, beta=self.beta))
+        return float(ref.quadratic_finite_k_free_entropy(w, lam=lam, c=c, R=self.R, k=k,
+                                                         beta=self.beta))
+
+    def log_weight_moments(self) -> dict[int, float]:
+        r""":math:`\log E[e^{-m\beta L}]` for ``m = 1..4`` under the uniform box.
+
+        ``quadratic_box_weight_moments`` at ``beta`` gives ``m = 1, 2`` and at
+        ``2 beta`` / ``3 beta`` gives ``m = 2, 4`` / ``3, 6``.
+        """
+        from .references import quadratic_box_weight_moments
+
+        w, lam, c = self.arrays()
+        out: dict[int, float] = {}
+        for mult in (1, 2, 3):
+            wm = quadratic_box_weight_moments(w, lam=lam, c=c, R=self.R, beta=mult * self.beta)
+            out.setdefault(mult, float(wm.log_mean))
+            out.setdefault(2 * mult, float(wm.log_second_moment))
+        return out
+
+    def delta_method(self, method: str) -> DeltaMethod | None:
+        """Delta-method constants for ``mc`` and ``antithetic``; ``None`` for the others."""
+        from .convergence_theory import delta_method_from_moments, quadratic_box_antithetic_moment
+
+        logm = self.log_weight_moments()
+        dm = delta_method_from_moments({m: logm[m] for m in (1, 2, 3)})
+        if method == "mc":
+            return dm
+        if method == "antithetic":
+            w, lam, c = self.arrays()
+            pair = quadratic_box_antithetic_moment(w, lam=lam, c=c, R=self.R, beta=self.beta)
+            # Var of a pair mean is (Var X + Cov(X, X'))/2 per pair: v -> v + Cov/mu^2.
+            return DeltaMethod(relvar=dm.relvar + math.expm1(pair - 2 * logm[1]))
+        return None
+
+    def finite_k_coefficient(self) -> float:
+        """Exact :math:`C_2` of ``F(R,k) - F(R,inf) ~ C_2/k^2``."""
+        from .convergence_theory import finite_k_coefficient
+
+        w, lam, c = self.arrays()
+        return finite_k_coefficient(w, lam=lam, c=c, R=self.R, beta=self.beta)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _vectorised(method: str, ref: QuadraticReference, y: int, n_rep: int,
+                rng: np.random.Generator) -> np.ndarray:
+    r"""All repetitions of ``mc`` / ``antithetic`` at once, in chunks of :data:`CHUNK_DRAWS`.
+
+    The normalised estimator of PAPER-NOTES section 3,
+    :math:`\hat F = -\log Z_K - \log \tfrac1y\sum_a e^{-\beta L(W + \Delta W_a)}`, with
+    :math:`\Delta W_a` uniform in the box (``mc``) or ``y/2`` uniform draws and
+    their mirror images :math:`-\Delta W_a` (``antithetic``).
+    """
+    from scipy.special import logsumexp
+
+    from anisotropy.kernels import log_normaliser, sample_kernel
+
+    loss = ref.loss()
+    w = np.asarray(ref.w, dtype=np.float64)
+    log_z = log_normaliser(ref.R, math.inf, ref.n)
+    out = np.empty(n_rep)
+    per_chunk = max(1, CHUNK_DRAWS // y)
+    for start in range(0, n_rep, per_chunk):
+        m = min(per_chunk, n_rep - start)
+        if method == "antithetic":
+            half = sample_kernel((m, y // 2, ref.n), R=ref.R, rng=rng)
+            dw = np.concatenate([half, -half], axis=1)
+        else:
+            dw = sample_kernel((m, y, ref.n), R=ref.R, rng=rng)
+        log_x = -ref.beta * loss(w + dw)
+        out[start:start + m] = -log_z - (logsumexp(log_x, axis=1) - math.log(y))
+    return out
+
+
+def replicate(method: str, ref: QuadraticReference, y: int, n_rep: int,
+              seed: np.random.SeedSequence, *, vectorised: bool = True) -> np.ndarray:
+    """``n_rep`` independent estimates of ``F(R, inf; W)``, each from ``y`` loss evaluations.
+
+    ``mc`` and ``antithetic`` are drawn all at once (``vectorised=True``, the
+    estimator's definition on a batch of repetitions; the tests check that it
+    agrees in law with :func:`analysis.free_entropy.local_free_entropy`).  The
+    other methods, and all of them with ``vectorised=False``, call
+    ``local_free_entropy`` once per repetition with its own seed from ``seed``.
+
+    Parameters
+    ----------
+    method : {"mc", "sobol", "antithetic", "control_variate"}
+    ref : QuadraticReference
+    y : int
+        Loss evaluations per estimate (a power of two for ``sobol``, even for ``antithetic``).
+    n_rep : int
+    seed : numpy.random.SeedSequence
+
+    Returns
+    -------
+    ndarray, shape (n_rep,)
+    """
+    check_choice("method", method, METHODS)
+    check_int("y", y, minimum=2)
+    check_int("n_rep", n_rep, minimum=1)
+    if vectorised and method in ("mc", "antithetic"):
+        return _vectorised(method, ref, y, n_rep, np.random.default_rng(seed))
+    from .free_entropy import local_free_entropy
+
+    loss = ref.loss()
+    w = np.asarray(ref.w, dtype=np.float64)
+    out = np.empty(n_rep)
+    for i, s in enumerate(seed.generate_state(n_rep, dtype=np.uint64)):
+        res = local_free_entropy(loss, w, R=ref.R, y=y, method=method, beta=ref.beta,
+                                 seed=int(s))
+        out[i] = res.estimate
+    return out
+
+
+def y_grid(o: ConvergeOptions) -> np.ndarray:
+    """``2^y_min_log2, ..., 2^y_max_log2`` (int64)."""
+    return 2 ** np.arange(o.y_min_log2, o.y_max_log2 + 1, dtype=np.int64)
+
+
+def k_grid(o: ConvergeOptions) -> np.ndarray:
+    """``2^k_min_log2, ..., 2^k_max_log2`` (float64)."""
+    return 2.0 ** np.arange(o.k_min_log2, o.k_max_log2 + 1)
+
+
+def repetitions_for(method: str, y: int, o: ConvergeOptions) -> int:
+    """``clip(budget // y, n_rep, max_rep)`` for the vectorised methods, ``n_rep`` otherwise."""
+    if method in ("mc", "antithetic"):
+        return int(min(max(o.budget // y, o.n_rep), o.max_rep))
+    return int(o.n_rep)
+
+
+def _row(study: str, method: str, y: float, k: float, st: RepetitionStats | None, *, mean: float,
+         exact: float, predicted_bias: float, predicted_std: float) -> dict:
+    row = dict(study=study, method=method, y=y, k=k, n_rep=st.n if st else 0, mean=mean,
+               exact=exact, bias=mean - exact, bias_se=st.bias_se if st else math.nan,
+               std=st.std if st else math.nan, std_se=st.std_se if st else math.nan,
+               rmse=st.rmse if st else abs(mean - exact), predicted_bias=predicted_bias,
+               predicted_std=predicted_std)
+    return row
+
+
+@dataclasses.dataclass
+class ConvergenceStudy:
+    """Result of :func:`run_convergence`.
+
+    Attributes
+    ----------
+    options : ConvergeOptions
+        The resolved settings.
+    reference : QuadraticReference
+    exact : float
+        ``F(R, inf; W)`` of the reference.
+    rows : list of dict
+        One per study / method / grid point, keys :data:`CSV_COLUMNS`.
+    y_fits : dict
+        Per method, the output of :func:`fit_method` plus RMSE ratios against ``mc``.
+    k_fit : dict
+        Output of :func:`fit_k_study`.
+    wall_time_s : float
+    """
+
+    options: ConvergeOptions
+    reference: QuadraticReference
+    exact: float
+    rows: list[dict]
+    y_fits: dict[str, dict]
+    k_fit: dict
+    wall_time_s: float
+
+    def summary(self) -> dict:
+        """JSON-ready summary (what ``summary.json`` holds)."""
+        return dict(settings=dataclasses.asdict(self.options), reference=self.reference.as_dict(),
+                    exact_free_entropy=self.exact, y_study=self.y_fits, k_study=self.k_fit,
+                    wall_time_s=self.wall_time_s)
+
+    def report(self) -> str:
+        """Human-readable digest of slopes and constants."""
+        def pm(fit, key="slope"):
+            return "n/a" if not fit else f"{fit[key]:+.4f} +- {fit[key + '_se']:.4f}"
+
+        lines = [f"reference: N={self.reference.n} lam={list(self.reference.lam)} R={self.reference.R}"
+                 f" beta={self.reference.beta}; exact F = {self.exact:.10g}"]
+        for m, f in self.y_fits.items():
+            line = (f"{m:>15}: std slope {pm(f['std_slope'])} (y>={self.options.std_fit_y_min}), "
+                    f"bias slope {pm(f['bias_slope'])} on {len(f['bias_fit_y'])} resolvable points")
+            for name in ("std_constant", "bias_constant"):
+                cst = f.get(name)
+                if cst:
+                    line += (f"; {name.split('_')[0]}*y^p -> {cst['measured']:.4f} +- {cst['se']:.4f}"
+                             f" (predicted {cst['predicted']:.4f}, ratio {cst['ratio']:.3f})")
+            if "rmse_ratio_vs_mc" in f:
+                line += f"; RMSE/RMSE_mc (y>={self.options.std_fit_y_min}) {f['rmse_ratio_vs_mc']:.3g}"
+            lines.append(line)
+        k = self.k_fit
+        slope = "n/a" if k["slope"] is None else f"{k['slope']:+.4f} +- {k['slope_se']:.4f}"
+        lines.append(f"k-study: slope {slope} (expected -2); k^2 dF at k={k['fit_k'][-1]:g}: "
+                     f"{k['c2_measured_at_kmax']:.6f} vs C2 = {k['c2_predicted']:.6f}")
+        lines.append(f"wall time {self.wall_time_s:.1f} s")
+        return "\n".join(lines)
+
+
+def _log(enabled: bool, msg: str) -> None:
+    if enabled:
+        print(f"[converge] {msg}", file=sys.stderr, flush=True)
+
+
+def run_convergence(options: ConvergeOptions) -> ConvergenceStudy:
+    """Run the y- and k-studies of the module docstring (nothing is written to disk).
+
+    Raises
+    ------
+    ValueError
+        On invalid options (see :func:`resolve_options`).
+    """
+    t0 = time.perf_counter()
+    o = resolve_options(options)
+    ref = QuadraticReference.from_options(o)
+    exact = ref.exact()
+    rows: list[dict] = []
+    y_fits: dict[str, dict] = {}
+    for method in o.methods:
+        dm = ref.delta_method(method)
+        mrows = []
+        for y in y_grid(o):
+            y = int(y)
+            t = time.perf_counter()
+            n = repetitions_for(method, y, o)
+            seq = np.random.SeedSequence([o.seed, METHODS.index(method), y])
+            est = replicate(method, ref, y, n, seq)
+            st = repetition_stats(est, exact)
+            mrows.append(_row("y", method, y, math.inf, st, mean=st.mean, exact=exact,
+                              predicted_bias=float(dm.bias(y)) if dm else math.nan,
+                              predicted_std=float(dm.std(y)) if dm else math.nan))
+            _log(o.progress, f"y-study {method:<15} y={y:<7d} n={n:<7d} "
+                             f"bias={st.bias:+.3e}+-{st.bias_se:.1e} std={st.std:.3e} "
+                             f"({time.perf_counter() - t:.2f} s)")
+        rows += mrows
+        y_fits[method] = fit_method(mrows, dm, std_fit_y_min=o.std_fit_y_min,
+                                     bias_fit_y_min=o.bias_fit_y_min, bias_z=o.bias_z)
+    if "mc" in y_fits:
+        rmse_mc = {r["y"]: r["rmse"] for r in rows if r["method"] == "mc"}
+        for method in y_fits:
+            ratios = [r["rmse"] / rmse_mc[r["y"]] for r in rows if r["method"] == method
+                      and r["study"] == "y" and r["y"] >= o.std_fit_y_min]
+            if ratios:  # geometric mean over the large-y points
+                y_fits[method]["rmse_ratio_vs_mc"] = float(np.exp(np.mean(np.log(ratios))))
+    c2 = ref.finite_k_coefficient()
+    krows = []
+    for k in k_grid(o):
+        t = time.perf_counter()
+        fk = ref.exact(float(k))
+        pred = c2 / k**2 + ref.n * math.log1p(-math.exp(-4 * k * ref.R))
+        krows.append(_row("k", "quadrature", math.nan, float(k), None, mean=fk, exact=exact,
+                          predicted_bias=pred, predicted_std=math.nan))
+        _log(o.progress, f"k-study k={k:<8g} F(k)-F(inf)={fk - exact:.6e} predicted {pred:.6e} "
+                         f"({time.perf_counter() - t:.2f} s)")
+    rows += krows
+    k_fit = fit_k_study(krows, c2, R=o.R, k_fit_min=o.k_fit_min)
+    return ConvergenceStudy(options=o, reference=ref, exact=exact, rows=rows, y_fits=y_fits,
+                            k_fit=k_fit, wall_time_s=time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``anisotropy converge [--quick] [--out DIR] ...``: run the studies and write the files."""
+    parser = argparse.ArgumentParser(prog="anisotropy converge",
+                                     description=__doc__.split("\n")[0])
+    add_dataclass_arguments(parser, ConvergeOptions)
+    opts = from_namespace(ConvergeOptions, parser.parse_args(argv))
+    try:
+        opts = resolve_options(opts)
+    except ValueError as exc:  # bad option values: usage error, exit status 2
+        parser.error(str(exc))
+    study = run_convergence(opts)
+    paths = write_study(study, opts.out)
+    print(study.report())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
