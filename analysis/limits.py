@@ -3,8 +3,9 @@ r"""Symbolic proofs (sympy) and numeric checks of the analytic facts the package
 Each fact of PAPER-NOTES sections 1-4 is a :class:`Fact`: a statement, a sympy
 *proof* (a function returning ``True`` only when sympy establishes the identity
 or limit) and a *numeric check* (a function returning the largest error at a few
-points, computed with the package's own :mod:`anisotropy.kernels` wherever it
-applies, so that the check also tests the implementation).  :func:`verify`
+points, computed with the package's own :mod:`anisotropy.kernels` and
+:func:`anisotropy.losses.reduce_losses` wherever they apply, so that the check
+also tests the implementation).  :func:`verify`
 turns a fact into a :class:`FactResult`; :func:`verify_all` checks all of them;
 ``anisotropy limits [--json]`` prints them and exits non-zero if any fails.
 
@@ -49,6 +50,8 @@ QUAD_TOL = 1e-9
 QUAD_EPSREL = 1e-12
 #: kernel tails are integrated out to R + TAIL_SCALES/(2k): beyond, K < e^-TAIL_SCALES.
 TAIL_SCALES = 60.0
+#: the edge layer of K is resolved over R +- EDGE_SCALES/(2k) (there 1 - K or K is e^-20).
+EDGE_SCALES = 20.0
 #: finite-difference step for the gradient check (central differences: error ~ h^2 f''').
 FD_STEP = 1e-5
 #: FD truncation (h^2 ~ 1e-10 times O(1) third derivatives) plus roundoff (1e-16/h).
@@ -151,8 +154,8 @@ def verify(fact: Fact) -> FactResult:
 
 
 # --- numeric helpers ---------------------------------------------------------------------------
-#: (R, k) points: 4kR from 4e-3 (logistic-dominated) to 4e3 (box-dominated)
-RK_POINTS = ((1.0, 1.0), (0.3, 5.0), (1e-3, 1.0), (2.0, 0.05), (1.0, 1e3), (0.05, 40.0))
+#: (R, k) points: 4kR from 4e-3 (logistic-dominated) to 4e4 (box-dominated)
+RK_POINTS = ((1.0, 1.0), (0.3, 5.0), (1e-3, 1.0), (2.0, 0.05), (1.0, 1e4), (0.05, 40.0))
 
 
 def _quad(f: Callable[[float], float], lo: float, hi: float, points: Sequence[float] = ()) -> float:
@@ -164,7 +167,10 @@ def _quad(f: Callable[[float], float], lo: float, hi: float, points: Sequence[fl
 def _quad_kernel(f: Callable[[float], float], R_: float, k_: float) -> float:
     """Integral over the real line of ``f``, which decays like the kernel K_{R,k}."""
     edge = R_ + TAIL_SCALES / (2.0 * k_)
-    return _quad(f, -edge, edge, points=(-R_, 0.0, R_))
+    # break points around each edge's transition layer (width ~1/k): with only +-R, quad's
+    # nodes can all miss a layer much thinner than R and converge to a wrong value
+    w = min(R_, EDGE_SCALES / (2.0 * k_))
+    return _quad(f, -edge, edge, points=sorted({-R_ - w, -R_, -R_ + w, 0.0, R_ - w, R_, R_ + w}))
 
 
 def _K(xv, R_, k_):
@@ -362,6 +368,16 @@ def _plea(losses: np.ndarray, b: float = 1.0) -> float:
     return -(special.logsumexp(-b * losses) - math.log(losses.size)) / b
 
 
+def _reduce(losses: np.ndarray, reduction: str, b: float = 1.0) -> float:
+    """The package's :func:`anisotropy.losses.reduce_losses` in float64 (imports torch)."""
+    import torch
+
+    from anisotropy.losses import reduce_losses
+
+    return float(reduce_losses(torch.as_tensor(losses, dtype=torch.float64), reduction=reduction,
+                               beta=b))
+
+
 def fact_m_at_y0() -> Fact:
     y = sp.Symbol("y", integer=True, nonnegative=True)
     a = sp.Symbol("a", integer=True, positive=True)
@@ -372,8 +388,13 @@ def fact_m_at_y0() -> Fact:
     def prove():
         return _zero(M.subs(y, 0).doit() - Lc)
 
-    def check():  # eq 3 with y = 0 is the log-mean-exp of the single centre loss
-        return max(abs(_plea(np.array([lv])) - lv) / lv for lv in (0.1, 2.3, 50.0, 800.0))
+    def check():  # y = 0: one configuration (S = 1), the centre; 800: naive exp(-L) underflows
+        err = 0.0
+        for lv in (0.1, 2.3, 50.0, 800.0):
+            one = np.array([lv])
+            err = max(err, abs(_plea(one) - lv) / lv,
+                      *(abs(_reduce(one, r, 0.5) - lv) / lv for r in ("pla", "plea", "beta")))
+        return err
 
     return Fact("m_at_y0", "M(R,k,y=0;W) = L(W) (eq 4)", prove, check, ROUNDOFF_TOL)
 
@@ -389,12 +410,15 @@ def fact_plea_to_pla() -> Fact:
         return (_zero(sp.limit(F, beta, 0) - mean)
                 and _zero(sp.series(F, beta, 0, 2).removeO() - (mean - beta * var / 2)))
 
-    def check():
+    def check():  # the reference and anisotropy.losses.reduce_losses
         rng = np.random.default_rng(4)
         err = 0.0
         for _ in range(5):
             ls = rng.uniform(0.0, 3.0, size=5)
-            err = max(err, abs(_plea(ls, SMALL_BETA) - (ls.mean() - SMALL_BETA * ls.var() / 2)))
+            series = ls.mean() - SMALL_BETA * ls.var() / 2
+            err = max(err, abs(_plea(ls, SMALL_BETA) - series),
+                      abs(_reduce(ls, "beta", SMALL_BETA) - series),
+                      abs(_reduce(ls, "pla") - ls.mean()), abs(_reduce(ls, "plea") - _plea(ls)))
         return err
 
     return Fact("plea_to_pla", "-(1/beta) log mean_a exp(-beta L_a) = mean L - (beta/2) Var L + "
@@ -412,14 +436,22 @@ def fact_plea_gradient() -> Fact:
         return _zero(sp.diff(F, w) - claim)
 
     def check():
+        # central differences of the reference, and autograd of anisotropy.losses.reduce_losses
+        import torch
+
+        from anisotropy.losses import reduce_losses
+
         curv, centre = np.array([1.0, 3.0, 0.5, 2.0]), np.array([0.0, 0.4, -1.0, 2.0])
         losses = lambda wv: 0.5 * curv * (wv - centre) ** 2  # noqa: E731
         err = 0.0
         for b in (1.0, 0.3, 4.0):
             for wv in (-0.7, 0.2, 1.5):
+                want = special.softmax(-b * losses(wv)) @ (curv * (wv - centre))
                 fd = (_plea(losses(wv + FD_STEP), b) - _plea(losses(wv - FD_STEP), b)) / (2 * FD_STEP)
-                weights = special.softmax(-b * losses(wv))
-                err = max(err, abs(fd - weights @ (curv * (wv - centre))))
+                wt = torch.tensor(wv, dtype=torch.float64, requires_grad=True)
+                lt = 0.5 * torch.from_numpy(curv) * (wt - torch.from_numpy(centre)) ** 2
+                (grad,) = torch.autograd.grad(reduce_losses(lt, reduction="beta", beta=b), wt)
+                err = max(err, abs(fd - want), abs(float(grad) - want))
         return err
 
     return Fact("plea_gradient", "d/dw [-(1/beta) log mean_a e^{-beta L_a(w)}] = sum_a "
