@@ -109,7 +109,7 @@ class ConvergeOptions:
         "a point enters the bias fit only if its expected bias std^2/2 > bias_z * bias_se"))
     std_fit_y_min: int = dataclasses.field(default=64, metadata=_help(
         "std slopes and constants are fitted on y >= this"))
-    bias_fit_y_min: int = dataclasses.field(default=16, metadata=_help(
+    bias_fit_y_min: int = dataclasses.field(default=8, metadata=_help(
         "bias slopes and constants are fitted on y >= this"))
     k_fit_min: float = dataclasses.field(default=4.0, metadata=_help(
         "the k-slope is fitted on k * R >= this (normaliser term e^{-4kR} negligible)"))

@@ -1,0 +1,270 @@
+"""Convergence studies: rate fits, delta-method and finite-k predictions, the study and its CLI.
+
+Statistical tests are seeded.  Their tolerances are ``Z_TOL`` standard errors
+(computed from the repetition counts, see analysis.rates) plus, where a rate is
+fitted at finite ``y`` or ``k``, the systematic deviation that the next order of
+the expansion predicts (analysis.convergence_theory), so that a correct
+implementation passes for any seed with probability ~1 - 6e-5 per check.
+"""
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from analysis import references as refs
+from analysis.convergence import (CSV_COLUMNS, METHODS, ConvergeOptions, QuadraticReference, main,
+                                  replicate, resolve_options, run_convergence)
+from analysis.convergence_fits import fit_k_study
+from analysis.convergence_theory import (delta_method_from_moments, finite_k_coefficient,
+                                         finite_k_coefficient_fd)
+from analysis.rates import log_std_se, repetition_stats, weighted_linear_fit
+
+#: |normal deviate| > 4 has probability 6e-5: a fixed seed that fails is a real error.
+Z_TOL = 4.0
+
+LAM = np.array([1.0, 2.0, 4.0, 8.0])
+C = np.array([0.2, -0.1, 0.3, 0.0])
+W = np.zeros(4)
+R = 1.0
+
+
+# ------------------------------------------------------------------------ analysis.rates
+def test_weighted_fit_is_unbiased_with_honest_standard_errors(rng):
+    # 400 data sets from a known line with heteroscedastic known errors: the slopes
+    # scatter with the reported slope_se (std of 400 slopes has relative se 3.5%).
+    x = np.log(2.0 ** np.arange(1, 11))
+    se = 0.05 * (1 + np.arange(10) % 3)
+    fits = [weighted_linear_fit(x, 0.3 - 0.5 * x + se * rng.standard_normal(10), se)
+            for _ in range(400)]
+    slopes = np.array([f.slope for f in fits])
+    se_slope = fits[0].slope_se
+    assert abs(slopes.mean() + 0.5) < Z_TOL * se_slope / math.sqrt(400)
+    assert abs(slopes.std(ddof=1) / se_slope - 1) < Z_TOL / math.sqrt(2 * 399)
+    # chi2/dof averages 1 for a correct model (Var chi2 = 2 dof over 400 sets)
+    chi2 = np.mean([f.chi2 / f.dof for f in fits])
+    assert abs(chi2 - 1) < Z_TOL * math.sqrt(2 / 8 / 400)
+
+
+def test_weighted_fit_exact_line_and_errors():
+    fit = weighted_linear_fit([1, 2, 4], [3, 5, 9], [1, 1, 1])
+    assert fit.slope == pytest.approx(2, abs=1e-12) and fit.intercept == pytest.approx(1, abs=1e-12)
+    assert fit.chi2 == pytest.approx(0, abs=1e-20)
+    for bad, match in [(([1, 2], [1], [1, 1]), "same length"), (([1], [1], [1]), "number of points"),
+                       (([1, 1], [1, 2], [1, 1]), "distinct"), (([1, 2], [1, 2], [1, 0]), "se"),
+                       (([1, 2], [1, np.nan], [1, 1]), "NaN")]:
+        with pytest.raises(ValueError, match=match):
+            weighted_linear_fit(*bad)
+
+
+def test_log_std_se_matches_simulation(rng):
+    # normal samples of size 30: the spread of log s over 4000 data sets is log_std_se(30)
+    # (relative se of a std from 4000 values: 1/sqrt(2*3999) = 1.1%).
+    log_s = np.log(rng.standard_normal((4000, 30)).std(axis=1, ddof=1))
+    assert abs(log_s.std(ddof=1) / log_std_se(30) - 1) < 0.05  # 0.05: delta-method O(1/n) + 4 se
+    # heavy tails widen it: exponential draws (excess kurtosis 6)
+    log_e = np.log(rng.exponential(size=(4000, 200)).std(axis=1, ddof=1))
+    assert abs(log_e.std(ddof=1) / log_std_se(200, 6.0) - 1) < 0.1  # 0.1: O(1/n) terms of kurtosis 6
+    with pytest.raises(ValueError, match="n"):
+        log_std_se(1)
+
+
+def test_repetition_stats_definitions(rng):
+    x = rng.normal(1.0, 2.0, size=500)
+    st = repetition_stats(x, exact=0.5)
+    assert st.bias == pytest.approx(x.mean() - 0.5)
+    assert st.std == pytest.approx(x.std(ddof=1))
+    assert st.bias_se == pytest.approx(x.std(ddof=1) / math.sqrt(500))
+    assert st.rmse == pytest.approx(math.sqrt(np.mean((x - 0.5) ** 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        repetition_stats([1.0, np.nan, 2.0, 3.0], 0.0)
+    with pytest.raises(ValueError, match="number of estimates"):
+        repetition_stats([1.0, 2.0], 0.0)
+
+
+# --------------------------------------------------------- analysis.convergence_theory
+def test_delta_method_from_known_moments():
+    # X ~ Exponential(1): E X^m = m!, so v = 1, kappa_3 = 2, b_2 = 3/4 - 2/3, s_2 = 5/2 - 2.
+    dm = delta_method_from_moments({m: math.lgamma(m + 1) for m in (1, 2, 3)})
+    assert dm.relvar == pytest.approx(1.0, rel=1e-13)
+    assert dm.skew3 == pytest.approx(2.0, rel=1e-13)
+    assert dm.bias_second_order == pytest.approx(0.75 - 2 / 3, rel=1e-12)
+    assert dm.var_second_order == pytest.approx(0.5, rel=1e-12)
+    assert dm.bias(10.0) == pytest.approx(0.05) and dm.std(4.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="negative variance"):
+        delta_method_from_moments({1: 0.0, 2: -0.1})
+    with pytest.raises(ValueError, match="m = 1 and 2"):
+        delta_method_from_moments({1: 0.0})
+
+
+def test_second_order_terms_against_the_gamma_closed_form():
+    # For X ~ Exponential(1) the mean of y draws is Gamma(y, 1/y), so F_hat = -log mean has
+    # E = log y - digamma(y) = 1/(2y) + 1/(12 y^2) - 1/(120 y^4) + ... and
+    # Var = trigamma(y) = 1/y + 1/(2 y^2) + 1/(6 y^3) + ...: the delta method's v/(2y) + b_2/y^2
+    # and v/y + s_2/y^2 must match up to those next terms.
+    from scipy.special import digamma, polygamma
+
+    dm = delta_method_from_moments({m: math.lgamma(m + 1) for m in (1, 2, 3)})
+    for y in (4.0, 8.0, 32.0):
+        bias = math.log(y) - digamma(y)
+        assert abs(bias - float(dm.bias(y)) - dm.bias_second_order / y**2) < 1.01 / (120 * y**4)
+        var = float(polygamma(1, y))
+        assert abs(var - dm.relvar / y - dm.var_second_order / y**2) < 1.01 / (6 * y**3)
+
+
+def test_finite_k_coefficient_matches_finite_differences_of_the_reference():
+    def f_inf(w):
+        return refs.quadratic_box_free_entropy(w, lam=LAM, c=C, R=R)
+
+    for w in (W, np.array([0.5, -0.3, 0.1, 0.9])):
+        exact = finite_k_coefficient(w, lam=LAM, c=C, R=R)
+        # central differences: O(h^2) truncation + O(eps/h^2) rounding ~ 1e-8 each
+        assert finite_k_coefficient_fd(f_inf, w) == pytest.approx(exact, abs=1e-6)
+
+
+def test_finite_k_rate_against_quadrature():
+    # F(k) - F(inf) = C2/k^2 + N log(1 - e^{-4kR}) + O(k^-4): the residual e(k) = k^2 dF - C2
+    # (the normaliser term is < 1e-27 here) falls by 4 per doubling of k, up to its own
+    # relative O(k^-2) correction; kR >= 16 keeps that below 10%.
+    c2 = finite_k_coefficient(W, lam=LAM, c=C, R=R)
+    f_inf = refs.quadratic_box_free_entropy(W, lam=LAM, c=C, R=R)
+    ks = 2.0 ** np.arange(4, 9)
+    rows = [dict(k=k, bias=refs.quadratic_finite_k_free_entropy(W, lam=LAM, c=C, R=R, k=k) - f_inf)
+            for k in ks]
+    fit = fit_k_study(rows, c2, R=R, k_fit_min=16.0)
+    assert all(3.6 < r < 4.4 for r in fit["doubling_ratios"]), fit["doubling_ratios"]
+    # the local slope is -2 - 2 eps(k)/(1 + eps), eps = e(k)/C2: the fit is within 2 max|eps|
+    eps = np.abs(np.array(fit["k2_delta"]) / c2 - 1)
+    assert abs(fit["slope"] + 2) < 2 * eps.max()
+    assert eps[-1] < 1e-3
+
+
+# ------------------------------------------------------------------------- the y-study
+@pytest.fixture(scope="module")
+def study():
+    # mc and antithetic (vectorised) on y = 4 .. 4096 with 2^21 evaluations per point
+    # (~6 s on one core).  The budget makes the bias constant's se ~2% and 20% >= 5 se.
+    opts = ConvergeOptions(methods=["mc", "antithetic"], y_min_log2=2, y_max_log2=12, n_rep=64,
+                           budget=2**21, k_min_log2=2, k_max_log2=6, bias_fit_y_min=4,
+                           progress=False, seed=7)
+    return run_convergence(opts)
+
+
+def test_mc_std_rate_and_constant(study):
+    f = study.y_fits["mc"]
+    s = f["std_slope"]
+    # tolerance: Z_TOL se plus the finite-y deviation that the second-order delta method
+    # predicts for the same points and weights (|expected_finite_y + 1/2| ~ 0.004)
+    systematic = abs(f["expected_std_slope_finite_y"] + 0.5)
+    assert abs(s["slope"] + 0.5) < Z_TOL * s["slope_se"] + systematic
+    assert abs(s["slope"] - f["expected_std_slope_finite_y"]) < Z_TOL * s["slope_se"]
+    cst = f["std_constant"]
+    assert 0.10 > 3 * cst["se"] / cst["predicted"]  # the 10% tolerance is several se wide
+    assert abs(cst["ratio"] - 1) < 0.10
+
+
+def test_mc_bias_rate_and_constants(study):
+    f = study.y_fits["mc"]
+    b = f["bias_slope"]
+    assert b is not None and b["n_points"] >= 4
+    systematic = abs(f["expected_bias_slope_finite_y"] + 1.0)
+    assert abs(b["slope"] + 1.0) < Z_TOL * b["slope_se"] + systematic
+    assert abs(b["slope"] - f["expected_bias_slope_finite_y"]) < Z_TOL * b["slope_se"]
+    cst = f["bias_constant"]
+    assert 0.20 > 3 * cst["se"] / cst["predicted"]
+    assert abs(cst["ratio"] - 1) < 0.20
+    # the 1/y coefficient of bias*y is the second-order b_2 = 3v^2/4 - kappa_3/3
+    assert abs(cst["inv_y_coefficient"] - cst["inv_y_coefficient_predicted"]) < \
+        Z_TOL * cst["inv_y_coefficient_se"]
+
+
+def test_mc_estimates_match_exact_plus_predicted_bias(study):
+    ref = study.reference
+    dm = ref.delta_method("mc")
+    for r in study.rows:
+        if r["study"] == "y" and r["method"] == "mc" and r["y"] >= 16:
+            pred = r["exact"] + float(dm.bias(r["y"])) + dm.bias_second_order / r["y"] ** 2
+            # third-order remainder: ~ v^3/y^3 <= 2.5/4096 at y = 16, below one se there
+            assert abs(r["mean"] - pred) < Z_TOL * r["bias_se"] + dm.relvar**3 / r["y"] ** 3, r
+
+
+def test_antithetic_matches_its_pair_covariance_prediction(study):
+    # (dW, -dW) pairs: v -> v + Cov(X, X')/mu^2.  Near the loss minimum e^{-L} is nearly even,
+    # the pairs are positively correlated and antithetic sampling *increases* the variance.
+    f, f_mc = study.y_fits["antithetic"], study.y_fits["mc"]
+    assert f["relvar"] > f_mc["relvar"]
+    assert abs(f["std_constant"]["ratio"] - 1) < 0.10
+    assert abs(f["std_slope"]["slope"] - f_mc["std_slope"]["slope"]) < \
+        Z_TOL * math.hypot(f["std_slope"]["slope_se"], f_mc["std_slope"]["slope_se"])
+
+
+def test_k_study_in_the_result(study):
+    k = study.k_fit
+    assert k["expected_slope"] == -2.0
+    assert abs(k["slope"] + 2) < 0.05  # k = 4..64, relative O(k^-2) correction <= 5% at k = 4
+    assert abs(k["c2_ratio_at_kmax"] - 1) < 1e-3
+
+
+def test_report_mentions_every_method(study):
+    text = study.report()
+    assert "mc" in text and "antithetic" in text and "k-study" in text
+
+
+def test_replicate_is_reproducible_and_rejects_bad_input():
+    ref = QuadraticReference(tuple(LAM), tuple(C), tuple(W), R)
+    a = replicate("mc", ref, 16, 10, np.random.SeedSequence(3))
+    b = replicate("mc", ref, 16, 10, np.random.SeedSequence(3))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown method"):
+        replicate("qmc", ref, 16, 10, np.random.SeedSequence(3))
+    with pytest.raises(ValueError, match="y"):
+        replicate("mc", ref, 1, 10, np.random.SeedSequence(3))
+
+
+# ----------------------------------------------------------------------------- the CLI
+def test_cli_writes_the_three_files(tmp_path, capsys):
+    out = tmp_path / "conv"
+    rc = main(["--quick", "--out", str(out), "--methods", "mc", "antithetic", "--y-max-log2", "7",
+               "--budget", "4096", "--n-rep", "16", "--k-max-log2", "4", "--no-progress"])
+    assert rc == 0
+    assert "k-study" in capsys.readouterr().out
+    with open(out / "convergence.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        rows = list(reader)
+    ys = [r for r in rows if r["study"] == "y"]
+    assert {r["method"] for r in ys} == {"mc", "antithetic"} and len(ys) == 2 * 7
+    assert all(int(r["n_rep"]) >= 16 and float(r["std"]) > 0 for r in ys)
+    assert len([r for r in rows if r["study"] == "k"]) == 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"settings", "reference", "exact_free_entropy", "y_study", "k_study",
+            "wall_time_s"} <= set(summary)
+    assert {"std_slope", "bias_slope", "std_constant", "bias_constant"} <= set(summary["y_study"]["mc"])
+    assert summary["settings"]["quick"] is True
+    assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*tmp"))  # atomic writes leave no temporaries
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--n-rep", "2"], "n_rep"),
+    (["--y-min-log2", "5", "--y-max-log2", "4"], "y_max_log2"),
+    (["--lam", "1", "2"], "same length"),
+    (["--R", "-1"], "R"),
+    (["--methods"], "methods"),
+    (["--lam", "1", "-2", "3", "4"], "lam"),
+])
+def test_cli_bad_options_are_usage_errors(argv, match, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv + ["--no-progress"])
+    assert exc.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+def test_unknown_method_lists_the_valid_ones(capsys):
+    with pytest.raises(SystemExit):
+        main(["--methods", "qmc"])
+    err = capsys.readouterr().err
+    assert all(m in err for m in METHODS)
+    with pytest.raises(ValueError, match="valid"):
+        resolve_options(ConvergeOptions(methods=["qmc"]))
