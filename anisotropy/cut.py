@@ -123,18 +123,21 @@ def _linear_stacked(mod: nn.Linear, h: torch.Tensor, local: Mapping[str, torch.T
     """Stacked input ``h`` (S, B..., in) -> (S, B..., out) with batched GEMMs."""
     s = h.shape[0]
     dw, db = local.get("weight"), local.get("bias")
+    if dw is None:     # only the bias moves: one GEMM over the merged S*B rows
+        z = F.linear(h, mod.weight, mod.bias)
+        if centre:
+            db = torch.cat([torch.zeros_like(db[:1]), db])
+        return z + db.reshape(s, *([1] * (h.dim() - 2)), -1)
     b = mod.bias
     if db is not None:
         b = _stack_centre(b, db, centre).unsqueeze(1)               # (S, 1, out)
     elif b is not None:
         b = b.reshape(1, 1, -1)
     h3 = h.reshape(s, -1, mod.in_features)
-    if dw is None:
-        z = torch.matmul(h3, mod.weight.t())
-        z = z + b if b is not None else z
-    else:
-        wt = _stack_centre(mod.weight, dw, centre).transpose(1, 2)  # (S, in, out)
-        z = torch.baddbmm(b, h3, wt) if b is not None else torch.bmm(h3, wt)
+    # stacked weights W + dW_a: backward is one bmm for the weight gradient and
+    # one for the input gradient (splitting W + dW_a would add y GEMMs)
+    wt = _stack_centre(mod.weight, dw, centre).transpose(1, 2)      # (S, in, out)
+    z = torch.baddbmm(b, h3, wt) if b is not None else torch.bmm(h3, wt)
     return z.reshape(*h.shape[:-1], mod.out_features)
 
 

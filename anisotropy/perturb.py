@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from ._checks import check_choice, check_int, check_positive, check_sharpness
 from .kernels import sample_heat, sample_kernel
 
-__all__ = ["Kernel", "KERNELS", "is_bias", "select_parameters", "sample_perturbations"]
+__all__ = ["Kernel", "KERNELS", "BLOCK", "is_bias", "select_parameters", "sample_perturbations"]
 
 Kernel = Literal["box", "gaussian"]
 KERNELS: tuple[str, ...] = ("box", "gaussian")
@@ -110,15 +113,65 @@ def select_parameters(model: nn.Module, layers: str | Iterable[str], *,
     return tuple(n for n in params if n in chosen)
 
 
+# Draws are made in blocks of this many coordinates, each from its own numpy
+# PCG64 stream keyed by 124 bits taken from the torch generator: the block size
+# only depends on the tensor sizes (never on the thread count), so the draws are
+# the same however many threads fill them.  2**18 floats (1 MiB) is large
+# enough that seeding a stream (~20 us) is negligible and small enough that a
+# 784x784 layer splits across a handful of threads.
+BLOCK = 1 << 18
+_SEED_HIGH = 1 << 62     # seed words in [0, 2**62): two per block, 124 bits
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """A process-wide thread pool, rebuilt after a fork (threads do not survive one)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                                 thread_name_prefix="anisotropy-rng"))
+    return _POOL[1]
+
+
+def _fill_block(out: np.ndarray, seed: list[int], kernel: str, R: float, k: float,
+                sd: float) -> None:
+    """Fill ``out`` (1-D, float32/64) with draws from the normalised kernel."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+    if kernel == "gaussian":
+        rng.standard_normal(out=out, dtype=out.dtype)
+        out *= sd
+        return
+    rng.random(out=out, dtype=out.dtype)           # U(0, 1)
+    out *= 2.0 * R
+    out -= R                                       # U(-R, R)
+    if not math.isinf(k):                          # + Logistic(0, 1/(2k)): log v - log(1-v)
+        v = rng.random(out.shape, dtype=out.dtype)
+        np.maximum(v, np.finfo(out.dtype).tiny, out=v)    # keep log(v) finite
+        out += (np.log(v) - np.log1p(-v)) / (2.0 * k)
+
+
+def _sample_numpy(shape: tuple[int, ...], dtype: torch.dtype, seeds: list[list[int]],
+                  kernel: str, R: float, k: float, sd: float) -> torch.Tensor:
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    n = math.prod(shape)
+    flat = np.empty(n, dtype=np_dtype)
+    jobs = [(flat[i * BLOCK:(i + 1) * BLOCK], seeds[i], kernel, R, k, sd)
+            for i in range(len(seeds))]
+    workers = min(torch.get_num_threads(), len(jobs))
+    if workers > 1:   # numpy releases the GIL while it fills
+        list(_pool().map(lambda j: _fill_block(*j), jobs))
+    else:
+        for j in jobs:
+            _fill_block(*j)
+    return torch.from_numpy(flat).reshape(shape).to(dtype)
+
+
 def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
                          generator: torch.Generator, kernel: Kernel = "box", R: float = 0.01,
                          k: float = math.inf, gamma: float | None = None
                          ) -> dict[str, torch.Tensor]:
     r"""Draw ``y`` displacements :math:`\Delta W^a` of each smoothed tensor.
-
-    The draws are made tensor by tensor in the order of ``params``, each as one
-    call of shape ``(y, *p.shape)`` on ``generator``'s device, so the result is
-    a deterministic function of the generator state.
 
     Parameters
     ----------
@@ -127,11 +180,13 @@ def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     y : int
         Number of perturbations, ``>= 0``.
     generator : torch.Generator
+        The only source of randomness: the result is a deterministic function
+        of its state (which advances).
     kernel : {"box", "gaussian"}
         ``"box"``: the normalised kernel of eqs 5-6, i.e. ``Uniform(-R, R)``
         plus ``Logistic(0, 1/(2k))`` noise (only the uniform hypercube of eq 8
-        at ``k = inf``).  ``"gaussian"``: the heat kernel of eq 1,
-        ``N(0, 1/gamma)`` per coordinate.
+        at ``k = inf``), the exact sampler of PAPER-NOTES section 1.
+        ``"gaussian"``: the heat kernel of eq 1, ``N(0, 1/gamma)`` per coordinate.
     R, k : float
         Box half side and sharpness.
     gamma : float
@@ -140,19 +195,36 @@ def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     Returns
     -------
     dict name -> tensor of shape ``(y, *p.shape)``
+
+    Notes
+    -----
+    With a CUDA (or other non-CPU) generator the draws are
+    :func:`anisotropy.kernels.sample_kernel` / :func:`~anisotropy.kernels.sample_heat`
+    on that generator.  A CPU generator is slow (one Mersenne-Twister stream,
+    ~4 ns per float here: a quarter of a smoothed MLP step), so on CPU the
+    generator only supplies 124-bit keys of independent numpy PCG64 streams,
+    one per block of :data:`BLOCK` coordinates, filled in parallel on
+    ``torch.get_num_threads()`` threads with the same laws.
     """
     y = check_int("y", y, minimum=0)
     check_choice("kernel", kernel, KERNELS)
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if kernel == "box":
-        R, k = check_positive("R", R), check_sharpness(k)
+        R, k, sd = check_positive("R", R), check_sharpness(k), 0.0
     else:
         gamma = check_positive("gamma", gamma)
+        sd = 1.0 / math.sqrt(gamma)
+    shapes = [(y, *p.shape) for _, p in params]
+    if generator.device.type == "cpu":
+        counts = [-(-math.prod(sh) // BLOCK) for sh in shapes]
+        seeds = torch.randint(0, _SEED_HIGH, (sum(counts), 2), generator=generator).tolist()
     out = {}
-    for name, p in params:
-        shape = (y, *p.shape)
-        if kernel == "box":
+    for i, ((name, p), shape) in enumerate(zip(params, shapes)):
+        if generator.device.type == "cpu":
+            lo = sum(counts[:i])
+            d = _sample_numpy(shape, p.dtype, seeds[lo:lo + counts[i]], kernel, R, k, sd)
+        elif kernel == "box":
             d = sample_kernel(shape, R=R, k=k, rng=generator, dtype=p.dtype,
                               device=generator.device)
         else:

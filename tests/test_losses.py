@@ -137,6 +137,16 @@ def test_matches_naive_biases_and_centre(kind, centre):
     assert_matches_naive(model, ple, x, t)
 
 
+@pytest.mark.parametrize("cut", ["auto", "off"])
+@pytest.mark.parametrize("layers", [("fc1", "fc2.bias"), ("fc2.bias",), ("fc1.bias", "fc2")])
+def test_matches_naive_bias_only_layers(layers, cut):
+    # bias-only smoothing of a layer, on shared (first smoothed) and stacked input
+    model = small_mlp(seed=4)
+    x, t = batch("mlp")
+    ple = PartialLocalEntropy(model, layers=layers, include_biases=True, R=0.3, y=3, cut=cut)
+    assert_matches_naive(model, ple, x, t)
+
+
 def test_matches_naive_generic_module():
     torch.manual_seed(2)
     model = Wrapped().double()
