@@ -28,6 +28,8 @@ def _is_torch(x: Any) -> bool:
 
 def check_positive(name: str, value: Any, *, allow_inf: bool = False) -> float:
     """Return ``float(value)`` after checking ``0 < value < inf`` (``<= inf`` if allowed)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a real number > 0, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):

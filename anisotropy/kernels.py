@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_finite, check_positive, check_sharpness
+from ._checks import check_finite, check_int, check_positive, check_sharpness
 
 __all__ = [
     "distance",
@@ -143,8 +143,11 @@ def check_mask(mask: Any, n: int) -> Any:
     """
     if not _is_torch(mask):
         mask = np.asarray(mask)
-    dtype_ok = (mask.dtype == __import__("torch").bool) if _is_torch(mask) else (
-        np.asarray(mask).dtype == np.bool_)
+        dtype_ok = mask.dtype == np.bool_
+    else:
+        import torch
+
+        dtype_ok = mask.dtype == torch.bool
     if not dtype_ok:
         raise ValueError(f"mask must be a boolean array of shape ({n},), got dtype {mask.dtype}")
     if tuple(mask.shape) != (n,):
@@ -170,12 +173,15 @@ def masked_distance(dw: Any, mask: Any | None = None, *, R: float, k: float = ma
     shape (...)
     """
     dw = _as_float_array("dw", dw)
+    if dw.ndim == 0:
+        raise ValueError("dw must have at least one axis (..., N), got a scalar")
     d = distance(dw, R=R, k=k)
     if mask is not None:
         mask = check_mask(mask, dw.shape[-1])
         if _is_torch(d):
             import torch
 
+            mask = torch.as_tensor(mask, device=d.device)
             d = torch.where(mask, d, torch.zeros_like(d))
         else:
             d = np.where(mask, d, 0.0)
@@ -207,8 +213,7 @@ def log_normaliser(R: float, k: float = math.inf, n: int = 1) -> float:
     coordinates :math:`|U|`.
     """
     R, k = _check_rk(R, k)
-    if isinstance(n, bool) or int(n) != n or n < 0:
-        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    n = check_int("n", n, minimum=0)
     log_z1 = math.log(2.0 * R)
     if not math.isinf(k):
         log_z1 -= math.log(-math.expm1(-4.0 * k * R))
@@ -218,8 +223,7 @@ def log_normaliser(R: float, k: float = math.inf, n: int = 1) -> float:
 def heat_log_normaliser(gamma: float, n: int = 1) -> float:
     r"""``n log`` of :math:`\int e^{-(\gamma/2)x^2}dx = \sqrt{2\pi/\gamma}`."""
     gamma = check_positive("gamma", gamma)
-    if isinstance(n, bool) or int(n) != n or n < 0:
-        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    n = check_int("n", n, minimum=0)
     return 0.5 * n * math.log(2.0 * math.pi / gamma)
 
 
