@@ -374,15 +374,17 @@ def config_to_toml(cfg: TrainConfig) -> str:
     return "\n".join(lines)
 
 
-_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
+#: an unquoted command-line word taken as a string (digits, /data/cifar-10, ~/x):
+#: no blanks, brackets, braces, quotes, commas or equals signs
+_BARE_WORD = re.compile(r"[^\s\[\]{}\"',=]+")
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     """Split ``"section.key=value"`` into the key path and the parsed value.
 
     The value is read as a TOML literal (``0.01``, ``true``, ``["fc1", "fc2"]``,
-    ``"digits"``, ``inf``); a bare word that is not a TOML literal (``digits``)
-    is taken as a string for convenience on the command line.
+    ``"digits"``, ``inf``); a bare word that is not a TOML literal (``digits``,
+    ``/data/cifar-10``) is taken as a string for convenience on the command line.
     """
     if not isinstance(item, str) or "=" not in item:
         raise ValueError(f"override {item!r} must have the form KEY=VALUE, e.g. smoothing.R=0.01")

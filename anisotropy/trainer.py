@@ -262,7 +262,7 @@ class _Run:
                     logits = self.model(x)
             centre = F.cross_entropy(logits.detach(), t)
         if not bool(torch.isfinite(loss)):
-            raise NonFiniteError(f"non-finite training loss ({float(loss)}) at epoch "
+            raise NonFiniteError(f"non-finite training loss ({float(loss.detach())}) at epoch "
                                  f"{self.epoch + 1}, step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

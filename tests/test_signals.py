@@ -1,0 +1,108 @@
+"""Layer signals s_I (eq. 2): direct and finite-difference checks, running statistics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anisotropy import models
+from anisotropy.signals import SignalAccumulator, layer_signal, weight_layers
+
+
+def _model():
+    torch.manual_seed(0)
+    return models.mlp(depth=2, width=7, in_features=5, classes=3).double()
+
+
+def test_weight_layers_are_the_weight_matrices_by_layer_name():
+    assert list(weight_layers(_model())) == ["fc1", "fc2", "fc3"]
+    cnn = models.cnn_table25(in_channels=1, input_size=12, padding=1)
+    assert list(weight_layers(cnn)) == ["conv1", "conv2", "conv3", "conv4", "conv5",
+                                        "fc1", "fc2", "fc3"]
+    assert all(p.ndim >= 2 for p in weight_layers(cnn).values())
+
+
+def test_signal_matches_finite_differences_of_the_loss():
+    """Eq. 2 on one batch against central differences of the float64 loss.
+
+    Step 1e-6 on a smooth (ReLU away from its kink at these inputs) loss gives
+    derivative errors of order h^2 * L''' ~ 1e-12, far below the 1e-7 tolerance.
+    """
+    model = _model()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (6,), generator=g)
+    loss = F.cross_entropy(model(x), t)
+    loss.backward()
+    h = 1e-6
+    for name, p in weight_layers(model).items():
+        fd = torch.zeros_like(p)
+        with torch.no_grad():
+            for i in range(p.numel()):
+                old = p.view(-1)[i].item()
+                p.view(-1)[i] = old + h
+                up = F.cross_entropy(model(x), t).item()
+                p.view(-1)[i] = old - h
+                down = F.cross_entropy(model(x), t).item()
+                p.view(-1)[i] = old
+                fd.view(-1)[i] = (up - down) / (2 * h)
+        direct = fd.abs().sum().item() / p.numel()  # (1/N_I) sum_w |dL/dw|
+        assert float(layer_signal(p.grad)) == pytest.approx(direct, rel=1e-7, abs=1e-12), name
+
+
+def test_running_statistics_match_a_direct_computation_over_batches():
+    model = _model()
+    layers = weight_layers(model)
+    acc = SignalAccumulator(layers)
+    g = torch.Generator().manual_seed(2)
+    per_batch = {k: [] for k in layers}
+    for _ in range(7):
+        x = torch.randn(9, 5, generator=g, dtype=torch.float64)
+        t = torch.randint(0, 3, (9,), generator=g)
+        model.zero_grad()
+        F.cross_entropy(model(x), t).backward()
+        acc.update()
+        for k, p in layers.items():
+            per_batch[k].append(p.grad.detach().numpy().ravel().copy())
+    assert acc.n == 7
+    summ = acc.summary()
+    for k, gs in per_batch.items():
+        G = np.stack(gs)  # (batches, N_I)
+        s = np.abs(G).mean(axis=1)
+        assert summ[k]["signal"] == pytest.approx(s.mean(), rel=1e-12)
+        assert summ[k]["signal_std"] == pytest.approx(s.std(), rel=1e-9)
+        assert summ[k]["grad_mean_norm"] == pytest.approx(np.linalg.norm(G.mean(0)), rel=1e-12)
+        assert summ[k]["grad_std_norm"] == pytest.approx(np.sqrt(G.var(0).sum()), rel=1e-9)
+        assert summ[k]["weight_norm"] == pytest.approx(np.linalg.norm(layers[k].detach().numpy()),
+                                                       rel=1e-12)
+    acc.reset()
+    assert acc.n == 0
+
+
+def test_welford_keeps_the_variance_of_gradients_with_a_large_offset():
+    """Sum-of-squares in float64 would lose a variance of 1e-6 under an offset of 1e8
+    (cancellation error ~ 1e16 * 2e-16 ~ 1); Welford keeps it to ~1e-9 relative."""
+    p = nn.Parameter(torch.zeros(3, 2, dtype=torch.float64))
+    acc = SignalAccumulator({"w": p})
+    rng = np.random.default_rng(3)
+    G = 1e8 + 1e-3 * rng.standard_normal((50, 6))
+    for row in G:
+        p.grad = torch.from_numpy(row.reshape(3, 2).copy())
+        acc.update()
+    s = acc.summary()["w"]
+    assert s["grad_std_norm"] == pytest.approx(np.sqrt(G.var(0).sum()), rel=1e-6)
+    # each batch's s_I is itself a float64 mean of six ~1e8 numbers, rounded to ~2e-8
+    # absolute (both here and in numpy), i.e. ~5e-5 of its std of ~4e-4: tolerance 1e-4
+    assert s["signal_std"] == pytest.approx(np.abs(G).mean(1).std(), rel=1e-4)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="at least one weight layer"):
+        SignalAccumulator({})
+    acc = SignalAccumulator(weight_layers(_model()))
+    with pytest.raises(ValueError, match="no minibatch accumulated"):
+        acc.summary()
+    with pytest.raises(ValueError, match="has no gradient"):
+        acc.update()
