@@ -14,7 +14,7 @@ prefix once and the suffix ``S`` times (autograd then sums the ``S`` gradients
 arriving at the cut).  From the first smoothed child on, activations carry a
 leading axis of length ``S``:
 
-* a :class:`~torch.nn.Linear` child whose input is still shared computes
+* a :class:`~torch.nn.Linear` child (exact type, no forward hooks) whose input is still shared computes
   :math:`hW^T + b` once and adds :math:`h\,\Delta W_a^T` for all ``a`` in one
   GEMM ``h @ [ΔW_1; ...; ΔW_y]^T``; because ``ΔW`` is a constant, backward
   costs one GEMM for the weight gradient (the ``S`` output gradients are summed
@@ -186,8 +186,8 @@ def stacked_outputs(pieces: Sequence[tuple[str, nn.Module]], x: torch.Tensor,
             h = mod(h)
         elif not local and _per_sample(mod):
             h = mod(h.flatten(0, 1)).unflatten(0, h.shape[:2])
-        elif (isinstance(mod, nn.Linear) and set(local) <= {"weight", "bias"}
-              and h.shape[-1] == mod.in_features):
+        elif (type(mod) is nn.Linear and set(local) <= {"weight", "bias"}
+              and not (mod._forward_hooks or mod._forward_pre_hooks)):
             h = (_linear_stacked if stacked else _linear_shared)(mod, h, local, centre)
         else:
             h = _generic(mod, h, local, centre, stacked, s)

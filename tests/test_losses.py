@@ -11,9 +11,7 @@ from torch.nn import functional as F
 
 from anisotropy.losses import PartialLocalEntropy, SmoothedLoss, reduce_losses
 from anisotropy.models import conv_net, mlp
-from anisotropy.perturb import sample_perturbations, select_parameters
-
-torch.set_num_threads(1)
+from anisotropy.perturb import BLOCK, sample_perturbations, select_parameters
 
 # float64 agreement of two implementations of the same sums: a few hundred ulps
 # of O(1) quantities, far below any real discrepancy (which is O(R) or larger).
@@ -285,9 +283,9 @@ def test_only_selected_parameters_are_perturbed(cut):
     assert all(torch.equal(o, seen["fc1"][0]) for o in seen["fc1"])
     deltas = ple.sample(torch.Generator().manual_seed(1))
     assert set(deltas) == {"fc2.weight"}
-    if cut == "off":   # one call per configuration; fc2 outputs all differ
-        assert len(seen["fc2"]) == 4
-        assert not any(torch.equal(seen["fc2"][0], o) for o in seen["fc2"][1:])
+    # a hooked module is run once per configuration (hooks see every one); fc2 outputs differ
+    assert len(seen["fc2"]) == 4
+    assert not any(torch.equal(seen["fc2"][0], o) for o in seen["fc2"][1:])
 
 
 def test_selection_rules():
@@ -332,6 +330,29 @@ def test_box_perturbations_within_box_and_schedule_called():
             assert d.abs().max().item() <= R
             # 50 * 49 > 2000 uniform draws: the extreme reaches > 0.99 R w.p. 1 - 1e-8
             assert d.abs().max().item() > 0.99 * R
+
+
+@pytest.mark.parametrize("kernel,kw", [("box", dict(R=0.1)), ("box", dict(R=0.1, k=5.0)),
+                                       ("gaussian", dict(gamma=4.0))])
+def test_draws_independent_of_thread_count(kernel, kw):
+    # several blocks per tensor, filled by 1 or 3 threads: bitwise the same draws
+    p = [("a", torch.zeros(3, BLOCK // 2 + 5)), ("b", torch.zeros(7, dtype=torch.float64))]
+    old = torch.get_num_threads()
+    draws = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            draws.append(sample_perturbations(p, 2, generator=torch.Generator().manual_seed(4),
+                                              kernel=kernel, **kw))
+    finally:
+        torch.set_num_threads(old)
+    for n, _ in p:
+        assert torch.equal(draws[0][n], draws[1][n])
+    assert draws[0]["a"].shape == (2, 3, BLOCK // 2 + 5) and draws[0]["a"].dtype == torch.float32
+    assert draws[0]["b"].dtype == torch.float64
+    # different blocks are different streams
+    flat = draws[0]["a"].reshape(-1)
+    assert not torch.equal(flat[:1000], flat[BLOCK:BLOCK + 1000])
 
 
 @pytest.mark.slow
