@@ -31,6 +31,7 @@ def small(**over) -> TrainConfig:
          "optim": {"lr": 0.05, "batch_size": 32},
          "smoothing": {"layers": ["fc2"], "R": 0.05, "y": 3}}
     cfg = config_from_dict(d)
+    over = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in over.items()}
     return apply_overrides(cfg, [f"{k}={v}" for k, v in over.items()])
 
 
@@ -278,3 +279,18 @@ def test_command_line_smoke_run_and_errors(tmp_path, monkeypatch, capsys):
     msg = error_of(["experiments/smoke.toml", "--out", str(tmp_path / "y"), "--set",
                     'smoothing.layers=["fc9"]'])
     assert "fc9" in msg and "fc1" in msg
+
+
+@pytest.mark.parametrize("over", [
+    {"smoothing.reduction": "beta", "smoothing.beta": 4.0},
+    {"smoothing.include_centre": False},
+    {"smoothing.kernel": "gaussian", "smoothing.R": 0.02},
+    {"smoothing.k": 50.0, "optim.weight_decay": 1e-3, "optim.nesterov": True},
+])
+def test_every_smoothing_option_reaches_the_loss(tmp_path, over):
+    summary = train(small(epochs=1, **over), tmp_path, progress=False)
+    rec = read_jsonl(tmp_path / "log.jsonl")[0]
+    assert summary["status"] == "complete"
+    # the smoothed loss of perturbed weights differs from the centre loss it is logged beside
+    assert rec["smoothed_loss"] != rec["train_loss"]
+    assert math.isfinite(rec["smoothed_loss"]) and math.isfinite(rec["train_loss"])
