@@ -42,11 +42,10 @@ from torch import nn
 
 from . import models
 from .augment import augment_batch
-from .config import (TrainConfig, apply_overrides, config_from_dict, config_to_dict,
-                     config_to_toml, load_config)
+from .config import TrainConfig, config_to_dict, config_to_toml, load_config
 from .data import Dataset, load_dataset, minibatches
-from .logs import (append_jsonl, check_record, load_checkpoint, read_jsonl, save_checkpoint,
-                   truncate_log, write_json_atomic, write_text_atomic)
+from .logs import (append_jsonl, check_record, load_checkpoint, save_checkpoint, truncate_log,
+                   write_json_atomic, write_text_atomic)
 from .schedules import radius_schedule
 from .signals import SignalAccumulator, weight_layers
 
