@@ -91,7 +91,7 @@ def fit_method(rows: list[dict], dm: DeltaMethod | None, *, std_fit_y_min: float
     out["std_constant"] = _constant(
         _fit_or_none(1 / y[s_sel], std[s_sel] * sq, std_se[s_sel] * sq), dm.std_constant,
         dm.var_second_order / (2 * dm.std_constant))
-    out["bias_constant"] = _constant(
+    out["bias_constant"] = None if not dm.predicts_bias else _constant(
         _fit_or_none(1 / y[b_sel], bias[b_sel] * y[b_sel], bias_se[b_sel] * y[b_sel]),
         dm.bias_constant, dm.bias_second_order)
     return out

@@ -20,7 +20,7 @@ __all__ = ["CSV_COLUMNS", "write_study", "atomic_write"]
 
 #: Columns of ``convergence.csv``: one row per study / method / grid point.
 CSV_COLUMNS = ("study", "method", "y", "k", "n_rep", "mean", "exact", "bias", "bias_se",
-               "std", "std_se", "rmse", "predicted_bias", "predicted_std")
+               "std", "std_se", "rmse", "predicted_bias", "predicted_std", "n_unreliable")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

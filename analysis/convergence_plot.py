@@ -41,21 +41,22 @@ def plot_study(study: ConvergenceStudy, path: str | os.PathLike) -> None:
     for ax, method in zip(axes, methods):
         rows = [r for r in study.rows if r["study"] == "y" and r["method"] == method]
         y, bias, bse, std, n = (_column(rows, k) for k in ("y", "bias", "bias_se", "std", "n_rep"))
-        sig = (std * np.sqrt(n) > 2 * o.bias_z) & (bias > 0)
+        sig = (std * np.sqrt(n) > 2 * o.bias_z) & (bias > 0) & (y >= o.bias_fit_y_min)
         ax.errorbar(y[sig], np.abs(bias[sig]), yerr=bse[sig], fmt="o", ms=4, color=colours[0],
                     label=f"bias (resolvable at {o.bias_z:g} se)")
         ax.plot(y[~sig], np.abs(bias[~sig]), "o", ms=4, mfc="none", color=colours[0], alpha=0.5,
                 label="|bias| (not resolvable)")
         ax.plot(y, std, "s", ms=4, color=colours[1], label="std")
         pb, ps = _column(rows, "predicted_bias"), _column(rows, "predicted_std")
-        if np.all(np.isfinite(ps)):
+        if np.all(np.isfinite(pb)):
             ax.plot(y, pb, "-", color=colours[0], lw=1, label="v/(2y) (delta method)")
+        if np.all(np.isfinite(ps)):
             ax.plot(y, ps, "-", color=colours[1], lw=1, label="sqrt(v/y) (delta method)")
         f = study.y_fits[method]
-        slope = f["std_slope"]["slope"] if f["std_slope"] else float("nan")
-        bslope = f["bias_slope"]["slope"] if f["bias_slope"] else float("nan")
-        ax.set(xscale="log", yscale="log", xlabel="y", title=f"{method}: std slope {slope:+.3f}, "
-               f"bias slope {bslope:+.3f}")
+        slope = f"{f['std_slope']['slope']:+.3f}" if f["std_slope"] else "n/a"
+        bslope = f"{f['bias_slope']['slope']:+.3f}" if f["bias_slope"] else "n/a"
+        ax.set(xscale="log", yscale="log", xlabel="y (loss evaluations per estimate)",
+               title=f"{method}: std slope {slope}, bias slope {bslope}")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=6)
     ax = axes[len(methods)]
@@ -77,6 +78,8 @@ def plot_study(study: ConvergenceStudy, path: str | os.PathLike) -> None:
     ax.legend(fontsize=7)
     for ax in axes[n_panels:]:
         ax.set_visible(False)
-    fig.suptitle(f"convergence on the quadratic reference (N={study.reference.n}, "
-                 f"R={study.reference.R}, exact F={study.exact:.6f})", fontsize=10)
+    ref = study.reference
+    fig.suptitle(f"convergence on the quadratic reference (N={ref.n}, lam={list(ref.lam)}, "
+                 f"coupling={ref.coupling}, R={ref.R}, exact F={study.exact:.6f}); "
+                 f"k-study on its separable part", fontsize=10)
     fig.savefig(path, format="png", dpi=110)

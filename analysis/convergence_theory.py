@@ -68,10 +68,14 @@ class DeltaMethod:
         :math:`v = \operatorname{Var}X / \mu^2`.
     skew3 : float
         :math:`\kappa_3 = E(X-\mu)^3/\mu^3` (``nan`` when not supplied).
+    predicts_bias : bool
+        ``False`` when only the standard deviation is predicted (the bias
+        methods then return ``nan``).
     """
 
     relvar: float
     skew3: float = math.nan
+    predicts_bias: bool = True
 
     @property
     def std_constant(self) -> float:
@@ -81,7 +85,7 @@ class DeltaMethod:
     @property
     def bias_constant(self) -> float:
         """``lim bias * y = v / 2``."""
-        return 0.5 * self.relvar
+        return 0.5 * self.relvar if self.predicts_bias else math.nan
 
     @property
     def bias_second_order(self) -> float:
@@ -99,7 +103,7 @@ class DeltaMethod:
 
     def bias(self, y: np.ndarray | float) -> np.ndarray:
         """First-order predicted bias ``v / (2 y)``; shape of ``y``."""
-        return 0.5 * self.relvar / np.asarray(y, dtype=np.float64)
+        return self.bias_constant / np.asarray(y, dtype=np.float64)
 
 
 def delta_method_from_moments(log_moments: dict[int, float]) -> DeltaMethod:

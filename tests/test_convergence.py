@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from analysis import references as refs
-from analysis.convergence import (CSV_COLUMNS, METHODS, ConvergeOptions, QuadraticReference, main,
-                                  replicate, resolve_options, run_convergence)
+from analysis.convergence import (CSV_COLUMNS, METHODS, ConvergeOptions, main, replicate,
+                                  resolve_options, run_convergence)
+from analysis.convergence_reference import QuadraticReference, quadratic_box_log_average
 from analysis.convergence_fits import fit_k_study
 from analysis.convergence_theory import (delta_method_from_moments, finite_k_coefficient,
                                          finite_k_coefficient_fd)
@@ -140,14 +141,70 @@ def test_finite_k_rate_against_quadrature():
     assert eps[-1] < 1e-3
 
 
+# ------------------------------------------------------------------- the reference
+#: 2-D coupled quadratic for the study tests (its exact F is a 1-D quadrature, fast);
+#: relative variance of the weights ~1.2, so biases are resolvable.
+REF2 = dict(lam=[3.0, 12.0], c=[0.2, -0.1], w=[0.0, 0.0], R=1.0, coupling=0.5)
+
+
+def test_box_log_average_against_brute_force(rng):
+    # log E exp(-(u^T B u/2 + b.u)) for u uniform in the box against 2^20 plain draws,
+    # within Z_TOL of the draws' own relative standard error.
+    B = np.array([[2.0, 0.7], [0.7, 1.0]])
+    b = np.array([0.3, -0.5])
+    u = rng.uniform(-1.5, 1.5, size=(2**20, 2))
+    x = np.exp(-(0.5 * np.einsum("ni,ij,nj->n", u, B, u) + u @ b))
+    se = x.std() / math.sqrt(x.size) / x.mean()
+    assert abs(quadratic_box_log_average(B, b, R=1.5) - math.log(x.mean())) < Z_TOL * se
+    # a diagonal B takes the separable path; it agrees with the general one to quadrature accuracy
+    D = np.diag([2.0, 1.0])
+    from analysis.references import quadratic_full_box_free_entropy
+
+    m = -b / np.diag(D)
+    full = 0.5 * m @ D @ m - quadratic_full_box_free_entropy(np.zeros(2), A=D, c=m, R=1.5) - 2 * math.log(3)
+    assert quadratic_box_log_average(D, b, R=1.5) == pytest.approx(full, rel=1e-9)
+
+
+def test_reference_validation():
+    with pytest.raises(ValueError, match="coupling"):
+        QuadraticReference((1.0, 2.0, 3.0), (0, 0, 0), (0, 0, 0), 1.0, coupling=-0.6)
+    with pytest.raises(ValueError, match="N <= 3"):
+        QuadraticReference((1.0,) * 4, (0,) * 4, (0,) * 4, 1.0, coupling=0.1)
+    with pytest.raises(ValueError, match="same length"):
+        QuadraticReference((1.0, 2.0), (0,), (0, 0), 1.0)
+    with pytest.raises(ValueError, match="R"):
+        QuadraticReference((1.0,), (0,), (0,), 0.0)
+
+
+def test_control_variate_is_exact_on_a_separable_quadratic():
+    # the secant surrogate reproduces a separable quadratic: zero predicted and measured spread
+    ref = QuadraticReference((1.0, 4.0), (0.2, -0.1), (0.0, 0.0), 1.0)
+    assert ref.delta_method("control_variate").relvar == pytest.approx(0, abs=1e-12)
+    est, ok = replicate("control_variate", ref, 16, 8, np.random.SeedSequence(1))
+    assert np.all(ok)
+    np.testing.assert_allclose(est, ref.exact(), atol=1e-12)
+
+
+def test_vectorised_replicates_agree_with_local_free_entropy():
+    # Same law: means differ by < Z_TOL combined se, stds by < Z_TOL se of a std ratio.
+    ref = QuadraticReference(**{k: tuple(v) if isinstance(v, list) else v for k, v in REF2.items()})
+    for method in ("mc", "antithetic"):
+        a, _ = replicate(method, ref, 16, 400, np.random.SeedSequence(5))
+        b, _ = replicate(method, ref, 16, 400, np.random.SeedSequence(6), vectorised=False)
+        sa, sb = repetition_stats(a, 0.0), repetition_stats(b, 0.0)
+        assert abs(sa.mean - sb.mean) < Z_TOL * math.hypot(sa.bias_se, sb.bias_se)
+        assert abs(math.log(sa.std / sb.std)) < Z_TOL * math.hypot(sa.log_std_se, sb.log_std_se)
+
+
 # ------------------------------------------------------------------------- the y-study
 @pytest.fixture(scope="module")
 def study():
-    # mc and antithetic (vectorised) on y = 4 .. 4096 with 2^21 evaluations per point
-    # (~6 s on one core).  The budget makes the bias constant's se ~2% and 20% >= 5 se.
-    opts = ConvergeOptions(methods=["mc", "antithetic"], y_min_log2=2, y_max_log2=12, n_rep=64,
-                           budget=2**21, k_min_log2=2, k_max_log2=6, bias_fit_y_min=4,
-                           progress=False, seed=7)
+    # All methods on y = 4 .. 4096; mc and antithetic (vectorised) with 2^22 evaluations per
+    # point, which makes the bias constant's se (fitted on y >= 16, where the O(y^-3) terms
+    # are < 1% of the bias) ~4.5%, so that 20% is > 4 se; 64 repetitions per point for sobol
+    # and the control variate (one local_free_entropy call each).
+    opts = ConvergeOptions(y_min_log2=2, y_max_log2=12, n_rep=64, budget=2**22, k_min_log2=2,
+                           k_max_log2=6, bias_fit_y_min=16, progress=False, seed=7, **REF2)
     return run_convergence(opts)
 
 
@@ -199,34 +256,85 @@ def test_antithetic_matches_its_pair_covariance_prediction(study):
         Z_TOL * math.hypot(f["std_slope"]["slope_se"], f_mc["std_slope"]["slope_se"])
 
 
+def _log_rmse_ratio_se(study, method, y_min):
+    """se of the geometric-mean RMSE ratio vs mc over y >= y_min (RMSE ~ std there)."""
+    rows = {(r["method"], r["y"]): r for r in study.rows if r["study"] == "y"}
+    terms = [(rows[method, y]["std_se"] / rows[method, y]["std"]) ** 2
+             + (rows["mc", y]["std_se"] / rows["mc", y]["std"]) ** 2
+             for (m, y) in rows if m == method and y >= y_min]
+    return math.sqrt(np.mean(terms) / len(terms))
+
+
+@pytest.mark.parametrize("method", ["sobol", "control_variate"])
+def test_sobol_and_control_variate_beat_mc(study, method):
+    ratio = study.y_fits[method]["rmse_ratio_vs_mc"]
+    se = _log_rmse_ratio_se(study, method, study.options.std_fit_y_min)
+    assert math.log(ratio) < -Z_TOL * se, (ratio, se)
+
+
+def test_control_variate_std_matches_its_prediction(study):
+    # v_cv = v - Cov(X, G)^2/(mu^2 Var G) from exact moments of the surrogate G
+    f = study.y_fits["control_variate"]
+    assert f["relvar"] < study.y_fits["mc"]["relvar"]
+    cst = f["std_constant"]
+    assert abs(cst["measured"] - cst["predicted"]) < Z_TOL * cst["se"]
+    s = f["std_slope"]
+    assert abs(s["slope"] + 0.5) < Z_TOL * s["slope_se"]
+
+
+def test_sobol_converges_faster_than_mc(study):
+    # randomised QMC on a smooth integrand: std ~ y^-1 (log y)^... or better; -1/2 is excluded
+    s = study.y_fits["sobol"]["std_slope"]
+    assert s["slope"] < -0.5 - Z_TOL * s["slope_se"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_estimates_the_exact_value(study, method):
+    # any log-mean-exp estimator with an unbiased inner mean has bias ~ Var/2 = std^2/2 >= 0;
+    # at y >= 256 that is far below the se, and |bias - std^2/2| < std^2/2 + Z_TOL se
+    for r in study.rows:
+        if r["study"] == "y" and r["method"] == method and r["y"] >= 256:
+            half_var = r["std"] ** 2 / 2
+            assert abs(r["bias"] - half_var) < half_var + Z_TOL * r["bias_se"], r
+
+
 def test_k_study_in_the_result(study):
     k = study.k_fit
     assert k["expected_slope"] == -2.0
-    assert abs(k["slope"] + 2) < 0.05  # k = 4..64, relative O(k^-2) correction <= 5% at k = 4
-    assert abs(k["c2_ratio_at_kmax"] - 1) < 1e-3
+    # as in test_finite_k_rate_against_quadrature: local slope -2 - 2 eps/(1 + eps)
+    eps = np.abs(np.array(k["k2_delta"]) / k["c2_predicted"] - 1)[-len(k["fit_k"]):]
+    assert abs(k["slope"] + 2) < 2 * eps.max()
+    assert abs(k["c2_ratio_at_kmax"] - 1) < 2e-3  # eps ~ k^-2: ~0.2 at k = 4, < 1e-3 at k = 64
+    assert eps[-1] < eps[0] / 100  # from k = 4 to 64 eps falls like k^-2 (256-fold)
 
 
 def test_report_mentions_every_method(study):
     text = study.report()
-    assert "mc" in text and "antithetic" in text and "k-study" in text
+    assert all(m in text for m in METHODS) and "k-study" in text
 
 
 def test_replicate_is_reproducible_and_rejects_bad_input():
     ref = QuadraticReference(tuple(LAM), tuple(C), tuple(W), R)
-    a = replicate("mc", ref, 16, 10, np.random.SeedSequence(3))
-    b = replicate("mc", ref, 16, 10, np.random.SeedSequence(3))
-    np.testing.assert_array_equal(a, b)
+    for method in METHODS:
+        a, _ = replicate(method, ref, 16, 4, np.random.SeedSequence(3))
+        b, _ = replicate(method, ref, 16, 4, np.random.SeedSequence(3))
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="power of two"):
+        replicate("mc", ref, 12, 10, np.random.SeedSequence(3))
     with pytest.raises(ValueError, match="unknown method"):
         replicate("qmc", ref, 16, 10, np.random.SeedSequence(3))
     with pytest.raises(ValueError, match="y"):
         replicate("mc", ref, 1, 10, np.random.SeedSequence(3))
+    with pytest.raises(ValueError, match="y"):
+        replicate("sobol", ref, 2, 10, np.random.SeedSequence(3))
 
 
 # ----------------------------------------------------------------------------- the CLI
 def test_cli_writes_the_three_files(tmp_path, capsys):
     out = tmp_path / "conv"
     rc = main(["--quick", "--out", str(out), "--methods", "mc", "antithetic", "--y-max-log2", "7",
-               "--budget", "4096", "--n-rep", "16", "--k-max-log2", "4", "--no-progress"])
+               "--budget", "4096", "--n-rep", "16", "--k-max-log2", "4", "--no-progress",
+               "--lam", "3", "12", "--c", "0.2", "-0.1", "--w", "0", "0", "--R", "1"])
     assert rc == 0
     assert "k-study" in capsys.readouterr().out
     with open(out / "convergence.csv", newline="") as fh:
