@@ -251,7 +251,10 @@ def _sobol_draws(spec: KernelSpec, n: int, y: int, rng: np.random.Generator, bat
     if dims > qmc.Sobol.MAXDIM:
         raise ValueError(f"method='sobol' supports at most {qmc.Sobol.MAXDIM} Sobol dimensions; "
                          f"|U| = {n} needs {dims} (use method='mc' or 'antithetic')")
-    sampler = qmc.Sobol(dims, scramble=True, rng=rng)
+    try:
+        sampler = qmc.Sobol(dims, scramble=True, rng=rng)
+    except TypeError:  # scipy < 1.15 names the generator argument `seed`
+        sampler = qmc.Sobol(dims, scramble=True, seed=rng)
     # Points are multiples of 2^-bits; the half-cell offset keeps them in (0, 1),
     # where the inverse CDFs (ndtri, logit) are finite.
     half_cell = 2.0 ** -(sampler.bits + 1)

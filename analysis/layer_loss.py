@@ -68,7 +68,9 @@ def layer_loss_function(model: nn.Module, layer_name: str, inputs: torch.Tensor,
     callable
         ``loss(W)`` for numpy ``W`` of shape ``(..., N)`` -> float64 ndarray of shape
         ``(...)``; computed in the model's dtype without gradients.  It has the
-        attributes ``n_weights`` (``N``) and ``parameter_name``.
+        attributes ``n_weights`` (``N``), ``parameter_name`` and ``gradient(W)``
+        (autograd ``dL/dW`` of shape ``(N,)``, e.g. the ``grad`` of the control
+        variate, which saves the ``2N`` finite-difference evaluations).
     """
     batch_size = check_int("batch_size", batch_size, minimum=1)
     pname, weight = _weight(model, layer_name)
@@ -102,6 +104,17 @@ def layer_loss_function(model: nn.Module, layer_name: str, inputs: torch.Tensor,
                 out[s:s + chunk.shape[0]] = batched(chunk).double().cpu().numpy()
         return out.reshape(lead)
 
+    def gradient(W: Any) -> np.ndarray:
+        """``dL/dW`` at one weight vector ``W`` of shape ``(N,)`` by autograd (float64 numpy)."""
+        W = np.asarray(W)
+        if W.shape != (n,):
+            raise ValueError(f"W must have shape ({n},) for layer {layer_name!r}, got {W.shape}")
+        wt = torch.tensor(W, dtype=dtype, device=device, requires_grad=True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(one(wt), wt)
+        return g.double().cpu().numpy()
+
+    loss.gradient = gradient  # type: ignore[attr-defined]
     loss.n_weights = n  # type: ignore[attr-defined]
     loss.parameter_name = pname  # type: ignore[attr-defined]
     return loss
