@@ -47,14 +47,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 import numpy as np
-from scipy import special
 from scipy.stats import qmc
 
-from anisotropy._checks import check_choice, check_int, check_positive, check_sharpness
-from anisotropy.kernels import check_mask, masked_distance, sample_kernel
+from anisotropy._checks import check_choice, check_int, check_positive
 
-from .estimators import KernelSpec, log_surrogate_averages, weight_diagnostics
+from .estimators import (KernelSpec, as_generator, batch_rows, check_centre, evaluate_loss,
+                         log_weights, smoothed_indices, weight_diagnostics)
 from .estimators import jackknife as _jackknife
+from .paper_m import PaperMResult, paper_m_estimator, paper_m_noiseless
+from .surrogate import control_variate_estimate, fit_surrogate, log_surrogate_averages
 
 __all__ = [
     "Method",
@@ -79,11 +80,6 @@ METHODS: tuple[str, ...] = ("mc", "sobol", "antithetic", "control_variate")
 # the delta-method error bar sqrt(relvar/y) and bias relvar/(2y) stop being trustworthy.
 RELVAR_LIMIT = 10.0
 
-# Memory bound for one batch of perturbed weight vectors: 2^22 float64 = 32 MiB.
-_BATCH_ELEMENTS = 2 ** 22
-# A control variate whose log-weights exceed the loss's by more than this cannot
-# be exponentiated on a common scale (e^700 ~ 1e304, the float64 limit).
-_EXP_LIMIT = 700.0
 
 
 class UnreliableEstimateWarning(RuntimeWarning):
@@ -169,66 +165,6 @@ class FreeEntropyResult:
         return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ helpers
-def _rng(seed: Any) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an int or a numpy.random.Generator, got {seed!r}")
-    return np.random.default_rng(int(seed))
-
-
-def _weights_vector(w: Any) -> np.ndarray:
-    w = np.asarray(w, dtype=np.float64)
-    if w.ndim != 1 or w.shape[0] == 0:
-        raise ValueError(f"w must be a non-empty 1-D array of shape (N,), got shape {w.shape}")
-    if not np.isfinite(w).all():
-        raise ValueError("w contains NaN or inf; it must be finite")
-    return w
-
-
-def _support(mask: Any, n: int) -> np.ndarray:
-    if mask is None:
-        return np.arange(n)
-    mask = check_mask(np.asarray(mask), n)
-    idx = np.flatnonzero(mask)
-    if idx.size == 0:
-        raise ValueError("mask selects no coordinate; it must select at least one (|U| >= 1)")
-    return idx
-
-
-def _batch(batch_size: Any, N: int) -> int:
-    if batch_size is None:
-        return max(1, _BATCH_ELEMENTS // N)
-    return check_int("batch_size", batch_size, minimum=1)
-
-
-def _evaluate(loss: Callable, w: np.ndarray, idx: np.ndarray, dw: np.ndarray) -> np.ndarray:
-    """``L(w + dW)`` for a batch ``dw`` of shape (b, |U|) -> (b,), validated."""
-    x = np.repeat(w[None, :], dw.shape[0], axis=0)
-    x[:, idx] += dw
-    out = np.asarray(loss(x), dtype=np.float64)
-    if out.shape != (dw.shape[0],):
-        raise ValueError(f"loss must map an array of shape (b, N) = {x.shape} to shape "
-                         f"({dw.shape[0]},), got shape {out.shape}")
-    if not np.isfinite(out).all():
-        raise ValueError("loss returned NaN or inf; it must be finite at every evaluated point")
-    return out
-
-
-def _log_weights(loss, w, idx, draw, total, batch, beta):
-    """-beta L(w + dW) for ``total`` perturbations produced ``draw(b)`` at a time."""
-    out = np.empty(total)
-    for s in range(0, total, batch):
-        b = min(batch, total - s)
-        out[s:s + b] = -beta * _evaluate(loss, w, idx, draw(b))
-    return out
-
-
-def _log_mean(lw: np.ndarray) -> float:
-    return float(special.logsumexp(lw) - math.log(lw.size))
-
-
 # ------------------------------------------------------------------ methods
 def _plain(lw: np.ndarray, log_z: float):
     """Estimate, stderr, jackknife units and statistic for a mean of weights."""
@@ -269,76 +205,6 @@ def _sobol_draws(spec: KernelSpec, n: int, y: int, rng: np.random.Generator, bat
         return spec.from_uniforms(u + half_cell)
 
     return draw, b
-
-
-def _fit_surrogate(loss, w, idx, spec, batch, beta, grad, hess_diag):
-    """Per-coordinate (p, q) = beta (g, h) of the quadratic surrogate and L(w)."""
-    N = w.shape[0]
-    L0 = float(_evaluate(loss, w, idx, np.zeros((1, idx.size)))[0])
-    n_eval = 1
-    if grad is not None:
-        g = np.asarray(grad, dtype=np.float64)
-        if g.shape != (N,) or not np.isfinite(g).all():
-            raise ValueError(f"grad must be a finite array of shape ({N},), got shape {g.shape}")
-        g = g[idx]
-        if hess_diag is None:
-            h = np.zeros_like(g)
-        else:
-            h = np.asarray(hess_diag, dtype=np.float64)
-            if h.shape != (N,) or not np.isfinite(h).all():
-                raise ValueError(f"hess_diag must be a finite array of shape ({N},), got {h.shape}")
-            h = h[idx]
-    else:
-        if hess_diag is not None:
-            raise ValueError("hess_diag requires grad (pass both or neither)")
-        # Secant fit over the kernel's own scale (not a tangent): the surrogate must
-        # match the loss where the kernel puts its mass; a quadratic is reproduced exactly.
-        delta = spec.scale
-        n = idx.size
-        vals = np.empty(2 * n)
-        for s in range(0, 2 * n, batch):
-            rows = np.arange(s, min(s + batch, 2 * n))
-            steps = np.zeros((rows.size, n))
-            steps[np.arange(rows.size), rows % n] = np.where(rows < n, delta, -delta)
-            vals[rows] = _evaluate(loss, w, idx, steps)
-        lp, lm = vals[:n], vals[n:]
-        g = (lp - lm) / (2.0 * delta)
-        h = (lp - 2.0 * L0 + lm) / (delta * delta)
-        n_eval += 2 * n
-    p, q = beta * g, np.maximum(beta * h, 0.0)  # q >= 0: the kernel average stays finite
-    if spec.finite_k:
-        # Without curvature the logistic tail e^{-2k|x|} must beat e^{|p x|}: keep |p| <= k.
-        p = np.where(q == 0, np.clip(p, -spec.k, spec.k), p)
-    return L0, p, q, n_eval
-
-
-def _control_variate(lw, lq, log_mu, log_z):
-    """Optimal-coefficient control variate on a common exponent shift."""
-    y = lw.size
-    shift = lw.max()
-    if (lq - shift).max() > _EXP_LIMIT or log_mu - shift > _EXP_LIMIT:
-        return None
-    f, g = np.exp(lw - shift), np.exp(lq - shift)
-    mu = math.exp(log_mu - shift)
-    sums = np.stack([np.ones(y), f, g, f * f, g * g, f * g], axis=-1)
-
-    def coef_mean(t):
-        n, sf, sg, sff, sgg, sfg = t
-        vg = sgg - sg * sg / n
-        c = (sfg - sf * sg / n) / vg if vg > 0 else 0.0
-        return c, sf / n - c * (sg / n - mu)
-
-    c, m = coef_mean(sums.sum(axis=0))
-    if not m > 0:
-        return None
-    r = f - c * (g - mu)
-    se = float(r.std(ddof=2) / math.sqrt(y) / m) if y > 2 else math.inf
-
-    def stat(t):
-        mm = coef_mean(t)[1]
-        return -log_z - shift - math.log(mm) if mm > 0 else math.nan
-
-    return -log_z - shift - math.log(m), se, sums, stat, float(c)
 
 
 # --------------------------------------------------------------- estimator
@@ -412,13 +278,13 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
     """
     check_choice("method", method, METHODS)
     spec = KernelSpec.make(kernel, R=R, k=k, gamma=gamma)
-    w = _weights_vector(w)
-    idx = _support(mask, w.shape[0])
+    w = check_centre(w)
+    idx = smoothed_indices(mask, w.shape[0])
     n = idx.size
     y = check_int("y", y, minimum=2)
     beta = check_positive("beta", beta)
-    batch = _batch(batch_size, w.shape[0])
-    rng = _rng(seed)
+    batch = batch_rows(batch_size, w.shape[0])
+    rng = as_generator(seed)
     if not callable(loss):
         raise ValueError(f"loss must be callable, got {type(loss)}")
     log_z = spec.log_normaliser(n)
@@ -427,7 +293,7 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
     n_sur = 0
 
     if method == "mc":
-        lw = _log_weights(loss, w, idx, lambda b: spec.sample((b, n), rng), y, batch, beta)
+        lw = log_weights(loss, w, idx, lambda b: spec.sample((b, n), rng), y, batch, beta)
         est, se, sums, stat = _plain(lw, log_z)
         all_lw = lw
     elif method == "antithetic":
@@ -440,7 +306,7 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
         for s in range(0, pairs, half):
             b = min(half, pairs - s)
             dw = spec.sample((b, n), rng)
-            vals = -beta * _evaluate(loss, w, idx, np.concatenate([dw, -dw]))
+            vals = -beta * evaluate_loss(loss, w, idx, np.concatenate([dw, -dw]))
             lp[s:s + b], lm[s:s + b] = vals[:b], vals[b:]
         all_lw = np.concatenate([lp, lm])
         shift = all_lw.max()
@@ -459,7 +325,7 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
         per = []
         for _ in range(n_s):
             draw, b = _sobol_draws(spec, n, y, rng, batch)
-            per.append(_log_weights(loss, w, idx, draw, y, b, beta))
+            per.append(log_weights(loss, w, idx, draw, y, b, beta))
         lws = np.array(per)
         all_lw = lws.ravel()
         shift = all_lw.max()
@@ -474,17 +340,17 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
     else:  # control_variate
         if y < 3:
             raise ValueError(f"y must be >= 3 for method='control_variate', got {y}")
-        L0, p, q, n_sur = _fit_surrogate(loss, w, idx, spec, batch, beta, grad, hess_diag)
+        L0, p, q, n_sur = fit_surrogate(loss, w, idx, spec, batch, beta, grad, hess_diag)
         log_mu = -beta * L0 + float(np.sum(log_surrogate_averages(p, q, spec)))
         lw = np.empty(y)
         lq = np.empty(y)
         for s in range(0, y, batch):
             b = min(batch, y - s)
             dw = spec.sample((b, n), rng)
-            lw[s:s + b] = -beta * _evaluate(loss, w, idx, dw)
+            lw[s:s + b] = -beta * evaluate_loss(loss, w, idx, dw)
             lq[s:s + b] = -beta * L0 - (dw @ p + 0.5 * (dw * dw) @ q)
         all_lw = lw
-        cv = _control_variate(lw, lq, log_mu, log_z)
+        cv = control_variate_estimate(lw, lq, log_mu, log_z)
         if cv is None:
             notes.append("control variate unusable (non-positive controlled mean or overflow); "
                          "plain Monte Carlo on the same sample")
@@ -508,103 +374,3 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
         raw_estimate=float(est), n_evaluations=int(all_lw.size), n_smoothed=int(n),
         kernel=spec.kind, beta=beta, cv_coefficient=cv_coef, n_surrogate_evaluations=n_sur,
         notes=tuple(notes))
-
-
-
-# --------------------------------------------------------------- paper's M
-@dataclass(frozen=True)
-class PaperMResult:
-    r"""Result of :func:`paper_m_estimator` (the paper's ``M``, eqs 3, 14, 22).
-
-    Attributes
-    ----------
-    estimate : float
-        ``M_y = -log{(e^{-beta L(W)} + sum_a e^{-beta L(W+dW_a) - d(dW_a)})/(y+1)}``.
-    stderr : float
-        Delta-method standard error from the ``y`` random terms (0 for ``y = 0``).
-    y : int
-    centre_log_weight : float
-        ``-beta L(W)``.
-    log_mean_sample_weight : float
-        ``log`` of the mean of the ``y`` random terms (``-inf`` for ``y = 0``);
-        ``-log_mean_sample_weight`` estimates ``M_inf`` without the centre bias.
-    log_box_volume : float
-        ``|U| log(2R)``: ``M_inf = F + log_box_volume`` for ``k = inf``.
-    n_smoothed : int
-    R, k, beta : float
-    """
-
-    estimate: float
-    stderr: float
-    y: int
-    centre_log_weight: float
-    log_mean_sample_weight: float
-    log_box_volume: float
-    n_smoothed: int
-    R: float
-    k: float
-    beta: float
-
-    def report(self) -> str:
-        """Human-readable summary."""
-        return (f"paper M (eq 14; R={self.R:g}, k={self.k:g}, y={self.y}, |U|={self.n_smoothed}, "
-                f"beta={self.beta:g})\n"
-                f"  M = {self.estimate:.10g} +- {self.stderr:.3g}\n"
-                f"  centre -beta L(W) = {self.centre_log_weight:.10g}; "
-                f"-log mean of the y terms = {-self.log_mean_sample_weight:.10g}\n"
-                f"  |U| log 2R = {self.log_box_volume:.10g} (M_inf = F + this for k = inf)")
-
-
-def paper_m_estimator(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: float,
-                      k: float = math.inf, mask: Any = None, y: int, seed: Any,
-                      beta: float = 1.0, batch_size: int | None = None) -> PaperMResult:
-    r"""The paper's ``M^{[U]}(R, k, y; W)`` exactly as eqs 3/14 (eq 22 at ``k = inf``).
-
-    ``M = -log{ (1/(y+1)) [ e^{-beta L(W)} + sum_{a=1}^{y} e^{-beta L(W + dW_a) - d^{[U]}_{R,k}(dW_a)} ] }``
-    with ``dW_a`` *uniform* in the box of half side ``R`` on the smoothed
-    coordinates (eq 3: "shifted by a uniformly distributed random vector") and no
-    normaliser; ``beta = 1`` is the paper.  ``y = 0`` gives ``beta L(W)`` (eq 4).
-
-    Limit (module docstring): ``M_y -> M_inf = F + |U| log(2R) - log q_box``
-    (``q_box = 1`` at ``k = inf``, so ``M_inf = F + log Z_K``); finite-``y`` centre
-    term: :func:`paper_m_noiseless`.
-    """
-    R = check_positive("R", R)
-    k = check_sharpness(k)
-    w = _weights_vector(w)
-    idx = _support(mask, w.shape[0])
-    n = idx.size
-    y = check_int("y", y, minimum=0)
-    beta = check_positive("beta", beta)
-    batch = _batch(batch_size, w.shape[0])
-    rng = _rng(seed)
-    lc = -beta * float(_evaluate(loss, w, idx, np.zeros((1, n)))[0])
-    terms = np.empty(y)
-    for s in range(0, y, batch):
-        b = min(batch, y - s)
-        dw = sample_kernel((b, n), R=R, k=math.inf, rng=rng)
-        terms[s:s + b] = -beta * _evaluate(loss, w, idx, dw) - masked_distance(dw, R=R, k=k)
-    log_m = _log_mean(terms) if y else -math.inf
-    total = np.logaddexp(lc, special.logsumexp(terms) if y else -math.inf)
-    estimate = float(math.log(y + 1) - total)
-    if y >= 2:
-        # dM = -dS / (e^{-beta L(W)} + S) with S the sum of the y terms, Var S = y Var(term).
-        se = float(math.sqrt(y) * np.exp(terms - total).std(ddof=1))
-    else:
-        se = 0.0 if y == 0 else math.inf
-    return PaperMResult(estimate=estimate, stderr=se, y=y, centre_log_weight=lc,
-                        log_mean_sample_weight=float(log_m), log_box_volume=n * math.log(2 * R),
-                        n_smoothed=int(n), R=R, k=k, beta=beta)
-
-
-def paper_m_noiseless(m_limit: float, centre_loss: float, y: int, *, beta: float = 1.0) -> float:
-    r"""``-log((e^{-beta L(W)} + y e^{-M_inf})/(y+1))``: ``M_y`` without sampling noise.
-
-    The centre point enters eq 3 with weight ``1/(y+1)``, so even with exact
-    averages ``M_y`` differs from ``M_inf`` by this ``O(1/y)`` term.
-    """
-    y = check_int("y", y, minimum=0)
-    beta = check_positive("beta", beta)
-    lc = -beta * float(centre_loss)
-    total = np.logaddexp(lc, math.log(y) - m_limit) if y else lc
-    return float(math.log(y + 1) - total)

@@ -16,7 +16,8 @@ import torch
 from scipy import integrate
 
 from analysis import references as ref
-from analysis.estimators import KernelSpec, jackknife, log_surrogate_averages, weight_diagnostics
+from analysis.estimators import KernelSpec, jackknife, weight_diagnostics
+from analysis.surrogate import log_surrogate_averages
 from analysis.free_entropy import (METHODS, RELVAR_LIMIT, UnreliableEstimateWarning,
                                    local_free_entropy, paper_m_estimator, paper_m_noiseless)
 from analysis.layer_loss import layer_loss_function, layer_weight_vector
