@@ -117,8 +117,9 @@ class ConvergeOptions:
         "std slopes and constants are fitted on y >= this"))
     bias_fit_y_min: int = dataclasses.field(default=16, metadata=_help(
         "bias slopes and constants are fitted on y >= this"))
-    k_fit_min: float = dataclasses.field(default=4.0, metadata=_help(
-        "the k-slope is fitted on k * R >= this (normaliser term e^{-4kR} negligible)"))
+    k_fit_min: float = dataclasses.field(default=16.0, metadata=_help(
+        "the k-slope is fitted on k * R >= this (for the default reference the O(k^-4) term is "
+        "~1% of the O(k^-2) one there, and the normaliser term e^{-4kR} < 1e-27)"))
     progress: bool = dataclasses.field(default=True, metadata=_help("a line per grid point on stderr"))
 
 

@@ -201,7 +201,8 @@ class QuadraticReference:
             log_xg = -2 * bl0 + quadratic_box_log_average(self.beta * A + D, 2 * g, R=self.R)
             v_g = math.expm1(log_g2 - 2 * log_g1)
             cov = math.expm1(log_xg - logm[1] - log_g1)  # Cov(X, G)/(mu_X mu_G)
-            return DeltaMethod(relvar=max(dm.relvar - cov**2 / v_g, 0.0) if v_g > 0 else 0.0)
+            relvar = max(dm.relvar - cov**2 / v_g, 0.0) if v_g > 0 else 0.0
+            return DeltaMethod(relvar=relvar, predicts_bias=False)
         raise ValueError(f"unknown method {method!r}; valid: 'mc', 'sobol', 'antithetic', "
                          f"'control_variate'")
 

@@ -276,6 +276,9 @@ def test_control_variate_std_matches_its_prediction(study):
     # v_cv = v - Cov(X, G)^2/(mu^2 Var G) from exact moments of the surrogate G
     f = study.y_fits["control_variate"]
     assert f["relvar"] < study.y_fits["mc"]["relvar"]
+    assert f["bias_constant"] is None  # the coefficient's O(1/y) bias is not predicted
+    assert all(math.isnan(r["predicted_bias"]) for r in study.rows
+               if r["method"] == "control_variate")
     cst = f["std_constant"]
     assert abs(cst["measured"] - cst["predicted"]) < Z_TOL * cst["se"]
     s = f["std_slope"]
@@ -302,10 +305,12 @@ def test_k_study_in_the_result(study):
     k = study.k_fit
     assert k["expected_slope"] == -2.0
     # as in test_finite_k_rate_against_quadrature: local slope -2 - 2 eps/(1 + eps)
-    eps = np.abs(np.array(k["k2_delta"]) / k["c2_predicted"] - 1)[-len(k["fit_k"]):]
+    eps_all = np.abs(np.array(k["k2_delta"]) / k["c2_predicted"] - 1)
+    eps = eps_all[-len(k["fit_k"]):]
     assert abs(k["slope"] + 2) < 2 * eps.max()
     assert abs(k["c2_ratio_at_kmax"] - 1) < 2e-3  # eps ~ k^-2: ~0.2 at k = 4, < 1e-3 at k = 64
-    assert eps[-1] < eps[0] / 100  # from k = 4 to 64 eps falls like k^-2 (256-fold)
+    # eps ~ k^-2 from k = 4 to 64 (256-fold; at least half of that)
+    assert eps_all[-1] < 2 * eps_all[0] / 16**2
 
 
 def test_report_mentions_every_method(study):
