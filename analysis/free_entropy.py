@@ -204,7 +204,65 @@ def _sobol_draws(spec: KernelSpec, n: int, y: int, rng: np.random.Generator, bat
             u = sampler.random(m)
         return spec.from_uniforms(u + half_cell)
 
-    return draw, b
+    return draw, y, b
+
+
+def _scrambled(lws: np.ndarray, log_z: float):
+    """Pooled estimate of ``n_s`` scramblings (rows of ``lws``); error bar between them."""
+    n_s = lws.shape[0]
+    shift = lws.max()
+    means = np.exp(lws - shift).mean(axis=1)
+    est = -log_z - shift - math.log(means.mean())
+    se = float((-np.log(means)).std(ddof=1) / math.sqrt(n_s))
+    sums = np.stack([np.ones(n_s), means], axis=-1)
+
+    def stat(t):
+        return -log_z - shift - math.log(t[1] / t[0])
+
+    return est, se, sums, stat
+
+
+def _antithetic(loss, w, idx, spec, y, batch, beta, rng, log_z):
+    """``y/2`` pairs ``(dW, -dW)``; the units of the error bar and jackknife are pairs."""
+    if y % 2:
+        raise ValueError(f"y must be even for method='antithetic' (pairs dW, -dW), got {y}")
+    n = idx.size
+    pairs = y // 2
+    half = max(1, batch // 2)
+    lp = np.empty(pairs)
+    lm = np.empty(pairs)
+    for s in range(0, pairs, half):
+        b = min(half, pairs - s)
+        dw = spec.sample((b, n), rng)
+        vals = -beta * evaluate_loss(loss, w, idx, np.concatenate([dw, -dw]))
+        lp[s:s + b], lm[s:s + b] = vals[:b], vals[b:]
+    all_lw = np.concatenate([lp, lm])
+    shift = all_lw.max()
+    pm = 0.5 * (np.exp(lp - shift) + np.exp(lm - shift))
+    mean = pm.mean()
+    est = -log_z - shift - math.log(mean)
+    se = float(pm.std(ddof=1) / math.sqrt(pairs) / mean)
+    sums = np.stack([np.ones(pairs), pm], axis=-1)
+
+    def stat(t):
+        return -log_z - shift - math.log(t[1] / t[0])
+
+    return all_lw, (est, se, sums, stat)
+
+
+def _control_variate(loss, w, idx, spec, y, batch, beta, rng, log_z, grad, hess_diag):
+    """Surrogate fit, ``y`` kernel draws, and the controlled estimate (or ``None``)."""
+    n = idx.size
+    L0, p, q, n_sur = fit_surrogate(loss, w, idx, spec, batch, beta, grad, hess_diag)
+    log_mu = -beta * L0 + float(np.sum(log_surrogate_averages(p, q, spec)))
+    lw = np.empty(y)
+    lq = np.empty(y)
+    for s in range(0, y, batch):
+        b = min(batch, y - s)
+        dw = spec.sample((b, n), rng)
+        lw[s:s + b] = -beta * evaluate_loss(loss, w, idx, dw)
+        lq[s:s + b] = -beta * L0 - (dw @ p + 0.5 * (dw * dw) @ q)
+    return n_sur, lw, control_variate_estimate(lw, lq, log_mu, log_z)
 
 
 # --------------------------------------------------------------- estimator
@@ -293,70 +351,29 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
     n_sur = 0
 
     if method == "mc":
-        lw = log_weights(loss, w, idx, lambda b: spec.sample((b, n), rng), y, batch, beta)
-        est, se, sums, stat = _plain(lw, log_z)
-        all_lw = lw
+        all_lw = log_weights(loss, w, idx, lambda b: spec.sample((b, n), rng), y, batch, beta)
+        est, se, sums, stat = _plain(all_lw, log_z)
     elif method == "antithetic":
-        if y % 2:
-            raise ValueError(f"y must be even for method='antithetic' (pairs dW, -dW), got {y}")
-        pairs = y // 2
-        half = max(1, batch // 2)
-        lp = np.empty(pairs)
-        lm = np.empty(pairs)
-        for s in range(0, pairs, half):
-            b = min(half, pairs - s)
-            dw = spec.sample((b, n), rng)
-            vals = -beta * evaluate_loss(loss, w, idx, np.concatenate([dw, -dw]))
-            lp[s:s + b], lm[s:s + b] = vals[:b], vals[b:]
-        all_lw = np.concatenate([lp, lm])
-        shift = all_lw.max()
-        pm = 0.5 * (np.exp(lp - shift) + np.exp(lm - shift))
-        mean = pm.mean()
-        est = -log_z - shift - math.log(mean)
-        se = float(pm.std(ddof=1) / math.sqrt(pairs) / mean) if pairs > 1 else math.inf
-        sums = np.stack([np.ones(pairs), pm], axis=-1)
-
-        def stat(t):
-            return -log_z - shift - math.log(t[1] / t[0])
+        all_lw, (est, se, sums, stat) = _antithetic(loss, w, idx, spec, y, batch, beta, rng, log_z)
     elif method == "sobol":
         if y & (y - 1):
             raise ValueError(f"y must be a power of two for method='sobol', got {y}")
         n_s = check_int("n_scramblings", n_scramblings, minimum=2)
-        per = []
-        for _ in range(n_s):
-            draw, b = _sobol_draws(spec, n, y, rng, batch)
-            per.append(log_weights(loss, w, idx, draw, y, b, beta))
-        lws = np.array(per)
-        all_lw = lws.ravel()
-        shift = all_lw.max()
-        means = np.exp(lws - shift).mean(axis=1)
-        est = -log_z - shift - math.log(means.mean())
-        per_est = -log_z - shift - np.log(means)
-        se = float(per_est.std(ddof=1) / math.sqrt(n_s))
-        sums = np.stack([np.ones(n_s), means], axis=-1)
-
-        def stat(t):
-            return -log_z - shift - math.log(t[1] / t[0])
+        per = [log_weights(loss, w, idx, *_sobol_draws(spec, n, y, rng, batch), beta)
+               for _ in range(n_s)]
+        all_lw = np.concatenate(per)
+        est, se, sums, stat = _scrambled(np.array(per), log_z)
     else:  # control_variate
         if y < 3:
             raise ValueError(f"y must be >= 3 for method='control_variate', got {y}")
-        L0, p, q, n_sur = fit_surrogate(loss, w, idx, spec, batch, beta, grad, hess_diag)
-        log_mu = -beta * L0 + float(np.sum(log_surrogate_averages(p, q, spec)))
-        lw = np.empty(y)
-        lq = np.empty(y)
-        for s in range(0, y, batch):
-            b = min(batch, y - s)
-            dw = spec.sample((b, n), rng)
-            lw[s:s + b] = -beta * evaluate_loss(loss, w, idx, dw)
-            lq[s:s + b] = -beta * L0 - (dw @ p + 0.5 * (dw * dw) @ q)
-        all_lw = lw
-        cv = control_variate_estimate(lw, lq, log_mu, log_z)
+        n_sur, all_lw, cv = _control_variate(loss, w, idx, spec, y, batch, beta, rng, log_z,
+                                             grad, hess_diag)
         if cv is None:
             notes.append("control variate unusable (non-positive controlled mean or overflow); "
                          "plain Monte Carlo on the same sample")
             warnings.warn("control variate unusable; falling back to plain Monte Carlo",
                           UnreliableEstimateWarning, stacklevel=2)
-            est, se, sums, stat = _plain(lw, log_z)
+            est, se, sums, stat = _plain(all_lw, log_z)
         else:
             est, se, sums, stat, cv_coef = cv
 

@@ -75,6 +75,18 @@ def test_control_variate_exact_for_quadratic():
     assert r.n_surrogate_evaluations == 1 + 2 * 3
 
 
+def test_control_variate_falls_back_to_mc_when_unusable():
+    # A wildly wrong slope makes exp(-beta Q) overflow on the weights' scale: the
+    # estimator warns, flags the result and returns plain MC on the same draws
+    # (with grad given, the surrogate consumes no randomness, so they equal mc's).
+    with pytest.warns(UnreliableEstimateWarning, match="control variate unusable"):
+        r = local_free_entropy(LOSS, W, R=R, y=64, method="control_variate", seed=4,
+                               grad=np.full(3, 5e3))
+    mc = local_free_entropy(LOSS, W, R=R, y=64, method="mc", seed=4)
+    assert not r.reliable and r.notes and r.cv_coefficient is None
+    assert r.estimate == pytest.approx(mc.estimate, abs=1e-13)
+
+
 def rmse(errors):
     return float(np.sqrt(np.mean(np.square(errors))))
 
