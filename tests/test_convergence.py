@@ -352,7 +352,8 @@ def test_cli_writes_the_three_files(tmp_path, capsys):
     assert len([r for r in rows if r["study"] == "k"]) == 4
     summary = json.loads((out / "summary.json").read_text())
     assert {"settings", "reference", "exact_free_entropy", "y_study", "k_study",
-            "wall_time_s"} <= set(summary)
+            "wall_time_s", "notes"} <= set(summary)
+    assert any("resolvable" in n for n in summary["notes"])
     assert {"std_slope", "bias_slope", "std_constant", "bias_constant"} <= set(summary["y_study"]["mc"])
     assert summary["settings"]["quick"] is True
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -381,3 +382,24 @@ def test_unknown_method_lists_the_valid_ones(capsys):
     assert all(m in err for m in METHODS)
     with pytest.raises(ValueError, match="valid"):
         resolve_options(ConvergeOptions(methods=["qmc"]))
+
+
+@pytest.mark.slow
+def test_quick_defaults_on_the_three_dimensional_reference():
+    # `anisotropy converge --quick` as documented (3-D coupled reference, all methods, ~15 s):
+    # the same derived tolerances as the fast tests, on the default settings.
+    st = run_convergence(ConvergeOptions(quick=True, progress=False))
+    f = st.y_fits["mc"]
+    s, b = f["std_slope"], f["bias_slope"]
+    assert abs(s["slope"] - f["expected_std_slope_finite_y"]) < Z_TOL * s["slope_se"]
+    assert abs(b["slope"] - f["expected_bias_slope_finite_y"]) < Z_TOL * b["slope_se"]
+    assert abs(f["std_constant"]["ratio"] - 1) < 0.10
+    assert abs(f["bias_constant"]["measured"] - f["bias_constant"]["predicted"]) < \
+        Z_TOL * f["bias_constant"]["se"]
+    for method in ("sobol", "control_variate"):
+        assert math.log(st.y_fits[method]["rmse_ratio_vs_mc"]) < \
+            -Z_TOL * _log_rmse_ratio_se(st, method, st.options.std_fit_y_min)
+    cv = st.y_fits["control_variate"]["std_constant"]
+    assert abs(cv["measured"] - cv["predicted"]) < Z_TOL * cv["se"]
+    eps = np.abs(np.array(st.k_fit["k2_delta"]) / st.k_fit["c2_predicted"] - 1)
+    assert abs(st.k_fit["slope"] + 2) < 2 * eps[-len(st.k_fit["fit_k"]):].max()
