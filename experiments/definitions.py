@@ -131,9 +131,19 @@ def _definitions_dir() -> Path:
     return Path(str(resources.files("experiments")))
 
 
+def _is_definition(path: Path) -> bool:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return any(isinstance(data.get(s), dict) for s in SCALES)
+
+
 def available_experiments() -> list[str]:
-    """Names of the experiment definitions shipped in ``experiments/*.toml``."""
-    return sorted(p.stem for p in _definitions_dir().glob("*.toml"))
+    """Names of the experiment definitions shipped in ``experiments/*.toml`` (files
+    with a ``[quick]`` or ``[paper]`` section; the other TOML files there are
+    single training configurations for ``anisotropy train``)."""
+    return sorted(p.stem for p in _definitions_dir().glob("*.toml") if _is_definition(p))
 
 
 def parse_experiment(data: Mapping[str, Any], *, name: str, scale: str) -> Experiment:
@@ -178,7 +188,7 @@ def load_experiment(name_or_path: str | Path, scale: str = "quick") -> Experimen
     p = Path(name_or_path)
     if p.suffix != ".toml":
         p = _definitions_dir() / f"{name_or_path}.toml"
-        if not p.is_file():
+        if not p.is_file() or not _is_definition(p):
             raise ValueError(f"unknown experiment {str(name_or_path)!r}; valid: "
                              f"{', '.join(available_experiments())} (or a path to a .toml file)")
     elif not p.is_file():

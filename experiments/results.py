@@ -38,7 +38,8 @@ SETTING_COLUMNS: tuple[str, ...] = (
 )
 #: numbers read from ``summary.json``
 METRIC_COLUMNS: tuple[str, ...] = (
-    "best_test_acc", "final_test_acc", "final_train_loss", "epochs_done", "wall_time",
+    "best_test_acc", "best_epoch", "final_test_acc", "final_train_loss", "epochs_done",
+    "wall_time",
 )
 _STATUS_COMPLETE = "complete"
 
@@ -90,6 +91,7 @@ def result_row(point: Point, run_dir: str | Path, *, experiment: str, scale: str
     for key in result_columns(swept)[4:-len(METRIC_COLUMNS) - 1]:
         row[key] = _cell(point.settings.get(key, get_dotted(point.config, key)))
     row["best_test_acc"] = _cell(summary.get("best_test_acc"))
+    row["best_epoch"] = _cell(summary.get("best_epoch"))
     row["final_test_acc"] = _cell(summary.get("final_test_acc"))
     row["final_train_loss"] = _cell(summary.get("final_train_loss"))
     row["epochs_done"] = _cell(summary.get("epochs"))

@@ -35,6 +35,8 @@ __all__ = [
     "values",
     "markdown_table",
     "write_table",
+    "write_csv_table",
+    "write_markdown_table",
     "write_text_atomic",
 ]
 
@@ -239,20 +241,34 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
-def write_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], stem: str | Path, *,
-                title: str = "", headers: Sequence[str] | None = None,
-                formats: Mapping[str, str | Callable[[Any], str]] | None = None
-                ) -> tuple[Path, Path]:
-    """Write ``rows`` as ``<stem>.csv`` (full precision) and ``<stem>.md`` (formatted)."""
-    stem = Path(stem)
+def write_csv_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                    path: str | Path) -> Path:
+    """Write ``rows`` restricted to ``columns`` as CSV (floats at full precision)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
     for r in rows:
         w.writerow(["" if r.get(c) is None else (repr(r[c]) if isinstance(r[c], float)
                                                   else r[c]) for c in columns])
-    csv_path = write_text_atomic(stem.with_suffix(".csv"), buf.getvalue())
+    return write_text_atomic(path, buf.getvalue())
+
+
+def write_markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                         path: str | Path, *, title: str = "",
+                         headers: Sequence[str] | None = None,
+                         formats: Mapping[str, str | Callable[[Any], str]] | None = None) -> Path:
+    """Write ``rows`` as a markdown table (with an optional title line)."""
     md = (f"{title}\n\n" if title else "") + markdown_table(rows, columns, headers=headers,
                                                             formats=formats)
-    md_path = write_text_atomic(stem.with_suffix(".md"), md)
-    return csv_path, md_path
+    return write_text_atomic(path, md)
+
+
+def write_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], stem: str | Path, *,
+                title: str = "", headers: Sequence[str] | None = None,
+                formats: Mapping[str, str | Callable[[Any], str]] | None = None
+                ) -> tuple[Path, Path]:
+    """Write ``rows`` as ``<stem>.csv`` (full precision) and ``<stem>.md`` (formatted)."""
+    stem = Path(stem)
+    return (write_csv_table(rows, columns, stem.with_suffix(".csv")),
+            write_markdown_table(rows, columns, stem.with_suffix(".md"), title=title,
+                                 headers=headers, formats=formats))
