@@ -5,14 +5,17 @@ r"""Convergence studies of the free-entropy estimators on analytic references.
 
 (a) **y -> inf.**  For ``y`` on a grid of powers of two, many seeded
     repetitions of each estimator of :func:`analysis.free_entropy.local_free_entropy`
-    (``mc``, ``sobol``, ``antithetic``, ``control_variate``) on a separable
-    quadratic loss with the hard box kernel (``k = inf``): bias and standard
-    deviation against the exact ``F``, their log-log slopes by weighted least
-    squares (:mod:`analysis.rates`), and the delta-method predictions
+    (``mc``, ``sobol``, ``antithetic``, ``control_variate``) on a coupled
+    quadratic loss (:mod:`analysis.convergence_reference`) with the hard box
+    kernel (``k = inf``): bias and standard deviation against the exact ``F``,
+    their log-log slopes by weighted least squares (:mod:`analysis.rates`,
+    :mod:`analysis.convergence_fits`), and the delta-method predictions
     ``std ~ sqrt(v/y)``, ``bias ~ v/(2y)`` with ``v = Var[e^-L]/E[e^-L]^2``
-    computed exactly (:mod:`analysis.convergence_theory`).
-(b) **k -> inf.**  ``F(R, k) - F(R, inf)`` from the finite-k quadrature
-    reference against the predicted ``C_2/k^2`` (slope -2, exact constant).
+    computed exactly (:mod:`analysis.convergence_theory`), and their analogues
+    for antithetic pairs and the control variate.
+(b) **k -> inf.**  ``F(R, k) - F(R, inf)`` of the reference's separable part
+    from the finite-k quadrature reference against the predicted ``C_2/k^2``
+    (slope -2, exact constant).
 
 The repetition count at each ``y`` is ``clip(budget // y, n_rep, max_rep)``:
 the bias ``v/(2y)`` is resolved only where ``std/sqrt(n) = sqrt(v/(y n))`` is
@@ -34,7 +37,6 @@ import math
 import sys
 import time
 import warnings
-from typing import Literal, get_args
 
 import numpy as np
 
@@ -44,6 +46,7 @@ from anisotropy.cliargs import add_dataclass_arguments, from_namespace
 from .convergence_fits import fit_k_study, fit_method
 from .convergence_output import CSV_COLUMNS, write_study
 from .convergence_reference import QuadraticReference
+from .free_entropy import METHODS, Method
 from .rates import RepetitionStats, repetition_stats
 
 __all__ = [
@@ -60,9 +63,6 @@ __all__ = [
     "write_study",
     "main",
 ]
-
-Method = Literal["mc", "sobol", "antithetic", "control_variate"]
-METHODS: tuple[str, ...] = get_args(Method)
 
 #: Full-study and --quick defaults of the options left as ``None``.
 FULL_DEFAULTS = dict(y_max_log2=17, n_rep=200, budget=2**24, k_max_log2=10)
@@ -119,7 +119,7 @@ class ConvergeOptions:
         "bias slopes and constants are fitted on y >= this"))
     k_fit_min: float = dataclasses.field(default=16.0, metadata=_help(
         "the k-slope is fitted on k * R >= this (for the default reference the O(k^-4) term is "
-        "~1% of the O(k^-2) one there, and the normaliser term e^{-4kR} < 1e-27)"))
+        "about 1 percent of the O(k^-2) one there, and the normaliser term e^{-4kR} < 1e-27)"))
     progress: bool = dataclasses.field(default=True, metadata=_help("a line per grid point on stderr"))
 
 
@@ -200,10 +200,13 @@ def _vectorised(method: str, ref: QuadraticReference, y: int, n_rep: int,
     return out, reliable
 
 
-#: Smallest y each method accepts: y >= 3 for the control variate (a coefficient and a
-#: mean from the same sample) and at least 2 points per scrambled Sobol sequence.
 def min_y(method: str, sobol_scramblings: int = 2) -> int:
-    """Smallest ``y`` (a power of two) at which ``method`` runs."""
+    """Smallest ``y`` (a power of two) at which ``method`` runs.
+
+    ``local_free_entropy`` needs ``y >= 3`` for the control variate (a
+    coefficient and a mean from the same sample) and ``y >= 2`` points per
+    scrambled Sobol sequence.
+    """
     return {"sobol": 2 * sobol_scramblings, "control_variate": 4}.get(method, 2)
 
 

@@ -375,6 +375,14 @@ def test_cli_bad_options_are_usage_errors(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
+def test_cli_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--quick", "--out", "--methods", "--budget", "--coupling"))
+
+
 def test_unknown_method_lists_the_valid_ones(capsys):
     with pytest.raises(SystemExit):
         main(["--methods", "qmc"])
