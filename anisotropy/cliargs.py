@@ -45,7 +45,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
             add_dataclass_arguments(parser, tp, prefix=f"{dest}.")
             continue
         flag = "--" + dest.replace("_", "-")
-        help_ = f.metadata.get("help", "")
+        # argparse %-formats help strings: escape a literal % so "5%" cannot crash --help.
+        help_ = f.metadata.get("help", "").replace("%", "%%")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         if tp is bool:
@@ -57,11 +58,11 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
             (inner,) = get_args(tp)[:1]
             conv, choices = _scalar_type(inner)
             parser.add_argument(flag, dest=dest, nargs="*", type=conv, choices=choices,
-                                default=default, help=f"{help_} (default: {default})")
+                                default=default, help=f"{help_} (default: {str(default).replace('%', '%%')})")
             continue
         conv, choices = _scalar_type(tp)
         parser.add_argument(flag, dest=dest, type=conv, choices=choices, default=default,
-                            help=f"{help_} (default: {default})")
+                            help=f"{help_} (default: {str(default).replace('%', '%%')})")
 
 
 def from_namespace(cls: type, ns: argparse.Namespace, prefix: str = "") -> Any:

@@ -58,3 +58,16 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for name in cli.COMMANDS:
         assert name in out
+
+
+@dataclasses.dataclass
+class Percent:
+    level: float = dataclasses.field(default=0.95, metadata={"help": "coverage in % (95% CI)"})
+
+
+def test_percent_in_help_does_not_crash(capsys):
+    p = argparse.ArgumentParser()
+    add_dataclass_arguments(p, Percent)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--help"])
+    assert "95% CI" in capsys.readouterr().out
