@@ -1,0 +1,228 @@
+"""Statistics, claim verdicts and the figure pipeline (on stand-in results, no training)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from experiments import results as res_mod
+from experiments.definitions import load_experiment
+from experiments.grid import get_dotted
+from experiments.sweep import run_sweep
+from paper_figs import claims, make, stats
+
+# ----------------------------------------------------------------------------- stats
+
+
+def test_t_interval_closed_form_and_coverage(rng):
+    x = np.array([1.0, 2.0, 4.0])
+    iv = stats.t_interval(x)
+    h = sps.t.ppf(0.975, 2) * x.std(ddof=1) / math.sqrt(3)
+    assert iv.mean == pytest.approx(7 / 3) and iv.n == 3
+    assert (iv.lo, iv.hi) == pytest.approx((7 / 3 - h, 7 / 3 + h))
+    # coverage of the 95 % interval for n = 3 normal samples: 2000 seeded trials,
+    # binomial sd sqrt(.95 * .05 / 2000) = 0.0049, tolerance 4 sd
+    ivs = [stats.t_interval(t) for t in rng.normal(size=(2000, 3))]
+    cover = np.mean([iv.lo <= 0 <= iv.hi for iv in ivs])
+    assert abs(cover - 0.95) < 4 * math.sqrt(0.95 * 0.05 / 2000)
+    one = stats.t_interval([0.5])
+    assert one.mean == 0.5 and math.isnan(one.lo) and one.n == 1
+
+
+def test_welch_matches_scipy_and_reduces_to_student(rng):
+    a, b = rng.normal(0.0, 1.0, 5), rng.normal(0.5, 3.0, 7)
+    c = stats.welch(a, b)
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    assert c.t == pytest.approx(ref.statistic) and c.p == pytest.approx(ref.pvalue)
+    assert c.diff == pytest.approx(a.mean() - b.mean())
+    # equal sizes and equal sample variances: Welch-Satterthwaite df = 2 (n - 1)
+    x = np.array([0.0, 1.0, 2.0])
+    c2 = stats.welch(x, x + 5.0)
+    assert c2.df == pytest.approx(4.0) and c2.diff == pytest.approx(-5.0)
+    # the interval inverts the test: 0 is inside exactly when p >= 0.05
+    assert (c.lo <= 0 <= c.hi) == (c.p >= 0.05)
+
+
+def test_welch_null_rejection_rate(rng):
+    # under H0 (equal means, unequal variances) the rejection rate at 5 % is about
+    # 5 %: 2000 seeded trials, binomial sd 0.0049; Welch's approximation is within
+    # ~1 % here (n = 4 vs 6), so the tolerance is 0.01 + 3 sd
+    rej = np.mean([stats.welch(rng.normal(0, 1, 4), rng.normal(0, 2, 6)).p < 0.05
+                   for _ in range(2000)])
+    assert abs(rej - 0.05) < 0.01 + 3 * math.sqrt(0.05 * 0.95 / 2000)
+
+
+def test_welch_zero_spread_and_bad_input():
+    assert stats.welch([1.0, 1.0], [1.0, 1.0]).p == 1.0
+    assert stats.welch([1.0, 1.0], [0.5, 0.5]).p == 0.0
+    with pytest.raises(ValueError, match=">= 2 values"):
+        stats.welch([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        stats.t_interval([1.0, float("nan")])
+    with pytest.raises(ValueError, match="confidence"):
+        stats.t_interval([1.0, 2.0], confidence=1.5)
+
+
+def test_group_summary_and_tables(tmp_path):
+    rows = [{"status": "complete", "g": g, "v": v} for g, v in
+            [("a", 1.0), ("a", 3.0), ("b", 2.0), ("b", 2.0), ("b", 5.0)]]
+    rows.append({"status": "failed", "g": "a", "v": None})
+    summ = {s["g"]: s for s in stats.group_summary(rows, ["g"], "v")}
+    assert summ["a"]["mean"] == 2.0 and summ["a"]["n"] == 2 and summ["b"]["n"] == 3
+    csv_path, md_path = stats.write_table(list(summ.values()), ["g", "mean", "n"], tmp_path / "t")
+    assert csv_path.read_text().splitlines()[1] == "a,2.0,2"
+    assert "| a | 2 | 2 |" in md_path.read_text()
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def test_directional_and_equivalence_rules():
+    hi, lo = np.array([0.90, 0.91, 0.92]), np.array([0.80, 0.81, 0.82])
+    assert claims.directional(hi, lo)[0] == "holds"
+    assert claims.directional(lo, hi)[0] == "does not hold"
+    assert claims.directional(hi, hi[::-1] + 1e-3)[0] == "inconclusive"
+    # Bonferroni: a difference significant at 5 % but not at 5 %/1000 is inconclusive
+    a, b = np.array([0.50, 0.51, 0.52]), np.array([0.47, 0.48, 0.49])
+    v, c, alpha = claims.directional(a, b, m=1000)
+    assert 0.05 / 1000 < c.p < 0.05 and v == "inconclusive" and alpha == pytest.approx(5e-5)
+    assert claims.equivalence(0.0, -0.001, 0.001) == "holds"
+    assert claims.equivalence(0.02, 0.01, 0.03) == "does not hold"
+    assert claims.equivalence(0.0, -0.02, 0.02) == "inconclusive"
+
+
+def _vs_R_rows(effect):
+    """Rows of a vs-R sweep: accuracy = 0.8 + effect(subset, R), +-0.001 seed noise."""
+    rows = []
+    for subset in ("none", "fc1", "fc2", "fc1+fc2"):
+        for R in ((0.01,) if subset == "none" else (0.01, 0.03, 0.1)):
+            for seed, noise in enumerate((-0.001, 0.0, 0.001)):
+                acc = 0.8 + (0.0 if subset == "none" else effect(subset, R)) + noise
+                rows.append({"status": "complete", "smoothing.layers": subset, "smoothing.R": R,
+                             "smoothing.y": 4, "seed": seed, "best_test_acc": acc,
+                             "final_test_acc": acc - 0.01, "optim.weight_decay": 0.0})
+    return rows
+
+
+def test_vs_R_claims_on_planted_effects():
+    # planted: fc2 peaks at R = 0.03 (+3 pp), fc1 +1 pp, isotropic degrades with R
+    def paper_like(subset, R):
+        return {"fc1": 0.01, "fc2": 0.03 if R == 0.03 else 0.015}.get(subset, -R)
+
+    rows = _vs_R_rows(paper_like)
+    out = {r.id: r for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
+           if r.experiment == "fig3"}
+    assert out["smoothing-improves"].verdict == "holds"
+    assert out["interior-maximum"].verdict == "holds"
+    assert out["interior-maximum"].numbers["r_star"] == 0.03
+    assert out["single-beats-isotropic"].verdict == "holds"
+    assert out["deeper-benefits-more"].verdict == "holds"
+    # the opposite world: first layer best, isotropic best, smoothing hurts
+    rows = _vs_R_rows(lambda s, R: {"fc1": -0.02, "fc2": -0.04}.get(s, -0.01))
+    out = {r.id: r for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
+           if r.experiment == "fig3"}
+    assert out["smoothing-improves"].verdict == "does not hold"
+    assert out["single-beats-isotropic"].verdict == "does not hold"
+    assert out["deeper-benefits-more"].verdict == "does not hold"
+    # accuracy still rising at the largest R: no interior maximum
+    rows = _vs_R_rows(lambda s, R: R)
+    out = {r.id: r for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
+           if r.experiment == "fig3"}
+    assert out["interior-maximum"].verdict == "does not hold"
+
+
+def test_missing_sweeps_are_not_run_and_claims_are_written(tmp_path):
+    results = claims.evaluate_claims(lambda e: None)
+    assert results and all(r.verdict == "not run" for r in results)
+    j, m = claims.write_claims(results, tmp_path, scale="quick")
+    data = json.loads(j.read_text())
+    assert len(data["claims"]) == len(results) and data["margin"] == claims.MARGIN
+    assert "not run" in m.read_text()
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def planted_runner(config, run_dir):
+    """Stand-in trainer writing a plausible log: accuracy rises with the epoch,
+    fc2 smoothing adds 2 pp, conv smoothing costs 3 pp, seeds add +-0.1 pp."""
+    layers = get_dotted(config, "smoothing.layers", [])
+    top = 0.8 + (0.02 if "fc2" in layers else 0.0) - (0.03 if "conv5" in layers else 0.0)
+    top += 0.001 * (config["seed"] - 1)
+    epochs = config["epochs"]
+    lines, best = [], 0.0
+    for e in range(1, epochs + 1):
+        acc = top * (1 - 0.5 ** e)
+        best = max(best, acc)
+        lines.append(json.dumps({"epoch": e, "train_loss": 1.0 / e, "smoothed_loss": 1.0 / e,
+                                 "train_acc": min(acc + 0.05, 1.0), "test_loss": 0.5,
+                                 "test_acc": acc, "best_test_acc": best, "wall_time": 0.1 * e,
+                                 "layers": {}}))
+    Path(run_dir, "log.jsonl").write_text("\n".join(lines) + "\n")
+    summary = {"status": "complete", "best_test_acc": best, "best_epoch": epochs,
+               "final_test_acc": acc, "final_train_loss": 1.0 / epochs, "epochs": epochs,
+               "wall_time": 0.1 * epochs, "config": config}
+    Path(run_dir, "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    for name in ("fig3", "fig4_left", "fig4_right", "fig5", "fig6", "fig7", "fig8"):
+        run_sweep(load_experiment(name, "quick"), out=runs, runner=planted_runner, threads=None,
+                  log=lambda s: None)
+    return runs
+
+
+def _draw(quick_results, out_dir, figures):
+    opts = make.FiguresOptions(scale="quick", runs=str(quick_results), out=str(out_dir),
+                               draw_only=True)
+    out = make.make_figures(figures, opts, log=lambda s: None)
+    d = out_dir / "quick"
+    for fig in figures:
+        assert (d / f"fig{fig}.png").stat().st_size > 10_000
+        assert (d / f"fig{fig}.pdf").is_file()
+        assert out["timings"][fig]["runs_trained"] == 0
+    tables = {"3": ["fig3"], "4": ["fig4_left", "fig4_right"], "5": ["fig5"], "6": ["fig6"],
+              "7": ["fig7"], "8": ["fig8"]}
+    for fig in figures:
+        for stem in tables.get(fig, []):
+            assert (d / f"{stem}_table.csv").is_file() and (d / f"{stem}_table.md").is_file()
+    return out, d
+
+
+@pytest.mark.slow
+def test_every_figure_is_drawn(quick_results, tmp_path):
+    _draw(quick_results, tmp_path, ["2", "3", "4", "5", "6", "7", "8"])
+
+
+def test_figures_are_drawn_from_results_without_training(quick_results, tmp_path):
+    # one vs-R figure and one epoch-curve figure (all of them: the slow test above);
+    # the claims are evaluated on every experiment's results either way
+    out, d = _draw(quick_results, tmp_path, ["3", "6"])
+    # a table cell is the mean over the three seeds of what the runs reported
+    rows = {(r["smoothing.layers"], r["smoothing.R"]): r
+            for r in res_mod.read_results(d / "fig3_table.csv")}
+    cell = rows[("fc2", 0.01)]
+    expected = np.mean([0.82 + 0.001 * (s - 1) for s in range(3)]) * (1 - 0.5 ** 8)
+    assert cell["best_test_acc_mean"] == pytest.approx(expected) and cell["n"] == 3
+    verdicts = {(c.id, c.experiment): c.verdict for c in out["claims"]}
+    # planted: fc2 +2 pp with 0.1 pp seed noise, conv5 -3 pp
+    assert verdicts[("deeper-benefits-more", "fig3")] == "holds"
+    assert verdicts[("head-smoothing-helps", "fig6")] == "holds"
+    assert verdicts[("conv-smoothing-hurts", "fig6")] == "holds"
+    assert verdicts[("y8-no-better", "fig5")] == "holds"  # y does not enter the planted runs
+    assert json.loads((d / "claims.json").read_text())["claims"]
+    index = (d / "figures.md").read_text()
+    assert "![figure 3](fig3.png)" in index and "quick scale" in index.lower()
+
+
+def test_figures_cli_rejects_unknown_figures(capsys):
+    with pytest.raises(SystemExit):
+        make.main(["9", "--draw-only"])
+    assert "unknown figure" in capsys.readouterr().err
