@@ -159,11 +159,15 @@ def _sample_numpy(shape: tuple[int, ...], dtype: torch.dtype, seeds: list[list[i
     jobs = [(flat[i * BLOCK:(i + 1) * BLOCK], seeds[i], kernel, R, k, sd)
             for i in range(len(seeds))]
     workers = min(torch.get_num_threads(), len(jobs))
-    if workers > 1:   # numpy releases the GIL while it fills
-        list(_pool().map(lambda j: _fill_block(*j), jobs))
-    else:
-        for j in jobs:
+
+    def fill(share: list[tuple]) -> None:
+        for j in share:
             _fill_block(*j)
+
+    if workers > 1:   # numpy releases the GIL while it fills; torch's thread budget
+        list(_pool().map(fill, [jobs[w::workers] for w in range(workers)]))
+    else:
+        fill(jobs)
     return torch.from_numpy(flat).reshape(shape).to(dtype)
 
 
