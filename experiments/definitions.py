@@ -28,11 +28,12 @@ fewer epochs, ...) and is printed by the sweep and written next to the results.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .grid import Point, expand_grid, flatten, run_name, set_dotted
 
@@ -117,6 +118,18 @@ class Experiment:
                                  f"{exc}") from None
             out.append(Point(settings=settings, config=config, name=run_name(config)))
         return out
+
+    def with_overrides(self, items: Sequence[str]) -> "Experiment":
+        """A copy whose base also sets ``["data.root=/data/cifar10", ...]`` (TOML
+        literals, as ``anisotropy train --set``); e.g. the data directory of the
+        paper scale on the user's machine."""
+        from anisotropy.config import parse_override
+
+        base = dict(self.base)
+        for item in items:
+            path, value = parse_override(item)
+            base[".".join(path)] = value
+        return dataclasses.replace(self, base=base)
 
     def report(self) -> str:
         n = len(expand_grid(self.grid, self.seeds))

@@ -70,6 +70,9 @@ class SweepOptions:
     out: str = field(default="runs", metadata={
         "help": "directory of the run store and of the results tables"})
     threads: int = field(default=1, metadata={"help": "torch threads per run"})
+    set: list[str] = field(default_factory=list, metadata={
+        "help": "settings applied to every point, KEY=VALUE (TOML literal), e.g. "
+                "data.root=/data/cifar10"})
     dry_run: bool = field(default=False, metadata={
         "help": "list the points and whether each is done; train nothing"})
 
@@ -302,8 +305,7 @@ def make_executor(*, workers: int = 1, scheduler: str | None = None) -> Iterator
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anisotropy sweep", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="anisotropy sweep", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", help="experiment name (fig1, fig3, ...; see "
                    "experiments/*.toml) or path to a definition file")
     add_dataclass_arguments(p, SweepOptions)
@@ -316,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = from_namespace(SweepOptions, ns)
     if opts.scale not in SCALES:  # pragma: no cover - argparse enforces the choices
         raise ValueError(f"unknown scale {opts.scale!r}; valid: {', '.join(SCALES)}")
-    exp = load_experiment(ns.experiment, opts.scale)
+    exp = load_experiment(ns.experiment, opts.scale).with_overrides(opts.set)
     if opts.dry_run:
         run_sweep(exp, out=opts.out, dry_run=True)
         return 0

@@ -49,6 +49,9 @@ class FiguresOptions:
     runs: str = field(default="runs", metadata={"help": "sweep output root (run store, results)"})
     out: str = field(default="results", metadata={"help": "figures, tables and claims go to OUT/SCALE"})
     threads: int = field(default=1, metadata={"help": "torch threads per run"})
+    set: list[str] = field(default_factory=list, metadata={
+        "help": "settings applied to every run, KEY=VALUE (TOML literal), e.g. "
+                "data.root=/data/cifar10"})
     draw_only: bool = field(default=False, metadata={
         "help": "never train: draw from the results that exist"})
 
@@ -82,7 +85,8 @@ def make_figures(figures: list[str], opts: FiguresOptions, *, log=print) -> dict
             trained = skipped = 0
             if not opts.draw_only:
                 for name in mod.EXPERIMENTS:
-                    res = run_sweep(load_experiment(name, opts.scale), out=opts.runs,
+                    exp = load_experiment(name, opts.scale).with_overrides(opts.set)
+                    res = run_sweep(exp, out=opts.runs,
                                     executor=ex, threads=opts.threads, log=log)
                     trained, skipped, failed = (trained + res.n_run, skipped + res.n_skipped,
                                                 failed + res.n_failed)
@@ -141,8 +145,7 @@ def _write_index(ctx: FigureContext, outputs: dict[str, FigureOutput],
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anisotropy figures", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="anisotropy figures", description=__doc__.split("\n\n")[0])
     p.add_argument("figures", nargs="*", metavar="FIG",
                    help=f"figures to make ({', '.join(FIGURES)}; default: all)")
     add_dataclass_arguments(p, FiguresOptions)

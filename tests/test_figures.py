@@ -226,3 +226,33 @@ def test_figures_cli_rejects_unknown_figures(capsys):
     with pytest.raises(SystemExit):
         make.main(["9", "--draw-only"])
     assert "unknown figure" in capsys.readouterr().err
+
+
+def synthetic_cooling_runner(config, run_dir):
+    """Stand-in for the long figure-1 run: a synthetic log with a known common late
+    law (stretched exponential, onset at epoch 40) from analysis.cooling.synthetic."""
+    from analysis.cooling.synthetic import SyntheticSpec, generate, write_run
+
+    spec = SyntheticSpec(n_epochs=150, onset=40.0)
+    data, _ = generate(spec, np.random.default_rng(config["seed"] + 7))
+    summary = {"status": "complete", "best_test_acc": 0.9, "final_test_acc": 0.9,
+               "final_train_loss": 0.01, "epochs": 150, "wall_time": 1.0}
+    write_run(data, run_dir, summary=summary)
+    return summary
+
+
+def test_figure1_runs_the_cooling_analysis_when_missing(tmp_path):
+    runs = tmp_path / "runs"
+    run_sweep(load_experiment("fig1", "quick"), out=runs, runner=synthetic_cooling_runner,
+              threads=None, log=lambda s: None)
+    opts = make.FiguresOptions(scale="quick", runs=str(runs), out=str(tmp_path / "out"),
+                               draw_only=True)
+    make.make_figures(["1"], opts, log=lambda s: None)
+    d = tmp_path / "out" / "quick"
+    assert (d / "fig1.png").stat().st_size > 10_000
+    assert len(list(runs.rglob("cooling.json"))) == 2  # one analysis per run, in its directory
+    rows = res_mod.read_results(d / "fig1_table.csv")
+    assert {r["activation"] for r in rows} == {"relu", "tanh"}
+    for r in rows:  # the planted onset (epoch 40) is inside the reported interval
+        lo, hi = (float(x) for x in r["late_onset_ci"].strip("[]").split(","))
+        assert lo <= 40 <= hi or abs(r["late_onset_epoch"] - 40) < 15

@@ -336,3 +336,13 @@ def test_killed_sweep_resumes_only_the_missing_points(tmp_path):
     assert after == before  # the finished run directory is untouched
     rows = {r["run"]: r for r in results.read_results(res.results_path)}
     assert rows[second.name]["status"] == "complete" and rows[second.name]["epochs_done"] == 60
+
+
+def test_overrides_reach_every_point():
+    e = tiny_experiment().with_overrides(["data.root=/data/x", "optim.lr=0.5"])
+    pts = e.points(passthrough)
+    assert all(p.config["data"]["root"] == "/data/x" and p.config["optim"]["lr"] == 0.5
+               for p in pts)
+    assert {p.name for p in pts}.isdisjoint(q.name for q in tiny_experiment().points(passthrough))
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        tiny_experiment().with_overrides(["nonsense"])
