@@ -172,8 +172,11 @@ class LawFit:
 
     ``params``, ``stderr``, ``ci`` are keyed by the law's natural parameter names;
     ``log_amplitudes``, ``rho`` and ``sigma`` by layer.  ``loglik`` is the Gaussian
-    log-likelihood of the log values (AR(1) or white), ``n_params`` counts shape parameters,
-    amplitudes, scales and AR coefficients.
+    log-likelihood of the log values (AR(1) or white, layers independent), ``n_params`` counts
+    shape parameters, amplitudes, scales and AR coefficients.  Because the layers are in
+    general correlated, that likelihood is a composite likelihood; ``aic`` and ``bic`` count
+    the shape parameters by their effective dimension ``tr(H^-1 Omega)`` (Varin and Vidoni
+    2005), ``inflation`` is the ratio of sandwich to model-based variance per parameter.
     """
 
     law: str
@@ -197,20 +200,31 @@ class LawFit:
     pointwise: np.ndarray = field(repr=False)          # log-lik per epoch of the window
     boot: np.ndarray | None = field(default=None, repr=False)
     n_boot_failed: int = 0
+    shape_dimension: float = 0.0                       # sum of max(1, eigenvalues of H^-1 Omega)
+    inflation: dict = field(default_factory=dict)      # sandwich / model variance per parameter
+
+    @property
+    def n_params_effective(self) -> float:
+        """``n_params`` with the shape parameters counted as ``sum max(1, eig(H^-1 Omega))``."""
+        p = len(self.z)
+        return self.n_params - p + self.shape_dimension
 
     @property
     def aic(self) -> float:
-        return 2 * self.n_params - 2 * self.loglik
+        """Composite-likelihood AIC, ``2 k_eff - 2 ln L``."""
+        return 2 * self.n_params_effective - 2 * self.loglik
 
     @property
     def bic(self) -> float:
-        return self.n_params * np.log(self.n_obs) - 2 * self.loglik
+        """Composite-likelihood BIC, ``k_eff ln N - 2 ln L``."""
+        return self.n_params_effective * np.log(self.n_obs) - 2 * self.loglik
 
     def to_dict(self) -> dict:
         return {"params": self.params, "stderr": self.stderr,
                 "ci": {k: list(v) for k, v in self.ci.items()}, "level": self.level,
                 "aic": self.aic, "bic": self.bic, "loglik": self.loglik, "n_obs": self.n_obs,
-                "n_params": self.n_params, "window": list(self.window),
+                "n_params": self.n_params, "n_params_effective": self.n_params_effective,
+                "variance_inflation": self.inflation, "window": list(self.window),
                 "log_amplitudes": self.log_amplitudes, "rho": self.rho, "sigma": self.sigma,
                 "noise_model": self.noise_model, "uncertainty": self.uncertainty,
                 "at_bound": self.at_bound, "gof": self.gof,
@@ -384,7 +398,7 @@ def fit_law(panel: Panel, law: str, *, noise_model: NoiseModel = "ar1",
     prob = _Problem(panel, lw, rho, sigma)
     e = prob.fun(z)
     J = prob.jac_rows(z).T
-    ll_point = (-0.5 * np.log(2 * np.pi) - np.log(sigma[lay]) - 0.5 * e * e - prob.logdet
+    ll_point = (-0.5 * np.log(2 * np.pi) - np.log(sigma[lay]) - 0.5 * e * e + prob.logdet
                 - np.log(panel.r))
     pointwise = np.bincount(panel.col, ll_point, panel.epochs.size)
     loglik = float(pointwise.sum())
@@ -393,13 +407,24 @@ def fit_law(panel: Panel, law: str, *, noise_model: NoiseModel = "ar1",
 
     H = J.T @ J
     Hinv = np.linalg.pinv(H)
+    S = np.column_stack([np.bincount(panel.col, J[:, j] * e, panel.epochs.size)
+                         for j in range(J.shape[1])])
+    cov_sandwich = Hinv @ hac_covariance(S) @ Hinv
+    cov_model = Hinv * float(e @ e) / max(n_obs - k, 1)
+    # composite-likelihood effective dimension of the shape parameters, tr(H^-1 Omega)
+    # (Varin and Vidoni 2005): p when the noise model is right, larger when the layers are
+    # correlated or the residuals more persistent than the AR(1) model says.  Each eigenvalue
+    # of H^-1 Omega is floored at 1 so that a direction the data do not identify (t_c at the
+    # end of the window: H singular) still costs a full parameter.  The criteria use it.
+    eig = np.real(np.linalg.eigvals(cov_sandwich @ H))
+    p_eff = float(np.sum(np.maximum(eig, 1.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inflation = np.where(np.diag(cov_model) > 0, np.diag(cov_sandwich) / np.diag(cov_model), 1.0)
     boot, n_failed = None, 0
     if uncertainty == "jacobian":
-        cov = Hinv * float(e @ e) / max(n_obs - k, 1)
+        cov = cov_model
     elif uncertainty == "sandwich":
-        S = np.column_stack([np.bincount(panel.col, J[:, j] * e, panel.epochs.size)
-                             for j in range(J.shape[1])])
-        cov = Hinv @ hac_covariance(S) @ Hinv
+        cov = cov_sandwich
     else:
         check_int("n_boot", n_boot, minimum=10)
         from .bootstrap import bootstrap_fits   # bootstrap builds on this module's problem
@@ -427,7 +452,8 @@ def fit_law(panel: Panel, law: str, *, noise_model: NoiseModel = "ar1",
     stderr, ci = {}, {}
     for j, (name, lg) in enumerate(zip(lw.params, lw.log_params)):
         stderr[name] = float(params[name] * se_int[j] if lg else se_int[j])
-        lo_c, hi_c = (np.exp(ci_int[j]) if lg else ci_int[j])
+        with np.errstate(over="ignore"):        # an unidentified parameter may have an inf bound
+            lo_c, hi_c = (np.exp(ci_int[j]) if lg else ci_int[j])
         ci[name] = (float(lo_c), float(hi_c))
     tol = AT_BOUND_RTOL * (1 + np.abs(np.where(np.isfinite(lo), lo, 0)))
     at_bound = [lw.params[j] for j in range(lw.n_params)
@@ -445,4 +471,5 @@ def fit_law(panel: Panel, law: str, *, noise_model: NoiseModel = "ar1",
     return LawFit(law, params, stderr, ci, z, cov, dict(zip(panel.layers, map(float, a))),
                   dict(zip(panel.layers, map(float, rho))), dict(zip(panel.layers, map(float, sigma))),
                   loglik, n_obs, k, (float(panel.epochs.min()), float(panel.epochs.max())), level,
-                  noise_model, uncertainty, at_bound, gof, pointwise, boot, n_failed)
+                  noise_model, uncertainty, at_bound, gof, pointwise, boot, n_failed, p_eff,
+                  dict(zip(lw.params, map(float, inflation))))

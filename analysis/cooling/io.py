@@ -19,8 +19,9 @@ Accepted inputs
   deviation across minibatches; the gradient norms and ``numel`` (number of weights of
   the layer) are optional and feed the noise-floor analysis.  The number of minibatches
   per epoch is read from a record key ``n_batches`` / ``batches_per_epoch`` /
-  ``steps_per_epoch`` or from ``summary.json`` (same keys, or ``data.n_train`` together
-  with ``data.batch_size``).
+  ``steps_per_epoch``, from the increments of the records' optimiser ``step`` count, or
+  from ``summary.json`` (same keys, or ``data.n_train`` with ``data.batch_size``, also
+  under its ``config``).
 * a CSV in long format, one row per (epoch, layer), header required::
 
       epoch,layer,signal,signal_std[,grad_mean_norm,grad_std_norm,weight_norm,numel]
@@ -105,7 +106,6 @@ class CoolingData:
     batches_per_epoch: int | None = None
     absent: dict | None = None
     source: str = "arrays"
-    issues: list = field(init=False)
     step: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -145,7 +145,11 @@ class CoolingData:
         # epoch spacing: the most common difference (logging every k epochs is allowed)
         vals, counts = np.unique(np.round(d, 9), return_counts=True)
         self.step = float(vals[np.argmax(counts)])
-        self.issues = self._find_issues()
+
+    @property
+    def issues(self) -> list:
+        """Every missing / NaN / inf / zero / negative value (recomputed from the arrays)."""
+        return self._find_issues()
 
     # ------------------------------------------------------------------ issues
     def _find_issues(self) -> list:
@@ -243,6 +247,8 @@ def _assemble(rows: dict, layers: list, numel: dict, batches, source: str) -> Co
 
 
 def _batches_from_summary(summary: dict):
+    if isinstance(summary.get("config"), dict):          # the trainer nests its configuration
+        summary = {**summary["config"], **{k: v for k, v in summary.items() if k != "config"}}
     for scope in (summary, summary.get("data", {}) or {}, summary.get("train", {}) or {}):
         for k in _BATCH_KEYS:
             if isinstance(scope, dict) and scope.get(k) is not None:
@@ -257,7 +263,7 @@ def _batches_from_summary(summary: dict):
 def load_log(path, summary_path=None) -> CoolingData:
     """Read the trainer's ``log.jsonl`` (and ``summary.json`` when given or next to it)."""
     path = Path(path)
-    rows, layers, numel, batches = {}, [], {}, None
+    rows, layers, numel, batches, steps = {}, [], {}, None, []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -276,6 +282,8 @@ def load_log(path, summary_path=None) -> CoolingData:
             for k in _BATCH_KEYS:
                 if rec.get(k) is not None:
                     batches = int(rec[k])
+            if isinstance(rec.get("step"), (int, float)):
+                steps.append(float(rec["step"]))
             for layer, vals in rec["layers"].items():
                 if layer not in layers:
                     layers.append(layer)
@@ -286,6 +294,11 @@ def load_log(path, summary_path=None) -> CoolingData:
                 for k in _NUMEL_KEYS:
                     if vals.get(k) is not None:
                         numel[layer] = float(vals[k])
+    if batches is None and len(steps) >= 2:
+        # the trainer logs the optimiser step count: its increments are the minibatches per period
+        d = np.diff(np.asarray(steps))
+        if np.all(d > 0):
+            batches = int(np.median(d))
     summary_path = Path(summary_path) if summary_path else path.with_name("summary.json")
     if summary_path.exists():
         with open(summary_path, encoding="utf-8") as fh:

@@ -1,0 +1,130 @@
+"""Inputs of the cooling analysis: log / CSV / arrays, round trips and every bad input."""
+import json
+
+import numpy as np
+import pytest
+
+from analysis.cooling import (CoolingConfig, analyse, from_arrays, load, load_csv, write_csv, write_run)
+from analysis.cooling.fit import MIN_POINTS_PER_LAYER, build_panel
+from analysis.cooling.synthetic import SyntheticSpec, generate
+
+SPEC = SyntheticSpec(n_epochs=120, onset=30.0, noise=0.05)
+
+
+@pytest.fixture
+def data():
+    return generate(SPEC, 11)[0]
+
+
+def _same(a, b):
+    np.testing.assert_array_equal(a.epochs, b.epochs)
+    assert a.layers == b.layers
+    for c in ("signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight_norm"):
+        np.testing.assert_array_equal(getattr(a, c), getattr(b, c))
+    np.testing.assert_array_equal(a.numel, b.numel)
+
+
+def test_log_round_trip(data, tmp_path):
+    write_run(data, tmp_path)
+    back = load(tmp_path)
+    _same(data, back)
+    assert back.batches_per_epoch == SPEC.batches_per_epoch
+    assert load(tmp_path / "log.jsonl").layers == data.layers
+
+
+def test_csv_round_trip_keeps_nan_and_missing(data, tmp_path):
+    data.signal[0, 5] = np.nan
+    data.absent["signal"][1, 7] = True
+    data.signal[1, 7] = np.nan
+    write_csv(data, tmp_path / "s.csv")
+    back = load_csv(tmp_path / "s.csv")
+    np.testing.assert_array_equal(np.isnan(back.signal), np.isnan(data.signal))
+    kinds = {(i.kind, i.layer, i.epochs) for i in back.issues if i.channel == "signal"}
+    assert ("nan", "fc1", (6.0,)) in kinds and ("missing", "fc2", (8.0,)) in kinds
+
+
+def test_steps_give_batches_per_epoch(data, tmp_path):
+    write_run(data, tmp_path, summary={})
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    with open(tmp_path / "log.jsonl", "w") as fh:
+        for k, rec in enumerate(lines):
+            rec["step"] = 17 * (k + 1)
+            fh.write(json.dumps(rec) + "\n")
+    assert load(tmp_path).batches_per_epoch == 17
+
+
+def test_every_bad_value_is_reported(data):
+    sig = data.signal.copy()
+    sig[0, 3], sig[1, 4], sig[2, 5], sig[3, 6] = np.nan, 0.0, -1.0, np.inf
+    d = from_arrays(data.epochs, sig, data.signal_std, layers=data.layers)
+    found = {(i.kind, i.layer, i.epochs) for i in d.issues}
+    assert found == {("nan", "fc1", (4.0,)), ("zero", "fc2", (5.0,)), ("negative", "fc3", (6.0,)),
+                     ("inf", "fc4", (7.0,))}
+    assert not d.valid("signal")[[0, 1, 2, 3], [3, 4, 5, 6]].any()
+
+
+def test_missing_epochs_and_records_are_reported(data, tmp_path):
+    write_run(data, tmp_path)
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    rec = json.loads(lines[20])
+    del rec["layers"]["fc3"]                               # one layer missing at epoch 21
+    lines[20] = json.dumps(rec)
+    del lines[40]                                          # epoch 41 missing for all layers
+    (tmp_path / "log.jsonl").write_text("\n".join(lines) + "\n")
+    d = load(tmp_path)
+    miss = {(i.layer, i.epochs) for i in d.issues if i.kind == "missing" and i.channel == "signal"}
+    assert ("fc3", (21.0, 41.0)) in miss and ("fc1", (41.0,)) in miss
+    assert d.missing_epochs() == [41.0]
+
+
+def test_policy_mask_excludes_and_raise_refuses(data):
+    data.signal[2, 60] = np.nan
+    data.signal[0, 70] = 0.0
+    cfg = dict(late_start=30.0, n_stability=0, per_layer=False, laws=["power_law"])
+    res = analyse(data, CoolingConfig(**cfg))
+    n_window = 4 * int(np.sum(data.epochs >= 30))
+    assert res.channels["signal"]["n_points"] == n_window - 2
+    assert "nan at epoch(s) 61" in res.report() and "zero at epoch(s) 71" in res.report()
+    assert len(res.to_dict()["data"]["issues"]) == 2
+    with pytest.raises(ValueError, match="nan at epoch"):
+        analyse(data, CoolingConfig(**cfg, on_invalid="raise"))
+
+
+def test_mismatched_lengths_and_shapes(data):
+    with pytest.raises(ValueError, match="signal_std must have shape"):
+        from_arrays(data.epochs, data.signal, data.signal_std[:, :-1])
+    with pytest.raises(ValueError, match="signal must have shape"):
+        from_arrays(data.epochs[:-1], data.signal, data.signal_std)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        from_arrays(np.r_[1.0, 1.0, 2.0], np.ones((1, 3)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match="at least 2 epochs"):
+        from_arrays([1.0], [[1.0]], [[1.0]])
+
+
+def test_too_short_series(data):
+    d = from_arrays(data.epochs[:12], data.signal[:, :12], data.signal_std[:, :12], layers=data.layers)
+    with pytest.raises(ValueError, match="too short"):
+        analyse(d)
+    with pytest.raises(ValueError, match=f"at least {MIN_POINTS_PER_LAYER}"):
+        build_panel(d, "signal", 8.0)
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "x.csv").write_text("epoch,layer,signal\n1,a,1.0\n")
+    with pytest.raises(ValueError, match="header must contain"):
+        load(tmp_path / "x.csv")
+    (tmp_path / "log.jsonl").write_text('{"epoch": 1, "layers": {}}\n{not json\n')
+    with pytest.raises(ValueError, match="log.jsonl:2"):
+        load(tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        load(tmp_path / "nope.csv")
+    (tmp_path / "log.txt").write_text("")
+    with pytest.raises(ValueError, match="run directory, a .jsonl log or a .csv"):
+        load(tmp_path / "log.txt")
+
+
+def test_config_rejects_unknown_names():
+    with pytest.raises(ValueError, match="'exponential'.*'power_law'"):
+        CoolingConfig(laws=["exponential", "logistic"])
+    with pytest.raises(ValueError, match="uncertainty"):
+        CoolingConfig(uncertainty="jackknife")
