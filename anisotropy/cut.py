@@ -20,7 +20,8 @@ leading axis of length ``S``:
   costs one GEMM for the weight gradient (the ``S`` output gradients are summed
   first) instead of ``S``;
 * a Linear child on stacked input uses :func:`torch.baddbmm` with the stacked
-  weights ``W + ΔW_a``;
+  weights ``W + ΔW_a`` (backward: one ``bmm`` for the input gradient, one GEMM
+  over the ``S * B`` rows for the weight gradient; see :class:`_StackedLinear`);
 * parameter-free or unsmoothed children that act sample by sample (see
   :data:`PER_SAMPLE`) run once on the ``S * B`` merged batch;
 * anything else (BatchNorm in training mode, custom modules, smoothed
@@ -35,6 +36,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.func import functional_call
 from torch.nn import functional as F
 
@@ -118,6 +120,35 @@ def _stack_centre(p: torch.Tensor, d: torch.Tensor, centre: bool) -> torch.Tenso
     return torch.cat([p.unsqueeze(0), pd]) if centre else pd
 
 
+class _StackedLinear(torch.autograd.Function):
+    """``z[s] = h[s] @ (W + dW_s)^T + b`` with ``dW`` constant; shapes (S, N, in) -> (S, N, out).
+
+    Autograd of ``baddbmm`` on the stacked weights would materialise the S
+    weight gradients (S, out, in) and then sum them; here the weight gradient
+    is one GEMM over the S*N rows and the input gradient one ``bmm``.
+    """
+
+    @staticmethod
+    def forward(ctx, h3, weight, bias, ws):
+        ctx.save_for_backward(h3, ws)
+        ctx.has_bias = bias is not None
+        wt = ws.transpose(1, 2)
+        return torch.baddbmm(bias.reshape(1, 1, -1), h3, wt) if bias is not None else (
+            torch.bmm(h3, wt))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        h3, ws = ctx.saved_tensors
+        gh = torch.bmm(g, ws) if ctx.needs_input_grad[0] else None
+        gw = gb = None
+        if ctx.needs_input_grad[1]:
+            gw = g.reshape(-1, g.shape[-1]).t().mm(h3.reshape(-1, h3.shape[-1]))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = g.sum((0, 1))
+        return gh, gw, gb, None
+
+
 def _linear_stacked(mod: nn.Linear, h: torch.Tensor, local: Mapping[str, torch.Tensor],
                     centre: bool) -> torch.Tensor:
     """Stacked input ``h`` (S, B..., in) -> (S, B..., out) with batched GEMMs."""
@@ -125,20 +156,21 @@ def _linear_stacked(mod: nn.Linear, h: torch.Tensor, local: Mapping[str, torch.T
     dw, db = local.get("weight"), local.get("bias")
     if dw is None:     # only the bias moves: one GEMM over the merged S*B rows
         z = F.linear(h, mod.weight, mod.bias)
+    else:
+        with torch.no_grad():   # W + dW_s as data; _StackedLinear routes the gradient to W
+            w = mod.weight
+            ws = torch.empty((s, *w.shape), dtype=w.dtype, device=w.device)  # (S, out, in)
+            if centre:
+                ws[0].copy_(w)
+            torch.add(w, dw, out=ws[int(centre):])   # one pass, no temporary
+        h3 = h.reshape(s, -1, mod.in_features)
+        z = _StackedLinear.apply(h3, mod.weight, mod.bias, ws)
+        z = z.reshape(*h.shape[:-1], mod.out_features)
+    if db is not None:
         if centre:
             db = torch.cat([torch.zeros_like(db[:1]), db])
-        return z + db.reshape(s, *([1] * (h.dim() - 2)), -1)
-    b = mod.bias
-    if db is not None:
-        b = _stack_centre(b, db, centre).unsqueeze(1)               # (S, 1, out)
-    elif b is not None:
-        b = b.reshape(1, 1, -1)
-    h3 = h.reshape(s, -1, mod.in_features)
-    # stacked weights W + dW_a: backward is one bmm for the weight gradient and
-    # one for the input gradient (splitting W + dW_a would add y GEMMs)
-    wt = _stack_centre(mod.weight, dw, centre).transpose(1, 2)      # (S, in, out)
-    z = torch.baddbmm(b, h3, wt) if b is not None else torch.bmm(h3, wt)
-    return z.reshape(*h.shape[:-1], mod.out_features)
+        z = z + db.reshape(s, *([1] * (h.dim() - 2)), -1)
+    return z
 
 
 def _generic(mod: nn.Module, h: torch.Tensor, local: Mapping[str, torch.Tensor],
