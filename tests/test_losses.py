@@ -173,7 +173,8 @@ def test_gradient_matches_finite_differences(kind, reduction):
     # rounding ~1e-16/h = 1e-10, so 1e-7 leaves a wide margin.
     model = small_mlp(activation="tanh") if kind == "mlp" else small_cnn()
     x, t = batch(kind)
-    ple = PartialLocalEntropy(model, layers=("fc1",), reduction=reduction, beta=3.0, R=0.25, y=3)
+    ple = PartialLocalEntropy(model, layers=("fc1", "fc2"), reduction=reduction, beta=3.0, R=0.25,
+                              y=3)
     _, g = smoothed_grads(model, ple, x, t, seed=11)
     h, pick = 1e-6, torch.Generator().manual_seed(0)
     with torch.no_grad():
