@@ -8,8 +8,9 @@ Model (section 2.1 of the paper, PAPER-NOTES section 5): for layer ``I`` at epoc
 
 with :math:`g = \ln f` a law of :mod:`analysis.cooling.laws` shared by all layers,
 per-layer log amplitudes :math:`a_I = \ln A_I`, a known relative noise scale
-:math:`r_{It}` (``weights="logged"``: the logged ``signal_std / signal``, i.e. the
-standard error of the log of an epoch mean up to a constant; ``"uniform"``: 1),
+:math:`r_{It}` (``weights="logged"``: the logged ``signal_std / signal`` smoothed over
+:data:`WEIGHT_SMOOTH` epochs, i.e. the standard error of the log of an epoch mean up to a
+constant; ``"uniform"``: 1),
 an unknown per-layer scale :math:`\sigma_I` and a unit-variance stationary
 Gaussian AR(1) process :math:`u_{It}` per layer (``noise_model="ar1"``) or white
 noise (``"white"``).  The parameters are estimated by maximum likelihood in the
@@ -25,8 +26,10 @@ Uncertainty (``uncertainty=``):
   covariance of the whitened scores summed over layers at each epoch - honest under
   leftover autocorrelation and under correlation between layers;
 * ``"bootstrap"``: a moving-block bootstrap of the whitened residuals (all layers of an
-  epoch move together), re-coloured with the fitted AR(1), refitted from the
-  estimate with :math:`(\rho, \sigma)` held fixed; percentile intervals;
+  epoch move together), re-coloured with the fitted AR(1) and refitted, re-estimating
+  :math:`(\rho, \sigma)` in every resample (:mod:`analysis.cooling.bootstrap`);
+  symmetric percentile-t intervals, which also carry the small-sample uncertainty of
+  :math:`\hat\rho` near 1 that the sandwich misses on short windows;
 * ``"jacobian"``: the classical :math:`s^2 H^{-1}`; with ``noise_model="white"`` this is
   the plain covariance that under-covers badly for autocorrelated residuals (kept to
   demonstrate exactly that).

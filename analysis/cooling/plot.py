@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from anisotropy._checks import check_choice
+
 from .io import CoolingData
 from .laws import evaluate
 
@@ -33,7 +35,8 @@ def _fitted(res: dict, channel_block: dict, layers, t):
     return law, {layer: evaluate(law, t, params, f["log_amplitudes"][layer]) for layer in layers}
 
 
-def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | None = None):
+def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | None = None,
+                 xscale: str = "linear"):
     """Draw ln(signal) (solid), ln(noise) (dashed), fitted laws and regime boundaries.
 
     Parameters
@@ -47,6 +50,8 @@ def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | 
     path : str or Path, optional
         Save the figure there (PNG by suffix).
     title : str, optional
+    xscale : {"linear", "log"}
+        Scale of the epoch axis ("log" spreads out the early regimes of a long run).
 
     Returns
     -------
@@ -93,6 +98,7 @@ def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | 
     handles += ax.plot([], [], "--", color="0.2", label="noise (signal_std)")
     handles += ax.plot([], [], ":", color="k", label=f"fit: {law_s}")
     handles += ax.plot([], [], ":", color="0.45", label=f"noise fit: {law_n}")
+    ax.set_xscale(check_choice("xscale", xscale, ("linear", "log")))
     ax.set_xlabel("epoch")
     ax.set_ylabel("natural log of signal (solid) and noise (dashed)")
     if title is None:
