@@ -30,6 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -53,6 +54,9 @@ class BenchConfig:
     device: str = field(default="cpu", metadata={"help": "torch device"})
     skip: list[str] = field(default_factory=list,
                             metadata={"help": "variants to skip (off, vmap, naive)"})
+    clock: Literal["wall", "process"] = field(
+        default="wall", metadata={"help": "wall time, or CPU time of the process (less "
+                                          "sensitive to other jobs on a loaded machine)"})
 
 
 def _naive_step(model, ple, x, t, g):
@@ -119,6 +123,7 @@ def make_steps(model, layers, cfg) -> dict[str, Callable[[torch.Tensor, torch.Te
 
 def time_steps(steps, x, t, cfg) -> dict[str, float]:
     sync = torch.cuda.synchronize if cfg.device.startswith("cuda") else (lambda: None)
+    clock = time.perf_counter if cfg.clock == "wall" else time.process_time
     names = [v for v in VARIANTS if v not in cfg.skip]
     for _ in range(cfg.warmup):
         for v in names:
@@ -127,10 +132,10 @@ def time_steps(steps, x, t, cfg) -> dict[str, float]:
     for _ in range(cfg.repeats):
         for v in names:       # round-robin: load changes hit every variant alike
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             steps[v](x, t)
             sync()
-            times[v].append(time.perf_counter() - t0)
+            times[v].append(clock() - t0)
     return {v: statistics.median(ts) for v, ts in times.items()}
 
 
@@ -151,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     print(f"# torch {torch.__version__}, device {cfg.device}, threads {torch.get_num_threads()}, "
           f"cpus {os.cpu_count()}, batch {cfg.batch}, y {cfg.y}, float32, "
-          f"median of {cfg.repeats} (warm-up {cfg.warmup}); load avg at start {load0[0]:.2f}")
+          f"{cfg.clock} clock, median of {cfg.repeats} (warm-up {cfg.warmup}); "
+          f"load avg at start {load0[0]:.2f}")
     cols = [v for v in VARIANTS if v not in cfg.skip]
     head = ["model", "smoothed"] + [f"{v} ms" for v in cols] + ["ple/plain", "ple/naive"]
     print("| " + " | ".join(head) + " |")
