@@ -34,6 +34,7 @@ def test_cooling_json_schema(run):
     assert reg["late_onset"]["ci"][0] <= reg["late_onset"]["epoch"] <= reg["late_onset"]["ci"][1]
     assert reg["late_window"][0] == reg["late_onset"]["epoch"]
     assert {"signal", "signal_std"} <= set(res["factorisation"])
+    assert reg["snr_source"] == "gradient"                   # auto: the log has gradient norms
     assert res["noise"]["selected"] in res["noise"]["laws"]
     assert res["selected"] == "stretched_exponential"        # the generating law
     assert (run / "cooling.png").stat().st_size > 10_000

@@ -62,6 +62,10 @@ def test_floor_fraction_and_verdicts():
     # by construction grad_std_norm = sqrt(pi/2) sqrt(N) 0.2 signal: the floor is 0.2 signal
     assert all(v == pytest.approx(0.2, rel=1e-12) for v in fa.floor_fraction.values())
     np.testing.assert_allclose(fa.corrected, d.signal * np.sqrt(1 - 0.04), rtol=1e-12)
+    # grad_mean_norm = grad_std_norm * signal/noise ratio 0.3 in the late regime: the noise
+    # fraction of the squared minibatch gradient norm is 1 / (1 + 0.3^2)
+    assert all(v == pytest.approx(1 / (1 + 0.3 ** 2), rel=1e-9)
+               for v in fa.minibatch_noise_fraction.values())
     assert "indistinguishable from the decay of its own noise" in fa.verdict
     at = noise_floor(generate(SyntheticSpec(**base, floor_fraction=0.97), 1)[0], WINDOW)
     assert all(v > FLOOR_DOMINATED for v in at.floor_fraction.values())

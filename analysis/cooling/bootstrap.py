@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from .fit import Panel, _Problem, _innovations
+from .fit import Panel, _Problem
 from .timeseries import ar1_coefficients, block_indices, block_length, estimate_rho, recolor
 
 __all__ = ["ReducedProblem", "bootstrap_fits"]

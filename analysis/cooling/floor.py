@@ -16,9 +16,12 @@ is therefore an upper bound).  The floor-corrected signal uses the interpolation
 ``s_corr = sqrt(s^2 - F^2)``, NaN where ``s <= F``.  It needs ``grad_std_norm`` and the
 weight count ``numel`` of each layer.
 
-Likewise the squared norm of the epoch-mean gradient over ``M`` minibatches carries
-``tr(Sigma)/(B M) = grad_std_norm^2 / M``; its floor fraction needs ``M``
-(``batches_per_epoch``).
+Likewise the squared norm of a minibatch mean gradient carries ``tr(Sigma)/B``: averaged over
+the minibatches of an epoch, ``mean_b ||g_b||^2 = grad_mean_norm^2 + grad_std_norm^2`` exactly,
+and its noise part is ``grad_std_norm^2``.  The module reports the median noise fraction
+``grad_std_norm^2 / (grad_mean_norm^2 + grad_std_norm^2)`` per layer.  (The norm of the
+*epoch*-mean gradient has no such simple floor: an epoch that visits every sample once has
+no minibatch-sampling variance at fixed weights, only the drift of the weights.)
 
 Whatever the log holds, the module also tests whether the signal decays like its own
 noise: the slope of ``ln(signal/signal_std)`` in the late window (prewhitened-HAC
@@ -67,7 +70,7 @@ class FloorAnalysis:
     floor: np.ndarray | None
     corrected: np.ndarray | None
     floor_fraction: dict          # layer -> median F/s in the window (empty if unavailable)
-    mean_grad_floor_fraction: dict  # layer -> median (grad_std_norm^2/M)/grad_mean_norm^2
+    minibatch_noise_fraction: dict  # layer -> median gstd^2 / (gmean^2 + gstd^2)
     tracks_floor: TrendTest | None
     tracks_noise: TrendTest | None
     level: float
@@ -77,7 +80,7 @@ class FloorAnalysis:
         return {"window": list(self.window), "available": self.available, "reason": self.reason,
                 "floor_fraction_median": self.floor_fraction,
                 "at_floor": {k: v > FLOOR_DOMINATED for k, v in self.floor_fraction.items()},
-                "mean_grad_floor_fraction_median": self.mean_grad_floor_fraction,
+                "minibatch_noise_fraction_median": self.minibatch_noise_fraction,
                 "signal_over_floor_trend": self.tracks_floor.to_dict() if self.tracks_floor else None,
                 "signal_over_noise_trend": self.tracks_noise.to_dict() if self.tracks_noise else None,
                 "verdict": self.verdict}
@@ -89,9 +92,9 @@ class FloorAnalysis:
                 f"{k} {v:.3f}" for k, v in self.floor_fraction.items()))
         else:
             lines.append(f"  floor of the signal not computed: {self.reason}")
-        if self.mean_grad_floor_fraction:
-            lines.append("  median (grad_std_norm^2/M)/grad_mean_norm^2: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in self.mean_grad_floor_fraction.items()))
+        if self.minibatch_noise_fraction:
+            lines.append("  median noise fraction of |minibatch gradient|^2: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in self.minibatch_noise_fraction.items()))
         if self.tracks_noise is not None:
             t = self.tracks_noise
             lines.append(f"  ln(signal/noise) constant? joint p = {t.p_value:.3g}; slopes "
@@ -128,11 +131,10 @@ def noise_floor(data: CoolingData, window: tuple, *, level: float = 0.95) -> Flo
         except ValueError:
             tracks_floor = None
     mg = {}
-    if (data.grad_mean_norm is not None and data.grad_std_norm is not None
-            and data.batches_per_epoch):
+    if data.grad_mean_norm is not None and data.grad_std_norm is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            mg = _median_in(data.grad_std_norm ** 2 / data.batches_per_epoch / data.grad_mean_norm ** 2,
-                            win, data.layers)
+            v = data.grad_std_norm ** 2
+            mg = _median_in(v / (data.grad_mean_norm ** 2 + v), win, data.layers)
     ok = data.valid("signal") & data.valid("signal_std")
     with np.errstate(divide="ignore", invalid="ignore"):
         ln = np.where(ok, np.log(np.where(ok, data.signal / data.signal_std, 1.0)), np.nan)[:, win]

@@ -62,16 +62,15 @@ class CoolingConfig:
     on_invalid: Literal["mask", "raise"] = field(default="mask", metadata={
         "help": "bad values (missing/NaN/inf/zero/negative): leave out of the fits and report, or refuse"})
     smooth: int = field(default=5, metadata={"help": "running-mean window (epochs) for maxima and SNR"})
-    snr_source: Literal["signal", "gradient"] = field(default="signal", metadata={
-        "help": "SNR = signal/signal_std or grad_mean_norm/grad_std_norm"})
+    snr_source: Literal["auto", "signal", "gradient"] = field(default="auto", metadata={
+        "help": "SNR = grad_mean_norm/grad_std_norm (gradient), signal/signal_std (signal), "
+                "or gradient when logged (auto)"})
     min_late: int = field(default=20, metadata={"help": "minimum number of epochs in the late window"})
     onset_gls: bool = field(default=False, metadata={"help": "fit the onset hinge by AR(1) GLS"})
     n_stability: int = field(default=6, metadata={"help": "window starts of the stability check"})
     per_layer: bool = field(default=True, metadata={"help": "also fit every law to each layer alone"})
     reference: str | None = field(default=None, metadata={
         "help": "reference layer of the factorisation test (default: the first)"})
-    batches_per_epoch: int | None = field(default=None, metadata={
-        "help": "minibatches per epoch (overrides the log; used by the noise floor)"})
 
     def __post_init__(self) -> None:
         self.laws = list(self.laws)
@@ -84,7 +83,7 @@ class CoolingConfig:
         check_choice("noise_model", self.noise_model, ("ar1", "white"))
         check_choice("weights", self.weights, ("logged", "uniform"))
         check_choice("on_invalid", self.on_invalid, ("mask", "raise"))
-        check_choice("snr_source", self.snr_source, ("signal", "gradient"))
+        check_choice("snr_source", self.snr_source, ("auto", "signal", "gradient"))
         check_int("n_boot", self.n_boot, minimum=10)
         check_int("smooth", self.smooth, minimum=1)
         check_int("min_late", self.min_late, minimum=8)
@@ -92,8 +91,6 @@ class CoolingConfig:
         check_int("seed", self.seed, minimum=0)
         if not 0 < float(self.level) < 1:
             raise ValueError(f"level must lie in (0, 1), got {self.level!r}")
-        if self.batches_per_epoch is not None:
-            check_int("batches_per_epoch", self.batches_per_epoch, minimum=1)
 
 
 def _fit_channel(data, channel, window, cfg, seeds):
@@ -140,15 +137,17 @@ def analyse(data: CoolingData, config: CoolingConfig | None = None) -> CoolingRe
     cfg = config or CoolingConfig()
     t0 = time.perf_counter()
     timings = {}
-    if cfg.batches_per_epoch is not None:
-        data.batches_per_epoch = cfg.batches_per_epoch
     bad = [i for i in data.issues if i.channel in CHANNELS]
     if bad and cfg.on_invalid == "raise":
         raise ValueError("bad values in the log (on_invalid='raise'):\n"
                          + "\n".join(i.describe() for i in bad))
     seeds = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(4 * len(cfg.laws) + 2)]
     maxima = signal_maximum(data, smooth=cfg.smooth)
-    snr = snr_crossing(data, source=cfg.snr_source, smooth=cfg.smooth)
+    snr_source = cfg.snr_source
+    if snr_source == "auto":
+        snr_source = ("gradient" if data.grad_mean_norm is not None and data.grad_std_norm is not None
+                      else "signal")
+    snr = snr_crossing(data, source=snr_source, smooth=cfg.smooth)
     onset = None
     if data.n_layers >= 2:
         onset = late_onset(data, min_late=cfg.min_late, level=cfg.level, n_boot=cfg.n_boot,
@@ -190,5 +189,5 @@ def analyse(data: CoolingData, config: CoolingConfig | None = None) -> CoolingRe
     fac = factorisation_test(data, window, level=cfg.level, reference=cfg.reference)
     flo = noise_floor(data, window, level=cfg.level)
     timings["total"] = time.perf_counter() - t0
-    return CoolingResult(cfg, data, window, maxima, snr, onset, channels, per_layer, stability, fac,
-                         flo, timings)
+    return CoolingResult(cfg, data, window, maxima, snr, snr_source, onset, channels, per_layer,
+                         stability, fac, flo, timings)

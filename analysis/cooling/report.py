@@ -82,6 +82,7 @@ class CoolingResult:
     window: tuple
     signal_max: dict
     snr: dict
+    snr_source: str
     onset: object
     channels: dict
     per_layer: dict
@@ -118,7 +119,7 @@ class CoolingResult:
                       "laws": {k: f.to_dict() for k, f in noi["fits"].items()},
                       "comparison": noi["comparison"].to_dict()},
             "regimes": {"signal_max": self.signal_max, "snr_crossing": self.snr,
-                        "snr_source": self.config.snr_source,
+                        "snr_source": self.snr_source,
                         "late_onset": self.onset.to_dict() if self.onset is not None else None,
                         "late_window": list(self.window)},
             "per_layer": per_layer,
@@ -161,7 +162,7 @@ class CoolingResult:
         L.append("regimes:")
         L.append("  signal maximum at epoch: " + ", ".join(
             f"{k} {v:g}" if v is not None else f"{k} -" for k, v in self.signal_max.items()))
-        L.append(f"  SNR crossing ({cfg.snr_source}): " + ", ".join(
+        L.append(f"  SNR crossing ({self.snr_source}): " + ", ".join(
             f"{k} {v['epoch']:.1f}" if v["epoch"] is not None else f"{k} none ({v['note']})"
             for k, v in self.snr.items()))
         if self.onset is not None:
