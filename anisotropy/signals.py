@@ -115,7 +115,9 @@ class SignalAccumulator:
             self._grad[name].update(p.grad)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Per layer: ``signal``, ``signal_std``, ``grad_mean_norm``, ``grad_std_norm``, ``weight_norm``."""
+        """Per layer: ``signal``, ``signal_std``, ``grad_mean_norm``, ``grad_std_norm``,
+        ``weight_norm`` and ``numel`` (the layer's weight count N_I of eq 2, which the
+        cooling analysis needs for the noise floor of s_I)."""
         if self.n == 0:
             raise ValueError("no minibatch accumulated; call update() first")
         out = {}
@@ -127,5 +129,6 @@ class SignalAccumulator:
                 "grad_mean_norm": float(torch.linalg.vector_norm(g.mean)),
                 "grad_std_norm": math.sqrt(max(float(g.variance().sum()), 0.0)),
                 "weight_norm": float(torch.linalg.vector_norm(p.detach().to(torch.float64))),
+                "numel": int(p.numel()),
             }
         return out

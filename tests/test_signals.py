@@ -77,6 +77,7 @@ def test_running_statistics_match_a_direct_computation_over_batches():
         assert summ[k]["grad_std_norm"] == pytest.approx(np.sqrt(G.var(0).sum()), rel=1e-9)
         assert summ[k]["weight_norm"] == pytest.approx(np.linalg.norm(layers[k].detach().numpy()),
                                                        rel=1e-12)
+        assert summ[k]["numel"] == G.shape[1]
     acc.reset()
     assert acc.n == 0
 

@@ -19,7 +19,7 @@ from anisotropy.trainer import build_model, derive_seeds, main, train
 
 LOG_KEYS = {"epoch", "step", "train_loss", "smoothed_loss", "train_acc", "test_loss", "test_acc",
             "best_test_acc", "wall_time", "lr", "R", "layers"}
-LAYER_KEYS = {"signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight_norm"}
+LAYER_KEYS = {"signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight_norm", "numel"}
 
 
 def small(**over) -> TrainConfig:
