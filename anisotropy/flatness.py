@@ -39,7 +39,7 @@ from torch.nn import functional as F
 
 from ._checks import check_choice, check_int
 from .cut import children_for, stacked_outputs
-from .perturb import sample_perturbations, select_parameters
+from .perturb import is_bias, sample_perturbations, select_parameters
 
 __all__ = ["Noise", "NOISES", "FlatnessResult", "local_energy", "local_energy_curve"]
 
@@ -112,8 +112,9 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
     Parameters
     ----------
     model : torch.nn.Module
-        Evaluated as it is (call ``model.eval()`` first if it has dropout or
-        batch norm); never modified.
+        Evaluated as it is and never modified; a model with dropout or batch
+        norm in training mode is refused (call ``model.eval()`` first: batch
+        norm would update its running statistics and dropout would add noise).
     inputs : torch.Tensor, shape (B, ...)
     targets : torch.Tensor, shape (B, ...)
         The fixed data set on which ``L`` is evaluated.
@@ -150,6 +151,11 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    stateful = [nm for nm, m in model.named_modules() if m.training and isinstance(
+        m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))]
+    if stateful:
+        raise ValueError("model is in training mode with dropout/batch norm "
+                         f"({', '.join(stateful)}); call model.eval() first")
     if isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, Sequence) or not sigmas:
         raise ValueError(f"sigmas must be a non-empty sequence of numbers >= 0, got {sigmas!r}")
     sig = [_check_sigma(s) for s in sigmas]
@@ -163,7 +169,7 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
                          f"{inputs.shape[0]} and {targets.shape[0]}")
     params = dict(model.named_parameters())
     if layers is None:
-        names = tuple(nm for nm in params if include_biases or nm.rsplit(".", 1)[-1] != "bias")
+        names = tuple(nm for nm in params if include_biases or not is_bias(nm))
         if not names:
             raise ValueError("model has no parameter to perturb")
     else:

@@ -125,5 +125,9 @@ def test_bad_input():
         local_energy(model, x, t[:3], sigma=0.1, **kw)
     with pytest.raises(ValueError, match="sigmas"):
         local_energy_curve(model, x, t, sigmas=(), **kw)
+    bn = nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2)).double()
+    with pytest.raises(ValueError, match="model.eval"):
+        local_energy(bn, x, t, sigma=0.1, **kw)
+    local_energy(bn.eval(), x, t, sigma=0.1, n=2, **kw)     # fine in eval mode
     with pytest.raises(ValueError, match="NaN or inf"):
         local_energy(model, x, t * math.inf, sigma=0.1, n=2, **kw)
