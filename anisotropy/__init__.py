@@ -31,6 +31,11 @@ _LAZY: dict[str, str] = {
     "apply_overrides": "config", "load_dataset": "data", "DATASETS": "data",
     "train": "trainer", "radius_schedule": "schedules", "layer_signal": "signals",
     "SignalAccumulator": "signals", "read_jsonl": "logs",
+    # related methods: seed 003 (local energy, Entropy-SGD), seed 002 (entropy flow)
+    "local_energy": "flatness", "local_energy_curve": "flatness",
+    "EntropySGD": "entropy_sgd", "gamma_scoping": "entropy_sgd",
+    "dense_entropy_loss": "entropy_flow", "conv_entropy_loss": "entropy_flow",
+    "entropy_flow": "entropy_flow",
 }
 
 __all__ = ["kernels", "__version__", *kernels.__all__, *_LAZY]
