@@ -35,7 +35,7 @@ _LAZY: dict[str, str] = {
     "local_energy": "flatness", "local_energy_curve": "flatness",
     "EntropySGD": "entropy_sgd", "gamma_scoping": "entropy_sgd",
     "dense_entropy_loss": "entropy_flow", "conv_entropy_loss": "entropy_flow",
-    "entropy_flow": "entropy_flow",
+    "EntropyFlowResult": "entropy_flow",  # (the function entropy_flow shares its module's name)
 }
 
 __all__ = ["kernels", "__version__", *kernels.__all__, *_LAZY]
