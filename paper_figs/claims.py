@@ -148,8 +148,8 @@ def _improves(rows: Rows) -> tuple[str, str, dict]:
         _numbers(c, alpha, cell=list(k))
 
 
-def _maximum(rows: Rows) -> tuple[str, str, dict]:
-    cells = _cells(rows, _subsets(rows), "best_test_acc")
+def _maximum(rows: Rows, subset: str | None = None) -> tuple[str, str, dict]:
+    cells = _cells(rows, _subsets(rows) if subset is None else [subset], "best_test_acc")
     if not cells:
         raise _NotRun("needs smoothed cells")
     s, r_star = _best(cells)
@@ -168,6 +168,13 @@ def _maximum(rows: Rows) -> tuple[str, str, dict]:
     return v, (f"{s}: maximum at R = {r_star:g}; " +
                _evidence(f"R={r_star:g}", f"R={r_max:g} (largest)", c, alpha)), \
         _numbers(c, alpha, subset=s, r_star=r_star, r_max=r_max)
+
+
+def _isotropic_degrades(rows: Rows) -> tuple[str, str, dict]:
+    full = max(_subsets(rows), key=lambda s: s.count("+"), default=None)
+    if full is None or "+" not in full:
+        raise _NotRun("needs an all-layer subset")
+    return _maximum(rows, full)
 
 
 def _single_beats_isotropic(rows: Rows) -> tuple[str, str, dict]:
@@ -325,6 +332,9 @@ CLAIMS: tuple[tuple[str, str, str, tuple[str, ...], str, Callable, str], ...] = 
     ("interior-maximum", "4.1", "accuracy improves with R up to a maximum, beyond which it "
      "degrades (best subset: its best R vs the largest R)", ("fig3", "fig4_left", "fig4_right"),
      "directional", _maximum, "best_test_acc"),
+    ("isotropic-degrades", "4.2, 4.3", "isotropic smoothing (all layers) degrades as R grows "
+     "(its best R vs the largest R)", ("fig3", "fig4_left", "fig4_right"), "directional",
+     _isotropic_degrades, "best_test_acc"),
     ("single-beats-isotropic", "4.1, 4.2", "smoothing a single layer beats smoothing all layers "
      "(isotropic), each at its best R", ("fig3", "fig4_left", "fig4_right"), "directional",
      _single_beats_isotropic, "best_test_acc"),

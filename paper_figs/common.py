@@ -314,6 +314,8 @@ def draw_curves(ctx: FigureContext, experiment: str, variants: Sequence[Variant]
     rows = ctx.rows(experiment)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     table = []
+    zoom_bars: list[int] = []
+    zoom_vals: list[float] = []
     for v in variants:
         vr = select(rows, **v.where)
         if not vr:
@@ -321,14 +323,26 @@ def draw_curves(ctx: FigureContext, experiment: str, variants: Sequence[Variant]
         ep, m, lo, hi, n = epoch_curves(ctx, experiment, vr, "train_loss")
         plot_curve(axes[0], ep, m, lo, hi, color=v.color, label=f"{v.label} (n={n})", ls=v.ls)
         ep, m, lo, hi, n = epoch_curves(ctx, experiment, vr, "test_acc")
-        for ax in axes[1:]:
-            plot_curve(ax, ep, m, lo, hi, color=v.color, label=f"{v.label} (n={n})", ls=v.ls)
+        plot_curve(axes[1], ep, m, lo, hi, color=v.color, label=f"{v.label} (n={n})", ls=v.ls)
+        # zoom: mean curves, and the 95 % interval of the last epoch as an error bar
+        # (bands of n = 3 seeds are too wide to read when zoomed)
+        axes[2].plot(ep, m, color=v.color, lw=1.5, ls=v.ls)
+        if len(ep):
+            zoom_vals.extend(m[ep >= ep[-1] - (ep[-1] - ep[0]) / 3].tolist())
+        if len(ep) and np.isfinite(lo[-1]):
+            zoom_vals.extend([lo[-1], hi[-1]])
+            k = len(zoom_bars)
+            zoom_bars.append(k)
+            axes[2].errorbar([ep[-1] + 0.15 * k * max((ep[-1] - ep[0]) / 30, 0.1)], [m[-1]],
+                             yerr=[[m[-1] - lo[-1]], [hi[-1] - m[-1]]], color=v.color,
+                             capsize=3, marker="o", ms=3)
         ep2, m2, lo2, hi2, _ = epoch_curves(ctx, experiment, vr, "train_acc")
         plot_curve(axes[1], ep2, m2, lo2, hi2, color=v.color, label=None, lw=1, alpha_band=0.05,
                    ls=":")
         if len(ep):
             start = ep[-1] - (ep[-1] - ep[0]) / 3
-            axes[2].set_xlim(start, ep[-1])
+            axes[2].set_xlim(start, ep[-1] + 0.15 * (len(variants) + 1)
+                             * max((ep[-1] - ep[0]) / 30, 0.1))
         for r in curves_table(vr, ["smoothing.layers"], metrics=(
                 "best_test_acc", "final_test_acc", "final_train_loss")):
             r["variant"] = v.label
@@ -336,16 +350,13 @@ def draw_curves(ctx: FigureContext, experiment: str, variants: Sequence[Variant]
     axes[0].set_yscale("log")
     axes[0].set_ylabel("training loss (cross-entropy at W)")
     axes[1].set_ylabel("accuracy (test solid, train dotted)")
-    axes[2].set_ylabel("test accuracy (last third)")
+    axes[2].set_ylabel("test accuracy (last third; bar: 95% CI at the end)")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    zoom = [ln for ln in axes[2].get_lines() if len(ln.get_xdata())]
-    if zoom:
-        lo_y = min(np.min(np.asarray(ln.get_ydata())[np.asarray(ln.get_xdata()) >=
-                                                       axes[2].get_xlim()[0]]) for ln in zoom)
-        hi_y = max(np.max(ln.get_ydata()) for ln in zoom)
-        pad = 0.1 * (hi_y - lo_y + 1e-3)
+    if zoom_vals:
+        lo_y, hi_y = min(zoom_vals), max(zoom_vals)
+        pad = 0.05 * (hi_y - lo_y) + 1e-4
         axes[2].set_ylim(lo_y - pad, hi_y + pad)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Figure {figure}: {title} (mean and 95% t-band across seeds)", fontsize=10)

@@ -105,7 +105,11 @@ def make_figures(figures: list[str], opts: FiguresOptions, *, log=print) -> dict
             log(f"figure {fig}: {timings[fig]['total_s']} s (sweep {timings[fig]['sweep_s']} s, "
                 f"{trained} runs trained, {skipped} reused; load {load0} -> "
                 f"{timings[fig]['loadavg_end']})")
-    all_timings = _merge_timings(ctx.out / "timings.json", timings)
+    # a draw-only pass keeps the timings of the run that trained in timings.json
+    name = "timings_draw_only.json" if opts.draw_only else "timings.json"
+    _merge_timings(ctx.out / name, timings)
+    full = ctx.out / "timings.json"
+    all_timings = json.loads(full.read_text()) if full.is_file() else timings
     claims = evaluate_claims(lambda e: ctx.rows(e) if ctx.has(e) else None)
     write_claims(claims, ctx.out, scale=opts.scale)
     for c in claims:

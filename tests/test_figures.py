@@ -121,6 +121,8 @@ def test_vs_R_claims_on_planted_effects():
     assert out["interior-maximum"].numbers["r_star"] == 0.03
     assert out["single-beats-isotropic"].verdict == "holds"
     assert out["deeper-benefits-more"].verdict == "holds"
+    assert out["isotropic-degrades"].verdict == "holds"
+    assert out["isotropic-degrades"].numbers["subset"] == "fc1+fc2"
     # the opposite world: first layer best, isotropic best, smoothing hurts
     rows = _vs_R_rows(lambda s, R: {"fc1": -0.02, "fc2": -0.04}.get(s, -0.01))
     out = {r.id: r for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
