@@ -29,6 +29,7 @@ import contextlib
 import importlib
 import json
 import multiprocessing
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -115,19 +116,33 @@ def _resolve(runner: str | Callable) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads for the block (restored after: matters when the
+    point runs in the calling process)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_point(config: Mapping[str, Any], run_dir: str, *, threads: int | None = 1,
               runner: str | Callable = DEFAULT_RUNNER) -> dict:
     """Train one point (executed in a worker): set torch threads, call the runner.
 
     Returns the runner's summary (a dict) with ``"elapsed"`` (seconds in the worker).
     """
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(int(threads))
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    summary = _resolve(runner)(dict(config), str(run_dir))
+    with _torch_threads(threads):
+        summary = _resolve(runner)(dict(config), str(run_dir))
     out = dict(summary or {})
     out["elapsed"] = time.perf_counter() - t0
     return out
@@ -144,16 +159,21 @@ def _describe(point: Point, keys: list[str]) -> str:
                     for k in keys if k in point.settings)
 
 
-class _InProcessExecutor(cf.Executor):
-    """Runs each call at ``submit`` time in this process (debugging, tiny sweeps)."""
-
-    def submit(self, fn, /, *args, **kwargs):  # noqa: D102
-        f: cf.Future = cf.Future()
-        try:
-            f.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller via the future
-            f.set_exception(exc)
-        return f
+def _completed(executor: cf.Executor | None, calls: list[tuple[Point, tuple, dict]]
+               ) -> Iterator[tuple[Point, dict | None, BaseException | None]]:
+    """Run ``calls`` (point, run_point args, kwargs) and yield ``(point, summary, error)``
+    as each finishes: on ``executor``, or one after the other in this process."""
+    if executor is None:
+        for p, args, kwargs in calls:
+            try:
+                yield p, run_point(*args, **kwargs), None
+            except Exception as exc:  # noqa: BLE001 - reported per point by the caller
+                yield p, None, exc
+        return
+    futures = {executor.submit(run_point, *args, **kwargs): p for p, args, kwargs in calls}
+    for fut in cf.as_completed(futures):
+        exc = fut.exception()
+        yield futures[fut], (None if exc else fut.result()), exc
 
 
 def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.Executor | None = None,
@@ -217,8 +237,7 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
         return SweepResult(experiment.name, experiment.scale, results_path, n_total, n_skip, 0, 0,
                            time.perf_counter() - t0, list(rows.values()))
     res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / "note.txt").write_text((experiment.note or "the paper's settings") + "\n",
-                                      encoding="utf-8")
+    _write_atomic(res_dir / "note.txt", (experiment.note or "the paper's settings") + "\n")
     _write_json(res_dir / "experiment.json", {
         "name": experiment.name, "scale": experiment.scale, "figure": experiment.figure,
         "title": experiment.title, "note": experiment.note, "base": experiment.base,
@@ -230,17 +249,13 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
     flush()
     if n_skip:
         log(f"  {n_skip} of {n_total} points already complete (skipped)")
-    executor = executor or _InProcessExecutor()
-    futures = {executor.submit(run_point, p.config, str(store / p.name), threads=threads,
-                               runner=runner): p for p in pending}
+    calls = [(p, (p.config, str(store / p.name)), {"threads": threads, "runner": runner})
+             for p in pending]
     n_done = n_skip
     n_failed = 0
-    for fut in cf.as_completed(futures):
-        p = futures[fut]
+    for p, summary, exc in _completed(executor, calls):
         n_done += 1
-        try:
-            summary = fut.result()
-        except Exception as exc:  # noqa: BLE001 - one failed point must not stop the sweep
+        if exc is not None:  # one failed point must not stop the sweep
             n_failed += 1
             rows[p.name] = row(p, status="failed")
             with contextlib.suppress(OSError):
@@ -250,6 +265,7 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
             log(f"[{n_done:>{len(str(n_total))}}/{n_total}] FAILED {p.name}: "
                 f"{type(exc).__name__}: {exc}")
         else:
+            summary = summary or {}
             rows[p.name] = row(p)
             s = read_summary(store / p.name) or summary
             log(f"[{n_done:>{len(str(n_total))}}/{n_total}] {experiment.name} "
@@ -268,17 +284,23 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, (int, float)) else "?"
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 
+def _write_json(path: Path, obj: Any) -> None:
+    _write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
 @contextlib.contextmanager
-def make_executor(*, workers: int = 1, scheduler: str | None = None) -> Iterator[cf.Executor]:
+def make_executor(*, workers: int = 1, scheduler: str | None = None
+                  ) -> Iterator[cf.Executor | None]:
     """Executor for a sweep: Dask (``scheduler`` address) or ``workers`` local processes.
 
-    ``workers = 0`` runs the points in this process, one after the other.
+    ``workers = 0`` yields ``None``: :func:`run_sweep` then runs the points in this
+    process, one after the other.
     """
     if scheduler:
         try:
@@ -295,7 +317,7 @@ def make_executor(*, workers: int = 1, scheduler: str | None = None) -> Iterator
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
     if workers == 0:
-        yield _InProcessExecutor()
+        yield None
         return
     # spawn, not fork: a forked child of a process that already runs torch threads
     # can deadlock; the price is one torch import per worker

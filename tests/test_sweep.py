@@ -13,13 +13,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from experiments import definitions, grid, results, sweep
+from experiments import grid, results, sweep
 from experiments.definitions import Experiment, load_experiment, parse_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
