@@ -12,9 +12,10 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from anisotropy.logs import read_jsonl, write_text_atomic
 
 from .grid import Point, format_value, get_dotted
 
@@ -114,14 +115,7 @@ def write_csv_atomic(rows: Iterable[Mapping[str, Any]], path: str | Path,
     w.writeheader()
     for r in rows:
         w.writerow({c: r.get(c, "") for c in columns})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, buf.getvalue())
     return path
 
 
@@ -159,16 +153,6 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Epoch records of a run's ``log.jsonl`` (a truncated last line is ignored)."""
-    out = []
-    p = Path(run_dir) / "log.jsonl"
-    with p.open(encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                break  # a run killed mid-write leaves at most one partial last line
-    return out
+    """Epoch records of a run's ``log.jsonl`` (a torn last line is ignored; see
+    :func:`anisotropy.logs.read_jsonl`)."""
+    return read_jsonl(Path(run_dir) / "log.jsonl")
