@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 from scipy import special
 
 from anisotropy._checks import check_choice, check_int, check_positive, check_sharpness
-from anisotropy.kernels import (check_mask, heat_log_normaliser, log_normaliser, sample_heat,
+from anisotropy.kernels import (KERNEL_NAMES, KernelName, check_mask, heat_log_normaliser, log_normaliser, sample_heat,
                                sample_kernel)
 
 __all__ = [
@@ -37,8 +37,8 @@ __all__ = [
     "log_weights",
 ]
 
-KernelName = Literal["box", "gaussian"]
-KERNELS: tuple[str, ...] = ("box", "gaussian")
+KernelName = KernelName
+KERNELS: tuple[str, ...] = KERNEL_NAMES
 
 # Memory bound for one batch of perturbed weight vectors: 2^22 float64 = 32 MiB.
 _BATCH_ELEMENTS = 2 ** 22
