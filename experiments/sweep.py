@@ -76,6 +76,9 @@ class SweepOptions:
                 "data.root=/data/cifar10"})
     dry_run: bool = field(default=False, metadata={
         "help": "list the points and whether each is done; train nothing"})
+    keep_checkpoints: bool = field(default=True, metadata={
+        "help": "keep checkpoint.pt of completed runs (--no-keep-checkpoints deletes them; "
+                "the figures only read log.jsonl and summary.json)"})
 
 
 @dataclass
@@ -134,8 +137,12 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 
 def run_point(config: Mapping[str, Any], run_dir: str, *, threads: int | None = 1,
-              runner: str | Callable = DEFAULT_RUNNER) -> dict:
+              runner: str | Callable = DEFAULT_RUNNER, keep_checkpoint: bool = True) -> dict:
     """Train one point (executed in a worker): set torch threads, call the runner.
+
+    With ``keep_checkpoint=False`` the run's ``checkpoint.pt`` is deleted once the
+    run is complete (its log and summary hold everything the figures read); an
+    unfinished run keeps it so that it can resume.
 
     Returns the runner's summary (a dict) with ``"elapsed"`` (seconds in the worker).
     """
@@ -143,6 +150,8 @@ def run_point(config: Mapping[str, Any], run_dir: str, *, threads: int | None = 
     t0 = time.perf_counter()
     with _torch_threads(threads):
         summary = _resolve(runner)(dict(config), str(run_dir))
+    if not keep_checkpoint and is_complete(run_dir):
+        (Path(run_dir) / "checkpoint.pt").unlink(missing_ok=True)
     out = dict(summary or {})
     out["elapsed"] = time.perf_counter() - t0
     return out
@@ -179,7 +188,8 @@ def _completed(executor: cf.Executor | None, calls: list[tuple[Point, tuple, dic
 def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.Executor | None = None,
               runner: str | Callable = DEFAULT_RUNNER, threads: int | None = 1,
               normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
-              log: Callable[[str], None] = print, dry_run: bool = False) -> SweepResult:
+              log: Callable[[str], None] = print, dry_run: bool = False,
+              keep_checkpoints: bool = True) -> SweepResult:
     """Run every point of ``experiment`` not yet complete and collect ``results.csv``.
 
     Parameters
@@ -200,6 +210,8 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
         Receives one line per finished point.
     dry_run : bool
         Only list the points.
+    keep_checkpoints : bool
+        Keep ``checkpoint.pt`` of completed runs (see :func:`run_point`).
 
     Returns
     -------
@@ -249,7 +261,8 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
     flush()
     if n_skip:
         log(f"  {n_skip} of {n_total} points already complete (skipped)")
-    calls = [(p, (p.config, str(store / p.name)), {"threads": threads, "runner": runner})
+    calls = [(p, (p.config, str(store / p.name)), {"threads": threads, "runner": runner,
+                                                    "keep_checkpoint": keep_checkpoints})
              for p in pending]
     n_done = n_skip
     n_failed = 0
@@ -345,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         run_sweep(exp, out=opts.out, dry_run=True)
         return 0
     with make_executor(workers=opts.workers, scheduler=opts.scheduler) as ex:
-        res = run_sweep(exp, out=opts.out, executor=ex, threads=opts.threads)
+        res = run_sweep(exp, out=opts.out, executor=ex, threads=opts.threads,
+                        keep_checkpoints=opts.keep_checkpoints)
     return 1 if res.n_failed else 0
 
 

@@ -54,6 +54,8 @@ class FiguresOptions:
                 "data.root=/data/cifar10"})
     draw_only: bool = field(default=False, metadata={
         "help": "never train: draw from the results that exist"})
+    keep_checkpoints: bool = field(default=True, metadata={
+        "help": "keep checkpoint.pt of completed runs (--no-keep-checkpoints deletes them)"})
 
 
 def _module(fig: str):
@@ -86,8 +88,8 @@ def make_figures(figures: list[str], opts: FiguresOptions, *, log=print) -> dict
             if not opts.draw_only:
                 for name in mod.EXPERIMENTS:
                     exp = load_experiment(name, opts.scale).with_overrides(opts.set)
-                    res = run_sweep(exp, out=opts.runs,
-                                    executor=ex, threads=opts.threads, log=log)
+                    res = run_sweep(exp, out=opts.runs, executor=ex, threads=opts.threads,
+                                    log=log, keep_checkpoints=opts.keep_checkpoints)
                     trained, skipped, failed = (trained + res.n_run, skipped + res.n_skipped,
                                                 failed + res.n_failed)
             t1 = time.perf_counter()

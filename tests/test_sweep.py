@@ -345,3 +345,21 @@ def test_overrides_reach_every_point():
     assert {p.name for p in pts}.isdisjoint(q.name for q in tiny_experiment().points(passthrough))
     with pytest.raises(ValueError, match="KEY=VALUE"):
         tiny_experiment().with_overrides(["nonsense"])
+
+
+def _runner_with_checkpoint(config, run_dir):
+    Path(run_dir, "checkpoint.pt").write_bytes(b"weights")
+    if config["smoothing"]["R"] > 0.15:  # this point is interrupted: no summary
+        return {"status": "running"}
+    return fake_runner(config, run_dir)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_checkpoints_of_complete_runs_are_deleted_only_on_request(tmp_path, keep):
+    e = tiny_experiment(grid=[{"smoothing.R": [0.1, 0.2]}], seeds=[0])
+    sweep.run_sweep(e, out=tmp_path, runner=_runner_with_checkpoint, normalise=passthrough,
+                    log=lambda s: None, keep_checkpoints=keep)
+    store, _ = sweep.sweep_paths(tmp_path, "quick", e.name)
+    by_r = {p.settings["smoothing.R"]: store / p.name for p in e.points(passthrough)}
+    assert (by_r[0.1] / "checkpoint.pt").exists() == keep      # complete run
+    assert (by_r[0.2] / "checkpoint.pt").exists()              # unfinished: kept to resume
