@@ -40,6 +40,8 @@ from torch.autograd.function import once_differentiable
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from .perturb import PendingDraws
+
 __all__ = ["PER_SAMPLE", "children_for", "stacked_outputs"]
 
 # Modules whose output for one sample depends only on that sample (no batch
@@ -92,10 +94,10 @@ def children_for(model: nn.Module, names: Sequence[str], *, cut: bool
     return [("", model)]
 
 
-def _local(prefix: str, mod: nn.Module, deltas: Mapping[str, torch.Tensor]
-           ) -> dict[str, torch.Tensor]:
+def _local(prefix: str, mod: nn.Module, names: frozenset[str]) -> dict[str, str]:
+    """Own name -> full name of the smoothed parameters of ``mod``."""
     pre = f"{prefix}." if prefix else ""
-    return {n: deltas[pre + n] for n, _ in mod.named_parameters() if pre + n in deltas}
+    return {n: pre + n for n, _ in mod.named_parameters() if pre + n in names}
 
 
 def _linear_shared(mod: nn.Linear, h: torch.Tensor, local: Mapping[str, torch.Tensor],
@@ -189,7 +191,8 @@ def _generic(mod: nn.Module, h: torch.Tensor, local: Mapping[str, torch.Tensor],
 
 
 def stacked_outputs(pieces: Sequence[tuple[str, nn.Module]], x: torch.Tensor,
-                    deltas: Mapping[str, torch.Tensor], *, centre: bool) -> torch.Tensor:
+                    deltas: Mapping[str, torch.Tensor] | PendingDraws, *,
+                    centre: bool) -> torch.Tensor:
     r"""Outputs at the centre (optional) and at each perturbed configuration.
 
     Parameters
@@ -198,9 +201,10 @@ def stacked_outputs(pieces: Sequence[tuple[str, nn.Module]], x: torch.Tensor,
         From :func:`children_for`; applied in order.
     x : torch.Tensor, shape (B, ...)
         Network input.
-    deltas : mapping name -> tensor (y, *param.shape)
+    deltas : mapping name -> tensor (y, *param.shape), or PendingDraws
         Displacements :math:`\Delta W^a` of the smoothed parameters (full
-        names), ``y >= 1``.
+        names), ``y >= 1``.  Pending draws are waited for only when the first
+        smoothed piece is reached, so they are filled while the prefix runs.
     centre : bool
         Prepend the output at the unperturbed weights.
 
@@ -209,21 +213,28 @@ def stacked_outputs(pieces: Sequence[tuple[str, nn.Module]], x: torch.Tensor,
     torch.Tensor, shape (S, B, ...) with ``S = y + centre``; row 0 is the
     centre when ``centre``.
     """
-    y = next(iter(deltas.values())).shape[0]
+    if isinstance(deltas, PendingDraws):
+        names, y = frozenset(deltas.names), deltas.y
+    else:
+        names, y = frozenset(deltas), next(iter(deltas.values())).shape[0]
     s = y + int(centre)
     h, stacked = x, False
     for name, mod in pieces:
-        local = _local(name, mod, deltas)
-        if not local and not stacked:
+        own = _local(name, mod, names)
+        if not own and not stacked:
             h = mod(h)
-        elif not local and _per_sample(mod):
+            continue
+        if not own and _per_sample(mod):
             h = mod(h.flatten(0, 1)).unflatten(0, h.shape[:2])
-        elif (type(mod) is nn.Linear and set(local) <= {"weight", "bias"}
-              and not (mod._forward_hooks or mod._forward_pre_hooks)):
+            continue
+        drawn = deltas.result() if isinstance(deltas, PendingDraws) else deltas
+        local = {n: drawn[full] for n, full in own.items()}
+        if (type(mod) is nn.Linear and set(local) <= {"weight", "bias"}
+                and not (mod._forward_hooks or mod._forward_pre_hooks)):
             h = (_linear_stacked if stacked else _linear_shared)(mod, h, local, centre)
         else:
             h = _generic(mod, h, local, centre, stacked, s)
-        stacked = stacked or bool(local)
+        stacked = True
     if not stacked:   # no piece owned a smoothed tensor: cannot happen via children_for
         raise ValueError("no smoothed parameter found in the model pieces")
     return h

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from ._checks import check_choice, check_int, check_positive, check_sharpness
 from .cut import children_for, stacked_outputs
-from .perturb import KERNELS, Kernel, sample_perturbations, select_parameters
+from .perturb import KERNELS, Kernel, PendingDraws, select_parameters, start_perturbations
 
 __all__ = ["Reduction", "REDUCTIONS", "reduce_losses", "SmoothedLoss", "PartialLocalEntropy"]
 
@@ -191,12 +191,15 @@ class PartialLocalEntropy:
         -------
         dict name -> tensor (y, *param.shape), in :attr:`smoothed_names` order.
         """
+        return self._start(generator, step).result()
+
+    def _start(self, generator: torch.Generator, step: int) -> PendingDraws:
         R = self.radius(step)
         gamma = self.gamma if self.gamma is not None else 1.0 / (R * R)
         params = dict(self.model.named_parameters())
-        return sample_perturbations([(n, params[n]) for n in self._names], self.y,
-                                    generator=generator, kernel=self.kernel, R=R, k=self.k,
-                                    gamma=gamma)
+        return start_perturbations([(n, params[n]) for n in self._names], self.y,
+                                   generator=generator, kernel=self.kernel, R=R, k=self.k,
+                                   gamma=gamma)
 
     def _loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         loss = self.base_loss(out, targets)
@@ -229,8 +232,9 @@ class PartialLocalEntropy:
             return SmoothedLoss(loss, loss.detach().reshape(1), out.detach())
         if generator is None:
             raise ValueError("generator must be a torch.Generator when y > 0")
-        deltas = self.sample(generator, step)
-        outs = stacked_outputs(self._pieces, inputs, deltas, centre=self.include_centre)
+        # the draws fill in background threads while the prefix before the cut runs
+        pending = self._start(generator, step)
+        outs = stacked_outputs(self._pieces, inputs, pending, centre=self.include_centre)
         losses = torch.stack([self._loss(o, targets) for o in outs.unbind(0)])
         loss = reduce_losses(losses, reduction=self.reduction, beta=self.beta)
         centre = outs[0].detach() if self.include_centre else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -28,7 +28,8 @@ from torch import nn
 from ._checks import check_choice, check_int, check_positive, check_sharpness
 from .kernels import sample_heat, sample_kernel
 
-__all__ = ["Kernel", "KERNELS", "BLOCK", "is_bias", "select_parameters", "sample_perturbations"]
+__all__ = ["Kernel", "KERNELS", "BLOCK", "is_bias", "select_parameters", "PendingDraws",
+           "start_perturbations", "sample_perturbations"]
 
 Kernel = Literal["box", "gaussian"]
 KERNELS: tuple[str, ...] = ("box", "gaussian")
@@ -151,24 +152,90 @@ def _fill_block(out: np.ndarray, seed: list[int], kernel: str, R: float, k: floa
         out += (np.log(v) - np.log1p(-v)) / (2.0 * k)
 
 
-def _sample_numpy(shape: tuple[int, ...], dtype: torch.dtype, seeds: list[list[int]],
-                  kernel: str, R: float, k: float, sd: float) -> torch.Tensor:
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    n = math.prod(shape)
-    flat = np.empty(n, dtype=np_dtype)
-    jobs = [(flat[i * BLOCK:(i + 1) * BLOCK], seeds[i], kernel, R, k, sd)
-            for i in range(len(seeds))]
-    workers = min(torch.get_num_threads(), len(jobs))
+class PendingDraws:
+    """Displacements being drawn, possibly in background threads.
 
-    def fill(share: list[tuple]) -> None:
-        for j in share:
-            _fill_block(*j)
+    Attributes
+    ----------
+    names : tuple of str
+        The parameters they perturb, in order.
+    y : int
+        Number of displacements per parameter.
+    """
 
-    if workers > 1:   # numpy releases the GIL while it fills; torch's thread budget
-        list(_pool().map(fill, [jobs[w::workers] for w in range(workers)]))
+    def __init__(self, names: tuple[str, ...], y: int,
+                 finish: Callable[[], dict[str, torch.Tensor]]) -> None:
+        self.names, self.y = names, y
+        self._finish, self._value = finish, None
+
+    def result(self) -> dict[str, torch.Tensor]:
+        """Wait for the draws: dict name -> tensor (y, *param.shape)."""
+        if self._value is None:
+            self._value = self._finish()
+        return self._value
+
+
+def _fill_jobs(jobs: list[tuple]) -> None:
+    for j in jobs:
+        _fill_block(*j)
+
+
+def start_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
+                        generator: torch.Generator, kernel: Kernel = "box", R: float = 0.01,
+                        k: float = math.inf, gamma: float | None = None) -> PendingDraws:
+    r"""Start drawing ``y`` displacements :math:`\Delta W^a` of each smoothed tensor.
+
+    The generator is consumed now; on CPU with ``torch.get_num_threads() > 1``
+    the blocks are filled by background threads while the caller goes on (the
+    smoothed losses evaluate the network before the cut meanwhile), and
+    :meth:`PendingDraws.result` waits for them.  Arguments and laws as in
+    :func:`sample_perturbations`.
+    """
+    y = check_int("y", y, minimum=0)
+    check_choice("kernel", kernel, KERNELS)
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if kernel == "box":
+        R, k, sd = check_positive("R", R), check_sharpness(k), 0.0
     else:
-        fill(jobs)
-    return torch.from_numpy(flat).reshape(shape).to(dtype)
+        gamma = check_positive("gamma", gamma)
+        sd = 1.0 / math.sqrt(gamma)
+    names = tuple(n for n, _ in params)
+    shapes = [(y, *p.shape) for _, p in params]
+    if generator.device.type != "cpu":
+        out = {}
+        for (name, p), shape in zip(params, shapes):
+            if kernel == "box":
+                d = sample_kernel(shape, R=R, k=k, rng=generator, dtype=p.dtype,
+                                  device=generator.device)
+            else:
+                d = sample_heat(shape, gamma=gamma, rng=generator, dtype=p.dtype,
+                                device=generator.device)
+            out[name] = d.to(p.device)
+        return PendingDraws(names, y, lambda: out)
+    counts = [-(-math.prod(sh) // BLOCK) for sh in shapes]
+    seeds = torch.randint(0, _SEED_HIGH, (sum(counts), 2), generator=generator).tolist()
+    flats, jobs = [], []
+    for (_, p), shape in zip(params, shapes):
+        flat = np.empty(math.prod(shape), dtype=np.float64 if p.dtype == torch.float64
+                        else np.float32)
+        flats.append(flat)
+        for i in range(-(-flat.size // BLOCK)):
+            jobs.append((flat[i * BLOCK:(i + 1) * BLOCK], seeds[len(jobs)], kernel, R, k, sd))
+    workers = min(torch.get_num_threads(), len(jobs))
+    futures = []
+    if workers > 1:   # numpy releases the GIL while it fills; torch's thread budget
+        futures = [_pool().submit(_fill_jobs, jobs[w::workers]) for w in range(workers)]
+    else:
+        _fill_jobs(jobs)
+
+    def finish() -> dict[str, torch.Tensor]:
+        for f in futures:
+            f.result()
+        return {name: torch.from_numpy(flat).reshape(shape).to(dtype=p.dtype, device=p.device)
+                for (name, p), shape, flat in zip(params, shapes, flats)}
+
+    return PendingDraws(names, y, finish)
 
 
 def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
@@ -208,31 +275,8 @@ def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     ~4 ns per float here: a quarter of a smoothed MLP step), so on CPU the
     generator only supplies 124-bit keys of independent numpy PCG64 streams,
     one per block of :data:`BLOCK` coordinates, filled in parallel on
-    ``torch.get_num_threads()`` threads with the same laws.
+    ``torch.get_num_threads()`` threads with the same laws; the draws do not
+    depend on the number of threads.
     """
-    y = check_int("y", y, minimum=0)
-    check_choice("kernel", kernel, KERNELS)
-    if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if kernel == "box":
-        R, k, sd = check_positive("R", R), check_sharpness(k), 0.0
-    else:
-        gamma = check_positive("gamma", gamma)
-        sd = 1.0 / math.sqrt(gamma)
-    shapes = [(y, *p.shape) for _, p in params]
-    if generator.device.type == "cpu":
-        counts = [-(-math.prod(sh) // BLOCK) for sh in shapes]
-        seeds = torch.randint(0, _SEED_HIGH, (sum(counts), 2), generator=generator).tolist()
-    out = {}
-    for i, ((name, p), shape) in enumerate(zip(params, shapes)):
-        if generator.device.type == "cpu":
-            lo = sum(counts[:i])
-            d = _sample_numpy(shape, p.dtype, seeds[lo:lo + counts[i]], kernel, R, k, sd)
-        elif kernel == "box":
-            d = sample_kernel(shape, R=R, k=k, rng=generator, dtype=p.dtype,
-                              device=generator.device)
-        else:
-            d = sample_heat(shape, gamma=gamma, rng=generator, dtype=p.dtype,
-                            device=generator.device)
-        out[name] = d.to(p.device)
-    return out
+    return start_perturbations(params, y, generator=generator, kernel=kernel, R=R, k=k,
+                               gamma=gamma).result()

@@ -356,6 +356,19 @@ def test_draws_independent_of_thread_count(kernel, kw):
     assert not torch.equal(flat[:1000], flat[BLOCK:BLOCK + 1000])
 
 
+def test_background_draws_match_naive():
+    # with > 1 thread the draws fill in the background while the prefix runs
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        model = small_cnn(seed=6)
+        x, t = batch("cnn")
+        ple = PartialLocalEntropy(model, layers=("fc2",), R=0.3, y=3, reduction="plea")
+        assert_matches_naive(model, ple, x, t)
+    finally:
+        torch.set_num_threads(old)
+
+
 @pytest.mark.slow
 def test_kernel_sample_moments():
     # Var of Uniform(-R, R) + Logistic(0, s): R^2/3 + pi^2 s^2 / 3 with s = 1/(2k);
