@@ -100,10 +100,9 @@ def _local(prefix: str, mod: nn.Module, names: frozenset[str]) -> dict[str, str]
     return {n: pre + n for n, _ in mod.named_parameters() if pre + n in names}
 
 
-def _linear_shared(mod: nn.Linear, h: torch.Tensor, local: Mapping[str, torch.Tensor],
-                   centre: bool) -> torch.Tensor:
-    """Shared input ``h`` (B..., in) -> stacked output (S, B..., out)."""
-    z0 = F.linear(h, mod.weight, mod.bias)
+def _linear_shared(mod: nn.Linear, h: torch.Tensor, z0: torch.Tensor,
+                   local: Mapping[str, torch.Tensor], centre: bool) -> torch.Tensor:
+    """Shared input ``h`` (B..., in) and its centre output ``z0`` -> (S, B..., out)."""
     dw, db = local.get("weight"), local.get("bias")
     y = (dw if dw is not None else db).shape[0]
     out = mod.out_features
@@ -227,11 +226,16 @@ def stacked_outputs(pieces: Sequence[tuple[str, nn.Module]], x: torch.Tensor,
         if not own and _per_sample(mod):
             h = mod(h.flatten(0, 1)).unflatten(0, h.shape[:2])
             continue
+        fast = (type(mod) is nn.Linear and set(own) <= {"weight", "bias"}
+                and not (mod._forward_hooks or mod._forward_pre_hooks))
+        # the centre output of a first smoothed Linear needs no draw: compute it
+        # while they are still being filled
+        z0 = F.linear(h, mod.weight, mod.bias) if fast and not stacked else None
         drawn = deltas.result() if isinstance(deltas, PendingDraws) else deltas
         local = {n: drawn[full] for n, full in own.items()}
-        if (type(mod) is nn.Linear and set(local) <= {"weight", "bias"}
-                and not (mod._forward_hooks or mod._forward_pre_hooks)):
-            h = (_linear_stacked if stacked else _linear_shared)(mod, h, local, centre)
+        if fast:
+            h = (_linear_stacked(mod, h, local, centre) if stacked
+                 else _linear_shared(mod, h, z0, local, centre))
         else:
             h = _generic(mod, h, local, centre, stacked, s)
         stacked = True

@@ -369,6 +369,22 @@ def test_background_draws_match_naive():
         torch.set_num_threads(old)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_box_draws_uniform_moments(dtype):
+    # n = 6e5 draws of U(-R, R): s.e. of the mean R/sqrt(3n) ~ 7.5e-4 R, relative s.e. of
+    # the variance sqrt(0.8/n) ~ 1.2e-3; the bounds are > 5 sigma.  A bin count test
+    # (20 bins, expected 3e4 each, s.e. ~170) catches a non-uniform shape.
+    R, n = 0.3, 600_000
+    raw = sample_perturbations([("w", torch.zeros(n // 2, dtype=dtype))], 2,
+                               generator=torch.Generator().manual_seed(8), R=R)["w"]
+    assert raw.dtype == dtype and raw.abs().max() <= R
+    d = raw.double()
+    assert abs(d.mean().item()) < 5 * R / math.sqrt(3 * n)
+    assert d.var().item() == pytest.approx(R**2 / 3, rel=6e-3)
+    counts = torch.histc(d, bins=20, min=-R, max=R)
+    assert (counts - n / 20).abs().max().item() < 6 * math.sqrt(n / 20)
+
+
 @pytest.mark.slow
 def test_kernel_sample_moments():
     # Var of Uniform(-R, R) + Logistic(0, s): R^2/3 + pi^2 s^2 / 3 with s = 1/(2k);
