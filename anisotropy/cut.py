@@ -14,7 +14,8 @@ prefix once and the suffix ``S`` times (autograd then sums the ``S`` gradients
 arriving at the cut).  From the first smoothed child on, activations carry a
 leading axis of length ``S``:
 
-* a :class:`~torch.nn.Linear` child (exact type, no forward hooks) whose input is still shared computes
+* a :class:`~torch.nn.Linear` child (exact type, no forward hooks) whose input
+  is still shared computes
   :math:`hW^T + b` once and adds :math:`h\,\Delta W_a^T` for all ``a`` in one
   GEMM ``h @ [ΔW_1; ...; ΔW_y]^T``; because ``ΔW`` is a constant, backward
   costs one GEMM for the weight gradient (the ``S`` output gradients are summed
@@ -114,11 +115,6 @@ def _linear_shared(mod: nn.Linear, h: torch.Tensor, z0: torch.Tensor,
     if db is not None:
         zs = zs + db.reshape(y, *([1] * (h.dim() - 1)), out)
     return torch.cat([z0.unsqueeze(0), zs]) if centre else zs
-
-
-def _stack_centre(p: torch.Tensor, d: torch.Tensor, centre: bool) -> torch.Tensor:
-    pd = p.unsqueeze(0) + d
-    return torch.cat([p.unsqueeze(0), pd]) if centre else pd
 
 
 class _StackedLinear(torch.autograd.Function):

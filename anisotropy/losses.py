@@ -61,7 +61,7 @@ def reduce_losses(losses: torch.Tensor, *, reduction: Reduction = "pla",
     Notes
     -----
     The log-mean-exp is evaluated as
-    :math:`c - \frac1\beta \operatorname{log1p}(\operatorname{mean}(\operatorname{expm1}(-\beta(L-c))))`
+    :math:`c - \frac1\beta \mathrm{log1p}(\mathrm{mean}(\mathrm{expm1}(-\beta(L-c))))`
     with ``c = min L`` (detached): every exponent is ``<= 0`` (no overflow at
     large ``beta``) and for small ``beta`` no ``log S`` is subtracted from a
     nearly equal number, so the ``beta -> 0`` limit (PLA) is reached smoothly.
