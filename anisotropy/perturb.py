@@ -19,20 +19,19 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from ._checks import check_choice, check_int, check_positive, check_sharpness
-from .kernels import sample_heat, sample_kernel
+from .kernels import KERNEL_NAMES, KernelName, sample_heat, sample_kernel
 
 __all__ = ["Kernel", "KERNELS", "BLOCK", "is_bias", "select_parameters", "PendingDraws",
            "start_perturbations", "sample_perturbations"]
 
-Kernel = Literal["box", "gaussian"]
-KERNELS: tuple[str, ...] = ("box", "gaussian")
+Kernel = KernelName                  # the kernel names are defined once, in anisotropy.kernels
+KERNELS: tuple[str, ...] = KERNEL_NAMES
 
 
 def is_bias(name: str) -> bool:
