@@ -140,6 +140,16 @@ def delta_method_from_moments(log_moments: dict[int, float]) -> DeltaMethod:
     return DeltaMethod(relvar=max(relvar, 0.0), skew3=skew3)
 
 
+def _separable_inputs(w, lam, c, R, beta):
+    """Validated float64 ``(w, lam, c, R, beta*lam)`` of a separable quadratic reference."""
+    R = check_positive("R", R)
+    beta = check_positive("beta", beta)
+    w, lam, c = (np.asarray(a, dtype=np.float64) for a in (w, lam, c))
+    if np.any(lam <= 0):
+        raise ValueError("lam must be > 0 in every coordinate")
+    return w, lam, c, R, beta * lam
+
+
 def quadratic_box_antithetic_moment(w: np.ndarray, *, lam: np.ndarray, c: np.ndarray, R: float,
                                     beta: float = 1.0) -> float:
     r""":math:`\log E[e^{-\beta L(W+U) - \beta L(W-U)}]`, U uniform on the box, separable quadratic.
@@ -156,12 +166,7 @@ def quadratic_box_antithetic_moment(w: np.ndarray, *, lam: np.ndarray, c: np.nda
     R, beta : float
         Box half side and inverse temperature (``> 0``).
     """
-    R = check_positive("R", R)
-    beta = check_positive("beta", beta)
-    w, lam, c = (np.asarray(a, dtype=np.float64) for a in (w, lam, c))
-    if np.any(lam <= 0):
-        raise ValueError("lam must be > 0 in every coordinate")
-    bl = beta * lam
+    w, lam, c, R, bl = _separable_inputs(w, lam, c, R, beta)
     d = w - c
     log_1d = -bl * d**2 + 0.5 * np.log(np.pi / bl) + np.log(erf(R * np.sqrt(bl))) - math.log(2 * R)
     return float(np.sum(log_1d))
@@ -182,12 +187,7 @@ def finite_k_coefficient(w: np.ndarray, *, lam: np.ndarray, c: np.ndarray, R: fl
     w, lam, c : array_like, shape (N,)
     R, beta : float
     """
-    R = check_positive("R", R)
-    beta = check_positive("beta", beta)
-    w, lam, c = (np.asarray(a, dtype=np.float64) for a in (w, lam, c))
-    if np.any(lam <= 0):
-        raise ValueError("lam must be > 0 in every coordinate")
-    bl = beta * lam
+    w, lam, c, R, bl = _separable_inputs(w, lam, c, R, beta)
     a = np.sqrt(bl / 2)
     tp, tm = w + R - c, w - R - c
     integral = np.sqrt(np.pi / (2 * bl)) * (erf(a * tp) - erf(a * tm))

@@ -115,9 +115,15 @@ def _atomic_write(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (tmp + fsync + os.replace)."""
-    _atomic_write(Path(path), lambda fh: fh.write(text.encode("utf-8")))
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (tmp + fsync + os.replace); returns the path.
+
+    The parent directory is created if needed.  Every text result of the package
+    (logs' side files, results tables, figure tables, claims) goes through here.
+    """
+    path = Path(path)
+    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    return path
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Literal
 
-import torch
 from torch import nn
 
 from ._checks import check_choice, check_int

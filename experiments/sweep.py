@@ -29,7 +29,6 @@ import contextlib
 import importlib
 import json
 import multiprocessing
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from anisotropy.cliargs import add_dataclass_arguments, from_namespace
+from anisotropy.logs import write_text_atomic
 
 from .definitions import SCALES, Experiment, Scale, load_experiment, normalise_config
 from .grid import Point, format_value
@@ -44,6 +44,7 @@ from .results import is_complete, read_summary, result_columns, result_row, writ
 
 __all__ = [
     "DEFAULT_RUNNER",
+    "ExecutionOptions",
     "SweepOptions",
     "SweepResult",
     "run_point",
@@ -59,8 +60,9 @@ DEFAULT_RUNNER = "experiments.sweep:train_config_dict"
 
 
 @dataclass
-class SweepOptions:
-    """Options of ``anisotropy sweep`` (also used by ``anisotropy figures``)."""
+class ExecutionOptions:
+    """Where and how training runs execute: shared by ``anisotropy sweep`` and
+    ``anisotropy figures`` (one definition, so the two commands cannot drift)."""
 
     scale: Scale = field(default="quick", metadata={
         "help": "quick: CPU-sized stand-in of the paper's setting; paper: the paper's setting"})
@@ -68,17 +70,23 @@ class SweepOptions:
         "help": "local worker processes (ignored with --scheduler)"})
     scheduler: str | None = field(default=None, metadata={
         "help": "address of a Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: local processes)"})
-    out: str = field(default="runs", metadata={
-        "help": "directory of the run store and of the results tables"})
     threads: int = field(default=1, metadata={"help": "torch threads per run"})
     set: list[str] = field(default_factory=list, metadata={
         "help": "settings applied to every point, KEY=VALUE (TOML literal), e.g. "
                 "data.root=/data/cifar10"})
-    dry_run: bool = field(default=False, metadata={
-        "help": "list the points and whether each is done; train nothing"})
     keep_checkpoints: bool = field(default=True, metadata={
         "help": "keep checkpoint.pt of completed runs (--no-keep-checkpoints deletes them; "
                 "the figures only read log.jsonl and summary.json)"})
+
+
+@dataclass
+class SweepOptions(ExecutionOptions):
+    """Options of ``anisotropy sweep``."""
+
+    out: str = field(default="runs", metadata={
+        "help": "directory of the run store and of the results tables"})
+    dry_run: bool = field(default=False, metadata={
+        "help": "list the points and whether each is done; train nothing"})
 
 
 @dataclass
@@ -249,7 +257,7 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
         return SweepResult(experiment.name, experiment.scale, results_path, n_total, n_skip, 0, 0,
                            time.perf_counter() - t0, list(rows.values()))
     res_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(res_dir / "note.txt", (experiment.note or "the paper's settings") + "\n")
+    write_text_atomic(res_dir / "note.txt", (experiment.note or "the paper's settings") + "\n")
     _write_json(res_dir / "experiment.json", {
         "name": experiment.name, "scale": experiment.scale, "figure": experiment.figure,
         "title": experiment.title, "note": experiment.note, "base": experiment.base,
@@ -297,14 +305,8 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, (int, float)) else "?"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    _write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @contextlib.contextmanager

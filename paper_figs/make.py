@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from anisotropy.cliargs import add_dataclass_arguments, from_namespace
-from experiments.definitions import Scale, load_experiment
-from experiments.sweep import make_executor, run_sweep
+from experiments.definitions import load_experiment
+from experiments.sweep import ExecutionOptions, make_executor, run_sweep
 
 from .claims import evaluate_claims, write_claims
 from .common import FigureContext, FigureOutput
@@ -37,25 +37,13 @@ FIGURES: dict[str, str] = {str(i): f"paper_figs.fig{i}" for i in range(1, 9)}
 
 
 @dataclass
-class FiguresOptions:
-    """Options of ``anisotropy figures``."""
+class FiguresOptions(ExecutionOptions):
+    """Options of ``anisotropy figures`` (execution options as for ``anisotropy sweep``)."""
 
-    scale: Scale = field(default="quick", metadata={
-        "help": "quick: CPU-sized stand-in of the paper's setting; paper: the paper's setting"})
-    workers: int = field(default=1, metadata={
-        "help": "local worker processes for the sweeps (ignored with --scheduler)"})
-    scheduler: str | None = field(default=None, metadata={
-        "help": "address of a Dask scheduler (default: local processes)"})
     runs: str = field(default="runs", metadata={"help": "sweep output root (run store, results)"})
     out: str = field(default="results", metadata={"help": "figures, tables and claims go to OUT/SCALE"})
-    threads: int = field(default=1, metadata={"help": "torch threads per run"})
-    set: list[str] = field(default_factory=list, metadata={
-        "help": "settings applied to every run, KEY=VALUE (TOML literal), e.g. "
-                "data.root=/data/cifar10"})
     draw_only: bool = field(default=False, metadata={
         "help": "never train: draw from the results that exist"})
-    keep_checkpoints: bool = field(default=True, metadata={
-        "help": "keep checkpoint.pt of completed runs (--no-keep-checkpoints deletes them)"})
 
 
 def _module(fig: str):

@@ -15,14 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
+
+from anisotropy.logs import write_text_atomic
 
 __all__ = [
     "CONFIDENCE",
@@ -224,21 +224,6 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *,
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c), formats.get(c)) for c in columns) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and :func:`os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_csv_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],

@@ -18,7 +18,7 @@ import numpy as np
 from anisotropy._checks import check_probability
 
 from .io import CoolingData
-from .timeseries import TrendTest, trend_test
+from .timeseries import trend_test
 
 __all__ = ["Factorisation", "factorisation_test"]
 
