@@ -7,31 +7,21 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from anisotropy.logs import write_atomic, write_text_atomic
+
 if TYPE_CHECKING:  # pragma: no cover
     from .convergence import ConvergenceStudy
 
-__all__ = ["CSV_COLUMNS", "write_study", "atomic_write"]
+__all__ = ["CSV_COLUMNS", "write_study"]
 
 #: Columns of ``convergence.csv``: one row per study / method / grid point.
 CSV_COLUMNS = ("study", "method", "y", "k", "n_rep", "mean", "exact", "bias", "bias_se",
                "std", "std_se", "rmse", "predicted_bias", "predicted_std", "n_unreliable")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` next to ``path``, then ``os.replace`` (readers never see a partial file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _jsonable(x):
@@ -69,9 +59,8 @@ def write_study(study: ConvergenceStudy, out: str | os.PathLike) -> dict[str, Pa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("convergence.csv", "summary.json", "convergence.png")}
-    atomic_write(paths["convergence.csv"],
-                  lambda p: p.write_text(_csv_text(study.rows), encoding="utf-8"))
-    atomic_write(paths["summary.json"], lambda p: p.write_text(
-        json.dumps(_jsonable(study.summary()), indent=1, allow_nan=False) + "\n", encoding="utf-8"))
-    atomic_write(paths["convergence.png"], lambda p: plot_study(study, p))
+    write_text_atomic(paths["convergence.csv"], _csv_text(study.rows))
+    write_text_atomic(paths["summary.json"],
+                      json.dumps(_jsonable(study.summary()), indent=1, allow_nan=False) + "\n")
+    write_atomic(paths["convergence.png"], lambda fh: plot_study(study, fh))
     return paths

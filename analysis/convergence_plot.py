@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,8 +17,8 @@ def _column(rows, key):
     return np.array([r[key] for r in rows], dtype=np.float64)
 
 
-def plot_study(study: ConvergenceStudy, path: str | os.PathLike) -> None:
-    """Draw the study into ``path`` (PNG).
+def plot_study(study: ConvergenceStudy, path) -> None:
+    """Draw the study into ``path`` (PNG; a path or a binary file handle).
 
     One panel per method with ``|bias|`` (error bars ``bias_se``; hollow markers
     where the bias is not resolvable, see :func:`analysis.convergence.fit_method`), ``std``, and the first-order

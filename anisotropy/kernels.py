@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._checks import check_finite, check_int, check_positive, check_sharpness
+from ._checks import _is_torch, check_finite, check_int, check_positive, check_sharpness
 
 __all__ = [
     "KernelName",
@@ -66,10 +66,6 @@ KERNEL_NAMES: tuple[str, ...] = ("box", "gaussian")
 #: log1p(e^-20) = 2e-9 (1e-10 relative) in float64; above 40 the error e^-40 = 4e-18 is
 #: below half an ulp of z in float64 (and exp(40) is still finite in float32).
 _TORCH_SOFTPLUS_THRESHOLD = 40.0
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
 
 
 def _as_float_array(name: str, x: Any) -> Any:

@@ -21,10 +21,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import torch
 
 __all__ = ["check_record", "append_jsonl", "read_jsonl", "truncate_log", "write_json_atomic",
-           "write_text_atomic", "save_checkpoint", "load_checkpoint"]
+           "write_text_atomic", "write_atomic", "save_checkpoint", "load_checkpoint"]
 
 
 def check_record(record: Any, where: str = "record") -> None:
@@ -98,7 +97,11 @@ def truncate_log(path: str | Path, position: int) -> None:
         os.fsync(fh.fileno())
 
 
-def _atomic_write(path: Path, write) -> None:
+def write_atomic(path: str | Path, write) -> Path:
+    """Call ``write(fh)`` on a binary handle to a temporary file next to ``path``,
+    fsync it and ``os.replace`` it into place: a reader (or a crash) never sees a
+    half-written file.  The parent directory is created if needed; returns the path."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a fresh name opened with "xb" gets the usual 0666 & ~umask permissions
     tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
@@ -113,6 +116,7 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+    return path
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -121,9 +125,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     The parent directory is created if needed.  Every text result of the package
     (logs' side files, results tables, figure tables, claims) goes through here.
     """
-    path = Path(path)
-    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
-    return path
+    return write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
@@ -134,12 +136,16 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save(state)`` atomically: a crash leaves the previous checkpoint intact."""
-    _atomic_write(Path(path), lambda fh: torch.save(state, fh))
+    import torch  # only checkpoints need torch; logs and results stay importable without it
+
+    write_atomic(path, lambda fh: torch.save(state, fh))
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain containers only)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
+    import torch
+
     return torch.load(p, map_location=map_location, weights_only=True)

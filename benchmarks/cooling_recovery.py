@@ -19,7 +19,6 @@ Tables (markdown, printed and written to ``--out``):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from analysis.cooling import build_panel, compare, fit_law, late_onset  # noqa: 
 from analysis.cooling.laws import LAW_NAMES  # noqa: E402
 from analysis.cooling.regimes import signal_maximum  # noqa: E402
 from analysis.cooling.synthetic import SyntheticSpec, generate  # noqa: E402
+from anisotropy.logs import write_text_atomic  # noqa: E402
 
 TRUE = {"exponential": {"tau": 60.0}, "stretched_exponential": {"tau": 30.0, "beta": 0.5},
         "power_law": {"p": 1.2}, "stretched_then_exponential": {"tau": 20.0, "beta": 0.35, "t_c": 120.0}}
@@ -158,10 +158,7 @@ def main(argv=None) -> int:
     parts.append(f"Total time: {time.perf_counter() - t0:.0f} s.")
     text = "\n\n".join(parts) + "\n"
     print(text)
-    out = Path(a.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text_atomic(a.out, text)
     return 0
 
 

@@ -32,14 +32,16 @@ Accepted inputs
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from anisotropy.logs import write_text_atomic
 
 __all__ = ["CHANNELS", "OPTIONAL_CHANNELS", "CSV_COLUMNS", "DataIssue", "CoolingData", "from_arrays",
            "load", "load_log", "load_csv", "write_csv"]
@@ -359,23 +361,21 @@ def load(path) -> CoolingData:
 
 def write_csv(data: CoolingData, path) -> None:
     """Write ``data`` in the long CSV format of :func:`load_csv` (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     cols = ["epoch", "layer", *CHANNELS] + [c for c in OPTIONAL_CHANNELS if getattr(data, c) is not None]
     if data.numel is not None:
         cols.append("numel")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(cols)
-        for j, e in enumerate(data.epochs):
-            for i, layer in enumerate(data.layers):
-                if all(data.absent[c][i, j] for c in CHANNELS):
-                    continue
-                row = [f"{e:g}", layer]
-                for c in cols[2:]:
-                    if c == "numel":
-                        row.append(repr(float(data.numel[i])))
-                    else:   # absent -> empty cell (read back as missing); NaN stays 'nan'
-                        row.append("" if data.absent[c][i, j] else repr(float(getattr(data, c)[i, j])))
-                w.writerow(row)
-    os.replace(tmp, path)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for j, e in enumerate(data.epochs):
+        for i, layer in enumerate(data.layers):
+            if all(data.absent[c][i, j] for c in CHANNELS):
+                continue
+            row = [f"{e:g}", layer]
+            for c in cols[2:]:
+                if c == "numel":
+                    row.append(repr(float(data.numel[i])))
+                else:   # absent -> empty cell (read back as missing); NaN stays 'nan'
+                    row.append("" if data.absent[c][i, j] else repr(float(getattr(data, c)[i, j])))
+            w.writerow(row)
+    write_text_atomic(path, buf.getvalue())

@@ -37,11 +37,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from anisotropy.logs import write_text_atomic
 
 __all__ = ["SCHEMA", "CoolingResult", "load_result"]
 
@@ -142,10 +143,7 @@ class CoolingResult:
         if p.is_dir() or p.suffix != ".json":
             p.mkdir(parents=True, exist_ok=True)
             p = p / "cooling.json"
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False), encoding="utf-8")
-        os.replace(tmp, p)
-        return p
+        return write_text_atomic(p, json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
     # ------------------------------------------------------------------ text
     def report(self) -> str:

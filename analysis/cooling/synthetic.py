@@ -29,13 +29,13 @@ All randomness comes from the ``rng`` argument.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from anisotropy._checks import check_int, check_positive
+from anisotropy.logs import write_text_atomic
 
 from .io import CoolingData
 from .laws import get_law, log_f
@@ -164,24 +164,21 @@ def write_run(data: CoolingData, directory, *, summary: dict | None = None) -> P
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    tmp = d / "log.jsonl.tmp"
     channels = [c for c in ("signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight_norm")
                 if getattr(data, c) is not None]
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for j, e in enumerate(data.epochs):
-            layers = {}
-            for i, name in enumerate(data.layers):
-                rec = {c: float(getattr(data, c)[i, j]) for c in channels if not data.absent[c][i, j]}
-                if data.numel is not None:
-                    rec["numel"] = int(data.numel[i])
-                if len(rec) > (data.numel is not None):
-                    layers[name] = rec
-            fh.write(json.dumps({"epoch": float(e) if e % 1 else int(e), "train_loss": float("nan"),
+    lines = []
+    for j, e in enumerate(data.epochs):
+        layers = {}
+        for i, name in enumerate(data.layers):
+            rec = {c: float(getattr(data, c)[i, j]) for c in channels if not data.absent[c][i, j]}
+            if data.numel is not None:
+                rec["numel"] = int(data.numel[i])
+            if len(rec) > (data.numel is not None):
+                layers[name] = rec
+        lines.append(json.dumps({"epoch": float(e) if e % 1 else int(e), "train_loss": float("nan"),
                                  "layers": layers}) + "\n")
-    os.replace(tmp, d / "log.jsonl")
+    write_text_atomic(d / "log.jsonl", "".join(lines))
     summ = summary if summary is not None else {"data": {"batch_size": 256},
                                                 "n_batches": data.batches_per_epoch}
-    tmp = d / "summary.json.tmp"
-    tmp.write_text(json.dumps(summ, indent=1), encoding="utf-8")
-    os.replace(tmp, d / "summary.json")
+    write_text_atomic(d / "summary.json", json.dumps(summ, indent=1))
     return d
