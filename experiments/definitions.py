@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -52,8 +53,9 @@ __all__ = [
     "normalise_config",
 ]
 
-Scale = Literal["quick", "paper"]
-SCALES: tuple[str, ...] = ("quick", "paper")
+Scale = Literal["quick", "medium", "paper"]
+#: the scales, derived from :data:`Scale` (one vocabulary)
+SCALES: tuple[str, ...] = typing.get_args(Scale)
 _TOP_KEYS = {"figure", "title", "common", *SCALES}
 _SCALE_KEYS = {"base", "grid", "seeds", "note"}
 
@@ -74,7 +76,7 @@ class Experiment:
     ----------
     name : str
         File stem (``fig3``); results go to ``<out>/<scale>/<name>/``.
-    scale : {"quick", "paper"}
+    scale : {"quick", "medium", "paper"}
     figure, title, note : str
     base : dict
         Flat dotted settings applied to every point.

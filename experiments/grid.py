@@ -166,15 +166,33 @@ def expand_grid(groups: Iterable[Mapping[str, Iterable[Any]]],
     return out
 
 
+def _default_settings() -> dict[str, Any]:
+    """Flat default training configuration (``anisotropy.config``)."""
+    from anisotropy.config import TrainConfig, config_to_dict
+
+    return flatten(config_to_dict(TrainConfig()))
+
+
 def _canonical(config: Mapping[str, Any]) -> str:
-    flat = {k: v for k, v in flatten(config).items() if k not in HASH_EXCLUDED_KEYS}
+    defaults = _default_settings()
+    flat = {k: v for k, v in flatten(config).items()
+            if k not in HASH_EXCLUDED_KEYS and not (k in defaults and _same(defaults[k], v))}
     return json.dumps(flat, sort_keys=True, allow_nan=True, separators=(",", ":"))
 
 
-def config_hash(config: Mapping[str, Any]) -> str:
-    """Hex digest (``_HASH_DIGITS`` long) of the canonical JSON of a full configuration.
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, allow_nan=True) == json.dumps(b, sort_keys=True,
+                                                                        allow_nan=True)
 
-    Key order does not matter; ``threads`` (execution detail) is ignored.
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Hex digest (``_HASH_DIGITS`` long) of the canonical JSON of a configuration.
+
+    The canonical form keeps only the settings that differ from the defaults of
+    :class:`anisotropy.config.TrainConfig`: a new configuration field whose default
+    reproduces the old behaviour leaves every existing run's identity (and so the
+    run store) intact.  Key order does not matter; ``threads`` (execution detail)
+    is ignored.
     """
     return hashlib.sha256(_canonical(config).encode()).hexdigest()[:_HASH_DIGITS]
 

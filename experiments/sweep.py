@@ -29,6 +29,7 @@ import contextlib
 import importlib
 import json
 import multiprocessing
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -66,8 +67,9 @@ class ExecutionOptions:
 
     scale: Scale = field(default="quick", metadata={
         "help": "quick: CPU-sized stand-in of the paper's setting; paper: the paper's setting"})
-    workers: int = field(default=1, metadata={
-        "help": "local worker processes (ignored with --scheduler)"})
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata={
+        "help": "local worker processes, one single-thread worker per core by default "
+                "(ignored with --scheduler)"})
     scheduler: str | None = field(default=None, metadata={
         "help": "address of a Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: local processes)"})
     threads: int = field(default=1, metadata={"help": "torch threads per run"})
@@ -248,6 +250,9 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
         rows[p.name] = row(p) if done else row(p, status="pending")
         if not done:
             pending.append(p)
+    # seed-major order: the sweep completes whole rounds of seeds across every arm,
+    # so an interrupted sweep leaves paired comparisons, not a few finished arms
+    pending.sort(key=lambda p: p.settings.get("seed", 0))
     n_total, n_skip = len(points), len(points) - len(pending)
     if dry_run:
         todo = {p.name for p in pending}

@@ -363,3 +363,15 @@ def test_checkpoints_of_complete_runs_are_deleted_only_on_request(tmp_path, keep
     by_r = {p.settings["smoothing.R"]: store / p.name for p in e.points(passthrough)}
     assert (by_r[0.1] / "checkpoint.pt").exists() == keep      # complete run
     assert (by_r[0.2] / "checkpoint.pt").exists()              # unfinished: kept to resume
+
+
+def test_run_identity_ignores_settings_at_their_default():
+    """A run's identity is its non-default settings: spelling out a default, or a
+    configuration field added later with a default, leaves the run name unchanged."""
+    from anisotropy.config import TrainConfig, config_to_dict
+
+    full = config_to_dict(TrainConfig())
+    sparse = {"seed": 0}
+    assert grid.config_hash(full) == grid.config_hash(sparse | {"epochs": full["epochs"]})
+    changed = {**full, "epochs": full["epochs"] + 1}
+    assert grid.config_hash(changed) != grid.config_hash(full)
