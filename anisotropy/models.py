@@ -23,7 +23,7 @@ from typing import Literal
 
 from torch import nn
 
-from ._checks import check_choice, check_int
+from anisotropy.validation import check_choice, check_int
 
 __all__ = ["mlp", "cnn_table24", "cnn_table25", "conv_net", "conv_feature_size"]
 

@@ -4,7 +4,7 @@ For each (model, smoothed layers) the script times one SGD step
 (forward + backward + ``optimizer.step()``) of
 
 * ``plain``  - plain cross-entropy;
-* ``ple``    - :class:`anisotropy.losses.PartialLocalEntropy` (cut + batched suffix);
+* ``ple``    - :class:`anisotropy.smoothing.losses.PartialLocalEntropy` (cut + batched suffix);
 * ``naive``  - y+1 full forward/backward passes with the weights shifted in place
   (the textbook loop; gradients accumulate, scaled by 1/(y+1));
 * ``off``    - ``PartialLocalEntropy(cut="off")``: one ``functional_call`` of the
@@ -37,8 +37,8 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
-from anisotropy.cliargs import add_dataclass_arguments, from_namespace
-from anisotropy.losses import PartialLocalEntropy
+from anisotropy.cli.args import add_dataclass_arguments, from_namespace
+from anisotropy.smoothing.losses import PartialLocalEntropy
 from anisotropy.models import cnn_table25, mlp
 
 VARIANTS = ("plain", "ple", "naive", "off", "vmap")

@@ -31,7 +31,7 @@ from analysis.cooling import build_panel, compare, fit_law, late_onset  # noqa: 
 from analysis.cooling.laws import LAW_NAMES  # noqa: E402
 from analysis.cooling.regimes import signal_maximum  # noqa: E402
 from analysis.cooling.synthetic import SyntheticSpec, generate  # noqa: E402
-from anisotropy.logs import write_text_atomic  # noqa: E402
+from anisotropy.io import write_text_atomic  # noqa: E402
 
 TRUE = {"exponential": {"tau": 60.0}, "stretched_exponential": {"tau": 30.0, "beta": 0.5},
         "power_law": {"p": 1.2}, "stretched_then_exponential": {"tau": 20.0, "beta": 0.35, "t_c": 120.0}}

@@ -61,9 +61,9 @@ _SCALE_KEYS = {"base", "grid", "seeds", "note"}
 
 
 def normalise_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a nested configuration with :mod:`anisotropy.config` and return it
+    """Validate a nested configuration with :mod:`anisotropy.training.config` and return it
     with every default filled in (so equal runs hash equally)."""
-    from anisotropy.config import config_from_dict, config_to_dict
+    from anisotropy.training.config import config_from_dict, config_to_dict
 
     return config_to_dict(config_from_dict(dict(config)))
 
@@ -125,7 +125,7 @@ class Experiment:
         """A copy whose base also sets ``["data.root=/data/cifar10", ...]`` (TOML
         literals, as ``anisotropy train --set``); e.g. the data directory of the
         paper scale on the user's machine."""
-        from anisotropy.config import parse_override
+        from anisotropy.training.config import parse_override
 
         base = dict(self.base)
         for item in items:

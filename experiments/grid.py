@@ -167,8 +167,8 @@ def expand_grid(groups: Iterable[Mapping[str, Iterable[Any]]],
 
 
 def _default_settings() -> dict[str, Any]:
-    """Flat default training configuration (``anisotropy.config``)."""
-    from anisotropy.config import TrainConfig, config_to_dict
+    """Flat default training configuration (``anisotropy.training.config``)."""
+    from anisotropy.training.config import TrainConfig, config_to_dict
 
     return flatten(config_to_dict(TrainConfig()))
 
@@ -189,7 +189,7 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """Hex digest (``_HASH_DIGITS`` long) of the canonical JSON of a configuration.
 
     The canonical form keeps only the settings that differ from the defaults of
-    :class:`anisotropy.config.TrainConfig`: a new configuration field whose default
+    :class:`anisotropy.training.config.TrainConfig`: a new configuration field whose default
     reproduces the old behaviour leaves every existing run's identity (and so the
     run store) intact.  Key order does not matter; ``threads`` (execution detail)
     is ignored.

@@ -1,6 +1,6 @@
 """Results of a sweep: one tidy row per run, written atomically to ``results.csv``.
 
-A run directory (written by :func:`anisotropy.trainer.train`) holds
+A run directory (written by :func:`anisotropy.training.trainer.train`) holds
 ``summary.json`` (``status``, ``best_test_acc``, ``final_test_acc``,
 ``final_train_loss``, ``epochs``, ``wall_time``, ``config``) and ``log.jsonl``.
 This module reads them; it never trains.
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from anisotropy.logs import read_jsonl, write_text_atomic
+from anisotropy.io import read_jsonl, write_text_atomic
 
 from .grid import Point, format_value, get_dotted
 
@@ -154,5 +154,5 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     """Epoch records of a run's ``log.jsonl`` (a torn last line is ignored; see
-    :func:`anisotropy.logs.read_jsonl`)."""
+    :func:`anisotropy.io.read_jsonl`)."""
     return read_jsonl(Path(run_dir) / "log.jsonl")

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from anisotropy.cliargs import add_dataclass_arguments, from_namespace
-from anisotropy.logs import write_text_atomic
+from anisotropy.cli.args import add_dataclass_arguments, from_namespace
+from anisotropy.io import write_text_atomic
 
 from .definitions import SCALES, Experiment, Scale, load_experiment, normalise_config
 from .grid import Point, format_value
@@ -114,8 +114,8 @@ class SweepResult:
 def train_config_dict(config: Mapping[str, Any], run_dir: str) -> dict:
     """The default runner: validate ``config`` and train it in ``run_dir``
     (continuing from a checkpoint there, if any)."""
-    from anisotropy.config import config_from_dict
-    from anisotropy.trainer import train
+    from anisotropy.training.config import config_from_dict
+    from anisotropy.training.trainer import train
 
     return train(config_from_dict(dict(config)), run_dir, resume=True, progress=False)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anisotropy.cliargs import add_dataclass_arguments, from_namespace
+from anisotropy.cli.args import add_dataclass_arguments, from_namespace
 from experiments.definitions import load_experiment
 from experiments.sweep import ExecutionOptions, make_executor, run_sweep
 

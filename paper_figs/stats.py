@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from anisotropy.logs import write_text_atomic
+from anisotropy.io import write_text_atomic
 
 __all__ = [
     "CONFIDENCE",

@@ -6,7 +6,7 @@ from typing import Literal
 import pytest
 
 from anisotropy import cli
-from anisotropy.cliargs import add_dataclass_arguments, from_namespace
+from anisotropy.cli.args import add_dataclass_arguments, from_namespace
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from anisotropy.config import (DataConfig, OptimConfig, SmoothingConfig, TrainConfig,
+from anisotropy.training.config import (DataConfig, OptimConfig, SmoothingConfig, TrainConfig,
                                apply_overrides, config_from_dict, config_to_dict, config_to_toml,
                                load_config, parse_override)
 

@@ -1,9 +1,9 @@
 """Convergence studies: rate fits, delta-method and finite-k predictions, the study and its CLI.
 
 Statistical tests are seeded.  Their tolerances are ``Z_TOL`` standard errors
-(computed from the repetition counts, see analysis.rates) plus, where a rate is
+(computed from the repetition counts, see analysis.convergence.rates) plus, where a rate is
 fitted at finite ``y`` or ``k``, the systematic deviation that the next order of
-the expansion predicts (analysis.convergence_theory), so that a correct
+the expansion predicts (analysis.convergence.theory), so that a correct
 implementation passes for any seed with probability ~1 - 6e-5 per check.
 """
 import csv
@@ -13,14 +13,14 @@ import math
 import numpy as np
 import pytest
 
-from analysis import references as refs
-from analysis.convergence import (CSV_COLUMNS, METHODS, ConvergeOptions, main, replicate,
+from analysis.free_entropy import references as refs
+from analysis.convergence.study import (CSV_COLUMNS, METHODS, ConvergeOptions, main, replicate,
                                   resolve_options, run_convergence)
-from analysis.convergence_reference import QuadraticReference, quadratic_box_log_average
-from analysis.convergence_fits import fit_k_study
-from analysis.convergence_theory import (delta_method_from_moments, finite_k_coefficient,
+from analysis.convergence.reference import QuadraticReference, quadratic_box_log_average
+from analysis.convergence.fits import fit_k_study
+from analysis.convergence.theory import (delta_method_from_moments, finite_k_coefficient,
                                          finite_k_coefficient_fd)
-from analysis.rates import log_std_se, repetition_stats, weighted_linear_fit
+from analysis.convergence.rates import log_std_se, repetition_stats, weighted_linear_fit
 
 #: |normal deviate| > 4 has probability 6e-5: a fixed seed that fails is a real error.
 Z_TOL = 4.0
@@ -31,7 +31,7 @@ W = np.zeros(4)
 R = 1.0
 
 
-# ------------------------------------------------------------------------ analysis.rates
+# ------------------------------------------------------------------------ analysis.convergence.rates
 def test_weighted_fit_is_unbiased_with_honest_standard_errors(rng):
     # 400 data sets from a known line with heteroscedastic known errors: the slopes
     # scatter with the reported slope_se (std of 400 slopes has relative se 3.5%).
@@ -84,7 +84,7 @@ def test_repetition_stats_definitions(rng):
         repetition_stats([1.0, 2.0], 0.0)
 
 
-# --------------------------------------------------------- analysis.convergence_theory
+# --------------------------------------------------------- analysis.convergence.theory
 def test_delta_method_from_known_moments():
     # X ~ Exponential(1): E X^m = m!, so v = 1, kappa_3 = 2, b_2 = 3/4 - 2/3, s_2 = 5/2 - 2.
     dm = delta_method_from_moments({m: math.lgamma(m + 1) for m in (1, 2, 3)})
@@ -158,7 +158,7 @@ def test_box_log_average_against_brute_force(rng):
     assert abs(quadratic_box_log_average(B, b, R=1.5) - math.log(x.mean())) < Z_TOL * se
     # a diagonal B takes the separable path; it agrees with the general one to quadrature accuracy
     D = np.diag([2.0, 1.0])
-    from analysis.references import quadratic_full_box_free_entropy
+    from analysis.free_entropy.references import quadratic_full_box_free_entropy
 
     m = -b / np.diag(D)
     full = 0.5 * m @ D @ m - quadratic_full_box_free_entropy(np.zeros(2), A=D, c=m, R=1.5) - 2 * math.log(3)

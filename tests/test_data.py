@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-import anisotropy.data as data_mod
-from anisotropy.augment import (augment_batch, crop_boxes, grayscale, hsv_to_rgb, rgb_to_hsv,
+import anisotropy.data.datasets as data_mod
+from anisotropy.data.augment import (augment_batch, crop_boxes, grayscale, hsv_to_rgb, rgb_to_hsv,
                                 spatial_transform)
-from anisotropy.config import DataConfig
-from anisotropy.data import load_dataset, minibatches
-from anisotropy.idx import read_idx, write_idx
+from anisotropy.training.config import DataConfig
+from anisotropy.data.datasets import load_dataset, minibatches
+from anisotropy.data.idx import read_idx, write_idx
 
 
 def _images(rng, n, shape):

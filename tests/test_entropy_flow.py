@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from anisotropy.entropy_flow import (conv_block_matrix, conv_entropy_change, conv_entropy_loss,
+from anisotropy.related.entropy_flow import (conv_block_matrix, conv_entropy_change, conv_entropy_loss,
                                      conv_output_shape, dense_entropy_change, dense_entropy_loss,
                                      entropy_flow, gaussian_entropy)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from anisotropy.entropy_sgd import EntropySGD, gamma_scoping
+from anisotropy.related.entropy_sgd import EntropySGD, gamma_scoping
 
 torch.set_num_threads(1)
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from anisotropy.flatness import FlatnessResult, local_energy, local_energy_curve
+from anisotropy.related.local_energy import FlatnessResult, local_energy, local_energy_curve
 
 torch.set_num_threads(1)
 

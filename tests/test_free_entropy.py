@@ -15,12 +15,12 @@ import pytest
 import torch
 from scipy import integrate
 
-from analysis import references as ref
-from analysis.estimators import KernelSpec, jackknife, weight_diagnostics
-from analysis.surrogate import log_surrogate_averages
+from analysis.free_entropy import references as ref
+from analysis.free_entropy.estimators import KernelSpec, jackknife, weight_diagnostics
+from analysis.free_entropy.surrogate import log_surrogate_averages
 from analysis.free_entropy import (METHODS, RELVAR_LIMIT, UnreliableEstimateWarning,
                                    local_free_entropy, paper_m_estimator, paper_m_noiseless)
-from analysis.layer_loss import layer_loss_function, layer_weight_vector
+from analysis.free_entropy.layer_loss import layer_loss_function, layer_weight_vector
 from anisotropy.kernels import log_normaliser
 
 W = np.array([0.3, -0.2, 0.1])

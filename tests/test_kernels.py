@@ -1,7 +1,7 @@
 """Tests of :mod:`anisotropy.kernels` against the mathematics of PAPER-NOTES section 1-2.
 
 Facts used here (d = distance, K = kernel, s = sigmoid) are proved in
-:mod:`analysis.limits`: eq 5 = softplus form, the k -> inf indicator with 1/2 on
+:mod:`analysis.facts`: eq 5 = softplus form, the k -> inf indicator with 1/2 on
 the boundary, Z_1 = 2R/(1 - e^{-4kR}), K/Z_1 = law of U + L with CDF
 [softplus(2k(z+R)) - softplus(2k(z-R))]/(4kR), variance R^2/3 + pi^2/(12k^2).
 """
@@ -50,7 +50,7 @@ def d_eq5(x: float, R: float, k: float) -> float:
 
 
 def kernel_cdf(z, R, k):
-    """Closed-form CDF of U + L (fact ``kernel_cdf`` of analysis.limits)."""
+    """Closed-form CDF of U + L (fact ``kernel_cdf`` of analysis.facts)."""
     z = np.asarray(z, dtype=np.float64)
     if math.isinf(k):
         return np.clip((z + R) / (2 * R), 0.0, 1.0)

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from anisotropy.losses import PartialLocalEntropy, SmoothedLoss, reduce_losses
+from anisotropy.smoothing.losses import PartialLocalEntropy, SmoothedLoss, reduce_losses
 from anisotropy.models import conv_net, mlp
-from anisotropy.perturb import BLOCK, sample_perturbations, select_parameters
+from anisotropy.smoothing.sampling import BLOCK, sample_perturbations, select_parameters
 
 # float64 agreement of two implementations of the same sums: a few hundred ulps
 # of O(1) quantities, far below any real discrepancy (which is O(R) or larger).

@@ -1,4 +1,4 @@
-"""Exact references of analysis.references against brute-force numerical integration.
+"""Exact references of analysis.free_entropy.references against brute-force numerical integration.
 
 All comparisons are float64.  Brute force is scipy.integrate.quad / dblquad on
 the *defining* integral  F = -log int exp(-beta L(W + x)) K(x) dx  with the kernel
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from analysis import references as ref
+from analysis.free_entropy import references as ref
 from anisotropy.kernels import kernel, log_normaliser
 
 EPSREL = 1e-12

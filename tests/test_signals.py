@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anisotropy import models
-from anisotropy.signals import SignalAccumulator, layer_signal, weight_layers
+from anisotropy.training.signals import SignalAccumulator, layer_signal, weight_layers
 
 
 def _model():

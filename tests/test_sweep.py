@@ -368,7 +368,7 @@ def test_checkpoints_of_complete_runs_are_deleted_only_on_request(tmp_path, keep
 def test_run_identity_ignores_settings_at_their_default():
     """A run's identity is its non-default settings: spelling out a default, or a
     configuration field added later with a default, leaves the run name unchanged."""
-    from anisotropy.config import TrainConfig, config_to_dict
+    from anisotropy.training.config import TrainConfig, config_to_dict
 
     full = config_to_dict(TrainConfig())
     sparse = {"seed": 0}

@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import anisotropy.trainer as trainer_mod
-from anisotropy.config import TrainConfig, apply_overrides, config_from_dict, load_config
-from anisotropy.data import load_dataset
-from anisotropy.logs import load_checkpoint, read_jsonl
-from anisotropy.losses import PartialLocalEntropy, reduce_losses
-from anisotropy.schedules import radius_schedule
-from anisotropy.signals import weight_layers
-from anisotropy.trainer import build_model, derive_seeds, main, train
+import anisotropy.training.trainer as trainer_mod
+from anisotropy.training.config import TrainConfig, apply_overrides, config_from_dict, load_config
+from anisotropy.data.datasets import load_dataset
+from anisotropy.io import load_checkpoint, read_jsonl
+from anisotropy.smoothing.losses import PartialLocalEntropy, reduce_losses
+from anisotropy.smoothing.schedules import radius_schedule
+from anisotropy.training.signals import weight_layers
+from anisotropy.training.trainer import build_model, derive_seeds, main, train
 
 LOG_KEYS = {"epoch", "step", "train_loss", "smoothed_loss", "train_acc", "test_loss", "test_acc",
             "best_test_acc", "wall_time", "lr", "R", "layers"}
@@ -218,7 +218,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["status"] == summary["status"]
     # the command line reports it and exits with status 3
     cfg_file = tmp_path / "c.toml"
-    from anisotropy.config import config_to_toml
+    from anisotropy.training.config import config_to_toml
     cfg_file.write_text(config_to_toml(small(epochs=4)))
     assert main([str(cfg_file), "--out", str(tmp_path / "b"), "--no-progress"]) == 3
     err = capsys.readouterr().err

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from anisotropy.cliargs import add_dataclass_arguments, from_namespace
+from anisotropy.cli.args import add_dataclass_arguments, from_namespace
 
 from .io import load
 from .pipeline import CoolingConfig, analyse

@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 from scipy import optimize, stats
 
-from anisotropy._checks import check_choice, check_int, check_probability
+from anisotropy.validation import check_choice, check_int, check_probability
 
 from .io import CoolingData
 from .laws import Law, get_law, initial_guess

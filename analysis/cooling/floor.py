@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anisotropy._checks import check_probability
+from anisotropy.validation import check_probability
 
 from .io import CoolingData
 from .timeseries import TrendTest, trend_test

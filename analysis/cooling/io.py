@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from anisotropy.logs import write_text_atomic
+from anisotropy.io import write_text_atomic
 
 __all__ = ["CHANNELS", "OPTIONAL_CHANNELS", "CSV_COLUMNS", "DataIssue", "CoolingData", "from_arrays",
            "load", "load_log", "load_csv", "write_csv"]

@@ -35,7 +35,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from anisotropy._checks import check_choice
+from anisotropy.validation import check_choice
 
 __all__ = ["LAW_NAMES", "LawName", "Law", "get_law", "log_f", "evaluate", "initial_guess"]
 

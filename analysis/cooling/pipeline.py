@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from anisotropy._checks import check_choice, check_int
+from anisotropy.validation import check_choice, check_int
 
 from .factorisation import factorisation_test
 from .fit import NoiseModel, Uncertainty, Weights, build_panel, fit_law

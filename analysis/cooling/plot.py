@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from anisotropy._checks import check_choice
+from anisotropy.validation import check_choice
 
 from .io import CoolingData
 from .laws import evaluate

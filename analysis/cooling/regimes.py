@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from anisotropy._checks import check_choice, check_int, check_probability
+from anisotropy.validation import check_choice, check_int, check_probability
 
 from .io import CoolingData
 from .timeseries import RHO_MAX, block_indices, block_length, running_mean

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anisotropy.logs import write_text_atomic
+from anisotropy.io import write_text_atomic
 
 __all__ = ["SCHEMA", "CoolingResult", "load_result"]
 

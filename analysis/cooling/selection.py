@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from anisotropy._checks import check_choice
+from anisotropy.validation import check_choice
 
 from .fit import LawFit
 from .timeseries import hac_covariance

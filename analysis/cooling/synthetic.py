@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from anisotropy._checks import check_int, check_positive
-from anisotropy.logs import write_text_atomic
+from anisotropy.validation import check_int, check_positive
+from anisotropy.io import write_text_atomic
 
 from .io import CoolingData
 from .laws import get_law, log_f

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from anisotropy._checks import check_int
+from anisotropy.validation import check_int
 
 __all__ = ["RHO_MAX", "ar1_coefficients", "whiten", "recolor", "estimate_rho", "andrews_bandwidth",
            "hac_covariance", "block_length", "block_indices", "running_mean", "TrendTest", "trend_test"]

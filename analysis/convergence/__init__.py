@@ -1,0 +1,43 @@
+"""Convergence of the free-entropy estimators at the predicted rates and
+constants: references, theory, fits, the study, its output and plot.
+"""
+
+from .rates import RepetitionStats, LinearFit, repetition_stats, weighted_linear_fit, log_std_se
+from .theory import DeltaMethod, delta_method_from_moments, finite_k_coefficient, finite_k_coefficient_fd, quadratic_box_antithetic_moment
+from .reference import QuadraticReference, quadratic_box_log_average
+from .fits import fit_method, fit_k_study
+from .study import Method, METHODS, CSV_COLUMNS, ConvergeOptions, QuadraticReference, ConvergenceStudy, resolve_options, reference_from_options, replicate, run_convergence, write_study, main
+from .output import CSV_COLUMNS, write_study
+from .plot import plot_study
+
+__all__ = [
+    "RepetitionStats",
+    "LinearFit",
+    "repetition_stats",
+    "weighted_linear_fit",
+    "log_std_se",
+    "DeltaMethod",
+    "delta_method_from_moments",
+    "finite_k_coefficient",
+    "finite_k_coefficient_fd",
+    "quadratic_box_antithetic_moment",
+    "QuadraticReference",
+    "quadratic_box_log_average",
+    "fit_method",
+    "fit_k_study",
+    "Method",
+    "METHODS",
+    "CSV_COLUMNS",
+    "ConvergeOptions",
+    "QuadraticReference",
+    "ConvergenceStudy",
+    "resolve_options",
+    "reference_from_options",
+    "replicate",
+    "run_convergence",
+    "write_study",
+    "main",
+    "CSV_COLUMNS",
+    "write_study",
+    "plot_study",
+]

@@ -1,0 +1,290 @@
+r"""Smoothing kernels of the paper, their normalisers and exact samplers.
+
+Per coordinate, with the logistic sigmoid :math:`s(x) = 1/(1+e^{-x})`
+(eqs 5-6 of the paper, PAPER-NOTES section 1),
+
+.. math::
+
+    d_{R,k}(x) = \operatorname{softplus}(2k(x-R)) + \operatorname{softplus}(-2k(x+R)),
+    \qquad K_{R,k}(x) = e^{-d_{R,k}(x)} = s(2k(R-x))\, s(2k(R+x)).
+
+The softplus form never overflows: for ``k`` up to 1e6 and ``|x|`` up to 1e3 the
+arguments stay below 1e10, far inside the float32 range, and ``softplus`` of a
+large negative argument underflows cleanly to ``+0``.  ``k = inf`` is the hard
+hypercube (eqs 7-8): ``d = 0`` inside, ``log 2`` on the boundary (``K = 1/2``)
+and ``+inf`` outside.
+
+The 1-D normaliser is :math:`Z_1(R,k) = \int K\,dx = 2R / (1 - e^{-4kR})` and
+the normalised kernel is *exactly* the law of ``U + L`` with
+``U ~ Uniform(-R, R)`` and ``L ~ Logistic(0, 1/(2k))`` (PAPER-NOTES section 1;
+proved in :mod:`analysis.facts`), which gives the exact sampler
+:func:`sample_kernel`.
+
+The heat kernel of eq 1 is :math:`\exp(-(\gamma/2) x^2)`, i.e. a Gaussian of
+variance :math:`1/\gamma`.  **Convention:** this package always uses the
+``gamma/2`` of eq 1, not the ``gamma`` of eq 11.
+
+Masked (partial) versions sum the distance over the mask's support only
+(PAPER-NOTES section 2): coordinates outside the mask contribute nothing, and
+the partial normaliser is :math:`Z_1^{|U|}`.
+
+Every function accepts numpy arrays or torch tensors and returns the same kind.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+
+from anisotropy.validation import _is_torch, check_finite, check_int, check_positive, check_sharpness
+
+__all__ = [
+    "KernelName",
+    "KERNEL_NAMES",
+    "distance",
+    "log_kernel",
+    "kernel",
+    "masked_distance",
+    "masked_log_kernel",
+    "heat_distance",
+    "heat_log_kernel",
+    "log_normaliser",
+    "heat_log_normaliser",
+    "sample_kernel",
+    "sample_heat",
+    "check_mask",
+]
+
+LOG2 = math.log(2.0)
+
+#: the kernel families: ``box`` is K_{R,k} of eqs 5-6 (``k = inf``: the hard
+#: hypercube), ``gaussian`` the heat kernel of eq 1
+KernelName = Literal["box", "gaussian"]
+KERNEL_NAMES: tuple[str, ...] = ("box", "gaussian")
+#: torch's softplus returns z itself above its default threshold 20, an error of
+#: log1p(e^-20) = 2e-9 (1e-10 relative) in float64; above 40 the error e^-40 = 4e-18 is
+#: below half an ulp of z in float64 (and exp(40) is still finite in float32).
+_TORCH_SOFTPLUS_THRESHOLD = 40.0
+
+
+def _as_float_array(name: str, x: Any) -> Any:
+    if _is_torch(x):
+        if not x.is_floating_point():
+            x = x.double()
+    else:
+        x = np.asarray(x)
+        if x.dtype.kind not in "f":
+            x = x.astype(np.float64)
+    return check_finite(name, x)
+
+
+def _softplus(z: Any) -> Any:
+    if _is_torch(z):
+        import torch
+
+        return torch.nn.functional.softplus(z, threshold=_TORCH_SOFTPLUS_THRESHOLD)
+    return np.logaddexp(0.0, z)
+
+
+def _check_rk(R: Any, k: Any) -> tuple[float, float]:
+    return check_positive("R", R), check_sharpness(k)
+
+
+def distance(x: Any, *, R: float, k: float = math.inf) -> Any:
+    r"""Per-coordinate distance :math:`d_{R,k}(x)` (stable form of eq 5).
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor, any shape
+        Displacements :math:`\Delta W_i`.  Must be finite.
+    R : float
+        Half side of the smoothing box, ``R > 0``.
+    k : float, keyword-only
+        Sharpness in ``(0, inf]``; ``inf`` gives the hard box.
+
+    Returns
+    -------
+    Same type and shape as ``x``; ``d >= 0`` (``+0``, never ``-0``).
+    """
+    R, k = _check_rk(R, k)
+    x = _as_float_array("x", x)
+    if math.isinf(k):
+        ax = abs(x)
+        if _is_torch(x):
+            import torch
+
+            inside = torch.zeros_like(x)
+            out = torch.where(ax < R, inside, torch.full_like(x, math.inf))
+            return torch.where(ax == R, torch.full_like(x, LOG2), out)
+        out = np.where(ax < R, 0.0, np.inf)
+        return np.where(ax == R, LOG2, out).astype(x.dtype, copy=False)
+    two_k = 2.0 * k
+    return _softplus(two_k * (x - R)) + _softplus(-two_k * (x + R))
+
+
+def log_kernel(x: Any, *, R: float, k: float = math.inf) -> Any:
+    """Per-coordinate :math:`\\log K_{R,k}(x) = -d_{R,k}(x)` (eq 6); ``<= 0``, never ``-0``."""
+    return 0.0 - distance(x, R=R, k=k)
+
+
+def kernel(x: Any, *, R: float, k: float = math.inf) -> Any:
+    """Per-coordinate kernel :math:`K_{R,k}(x) \\in [0, 1]` (eq 6; eq 8 at ``k = inf``)."""
+    lk = log_kernel(x, R=R, k=k)
+    if _is_torch(lk):
+        return lk.exp()
+    return np.exp(lk)
+
+
+def check_mask(mask: Any, n: int) -> Any:
+    """Validate a boolean mask of shape ``(n,)``; returns it (array_like as an ndarray).
+
+    Raises
+    ------
+    ValueError
+        If ``mask`` is not boolean or its shape is not ``(n,)``.
+    """
+    if not _is_torch(mask):
+        mask = np.asarray(mask)
+        dtype_ok = mask.dtype == np.bool_
+    else:
+        import torch
+
+        dtype_ok = mask.dtype == torch.bool
+    if not dtype_ok:
+        raise ValueError(f"mask must be a boolean array of shape ({n},), got dtype {mask.dtype}")
+    if tuple(mask.shape) != (n,):
+        raise ValueError(f"mask must have shape ({n},) to match the last axis, got {tuple(mask.shape)}")
+    return mask
+
+
+def masked_distance(dw: Any, mask: Any | None = None, *, R: float, k: float = math.inf) -> Any:
+    r"""Partial distance :math:`d^{[U]}_{R,k}(\Delta W)` (eq 13, PAPER-NOTES section 2).
+
+    The sum of :func:`distance` over the coordinates where ``mask`` is true;
+    masked-out coordinates contribute nothing (not the constant
+    ``2 softplus(-2kR)`` a literal reading of eq 13 would add).
+
+    Parameters
+    ----------
+    dw : array_like or torch.Tensor, shape (..., N)
+    mask : bool array of shape (N,), optional
+        Smoothed coordinates; ``None`` means all of them.
+
+    Returns
+    -------
+    shape (...)
+    """
+    dw = _as_float_array("dw", dw)
+    if dw.ndim == 0:
+        raise ValueError("dw must have at least one axis (..., N), got a scalar")
+    d = distance(dw, R=R, k=k)
+    if mask is not None:
+        mask = check_mask(mask, dw.shape[-1])
+        if _is_torch(d):
+            import torch
+
+            mask = torch.as_tensor(mask, device=d.device)
+            d = torch.where(mask, d, torch.zeros_like(d))
+        else:
+            d = np.where(mask, d, 0.0)
+    return d.sum(-1) if _is_torch(d) else d.sum(axis=-1)
+
+
+def masked_log_kernel(dw: Any, mask: Any | None = None, *, R: float, k: float = math.inf) -> Any:
+    """:math:`\\log K^{[U]}_{R,k}(\\Delta W) = -d^{[U]}_{R,k}(\\Delta W)`; shape (...)."""
+    return 0.0 - masked_distance(dw, mask, R=R, k=k)
+
+
+def heat_distance(x: Any, *, gamma: float) -> Any:
+    r"""Per-coordinate heat-kernel distance :math:`(\gamma/2) x^2` (eq 1 convention)."""
+    gamma = check_positive("gamma", gamma)
+    x = _as_float_array("x", x)
+    return 0.5 * gamma * x * x
+
+
+def heat_log_kernel(x: Any, *, gamma: float) -> Any:
+    r"""Per-coordinate :math:`\log` of the heat kernel :math:`\exp(-(\gamma/2)x^2)` of eq 1."""
+    return 0.0 - heat_distance(x, gamma=gamma)
+
+
+def log_normaliser(R: float, k: float = math.inf, n: int = 1) -> float:
+    r"""``n log Z_1(R, k)`` with :math:`Z_1 = 2R/(1 - e^{-4kR})`, in log space.
+
+    ``log Z_1 = log(2R) - log(-expm1(-4kR))``, accurate for ``4kR`` from 1e-300
+    to ``inf`` (at ``k = inf`` it is ``log 2R``).  ``n`` is the number of smoothed
+    coordinates :math:`|U|`.
+    """
+    R, k = _check_rk(R, k)
+    n = check_int("n", n, minimum=0)
+    log_z1 = math.log(2.0 * R)
+    if not math.isinf(k):
+        log_z1 -= math.log(-math.expm1(-4.0 * k * R))
+    return n * log_z1
+
+
+def heat_log_normaliser(gamma: float, n: int = 1) -> float:
+    r"""``n log`` of :math:`\int e^{-(\gamma/2)x^2}dx = \sqrt{2\pi/\gamma}`."""
+    gamma = check_positive("gamma", gamma)
+    n = check_int("n", n, minimum=0)
+    return 0.5 * n * math.log(2.0 * math.pi / gamma)
+
+
+def _torch_uniform01(shape, generator, dtype, device):
+    import torch
+
+    u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+    # torch.rand is on [0, 1); the smallest positive normal keeps log(u) finite.
+    return u.clamp_(min=torch.finfo(dtype).tiny)
+
+
+def sample_kernel(shape: tuple[int, ...], *, R: float, k: float = math.inf, rng: Any,
+                  dtype: Any = None, device: Any = None) -> Any:
+    r"""Exact draws from the normalised kernel :math:`K_{R,k}/Z_1` per coordinate.
+
+    ``U + L`` with ``U ~ Uniform(-R, R)`` and ``L ~ Logistic(0, 1/(2k))``; at
+    ``k = inf`` only ``U``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    R, k : float
+        Kernel parameters (``R > 0``, ``k`` in ``(0, inf]``).
+    rng : numpy.random.Generator or torch.Generator
+        Source of randomness; the result is a numpy array for a numpy generator
+        and a torch tensor (``dtype``, ``device``) for a torch generator.
+    """
+    R, k = _check_rk(R, k)
+    if isinstance(rng, np.random.Generator):
+        out = rng.uniform(-R, R, size=shape)
+        if not math.isinf(k):
+            out = out + rng.logistic(0.0, 1.0 / (2.0 * k), size=shape)
+        return out.astype(dtype or np.float64, copy=False)
+    import torch
+
+    if not isinstance(rng, torch.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator or torch.Generator, got {type(rng)}")
+    dtype = dtype or torch.get_default_dtype()
+    device = device or rng.device
+    u = torch.rand(shape, generator=rng, dtype=dtype, device=device)
+    out = u.mul_(2.0 * R).sub_(R)
+    if not math.isinf(k):
+        v = _torch_uniform01(shape, rng, dtype, device)
+        out = out + (v.log() - (-v).log1p()) / (2.0 * k)
+    return out
+
+
+def sample_heat(shape: tuple[int, ...], *, gamma: float, rng: Any, dtype: Any = None,
+                device: Any = None) -> Any:
+    r"""Exact draws from the normalised heat kernel: Gaussian of variance ``1/gamma``."""
+    gamma = check_positive("gamma", gamma)
+    sd = 1.0 / math.sqrt(gamma)
+    if isinstance(rng, np.random.Generator):
+        return rng.normal(0.0, sd, size=shape).astype(dtype or np.float64, copy=False)
+    import torch
+
+    if not isinstance(rng, torch.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator or torch.Generator, got {type(rng)}")
+    dtype = dtype or torch.get_default_dtype()
+    device = device or rng.device
+    return torch.randn(shape, generator=rng, dtype=dtype, device=device).mul_(sd)

@@ -1,0 +1,26 @@
+"""Methods of the related papers: local energy (flatness), Entropy-SGD,
+entropy propagation (entropy flow).
+"""
+
+from .local_energy import Noise, NOISES, FlatnessResult, local_energy, local_energy_curve
+from .entropy_sgd import EntropySGD, gamma_scoping
+from .entropy_flow import gaussian_entropy, dense_entropy_change, conv_output_shape, conv_block_matrix, conv_entropy_change, dense_entropy_loss, conv_entropy_loss, EntropyFlowResult, entropy_flow
+
+__all__ = [
+    "Noise",
+    "NOISES",
+    "FlatnessResult",
+    "local_energy",
+    "local_energy_curve",
+    "EntropySGD",
+    "gamma_scoping",
+    "gaussian_entropy",
+    "dense_entropy_change",
+    "conv_output_shape",
+    "conv_block_matrix",
+    "conv_entropy_change",
+    "dense_entropy_loss",
+    "conv_entropy_loss",
+    "EntropyFlowResult",
+    "entropy_flow",
+]

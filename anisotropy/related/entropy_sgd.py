@@ -1,0 +1,234 @@
+r"""Entropy-SGD (Chaudhari et al.; seed 003), optionally restricted to chosen layers.
+
+Entropy-SGD descends the local entropy
+:math:`F_\gamma(W) = -\log \int dW'\, e^{-L(W') - \frac{\gamma}{2}\|W' - W\|^2}`
+(the heat-kernel local free entropy of the paper's eq 1 at ``beta = 1``).  Its
+gradient is :math:`\gamma (W - \langle W' \rangle)`, the mean taken under the
+Gibbs measure of the coupled replica :math:`W'`.  Each outer step
+
+1. sets the replica and its running mean to the current weights, ``W' = mu = W``;
+2. runs ``L = inner_steps`` SGLD steps on the replica, each with one call of
+   the closure (a fresh minibatch gradient at ``W'``):
+
+   .. math::
+
+       W' \leftarrow W' - \eta' \big(\nabla L(W') + \gamma (W' - W)\big)
+                  + \sqrt{\eta'}\, \varepsilon\, \xi,\qquad \xi \sim N(0, I),
+
+       \mu \leftarrow (1 - \alpha)\, \mu + \alpha\, W';
+
+3. puts the weights back to ``W``, sets their gradient to :math:`\gamma (W - \mu)`
+   and calls the base optimizer.
+
+``noise`` is Chaudhari's :math:`\varepsilon`: the SGLD update samples
+:math:`e^{-\beta' (L + \frac\gamma2\|W'-W\|^2)}` with the thermal inverse
+temperature :math:`\beta' = 2 / \varepsilon^2`.  With ``noise = 0`` and a full-batch
+gradient, the replica contracts geometrically to the proximal point
+:math:`\operatorname{prox}(W) = \arg\min_x L(x) + \frac\gamma2\|x - W\|^2`, and the
+outer gradient tends to that of the Moreau envelope (the zero-temperature local
+entropy), :math:`\gamma (W - \operatorname{prox}(W))`.
+
+**Partial Entropy-SGD.**  With ``layers`` (names, module names or globs as for
+the partial losses, :func:`anisotropy.smoothing.sampling.select_parameters`) only the
+selected parameters get a replica; the others stay at ``W`` during the inner
+loop and take the plain gradient of the first closure call (made at ``W``), so
+the base optimizer moves them exactly as it would without the wrapper.
+
+**Scoping.**  ``gamma`` may be a callable ``outer_step -> gamma``, e.g.
+:func:`gamma_scoping`, Chaudhari's :math:`\gamma_t = \gamma_0 (1 + \gamma_1)^t`
+(the coupling tightens, i.e. the smoothing fades, during training: seed 000).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from anisotropy.validation import check_int, check_positive
+from anisotropy.smoothing.sampling import select_parameters
+
+__all__ = ["EntropySGD", "gamma_scoping"]
+
+
+def gamma_scoping(gamma0: float, gamma1: float) -> Callable[[int], float]:
+    r"""Chaudhari's scoping schedule :math:`\gamma_t = \gamma_0 (1 + \gamma_1)^t`.
+
+    Parameters
+    ----------
+    gamma0 : float
+        Coupling at outer step 0 (``> 0``).
+    gamma1 : float
+        Growth rate per outer step (``>= 0``; 0 is a constant coupling).
+    """
+    g0 = check_positive("gamma0", gamma0)
+    if isinstance(gamma1, bool) or not (math.isfinite(float(gamma1)) and float(gamma1) >= 0):
+        raise ValueError(f"gamma1 must be a finite number >= 0, got {gamma1!r}")
+    g1 = float(gamma1)
+
+    def gamma(step: int) -> float:
+        step = check_int("step", step, minimum=0)
+        return g0 * math.exp(step * math.log1p(g1))
+
+    return gamma
+
+
+class EntropySGD(torch.optim.Optimizer):
+    r"""Entropy-SGD wrapped around a base optimizer (see the module docstring).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; its named parameters resolve ``layers``.
+    base_optimizer : torch.optim.Optimizer
+        Already built on (some of) the model's parameters, e.g.
+        ``torch.optim.SGD(model.parameters(), lr=1.0)``; it applies the outer
+        update.  Its ``param_groups`` are shared, so learning-rate schedulers
+        may be built on either object.
+    gamma : float or callable(int) -> float, keyword-only
+        Coupling :math:`\gamma > 0` of the replica to ``W`` (inverse variance of
+        the heat kernel), or a schedule of the outer step (scoping).
+    inner_steps : int
+        Number ``L >= 1`` of SGLD steps (closure calls) per outer step.
+    inner_lr : float
+        SGLD step :math:`\eta' > 0`; with ``noise = 0`` the inner loop converges
+        when :math:`\eta' < 2 / (\lambda_{\max}(\nabla^2 L) + \gamma)`.
+    noise : float
+        :math:`\varepsilon \ge 0`; the inner noise has standard deviation
+        :math:`\sqrt{\eta'}\varepsilon` per coordinate.  0 turns it off.
+    alpha : float
+        Weight in ``(0, 1]`` of the newest replica in the running mean
+        (``1``: the mean is the last replica).
+    layers : str or iterable of str, optional
+        Restrict the replica to these parameters (partial Entropy-SGD); ``None``:
+        every parameter of the base optimizer (biases included).
+    include_biases : bool
+        With ``layers``, also include the biases of the selected modules.
+    generator : torch.Generator, optional
+        Source of the SGLD noise (required when ``noise > 0``); the only
+        randomness of the wrapper.
+
+    Notes
+    -----
+    ``step(closure)`` calls ``closure()`` ``inner_steps`` times with gradients
+    enabled and the selected weights at the replica's values; the closure must
+    compute the loss, call ``backward()`` and return the loss (the wrapper
+    zeroes the gradients before each call).  ``step`` returns the first loss,
+    which is at the unperturbed weights ``W``.
+    """
+
+    def __init__(self, model: nn.Module, base_optimizer: torch.optim.Optimizer, *,
+                 gamma: float | Callable[[int], float] = 0.03, inner_steps: int = 20,
+                 inner_lr: float = 0.1, noise: float = 1e-4, alpha: float = 0.75,
+                 layers: str | Iterable[str] | None = None, include_biases: bool = False,
+                 generator: torch.Generator | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(base_optimizer, torch.optim.Optimizer):
+            raise ValueError("base_optimizer must be a torch.optim.Optimizer, got "
+                             f"{type(base_optimizer).__name__}")
+        if not callable(gamma):
+            gamma = check_positive("gamma", gamma)
+        inner_steps = check_int("inner_steps", inner_steps, minimum=1)
+        inner_lr = check_positive("inner_lr", inner_lr)
+        if isinstance(noise, bool) or not (math.isfinite(float(noise)) and float(noise) >= 0):
+            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        noise = float(noise)
+        alpha = check_positive("alpha", alpha)
+        if alpha > 1:
+            raise ValueError(f"alpha must lie in (0, 1], got {alpha!r}")
+        if noise > 0 and not isinstance(generator, torch.Generator):
+            raise ValueError("generator must be a torch.Generator when noise > 0, got "
+                             f"{type(generator).__name__}")
+        base_params = [p for g in base_optimizer.param_groups for p in g["params"]]
+        owned = {id(p): n for n, p in model.named_parameters()}
+        if layers is None:
+            entropic = {id(p) for p in base_params}
+        else:
+            names = select_parameters(model, layers, include_biases=include_biases)
+            params = dict(model.named_parameters())
+            ids = {id(p) for p in base_params}
+            missing = [n for n in names if id(params[n]) not in ids]
+            if missing:
+                raise ValueError(f"layers selects parameters the base optimizer does not hold: "
+                                 f"{', '.join(missing)}")
+            entropic = {id(params[n]) for n in names}
+        self.base_optimizer = base_optimizer
+        self.model = model
+        self.gamma = gamma
+        self.generator = generator
+        self.outer_steps = 0
+        defaults = dict(inner_steps=inner_steps, inner_lr=inner_lr, noise=noise, alpha=alpha)
+        super().__init__(base_params, defaults)
+        self.param_groups = base_optimizer.param_groups      # shared, as in SAM
+        self._entropic = [p for p in base_params if id(p) in entropic]
+        self._plain = [p for p in base_params if id(p) not in entropic]
+        self.entropic_names = tuple(owned.get(id(p), "?") for p in self._entropic)
+
+    def gamma_at(self, step: int | None = None) -> float:
+        """Coupling at outer ``step`` (default: the next step), validated ``> 0``."""
+        step = self.outer_steps if step is None else check_int("step", step, minimum=0)
+        return check_positive("gamma", self.gamma(step) if callable(self.gamma) else self.gamma)
+
+    def _call(self, closure: Callable[[], Any]) -> Any:
+        for p in self._entropic + self._plain:
+            p.grad = None
+        with torch.enable_grad():
+            return closure()
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """One outer step: ``inner_steps`` SGLD steps, then the base optimizer's step.
+
+        Returns
+        -------
+        The closure's return value at the unperturbed weights (first call).
+        """
+        if closure is None or not callable(closure):
+            raise ValueError("EntropySGD.step needs a closure that computes the loss, calls "
+                             "backward() and returns the loss")
+        d = self.defaults
+        gamma, lr, alpha = self.gamma_at(), d["inner_lr"], d["alpha"]
+        sd = math.sqrt(lr) * d["noise"]
+        centre = [p.detach().clone() for p in self._entropic]
+        mean = [c.clone() for c in centre]
+        first = None
+        plain_grads: list[torch.Tensor | None] = []
+        for ell in range(d["inner_steps"]):
+            loss = self._call(closure)
+            if ell == 0:
+                first = loss
+                plain_grads = [None if p.grad is None else p.grad.detach().clone()
+                               for p in self._plain]
+            for p, w, m in zip(self._entropic, centre, mean):
+                drift = torch.sub(p, w).mul_(gamma)
+                if p.grad is not None:
+                    drift.add_(p.grad)
+                p.sub_(drift, alpha=lr)
+                if sd > 0:
+                    xi = torch.randn(p.shape, generator=self.generator, dtype=p.dtype,
+                                     device=self.generator.device)
+                    p.add_(xi.to(p.device), alpha=sd)
+                m.mul_(1.0 - alpha).add_(p, alpha=alpha)
+        for p, w, m in zip(self._entropic, centre, mean):
+            p.copy_(w)
+            p.grad = torch.sub(w, m).mul_(gamma)
+        for p, g in zip(self._plain, plain_grads):
+            p.grad = g
+        self.base_optimizer.step()
+        self.outer_steps += 1
+        return first
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state and the outer step count."""
+        return {"base": self.base_optimizer.state_dict(), "outer_steps": self.outer_steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        if set(state_dict) != {"base", "outer_steps"}:
+            raise ValueError("state_dict must have the keys 'base' and 'outer_steps', got "
+                             f"{sorted(state_dict)}")
+        self.base_optimizer.load_state_dict(state_dict["base"])
+        self.outer_steps = check_int("outer_steps", state_dict["outer_steps"], minimum=0)

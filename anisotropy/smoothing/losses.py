@@ -1,0 +1,241 @@
+r"""Partial local entropy losses for any torch model (eqs 19-23 of the paper).
+
+With :math:`L_a` the minibatch loss at the weights :math:`W + \Delta W^a`
+(``a = 1..y``, displacements non-zero only on the smoothed parameters ``U``)
+and :math:`L_0 = L(W)` the centre, the ``S = y + 1`` terms combine as
+
+* PLA, eq 23: :math:`\frac{1}{S}\sum_a L_a`;
+* PLEA, eq 22: :math:`-\log \frac{1}{S}\sum_a e^{-L_a}`;
+* the beta family: :math:`-\frac{1}{\beta}\log\frac{1}{S}\sum_a e^{-\beta L_a}`,
+  PLEA at ``beta = 1`` and PLA as ``beta -> 0`` (PAPER-NOTES section 4).
+
+The gradient is the mean of the ``S`` per-configuration gradients (PLA) or
+their ``softmax(-beta L)``-weighted sum (PLEA, beta), so sampling does not act
+as a larger learning rate.  Fresh displacements are drawn at every call from
+the normalised kernel (:mod:`anisotropy.smoothing.sampling`); a box kernel at ``k = inf``
+is the uniform hypercube of the paper's experiments, a finite ``k`` the exact
+sampler of the kernel of eqs 5-6 (so the kernel weights of eqs 14 and 19 are
+carried by the sampling law), and ``"gaussian"`` the heat kernel of eq 1.
+The evaluation itself lives in :mod:`anisotropy.smoothing.stacked`.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from anisotropy.validation import check_choice, check_int, check_positive, check_sharpness
+from anisotropy.smoothing.stacked import children_for, stacked_outputs
+from anisotropy.smoothing.sampling import KERNELS, Kernel, PendingDraws, select_parameters, start_perturbations
+
+__all__ = ["Reduction", "REDUCTIONS", "reduce_losses", "SmoothedLoss", "PartialLocalEntropy"]
+
+Reduction = Literal["pla", "plea", "beta"]
+REDUCTIONS: tuple[str, ...] = ("pla", "plea", "beta")
+Cut = Literal["auto", "off"]
+CUTS: tuple[str, ...] = ("auto", "off")
+
+
+def reduce_losses(losses: torch.Tensor, *, reduction: Reduction = "pla",
+                  beta: float = 1.0) -> torch.Tensor:
+    r"""Combine per-configuration losses ``L_a`` (eqs 22-23 and the beta family).
+
+    Parameters
+    ----------
+    losses : torch.Tensor, shape (S,)
+        ``L_a`` for the ``S`` evaluated configurations (centre included or not).
+    reduction : {"pla", "plea", "beta"}
+        Eq 23, eq 22, or :math:`-\frac1\beta\log\frac1S\sum_a e^{-\beta L_a}`.
+    beta : float
+        Inverse temperature, used only by ``"beta"`` (``"plea"`` is ``beta = 1``).
+
+    Returns
+    -------
+    torch.Tensor, scalar
+
+    Notes
+    -----
+    The log-mean-exp is evaluated as
+    :math:`c - \frac1\beta \mathrm{log1p}(\mathrm{mean}(\mathrm{expm1}(-\beta(L-c))))`
+    with ``c = min L`` (detached): every exponent is ``<= 0`` (no overflow at
+    large ``beta``) and for small ``beta`` no ``log S`` is subtracted from a
+    nearly equal number, so the ``beta -> 0`` limit (PLA) is reached smoothly.
+    A single loss is returned unchanged, so ``S = 1`` is exactly the plain loss.
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    if losses.dim() != 1 or losses.numel() == 0:
+        raise ValueError(f"losses must have shape (S,) with S >= 1, got {tuple(losses.shape)}")
+    if losses.numel() == 1:
+        return losses[0]
+    if reduction == "pla":
+        return losses.mean()
+    b = 1.0 if reduction == "plea" else check_positive("beta", beta)
+    c = losses.detach().min()
+    return c - torch.log1p(torch.expm1(-b * (losses - c)).mean()) / b
+
+
+@dataclass(frozen=True)
+class SmoothedLoss:
+    """Result of one evaluation of :class:`PartialLocalEntropy`.
+
+    Attributes
+    ----------
+    loss : torch.Tensor, scalar
+        The smoothed loss, differentiable w.r.t. the model parameters.
+    per_sample : torch.Tensor, shape (y + include_centre,)
+        The detached ``L_a``, centre first when included.
+    centre_output : torch.Tensor or None
+        Detached model output at the unperturbed weights, shape (B, ...), or
+        ``None`` when the centre is excluded.
+    """
+
+    loss: torch.Tensor
+    per_sample: torch.Tensor
+    centre_output: torch.Tensor | None
+
+
+class PartialLocalEntropy:
+    r"""Smoothed loss of ``model`` restricted to chosen parameters (eqs 19-23).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any model; a flat ``nn.Sequential`` gets the fast cut path.
+    base_loss : callable(output, targets) -> scalar tensor
+        The loss :math:`L` being smoothed (default: mean cross-entropy).
+    layers : str or iterable of str, keyword-only
+        Smoothed parameters: exact parameter names, module names (their
+        weights) or glob patterns; see :func:`anisotropy.smoothing.sampling.select_parameters`.
+    reduction : {"pla", "plea", "beta"}
+        Eq 23, eq 22, or the beta family (see :func:`reduce_losses`).
+    beta : float
+        Inverse temperature of ``"beta"`` (``> 0``).
+    kernel : {"box", "gaussian"}
+        Law of the displacements: the normalised kernel of eqs 5-6 (``k = inf``:
+        uniform hypercube of half side ``R``), or the heat kernel of eq 1.
+    R : float or callable(step) -> float
+        Box half side, or a schedule evaluated at every call's ``step``.
+    k : float
+        Box sharpness in ``(0, inf]``.
+    gamma : float, optional
+        Heat-kernel precision (variance ``1/gamma``).  With ``kernel="gaussian"``
+        and ``gamma=None`` the standard deviation is ``R(step)``, i.e.
+        ``gamma = 1 / R(step)**2``, so a schedule on ``R`` also applies.
+    y : int
+        Number of perturbed configurations per call (``>= 0``; ``y = 0`` is
+        exactly the plain loss).
+    include_centre : bool
+        Include :math:`L(W)` with weight ``1/(y+1)`` as in eqs 22-23.
+    include_biases : bool
+        Also smooth the biases of the selected modules (never in the paper).
+    cut : {"auto", "off"}
+        ``"auto"``: for an ``nn.Sequential``, evaluate the children before the
+        first smoothed one once and batch the rest (:mod:`anisotropy.smoothing.stacked`);
+        ``"off"``: run the whole model once per configuration.
+    """
+
+    def __init__(self, model: nn.Module,
+                 base_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+                 *, layers: str | Iterable[str] = ("fc2",), reduction: Reduction = "pla",
+                 beta: float = 1.0, kernel: Kernel = "box",
+                 R: float | Callable[[int], float] = 0.01, k: float = math.inf,
+                 gamma: float | None = None, y: int = 4, include_centre: bool = True,
+                 include_biases: bool = False, cut: Cut = "auto") -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(base_loss):
+            raise ValueError("base_loss must be callable(output, targets) -> scalar tensor")
+        self.model = model
+        self.base_loss = base_loss
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        self.beta = check_positive("beta", beta)
+        self.kernel = check_choice("kernel", kernel, KERNELS)
+        if not callable(R):
+            R = check_positive("R", R)
+        self.R = R
+        self.k = check_sharpness(k)
+        self.gamma = None if gamma is None else check_positive("gamma", gamma)
+        self.y = check_int("y", y, minimum=0)
+        self.include_centre = bool(include_centre)
+        if self.y == 0 and not self.include_centre:
+            raise ValueError("y must be >= 1 when include_centre=False (nothing to evaluate)")
+        self.include_biases = bool(include_biases)
+        self.cut = check_choice("cut", cut, CUTS)
+        self._names = select_parameters(model, layers, include_biases=self.include_biases)
+        self._pieces = children_for(model, self._names, cut=self.cut == "auto")
+
+    @property
+    def smoothed_names(self) -> tuple[str, ...]:
+        """Names of the smoothed parameters, in model order."""
+        return self._names
+
+    @property
+    def uses_cut(self) -> bool:
+        """True when the prefix before the first smoothed child is evaluated once."""
+        return len(self._pieces) > 1
+
+    def radius(self, step: int = 0) -> float:
+        """Box half side ``R`` at ``step`` (the schedule's value, validated ``> 0``)."""
+        step = check_int("step", step, minimum=0)
+        return check_positive("R", self.R(step) if callable(self.R) else self.R)
+
+    def sample(self, generator: torch.Generator, step: int = 0) -> dict[str, torch.Tensor]:
+        """The displacements one call with this generator state would use.
+
+        Returns
+        -------
+        dict name -> tensor (y, *param.shape), in :attr:`smoothed_names` order.
+        """
+        return self._start(generator, step).result()
+
+    def _start(self, generator: torch.Generator, step: int) -> PendingDraws:
+        R = self.radius(step)
+        gamma = self.gamma if self.gamma is not None else 1.0 / (R * R)
+        params = dict(self.model.named_parameters())
+        return start_perturbations([(n, params[n]) for n in self._names], self.y,
+                                   generator=generator, kernel=self.kernel, R=R, k=self.k,
+                                   gamma=gamma)
+
+    def _loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = self.base_loss(out, targets)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            raise ValueError("base_loss must return a scalar tensor (use a mean reduction)")
+        return loss
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, *,
+                 generator: torch.Generator | None = None, step: int = 0) -> SmoothedLoss:
+        """Evaluate the smoothed loss on one minibatch.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor, shape (B, ...)
+        targets : torch.Tensor
+            Passed to ``base_loss`` with the output of each configuration.
+        generator : torch.Generator
+            Source of the ``y`` fresh displacements (required when ``y > 0``).
+        step : int
+            Training step, passed to the ``R`` schedule.
+
+        Returns
+        -------
+        SmoothedLoss
+        """
+        if self.y == 0:
+            check_int("step", step, minimum=0)
+            out = self.model(inputs)
+            loss = self._loss(out, targets)
+            return SmoothedLoss(loss, loss.detach().reshape(1), out.detach())
+        if generator is None:
+            raise ValueError("generator must be a torch.Generator when y > 0")
+        # the draws fill in background threads while the prefix before the cut runs
+        pending = self._start(generator, step)
+        outs = stacked_outputs(self._pieces, inputs, pending, centre=self.include_centre)
+        losses = torch.stack([self._loss(o, targets) for o in outs.unbind(0)])
+        loss = reduce_losses(losses, reduction=self.reduction, beta=self.beta)
+        centre = outs[0].detach() if self.include_centre else None
+        return SmoothedLoss(loss, losses.detach(), centre)

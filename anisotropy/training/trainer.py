@@ -1,0 +1,476 @@
+"""Training loop: SGD on plain or partially smoothed cross-entropy, with layer signals.
+
+``anisotropy train CONFIG [--set key=value ...] [--out DIR] [--resume]``
+
+One run = one :class:`~anisotropy.training.config.TrainConfig` and one run directory:
+
+* ``config.toml`` - the configuration (after overrides);
+* ``log.jsonl``   - one JSON line per logging period (format in ``docs/trainer.md``);
+* ``checkpoint.pt`` - the last good state (model, optimiser, both generators,
+  epoch, best accuracy, log position), written atomically;
+* ``summary.json`` - configuration, best / final test accuracy, status.
+
+Each step draws a minibatch (order and augmentation from the *data* generator)
+and, when layers are smoothed, ``y`` fresh perturbations from the *perturbation*
+generator (:class:`~anisotropy.smoothing.losses.PartialLocalEntropy`, eqs 22-23); both
+generators and the initialisation are seeded from ``cfg.seed``, and their
+states are checkpointed, so a resumed run follows the same trajectory bit for
+bit.  With no smoothed layers the loss is plain cross-entropy; a smoothing
+radius that a schedule has brought to 0 also means a plain step.
+
+The layer signals s_I (eq. 2) use the gradient of the loss actually optimised
+(:mod:`anisotropy.training.signals`).  A non-finite loss or weight stops the run with a
+clear status; the last good checkpoint and log lines are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anisotropy import models
+from anisotropy.data.augment import augment_batch
+from anisotropy.training.config import TrainConfig, config_to_dict, config_to_toml, load_config
+from anisotropy.data.datasets import Dataset, load_dataset, minibatches
+from anisotropy.io import (append_jsonl, check_record, load_checkpoint, save_checkpoint, truncate_log,
+                   write_json_atomic, write_text_atomic)
+from anisotropy.smoothing.schedules import radius_schedule
+from anisotropy.training.signals import SignalAccumulator, weight_layers
+
+__all__ = ["train", "main", "build_model", "derive_seeds", "evaluate", "RunPaths",
+           "CHECKPOINT_FORMAT", "NonFiniteError"]
+
+#: version of the checkpoint layout; bumped when its keys change
+CHECKPOINT_FORMAT = 1
+#: exit status of ``anisotropy train`` for a run stopped by a non-finite value
+EXIT_STOPPED = 3
+#: exit status for bad input (configuration, data, command line)
+EXIT_BAD_INPUT = 2
+#: configuration keys that may differ between a checkpoint and a resumed run
+RESUME_MAY_CHANGE = ("epochs", "device", "threads")
+
+
+class NonFiniteError(RuntimeError):
+    """A loss, gradient statistic or weight became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Files of a run directory."""
+
+    root: Path
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+
+def derive_seeds(seed: int) -> tuple[int, int, int]:
+    """Independent seeds (initialisation, data order, perturbations) from one seed."""
+    a, b, c = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64)
+    return int(a), int(b), int(c)
+
+
+def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], classes: int, *,
+                seed: int) -> nn.Sequential:
+    """The network of ``cfg.model`` for inputs of ``input_shape``, initialised from ``seed``.
+
+    The global torch RNG is forked, so building a model does not touch global state.
+    """
+    m = cfg.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if m.name == "mlp":
+            return models.mlp(depth=m.depth, width=m.width, in_features=int(np.prod(input_shape)),
+                              classes=classes, activation=m.activation)
+        if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
+            raise ValueError(f"model {m.name!r} needs square images (C, H, H), the data set "
+                             f"gives samples of shape {input_shape}")
+        for key, value in (("in_channels", input_shape[0]), ("input_size", input_shape[1])):
+            given = getattr(m, key)
+            if given is not None and given != value:
+                raise ValueError(f"model.{key} = {given} does not match the data ({value})")
+        build = models.cnn_table24 if m.name == "cnn_table24" else models.cnn_table25
+        return build(in_channels=input_shape[0], input_size=input_shape[1], padding=m.padding,
+                     classes=classes)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, x: torch.Tensor, y: torch.Tensor, *,
+             batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)`` (``x`` un-normalised)."""
+    model.eval()
+    total, correct = 0.0, 0
+    for idx in minibatches(len(x), batch_size):
+        out = model(data.normalise(x[idx]))
+        total += float(F.cross_entropy(out, y[idx], reduction="sum"))
+        correct += int((out.argmax(dim=1) == y[idx]).sum())
+    model.train()
+    return total / len(x), correct / len(x)
+
+
+def _make_loss(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int):
+    """The smoothed loss and the radius schedule, or ``(None, None)`` for plain CE."""
+    s = cfg.smoothing
+    if not s.active:
+        return None, None
+    from anisotropy.smoothing.losses import PartialLocalEntropy
+
+    epochs = s.schedule_epochs if s.schedule_epochs is not None else cfg.epochs
+    schedule = radius_schedule(s.schedule, R=s.R, R_final=s.R_final,
+                               total_steps=max(1, epochs * steps_per_epoch))
+    R: float | Callable[[int], float] = s.R if s.schedule == "constant" else schedule
+    ple = PartialLocalEntropy(model, base_loss=F.cross_entropy, layers=tuple(s.layers),
+                              reduction=s.reduction, beta=s.beta, kernel=s.kernel, R=R, k=s.k,
+                              gamma=s.gamma, y=s.y, include_centre=s.include_centre,
+                              include_biases=s.include_biases, cut="auto")
+    return ple, schedule
+
+
+class _Period:
+    """Running sums of one logging period (float64 on the device: no per-step sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        z = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
+        self.loss, self.smoothed, self.correct = z(), z(), z()
+        self.steps = self.samples = 0
+
+    def add(self, centre: torch.Tensor, smoothed: torch.Tensor, correct: torch.Tensor, n: int):
+        self.loss += centre.detach().to(torch.float64)
+        self.smoothed += smoothed.detach().to(torch.float64)
+        self.correct += correct.to(torch.float64)
+        self.steps += 1
+        self.samples += n
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
+    """Raise ValueError if ``cfg`` differs from the checkpoint's configuration."""
+    a, b = _flatten(saved), _flatten(config_to_dict(cfg, json_safe=True))
+    diff = sorted(k for k in a.keys() | b.keys()
+                  if k not in RESUME_MAY_CHANGE and a.get(k, "<absent>") != b.get(k, "<absent>"))
+    if diff:
+        raise ValueError("cannot resume: the configuration differs from the checkpoint's in "
+                         f"{', '.join(diff)} (only {', '.join(RESUME_MAY_CHANGE)} may change)")
+
+
+class _Run:
+    """State of one training run (model, optimiser, generators, counters)."""
+
+    def __init__(self, cfg: TrainConfig, paths: RunPaths, progress: bool) -> None:
+        self.cfg, self.paths, self.progress = cfg, paths, progress
+        self.device = torch.device(cfg.device)
+        self.data = load_dataset(cfg.data)
+        if self.device.type != "cpu":
+            for key in ("x_train", "y_train", "x_test", "y_test"):
+                setattr(self.data, key, getattr(self.data, key).to(self.device))
+        init_seed, data_seed, pert_seed = derive_seeds(cfg.seed)
+        self.model = build_model(cfg, self.data.input_shape, self.data.classes,
+                                 seed=init_seed).to(self.device)
+        o = cfg.optim
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
+                                         nesterov=o.nesterov, weight_decay=o.weight_decay)
+        self.data_gen = torch.Generator().manual_seed(data_seed)
+        self.pert_gen = torch.Generator(device=self.device).manual_seed(pert_seed)
+        self.n_train = len(self.data.x_train)
+        self.steps_per_epoch = math.ceil(self.n_train / o.batch_size)
+        self.ple, self.schedule = _make_loss(cfg, self.model, self.steps_per_epoch)
+        self.signals = (SignalAccumulator(weight_layers(self.model))
+                        if cfg.logging.signals else None)
+        self.epoch = self.step = 0
+        self.best_test_acc = -1.0
+        self.best_epoch = 0
+        self.log_position = 0
+        self.elapsed = 0.0
+        self.last: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step": self.step,
+                "best_test_acc": self.best_test_acc, "best_epoch": self.best_epoch,
+                "log_position": self.log_position, "elapsed": self.elapsed,
+                "last": self.last, "config": config_to_dict(self.cfg, json_safe=True),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "data_generator": self.data_gen.get_state(),
+                "perturb_generator": self.pert_gen.get_state()}
+
+    def restore(self, ck: dict[str, Any]) -> None:
+        if ck.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {ck.get('format')!r} is not "
+                             f"{CHECKPOINT_FORMAT}; it was written by another version")
+        _check_resume(ck["config"], self.cfg)
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.data_gen.set_state(ck["data_generator"].cpu())
+        self.pert_gen.set_state(ck["perturb_generator"].cpu())
+        for key in ("epoch", "step", "best_test_acc", "best_epoch", "log_position", "elapsed",
+                    "last"):
+            setattr(self, key, ck[key])
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, idx: torch.Tensor, period: _Period) -> None:
+        d, cfg = self.data, self.cfg
+        idx = idx.to(self.device)
+        x = d.x_train[idx]
+        if cfg.data.augment != "none":
+            x = augment_batch(x, cfg.data.augment, generator=self.data_gen)
+        x, t = d.normalise(x), d.y_train[idx]
+        radius = self.schedule(self.step) if self.schedule is not None else 0.0
+        if self.ple is None or radius == 0.0:
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, t)
+            centre = loss.detach()
+        else:
+            out = self.ple(x, t, generator=self.pert_gen, step=self.step)
+            loss, logits = out.loss, out.centre_output
+            if logits is None:  # centre excluded from the loss: one extra forward for the log
+                with torch.no_grad():
+                    logits = self.model(x)
+            centre = F.cross_entropy(logits.detach(), t)
+        if not bool(torch.isfinite(loss)):
+            raise NonFiniteError(f"non-finite training loss ({float(loss.detach())}) at epoch "
+                                 f"{self.epoch + 1}, step {self.step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.signals is not None:
+            self.signals.update()
+        self.optimizer.step()
+        period.add(centre, loss, (logits.detach().argmax(dim=1) == t).sum(), len(idx))
+        self.step += 1
+
+    # ------------------------------------------------------------------ one period
+    def record(self, period: _Period, wall_start: float) -> dict[str, Any]:
+        for name, p in self.model.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise NonFiniteError(f"parameter {name} became non-finite in epoch {self.epoch}")
+        test_loss, test_acc = evaluate(self.model, self.data, self.data.x_test, self.data.y_test,
+                                       batch_size=self.cfg.optim.eval_batch_size)
+        best = max(self.best_test_acc, test_acc)
+        rec: dict[str, Any] = {
+            "epoch": self.epoch, "step": self.step,
+            "train_loss": float(period.loss) / period.steps,
+            "smoothed_loss": float(period.smoothed) / period.steps,
+            "train_acc": float(period.correct) / period.samples,
+            "test_loss": test_loss, "test_acc": test_acc, "best_test_acc": best,
+            "wall_time": self.elapsed + (time.perf_counter() - wall_start),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "R": None if self.schedule is None else self.schedule(max(self.step - 1, 0)),
+            "layers": self.signals.summary() if self.signals is not None else {},
+        }
+        try:
+            check_record(rec, "log")
+        except ValueError as exc:
+            raise NonFiniteError(f"epoch {self.epoch}: {exc}") from None
+        if test_acc > self.best_test_acc:
+            self.best_test_acc, self.best_epoch = test_acc, self.epoch
+        return rec
+
+
+def _summary(run: _Run, status: str, wall: float) -> dict[str, Any]:
+    last = run.last or {}
+    return {"status": status, "config": config_to_dict(run.cfg, json_safe=True),
+            "epochs": last.get("epoch", 0), "steps": last.get("step", 0),
+            "best_test_acc": run.best_test_acc if run.best_test_acc >= 0 else None,
+            "best_epoch": run.best_epoch if run.best_test_acc >= 0 else None,
+            "final_test_acc": last.get("test_acc"), "final_train_loss": last.get("train_loss"),
+            "final_smoothed_loss": last.get("smoothed_loss"),
+            "final_train_acc": last.get("train_acc"), "wall_time": wall,
+            "parameters": sum(p.numel() for p in run.model.parameters()),
+            "smoothed_parameters": list(run.ple.smoothed_names) if run.ple is not None else []}
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train one run described by ``cfg`` into the directory ``out_dir``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    out_dir : path
+        Run directory (created).  Without ``resume`` it must not hold a log yet.
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt`` (same trajectory as an
+        uninterrupted run); without a checkpoint the run starts afresh.
+    progress : bool
+        Show a tqdm progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        The summary also written to ``out_dir/summary.json``; ``status`` is
+        ``"complete"`` or ``"stopped: <reason>"`` (non-finite values).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, FileExistsError
+        On a bad configuration, missing data, or an existing run without ``resume``.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    paths = RunPaths(Path(out_dir))
+    if not resume and (paths.log.exists() or paths.checkpoint.exists()):
+        raise FileExistsError(f"run directory {str(paths.root)!r} already holds a run; pass "
+                              "resume=True (--resume) to continue it, or choose another directory")
+    with _threads(cfg.threads):
+        run = _Run(cfg, paths, progress)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        if resume and paths.checkpoint.exists():
+            run.restore(load_checkpoint(paths.checkpoint, map_location="cpu"))
+            truncate_log(paths.log, run.log_position)
+        else:
+            write_text_atomic(paths.log, "")
+        write_text_atomic(paths.config, config_to_toml(cfg))
+        status = _loop(run)
+    summary = _summary(run, status, run.elapsed)
+    write_json_atomic(paths.summary, summary)
+    return summary
+
+
+def _loop(run: _Run) -> str:
+    cfg = run.cfg
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.epochs * run.steps_per_epoch, initial=run.epoch * run.steps_per_epoch,
+               file=sys.stderr, disable=not run.progress, desc="train", unit="step",
+               dynamic_ncols=True, leave=False)
+    wall_start = time.perf_counter()
+    status = "complete"
+    try:
+        run.model.train()
+        period = _Period(run.device)
+        if run.signals is not None:
+            run.signals.reset()
+        while run.epoch < cfg.epochs:
+            for idx in minibatches(run.n_train, cfg.optim.batch_size, generator=run.data_gen):
+                run.train_step(idx, period)
+                bar.update(1)
+            run.epoch += 1
+            if run.epoch % cfg.logging.log_every and run.epoch != cfg.epochs:
+                continue
+            rec = run.record(period, wall_start)
+            run.log_position = append_jsonl(run.paths.log, rec)
+            run.last = rec
+            bar.set_postfix(loss=f"{rec['train_loss']:.4g}", test_acc=f"{rec['test_acc']:.4f}")
+            period = _Period(run.device)
+            if run.signals is not None:
+                run.signals.reset()
+            run.elapsed, wall_start = rec["wall_time"], time.perf_counter()
+            every = cfg.logging.checkpoint_every
+            if (every and run.epoch % every == 0) or run.epoch == cfg.epochs:
+                save_checkpoint(run.paths.checkpoint, run.state())
+    except NonFiniteError as exc:
+        status = f"stopped: {exc}"
+        print(f"anisotropy train: {status}; kept the last good checkpoint "
+              f"({run.paths.checkpoint})", file=sys.stderr)
+    finally:
+        bar.close()
+    run.elapsed += time.perf_counter() - wall_start
+    return status
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def _resolve_config(path: str) -> Path:
+    """``path`` if it exists, else a configuration shipped in the ``experiments`` package."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    try:
+        shipped = resources.files("experiments") / p.name
+        if shipped.is_file():
+            return Path(str(shipped))
+    except ModuleNotFoundError:  # pragma: no cover
+        pass
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="anisotropy train", description=(
+        "Train one network from a TOML configuration (see docs/trainer.md)."))
+    ap.add_argument("config", help="TOML configuration file, e.g. experiments/smoke.toml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a configuration value (TOML literal), e.g. --set "
+                         "smoothing.R=0.02 --set 'smoothing.layers=[\"fc1\"]'; repeatable")
+    ap.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
+    ap.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def _report(summary: dict[str, Any], out: Path) -> str:
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    return (f"{out}: {summary['status']} after {summary['epochs']} epoch(s), "
+            f"{summary['steps']} steps, {summary['wall_time']:.1f} s\n"
+            f"  test accuracy: final {fmt(summary['final_test_acc'])}, best "
+            f"{fmt(summary['best_test_acc'])} (epoch {summary['best_epoch']})\n"
+            f"  train loss (centre): {fmt(summary['final_train_loss'])}, smoothed: "
+            f"{fmt(summary['final_smoothed_loss'])}\n"
+            f"  files: {out / 'log.jsonl'}, {out / 'summary.json'}, {out / 'checkpoint.pt'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``anisotropy train``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        path = _resolve_config(args.config)
+        cfg = load_config(path, args.overrides)
+        out = Path(args.out) if args.out is not None else Path("runs") / path.stem
+        summary = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
+        print(f"anisotropy train: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(_report(summary, out))
+    return 0 if summary["status"] == "complete" else EXIT_STOPPED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
