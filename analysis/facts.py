@@ -1,6 +1,7 @@
 r"""Symbolic proofs (sympy) and numeric checks of the analytic facts the package relies on.
 
-Each fact of PAPER-NOTES sections 1-4 is a :class:`Fact`: a statement, a sympy
+Each fact about eqs 5-23 of *Partial local entropy and anisotropy in deep weight spaces*
+is a :class:`Fact`: a statement, a sympy
 *proof* (a function returning ``True`` only when sympy establishes the identity
 or limit) and a *numeric check* (a function returning the largest error at a few
 points, computed with the package's own :mod:`anisotropy.kernels` and
@@ -120,7 +121,7 @@ class FactResult:
     def passed(self) -> bool:
         return self.symbolic and self.numeric_pass
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.update(numeric_pass=self.numeric_pass, passed=self.passed)
         if not math.isfinite(self.numeric_error):
@@ -560,7 +561,7 @@ def fact_heat_quadratic() -> Fact:
 
 
 def default_facts() -> list[Fact]:
-    """All facts the package relies on, in the order of PAPER-NOTES sections 1-4."""
+    """All facts the package relies on, in the order of the paper's equations (5-23)."""
     return [fact_hard_limit(), fact_centre_value(), fact_stable_distance(), fact_sigmoid_identity(),
             fact_normaliser(), fact_convolution(), fact_kernel_cdf(), fact_kernel_variance(),
             fact_heat_normaliser(), fact_masked_distance(), fact_m_at_y0(), fact_plea_to_pla(),
@@ -598,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an unknown fact name: usage error, exit status 2
         parser.error(str(exc))
     if opts.json:
-        print(json.dumps([r.as_dict() for r in results], indent=1))
+        print(json.dumps([r.to_dict() for r in results], indent=1))
     else:
         for r in results:
             print(r.report())

@@ -3,10 +3,23 @@ through ``lazy_loader.attach_stub``, by the package itself: one list of names)."
 
 from . import kernels as kernels
 
-# smoothing kernels (eqs 1, 5-8), numpy or torch
-from .kernels.closed_form import (
+# smoothing kernels (eqs 1, 5-8), numpy or torch: objects (the extension point) ...
+from .kernels.base import (
+    Kernel as Kernel,
+)
+from .kernels.box import (
+    BoxKernel as BoxKernel,
+)
+from .kernels.gaussian import (
+    GaussianKernel as GaussianKernel,
+)
+from .kernels.registry import (
     KernelName as KernelName,
     KERNEL_NAMES as KERNEL_NAMES,
+    as_kernel as as_kernel,
+)
+# ... and the closed forms behind them
+from .kernels.closed_form import (
     distance as distance,
     log_kernel as log_kernel,
     kernel as kernel,
@@ -60,6 +73,10 @@ from .data.datasets import (
 )
 from .training.trainer import (
     train as train,
+)
+from .training.hooks import (
+    TrainState as TrainState,
+    Callback as Callback,
 )
 from .training.signals import (
     layer_signal as layer_signal,

@@ -1,29 +1,50 @@
-"""Run-directory files: JSON-lines log, JSON summary, checkpoints; all crash-safe.
+"""Every file the package writes, and its one JSON-lines reader; all crash-safe.
 
 * ``log.jsonl`` - one JSON object per line, appended, flushed and fsynced, so a
   killed run loses at most the line being written; :func:`append_jsonl` returns
   the byte position after the line, which checkpoints store so that a resumed
   run can cut the log back to the checkpoint (:func:`truncate_log`).
-* ``summary.json`` / ``config.toml`` - written atomically (temporary file in the
-  same directory, fsync, ``os.replace``).
-* ``checkpoint.pt`` - ``torch.save`` of plain containers and tensors, written
-  atomically and read back with ``weights_only=True``.
+* every other file (``summary.json``, ``config.toml``, results tables, reports,
+  figures, checkpoints) - written atomically: a temporary file in the same
+  directory, fsync, ``os.replace`` (:func:`write_atomic` and the typed writers
+  :func:`write_text_atomic`, :func:`write_json_atomic`, :func:`write_jsonl_atomic`,
+  :func:`write_csv_atomic`, :func:`save_figure_atomic`, :func:`save_checkpoint`).
 
-Every record is checked for NaN / inf before it is written (strict JSON has
-neither): :func:`check_record` raises naming the offending key.
+Non-finite numbers: one policy
+------------------------------
+Files hold strict JSON (RFC 8259 has no ``NaN`` / ``Infinity``).  Every JSON writer
+refuses a NaN or +-inf with a ValueError naming the offending key
+(:func:`check_record`); a training run that produces one stops (``docs/trainer.md``).
+A result in which "no value" is a legitimate outcome (a fit that did not converge)
+says so explicitly: :func:`nonfinite_to_null` turns such numbers into ``null``
+before writing.  Configurations keep +-inf as the strings ``"inf"`` / ``"-inf"``
+(:func:`anisotropy.training.config.config_to_dict`), which the configuration reader
+accepts back.  The reader is lenient: logs written by other tools may hold ``NaN``
+tokens, and the analyses report them rather than fail.
+
+Torn last line: one rule
+------------------------
+A crash while appending leaves a last line without its terminating newline.
+:func:`read_jsonl` ignores such a line when it does not parse; every other line
+that is not a JSON object raises ValueError naming the file and the line number.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-__all__ = ["check_record", "append_jsonl", "read_jsonl", "truncate_log", "write_json_atomic",
-           "write_text_atomic", "write_atomic", "save_checkpoint", "load_checkpoint"]
+__all__ = ["check_record", "nonfinite_to_null", "append_jsonl", "iter_jsonl", "read_jsonl",
+           "truncate_log", "write_atomic", "write_text_atomic", "write_json_atomic",
+           "write_jsonl_atomic", "write_csv_atomic", "save_figure_atomic", "save_checkpoint",
+           "load_checkpoint"]
 
 
 def check_record(record: Any, where: str = "record") -> None:
@@ -36,6 +57,28 @@ def check_record(record: Any, where: str = "record") -> None:
             check_record(v, f"{where}[{i}]")
     elif isinstance(record, float) and not math.isfinite(record):
         raise ValueError(f"{where} is {record}; logs must hold finite numbers")
+
+
+def nonfinite_to_null(obj: Any) -> Any:
+    """A copy of ``obj`` ready for strict JSON: NaN / +-inf become ``None`` (``null``).
+
+    Recurses into dicts (keys become strings), lists / tuples and arrays (which
+    become lists); numpy / torch scalars become Python numbers.  Use it where a missing number is
+    a legitimate result; the writers themselves refuse non-finite values.
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): nonfinite_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nonfinite_to_null(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if getattr(obj, "ndim", 0) and hasattr(obj, "tolist"):  # numpy array / torch tensor
+        return nonfinite_to_null(obj.tolist())
+    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # numpy / torch scalar
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -62,26 +105,40 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> int:
         return fh.tell()
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines file; a torn last line (crash while writing) is ignored.
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, record)`` for each JSON object of a JSON-lines file.
+
+    Blank lines are skipped.  A last line without its terminating newline that
+    does not parse is a write torn by a crash and is ignored (the module's one
+    rule); ``NaN`` / ``Infinity`` tokens are read as floats.
 
     Raises
     ------
     ValueError
-        If a line other than the last is not valid JSON.
+        If any other line is not valid JSON, or is valid JSON but not an object;
+        the message names ``path:line``.
     """
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    out = []
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    # text ending in "\n" splits into a last empty string: every real line was terminated
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON") from None
-    return out
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if i == len(lines) - 1:  # not terminated by a newline: torn by a crash
+                return
+            raise ValueError(f"{path}:{i + 1}: not valid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{i + 1}: a JSON-lines record must be an object, "
+                             f"got {type(rec).__name__}")
+        yield i + 1, rec
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (see :func:`iter_jsonl` for the torn-line rule)."""
+    return [rec for _, rec in iter_jsonl(path)]
 
 
 def truncate_log(path: str | Path, position: int) -> None:
@@ -97,7 +154,7 @@ def truncate_log(path: str | Path, position: int) -> None:
         os.fsync(fh.fileno())
 
 
-def write_atomic(path: str | Path, write) -> Path:
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(fh)`` on a binary handle to a temporary file next to ``path``,
     fsync it and ``os.replace`` it into place: a reader (or a crash) never sees a
     half-written file.  The parent directory is created if needed; returns the path."""
@@ -128,10 +185,57 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented strict JSON, atomically (NaN / inf rejected)."""
+def write_json_atomic(path: str | Path, obj: Any, *, indent: int = 2,
+                      sort_keys: bool = False) -> Path:
+    """Write ``obj`` as indented strict JSON, atomically; returns the path.
+
+    Raises
+    ------
+    ValueError
+        If a number in ``obj`` is NaN or +-inf (see the module's policy; map
+        legitimately missing numbers with :func:`nonfinite_to_null` first).
+    """
     check_record(obj, Path(path).name)
-    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=sort_keys,
+                                              allow_nan=False) + "\n")
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
+    """Write ``records`` as a whole JSON-lines file, atomically (strict JSON, as
+    :func:`append_jsonl`); returns the path."""
+    lines = []
+    for i, rec in enumerate(records):
+        check_record(rec, f"{Path(path).name}[{i}]")
+        lines.append(json.dumps(rec, allow_nan=False) + "\n")
+    return write_text_atomic(path, "".join(lines))
+
+
+def write_csv_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]],
+                     columns: Sequence[str]) -> Path:
+    """Write ``rows`` (dicts) as CSV with the header ``columns``, atomically.
+
+    A missing key is an empty cell; a key outside ``columns`` raises ValueError.
+    Cells are written with :func:`str` (format numbers before, e.g. ``repr``).
+    """
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: r.get(c, "") for c in columns})
+    return write_text_atomic(path, buf.getvalue())
+
+
+def save_figure_atomic(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """``fig.savefig`` to ``path`` atomically (format from the suffix, e.g. ``.png``,
+    ``.pdf``); ``savefig_kwargs`` go to matplotlib (``dpi``, ``bbox_inches``).
+
+    Works with any object whose ``savefig(fh, format=...)`` writes to a binary handle.
+    """
+    path = Path(path)
+    fmt = savefig_kwargs.pop("format", None) or path.suffix.lstrip(".").lower()
+    if not fmt:
+        raise ValueError(f"path {str(path)!r} has no suffix; pass format= (e.g. 'png')")
+    return write_atomic(path, lambda fh: fig.savefig(fh, format=fmt, **savefig_kwargs))
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

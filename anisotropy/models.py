@@ -10,7 +10,7 @@ let the smoothed losses pick layers by name and split the network at a cut
   five 3x3 convolutions (two max-pools) and a three-layer FC head whose width
   equals the flattened feature size.  With ``padding=0`` (the paper) a 32x32
   input gives 128*4*4 and a 96x96 input 16*20*20 features, as in the tables;
-  the CPU stand-in of PAPER-NOTES section 7 uses 28x28 grey images with
+  the CPU stand-in of the CNN figures (``docs/experiments.md``) uses 28x28 grey images with
   ``padding=1``: 16*7*7 = 784 features.
 
 All weights use Kaiming-normal initialisation (He et al., ref. [17]) with the
@@ -19,16 +19,22 @@ gain of the activation, biases start at zero.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
+from typing import Literal, get_args
 
 from torch import nn
 
 from anisotropy.validation import check_choice, check_int
 
-__all__ = ["mlp", "cnn_table24", "cnn_table25", "conv_net", "conv_feature_size"]
+__all__ = ["mlp", "cnn_table24", "cnn_table25", "conv_net", "conv_feature_size", "ModelName",
+           "MODEL_NAMES", "Activation", "ACTIVATIONS"]
 
+#: networks a configuration can name (``model.name``; the one definition)
+ModelName = Literal["mlp", "cnn_table24", "cnn_table25"]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+#: hidden-layer activations of :func:`mlp` (the one definition)
 Activation = Literal["relu", "tanh"]
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+_ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 def _init(model: nn.Module, activation: str) -> nn.Module:
@@ -55,11 +61,11 @@ def mlp(*, depth: int = 2, width: int = 784, in_features: int = 784, classes: in
     check_int("width", width, minimum=1)
     check_int("in_features", in_features, minimum=1)
     check_int("classes", classes, minimum=2)
-    check_choice("activation", activation, _ACTIVATIONS)
+    check_choice("activation", activation, ACTIVATIONS)
     layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
     fan_in = in_features
     for i in range(1, depth + 1):
-        layers += [(f"fc{i}", nn.Linear(fan_in, width)), (f"act{i}", _ACTIVATIONS[activation]())]
+        layers += [(f"fc{i}", nn.Linear(fan_in, width)), (f"act{i}", _ACTIVATION_LAYERS[activation]())]
         fan_in = width
     layers.append((f"fc{depth + 1}", nn.Linear(fan_in, classes)))
     return _init(nn.Sequential(OrderedDict(layers)), activation)
@@ -117,7 +123,7 @@ def cnn_table25(*, in_channels: int = 3, input_size: int = 96, padding: int = 0,
                 classes: int = 10) -> nn.Sequential:
     """CNN of table 25 (STL10): channels 8, 16; head 16*20*20 at 96x96, padding 0.
 
-    The 28x28 stand-in of PAPER-NOTES section 7: ``in_channels=1, input_size=28,
+    The 28x28 stand-in of the CNN figures (``docs/experiments.md``): ``in_channels=1, input_size=28,
     padding=1`` gives a 784-784-10 head.
     """
     return conv_net((in_channels, 8, 16), in_channels=in_channels, input_size=input_size,

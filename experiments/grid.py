@@ -45,9 +45,11 @@ SLUG_KEYS: tuple[str, ...] = (
     "data.name", "model.name", "model.depth", "model.activation", "smoothing.layers",
     "smoothing.reduction", "smoothing.R", "smoothing.y", "optim.weight_decay", "seed",
 )
-#: execution details that do not change the numbers a run produces and so do
-#: not enter its identity (a run done with 1 or 4 threads is the same run)
-HASH_EXCLUDED_KEYS: tuple[str, ...] = ("threads",)
+#: execution details that do not enter a run's identity: a run done with 1 or 4
+#: threads, or on a GPU instead of the CPU, is the same experiment (its numbers
+#: agree to floating-point reordering, not bitwise; the run's config.toml and
+#: summary.json still record where it ran)
+HASH_EXCLUDED_KEYS: tuple[str, ...] = ("threads", "device")
 #: hex digits of the configuration hash in a run name: 40 bits, so by the birthday
 #: bound n^2 / 2^41 the chance that any two of n = 10^4 distinct configurations
 #: in one run store collide is below 5e-5

@@ -8,14 +8,13 @@ This module reads them; it never trains.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Sequence
 
-from anisotropy.io import read_jsonl, write_text_atomic
+from anisotropy.io import read_jsonl
 
 from .grid import Point, format_value, get_dotted
 
@@ -26,7 +25,6 @@ __all__ = [
     "is_complete",
     "result_row",
     "result_columns",
-    "write_csv_atomic",
     "read_results",
     "read_log",
 ]
@@ -102,21 +100,6 @@ def result_row(point: Point, run_dir: str | Path, *, experiment: str, scale: str
         rd = Path(os.path.relpath(rd, relative_to))
     row["run_dir"] = str(rd)
     return row
-
-
-def write_csv_atomic(rows: Iterable[Mapping[str, Any]], path: str | Path,
-                     columns: Sequence[str]) -> Path:
-    """Write ``rows`` as CSV with header ``columns`` via a temporary file and
-    :func:`os.replace`, so a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: r.get(c, "") for c in columns})
-    write_text_atomic(path, buf.getvalue())
-    return path
 
 
 def _parse(text: str) -> Any:

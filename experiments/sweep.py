@@ -27,7 +27,6 @@ import argparse
 import concurrent.futures as cf
 import contextlib
 import importlib
-import json
 import multiprocessing
 import os
 import time
@@ -37,11 +36,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
-from anisotropy.io import write_text_atomic
+from anisotropy.threads import torch_threads
+from anisotropy.io import write_csv_atomic, write_json_atomic, write_text_atomic
 
 from .definitions import SCALES, Experiment, Scale, load_experiment, normalise_config
 from .grid import Point, format_value
-from .results import is_complete, read_summary, result_columns, result_row, write_csv_atomic
+from .results import is_complete, read_summary, result_columns, result_row
 
 __all__ = [
     "DEFAULT_RUNNER",
@@ -74,8 +74,9 @@ class ExecutionOptions:
         "help": "address of a Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: local processes)"})
     threads: int = field(default=1, metadata={"help": "torch threads per run"})
     set: list[str] = field(default_factory=list, metadata={
-        "help": "settings applied to every point, KEY=VALUE (TOML literal), e.g. "
-                "data.root=/data/cifar10"})
+        "override": True,
+        "help": "a setting applied to every point, KEY=VALUE (TOML literal), e.g. "
+                "--set data.root=/data/cifar10; repeatable"})
     keep_checkpoints: bool = field(default=True, metadata={
         "help": "keep checkpoint.pt of completed runs (--no-keep-checkpoints deletes them; "
                 "the figures only read log.jsonl and summary.json)"})
@@ -129,23 +130,6 @@ def _resolve(runner: str | Callable) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads for the block (restored after: matters when the
-    point runs in the calling process)."""
-    if n is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_point(config: Mapping[str, Any], run_dir: str, *, threads: int | None = 1,
               runner: str | Callable = DEFAULT_RUNNER, keep_checkpoint: bool = True) -> dict:
     """Train one point (executed in a worker): set torch threads, call the runner.
@@ -158,7 +142,7 @@ def run_point(config: Mapping[str, Any], run_dir: str, *, threads: int | None = 
     """
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with _torch_threads(threads):
+    with torch_threads(threads):
         summary = _resolve(runner)(dict(config), str(run_dir))
     if not keep_checkpoint and is_complete(run_dir):
         (Path(run_dir) / "checkpoint.pt").unlink(missing_ok=True)
@@ -263,13 +247,13 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
                            time.perf_counter() - t0, list(rows.values()))
     res_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(res_dir / "note.txt", (experiment.note or "the paper's settings") + "\n")
-    _write_json(res_dir / "experiment.json", {
+    write_json_atomic(res_dir / "experiment.json", {
         "name": experiment.name, "scale": experiment.scale, "figure": experiment.figure,
         "title": experiment.title, "note": experiment.note, "base": experiment.base,
-        "grid": experiment.grid, "seeds": experiment.seeds})
+        "grid": experiment.grid, "seeds": experiment.seeds}, sort_keys=True)
 
     def flush() -> None:
-        write_csv_atomic(rows.values(), results_path, columns)
+        write_csv_atomic(results_path, rows.values(), columns)
 
     flush()
     if n_skip:
@@ -286,8 +270,8 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
             rows[p.name] = row(p, status="failed")
             with contextlib.suppress(OSError):
                 (store / p.name).mkdir(parents=True, exist_ok=True)
-                (store / p.name / "error.txt").write_text(
-                    "".join(traceback.format_exception(exc)), encoding="utf-8")
+                write_text_atomic(store / p.name / "error.txt",
+                                  "".join(traceback.format_exception(exc)))
             log(f"[{n_done:>{len(str(n_total))}}/{n_total}] FAILED {p.name}: "
                 f"{type(exc).__name__}: {exc}")
         else:
@@ -308,10 +292,6 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
 
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, (int, float)) else "?"
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @contextlib.contextmanager

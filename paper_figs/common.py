@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from anisotropy.io import save_figure_atomic  # noqa: E402
 from experiments.results import read_log, read_results  # noqa: E402
 from experiments.sweep import sweep_paths  # noqa: E402
 
@@ -111,8 +112,8 @@ def save_figure(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
     """Save ``fig`` as ``<out>/<stem>.png`` and ``.pdf`` and close it."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=DPI, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    save_figure_atomic(fig, paths[0], dpi=DPI, bbox_inches="tight")
+    save_figure_atomic(fig, paths[1], bbox_inches="tight")
     plt.close(fig)
     return paths
 

@@ -3,7 +3,8 @@ in one dimension for R = 1 and k = 4, 8, 16, 32 (darker to lighter).
 
 No training: the curves come from :mod:`anisotropy.kernels`.  The table lists,
 per k, K(0) = s(2kR)^2 (< 1 for finite k), d(0) = -log K(0), and the 1-D
-normaliser Z_1 = 2R / (1 - exp(-4kR)) of PAPER-NOTES section 1 (-> 2R as k -> inf).
+normaliser Z_1 = 2R / (1 - exp(-4kR)) of the kernel of eq 6 (-> 2R as k -> inf;
+:mod:`analysis.facts`).
 """
 from __future__ import annotations
 

@@ -1,15 +1,20 @@
 """``anisotropy figures [FIG ...] [--scale quick|paper] [--workers N] [--scheduler ADDRESS]
-[--runs DIR] [--out DIR]``: run the sweeps the figures need (finished runs are
-reused), then draw them.
+[--runs DIR] [--out DIR] [--until-decided [--max-seeds N]]``: run the sweeps the
+figures need (finished runs are reused), then draw them.
 
 For each requested figure (default: all, 1-8) in order: every experiment the
 figure reads is swept with :func:`experiments.sweep.run_sweep` (a resumed sweep
 trains only missing points), then the figure script draws PNG + PDF and its
 results table (CSV + markdown) into ``<out>/<scale>/``.  At the end the
 paper's claims are checked on every available result (``claims.json``,
-``claims.md``), the wall time of each figure (sweep and drawing, with the load
-average of the machine) is merged into ``timings.json``, and ``figures.md``
-collects images, tables and verdicts.
+``claims.md``, the forest plot ``claims_forest.png``), the wall time of each
+figure (sweep and drawing, with the load average of the machine) is merged into
+``timings.json``, and ``figures.md`` collects images, tables and verdicts.
+
+With ``--until-decided`` the figures' experiments then get more seeds in rounds
+(:mod:`paper_figs.until_decided`) until every claim is decided or ``--max-seeds``
+is reached, the figures whose experiments grew are drawn again, and the verdicts
+are those of the group-sequential design (:mod:`paper_figs.sequential`).
 """
 from __future__ import annotations
 
@@ -20,15 +25,18 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
 from experiments.definitions import load_experiment
-from experiments.sweep import ExecutionOptions, make_executor, run_sweep
+from experiments.sweep import DEFAULT_RUNNER, ExecutionOptions, make_executor, run_sweep
 
 from .claims import evaluate_claims, write_claims
 from .common import FigureContext, FigureOutput
+from .forest import draw_forest
+from .sequential import MAX_SEEDS, SequentialDesign, planned_looks
 from .stats import write_text_atomic
+from .until_decided import run_until_decided
 
 __all__ = ["FIGURES", "FiguresOptions", "make_figures", "main"]
 
@@ -44,6 +52,16 @@ class FiguresOptions(ExecutionOptions):
     out: str = field(default="results", metadata={"help": "figures, tables and claims go to OUT/SCALE"})
     draw_only: bool = field(default=False, metadata={
         "help": "never train: draw from the results that exist"})
+    until_decided: bool = field(default=False, metadata={
+        "help": "add seeds in rounds (looks at 4, 8, ... seeds) to the arms of undecided "
+                "claims until every claim is decided; verdicts from a group-sequential design "
+                "with O'Brien-Fleming alpha spending"})
+    max_seeds: int = field(default=MAX_SEEDS, metadata={
+        "help": "with --until-decided: the last planned look (seeds per arm at most)"})
+
+    def design(self) -> SequentialDesign | None:
+        """The sequential design of ``--until-decided`` (``None`` without it)."""
+        return SequentialDesign(planned_looks(self.max_seeds)) if self.until_decided else None
 
 
 def _module(fig: str):
@@ -59,8 +77,26 @@ def _load() -> list[float]:
         return []
 
 
-def make_figures(figures: list[str], opts: FiguresOptions, *, log=print) -> dict[str, Any]:
-    """Sweep and draw ``figures``; returns ``{"timings": ..., "outputs": ..., "failed": n}``."""
+def _draw(fig: str, mod: Any, ctx: FigureContext, outputs: dict[str, FigureOutput],
+          log: Callable[[str], None]) -> None:
+    try:
+        outputs[fig] = mod.draw(ctx)
+        log(outputs[fig].report())
+    except FileNotFoundError as exc:
+        log(f"figure {fig}: not drawn: {exc}")
+
+
+def make_figures(figures: list[str], opts: FiguresOptions, *, log=print,
+                 runner: str | Callable = DEFAULT_RUNNER) -> dict[str, Any]:
+    """Sweep and draw ``figures``; returns ``{"timings": ..., "outputs": ..., "failed": n,
+    "claims": ...}`` (and ``"rounds"`` with ``--until-decided``).
+
+    ``runner`` trains one point (see :func:`experiments.sweep.run_sweep`; tests pass a
+    stand-in).
+    """
+    if opts.until_decided and opts.draw_only:
+        raise ValueError("until_decided trains new seeds; it cannot be combined with draw_only")
+    design = opts.design()
     modules = {f: _module(f) for f in figures}
     ctx = FigureContext(opts.scale, Path(opts.runs), Path(opts.out) / opts.scale)
     ctx.out.mkdir(parents=True, exist_ok=True)
@@ -77,15 +113,12 @@ def make_figures(figures: list[str], opts: FiguresOptions, *, log=print) -> dict
                 for name in mod.EXPERIMENTS:
                     exp = load_experiment(name, opts.scale).with_overrides(opts.set)
                     res = run_sweep(exp, out=opts.runs, executor=ex, threads=opts.threads,
-                                    log=log, keep_checkpoints=opts.keep_checkpoints)
+                                    log=log, keep_checkpoints=opts.keep_checkpoints,
+                                    runner=runner)
                     trained, skipped, failed = (trained + res.n_run, skipped + res.n_skipped,
                                                 failed + res.n_failed)
             t1 = time.perf_counter()
-            try:
-                outputs[fig] = mod.draw(ctx)
-                log(outputs[fig].report())
-            except FileNotFoundError as exc:
-                log(f"figure {fig}: not drawn: {exc}")
+            _draw(fig, mod, ctx, outputs, log)
             t2 = time.perf_counter()
             timings[fig] = {"sweep_s": round(t1 - t0, 1), "draw_s": round(t2 - t1, 1),
                             "total_s": round(t2 - t0, 1), "runs_trained": trained,
@@ -95,17 +128,44 @@ def make_figures(figures: list[str], opts: FiguresOptions, *, log=print) -> dict
             log(f"figure {fig}: {timings[fig]['total_s']} s (sweep {timings[fig]['sweep_s']} s, "
                 f"{trained} runs trained, {skipped} reused; load {load0} -> "
                 f"{timings[fig]['loadavg_end']})")
+        rounds = None
+        if design is not None:
+            t0, load0 = time.perf_counter(), _load()
+            exps = {name: load_experiment(name, opts.scale).with_overrides(opts.set)
+                    for mod in modules.values() for name in mod.EXPERIMENTS}
+            rounds = run_until_decided(exps, runs=opts.runs, design=design, executor=ex,
+                                       runner=runner, threads=opts.threads,
+                                       keep_checkpoints=opts.keep_checkpoints, log=log)
+            failed += rounds.failed
+            grown = {n for r in rounds.rounds for n in r["experiments"]}
+            ctx = FigureContext(opts.scale, Path(opts.runs), ctx.out)  # fresh results
+            t1 = time.perf_counter()
+            for fig, mod in modules.items():
+                if grown & set(mod.EXPERIMENTS):
+                    _draw(fig, mod, ctx, outputs, log)
+            timings["until_decided"] = {
+                "total_s": round(time.perf_counter() - t0, 1), "sweep_s": round(t1 - t0, 1),
+                "runs_trained": rounds.trained, "rounds": rounds.rounds,
+                "seeds": rounds.seeds, "looks": list(design.looks), "stopped": rounds.stopped,
+                "loadavg_start": load0, "loadavg_end": _load(),
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     # a draw-only pass keeps the timings of the run that trained in timings.json
     name = "timings_draw_only.json" if opts.draw_only else "timings.json"
     _merge_timings(ctx.out / name, timings)
     full = ctx.out / "timings.json"
     all_timings = json.loads(full.read_text()) if full.is_file() else timings
-    claims = evaluate_claims(lambda e: ctx.rows(e) if ctx.has(e) else None)
-    write_claims(claims, ctx.out, scale=opts.scale)
+    claims = evaluate_claims(lambda e: ctx.rows(e) if ctx.has(e) else None, design=design)
+    write_claims(claims, ctx.out, scale=opts.scale, design=design)
+    draw_forest(claims, ctx.out, title=f"The paper's claims at {opts.scale} scale ("
+                + ("fixed sample" if design is None else
+                   f"sequential, looks at n = {', '.join(map(str, design.looks))}") + ")")
     for c in claims:
         log(c.report())
     _write_index(ctx, outputs, all_timings)
-    return {"timings": timings, "outputs": outputs, "failed": failed, "claims": claims}
+    out = {"timings": timings, "outputs": outputs, "failed": failed, "claims": claims}
+    if rounds is not None:
+        out["rounds"] = rounds
+    return out
 
 
 def _merge_timings(path: Path, new: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +195,8 @@ def _write_index(ctx: FigureContext, outputs: dict[str, FigureOutput],
     claims = ctx.out / "claims.md"
     if claims.is_file():
         lines += [claims.read_text(encoding="utf-8").replace("# ", "## ", 1)]
+    if (ctx.out / "claims_forest.png").is_file():
+        lines += ["![claims forest plot](claims_forest.png)", ""]
     write_text_atomic(ctx.out / "figures.md", "\n".join(lines) + "\n")
 
 

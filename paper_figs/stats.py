@@ -7,6 +7,8 @@ comparison behind a claim verdict is a Welch (unequal-variance) t-test.
 * :func:`t_interval` - mean and ``mean +- t_{(1+c)/2, n-1} s / sqrt(n)``.
 * :func:`welch` - difference of two means, its Welch-Satterthwaite interval and
   two-sided p-value.
+* :func:`paired` - mean of per-seed differences of two arms that ran the same
+  seeds, its t interval (``n - 1`` degrees of freedom) and two-sided p-value.
 * :func:`group_summary` - rows grouped by settings -> mean, interval, n per group.
 * :func:`write_table` - such a summary as CSV and as a markdown table.
 """
@@ -30,7 +32,9 @@ __all__ = [
     "Comparison",
     "t_interval",
     "welch",
+    "paired",
     "group_summary",
+    "matches",
     "select",
     "values",
     "markdown_table",
@@ -70,8 +74,10 @@ class Interval:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Welch comparison of two groups: ``diff = mean(a) - mean(b)``, its interval,
-    t statistic, Welch-Satterthwaite degrees of freedom, two-sided p-value."""
+    """Comparison of two groups: ``diff = mean(a) - mean(b)``, its interval, t
+    statistic, degrees of freedom, two-sided p-value, standard error ``se`` of
+    ``diff``; ``kind`` is "Welch" (independent groups) or "paired" (per-seed
+    differences, ``n_a = n_b = n``)."""
 
     diff: float
     lo: float
@@ -82,6 +88,8 @@ class Comparison:
     n_a: int
     n_b: int
     confidence: float = CONFIDENCE
+    se: float = math.nan
+    kind: str = "Welch"
 
     def significant(self, alpha: float | None = None) -> bool:
         """True when ``p < alpha`` (default ``1 - confidence``)."""
@@ -89,8 +97,9 @@ class Comparison:
         return bool(np.isfinite(self.p) and self.p < alpha)
 
     def report(self) -> str:
-        return (f"diff {self.diff:+.4f} [{self.lo:+.4f}, {self.hi:+.4f}], t={self.t:.2f}, "
-                f"df={self.df:.1f}, p={self.p:.3g} (n={self.n_a} vs {self.n_b})")
+        n = f"n={self.n_a}" if self.kind == "paired" else f"n={self.n_a} vs {self.n_b}"
+        return (f"{self.kind} diff {self.diff:+.4f} [{self.lo:+.4f}, {self.hi:+.4f}], "
+                f"t={self.t:.2f}, df={self.df:.1f}, p={self.p:.3g} ({n})")
 
 
 def _clean(name: str, x: Iterable[float]) -> np.ndarray:
@@ -147,19 +156,53 @@ def welch(a: Iterable[float], b: Iterable[float], *, confidence: float = CONFIDE
     if se < _ZERO_SE:
         p = 0.0 if abs(d) > _ZERO_SE else 1.0
         return Comparison(d, d, d, math.copysign(math.inf, d) if p == 0 else 0.0, math.inf, p,
-                          int(xa.size), int(xb.size), c)
+                          int(xa.size), int(xb.size), c, 0.0)
     df = (va + vb) ** 2 / (va ** 2 / (xa.size - 1) + vb ** 2 / (xb.size - 1))
     t = d / se
     h = float(sps.t.ppf((1 + c) / 2, df)) * se
     p = float(2 * sps.t.sf(abs(t), df))
-    return Comparison(d, d - h, d + h, float(t), float(df), p, int(xa.size), int(xb.size), c)
+    return Comparison(d, d - h, d + h, float(t), float(df), p, int(xa.size), int(xb.size), c,
+                      se)
+
+
+def paired(a: Iterable[float], b: Iterable[float], *, confidence: float = CONFIDENCE
+           ) -> Comparison:
+    """Paired t-test of ``mean(a - b)``: ``a[i]`` and ``b[i]`` ran the same seed.
+
+    ``d_i = a_i - b_i``, ``se = s_d / sqrt(n)``, interval ``mean(d) +- t_{(1+c)/2, n-1}
+    se``, two-sided p.  Needs ``n >= 2`` pairs.  With zero spread of the
+    differences (the seed effect cancels exactly) the difference is exact:
+    ``p = 0`` if it is non-zero, ``1`` otherwise.
+    """
+    xa, xb = _clean("a", a), _clean("b", b)
+    c = _check_confidence(confidence)
+    if xa.size != xb.size:
+        raise ValueError(f"paired needs a and b of equal length, got {xa.size} and {xb.size}")
+    if xa.size < 2:
+        raise ValueError(f"paired needs >= 2 pairs, got {xa.size}")
+    dd = xa - xb
+    n = int(dd.size)
+    d = float(dd.mean())
+    se = float(dd.std(ddof=1)) / math.sqrt(n)
+    if se < _ZERO_SE:
+        p = 0.0 if abs(d) > _ZERO_SE else 1.0
+        return Comparison(d, d, d, math.copysign(math.inf, d) if p == 0 else 0.0, math.inf, p,
+                          n, n, c, 0.0, "paired")
+    t = d / se
+    h = float(sps.t.ppf((1 + c) / 2, n - 1)) * se
+    p = float(2 * sps.t.sf(abs(t), n - 1))
+    return Comparison(d, d - h, d + h, float(t), float(n - 1), p, n, n, c, se, "paired")
 
 
 def select(rows: Iterable[Mapping[str, Any]], **where: Any) -> list[Mapping[str, Any]]:
     """Rows whose columns equal every ``where`` value (column names with dots
     are passed as ``**{"smoothing.R": 0.01}``); only complete runs."""
-    return [r for r in rows if r.get("status") == "complete"
-            and all(_eq(r.get(k), v) for k, v in where.items())]
+    return [r for r in rows if r.get("status") == "complete" and matches(r, where)]
+
+
+def matches(row: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    """True when ``row`` equals every value of ``where`` (numbers to 1e-9 relative)."""
+    return all(_eq(row.get(k), v) for k, v in where.items())
 
 
 def _eq(a: Any, b: Any) -> bool:

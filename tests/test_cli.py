@@ -71,3 +71,24 @@ def test_percent_in_help_does_not_crash(capsys):
     with pytest.raises(SystemExit):
         p.parse_args(["--help"])
     assert "95% CI" in capsys.readouterr().out
+
+
+@dataclasses.dataclass
+class WithOverrides:
+    set: list[str] = dataclasses.field(default_factory=list, metadata={"override": True})
+
+
+def test_override_option_is_repeatable_and_shared():
+    """One grammar: ``--set KEY=VALUE`` repeated, on dataclass-derived commands and on train."""
+    p = argparse.ArgumentParser()
+    add_dataclass_arguments(p, WithOverrides)
+    got = from_namespace(WithOverrides, p.parse_args(["--set", "a.b=1", "--set", 'c=["x"]']))
+    assert got == WithOverrides(set=["a.b=1", 'c=["x"]'])
+    assert from_namespace(WithOverrides, p.parse_args([])) == WithOverrides()
+    from experiments.sweep import _parser as sweep_parser
+    ns = sweep_parser().parse_args(["fig1", "--set", "epochs=1", "--set", "seed=2"])
+    assert ns.set == ["epochs=1", "seed=2"]
+
+
+def test_train_command_lives_in_the_cli_package():
+    assert cli.COMMANDS["train"][0] == "anisotropy.cli.train:main"

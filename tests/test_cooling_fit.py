@@ -4,8 +4,9 @@ import pytest
 from scipy import optimize, stats
 
 from analysis.cooling.bootstrap import ReducedProblem
-from analysis.cooling.fit import _Problem, build_panel, fit_law
+from analysis.cooling.fit import build_panel, fit_law
 from analysis.cooling.laws import LAW_NAMES, get_law
+from analysis.cooling.problem import WhitenedProblem
 from analysis.cooling.selection import compare, lrt_nested, vuong
 from analysis.cooling.synthetic import SyntheticSpec, generate
 
@@ -50,7 +51,7 @@ def test_reduced_problem_equals_full_problem(law):
     p = build_panel(d, "signal", ONSET)
     f = fit_law(p, law)
     lw = get_law(law)
-    prob = _Problem(p, lw, np.array(list(f.rho.values())), np.array(list(f.sigma.values())))
+    prob = WhitenedProblem(p, lw, np.array(list(f.rho.values())), np.array(list(f.sigma.values())))
     red = ReducedProblem(prob)
     stats_ = red.stats(prob.zy)
     z = f.z + 0.01
@@ -69,7 +70,7 @@ def _predicted_se(law, panel, sigma):
     """Cramer-Rao standard errors (internal parameters) at the truth for white noise sigma."""
     lw = get_law(law)
     z = lw.to_internal(TRUE[law])
-    prob = _Problem(panel, lw, np.zeros(panel.n_layers), np.full(panel.n_layers, sigma))
+    prob = WhitenedProblem(panel, lw, np.zeros(panel.n_layers), np.full(panel.n_layers, sigma))
     J = prob.jac(z)
     return z, np.sqrt(np.diag(np.linalg.inv(J.T @ J)))
 

@@ -97,7 +97,7 @@ def test_crashing_proof_or_check_is_a_failure():
     res = facts.verify(facts.Fact("broken", "1 = 1", boom, boom, 1.0))
     assert not res.symbolic and math.isnan(res.numeric_error) and not res.passed
     assert "boom" in res.note
-    assert json.loads(json.dumps(res.as_dict()))["numeric_error"] == "nan"
+    assert json.loads(json.dumps(res.to_dict()))["numeric_error"] == "nan"
 
 
 def test_main_exits_nonzero_when_a_fact_fails(monkeypatch, capsys):

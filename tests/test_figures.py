@@ -13,7 +13,7 @@ from experiments import results as res_mod
 from experiments.definitions import load_experiment
 from experiments.grid import get_dotted
 from experiments.sweep import run_sweep
-from paper_figs import claims, make, stats
+from paper_figs import claims, forest, make, sequential, stats, until_decided
 
 # ----------------------------------------------------------------------------- stats
 
@@ -258,3 +258,107 @@ def test_figure1_runs_the_cooling_analysis_when_missing(tmp_path):
     for r in rows:  # the planted onset (epoch 40) is inside the reported interval
         lo, hi = (float(x) for x in r["late_onset_ci"].strip("[]").split(","))
         assert lo <= 40 <= hi or abs(r["late_onset_epoch"] - 40) < 15
+
+
+# ------------------------------------------------------- paired, negligible, sequential
+
+
+def _claims_on(rows, experiment="fig3", **kw):
+    return {r.id: r for r in claims.evaluate_claims(lambda e: rows if e == experiment else None,
+                                                    **kw) if r.experiment == experiment}
+
+
+def test_claims_pair_arms_that_share_seeds_and_report_both_tests():
+    rows = _vs_R_rows(lambda s, R: {"fc1": 0.01, "fc2": 0.02}.get(s, -R))
+    out = _claims_on(rows)
+    r = out["deeper-benefits-more"]
+    # the planted seed noise is shared by every arm: the paired difference is exact
+    assert r.numbers["test"] == "paired" and r.numbers["paired"]["lo"] == pytest.approx(0.01)
+    assert r.numbers["welch"]["lo"] < 0.01 < r.numbers["welch"]["hi"]
+    assert "paired 95%" in r.evidence and "Welch 95%" in r.evidence and r.verdict == "holds"
+    assert {"smoothing.layers": "fc2", "smoothing.R": 0.03} in r.arms
+    # one run missing from an arm: its seeds differ, Welch decides
+    rows = [x for x in rows if not (x["smoothing.layers"] == "fc1" and x["seed"] == 2)]
+    assert _claims_on(rows)["deeper-benefits-more"].numbers["test"] == "Welch"
+
+
+def test_directional_claim_with_no_effect_is_negligible():
+    # fc2 beats fc1 by 0.01 pp only: the exact paired difference lies inside the margin
+    rows = _vs_R_rows(lambda s, R: {"fc1": 0.01, "fc2": 0.0101}.get(s, -R))
+    r = _claims_on(rows)["deeper-benefits-more"]
+    assert r.verdict == "negligible" and abs(r.numbers["hi"]) < claims.MARGIN
+
+
+def test_sequential_verdicts_read_the_planned_looks():
+    design = sequential.SequentialDesign()
+    rows = _vs_R_rows(lambda s, R: {"fc1": 0.01, "fc2": 0.02}.get(s, -R))
+    # 3 seeds: before the first look (n = 4), nothing is decided
+    out = _claims_on(rows, design=design)
+    assert all(r.verdict == "inconclusive" for r in out.values())
+    assert "before the first look" in out["deeper-benefits-more"].evidence
+    # a fourth seed with the same planted effects: decided at look 1 (n = 4)
+    rows4 = rows + [dict(x, seed=3) for x in rows if x["seed"] == 0]
+    r = _claims_on(rows4, design=design)["deeper-benefits-more"]
+    assert r.verdict == "holds" and r.numbers["look"] == 4 and "look 1 of 4" in r.evidence
+
+
+def test_claims_table_and_forest_plot(tmp_path):
+    rows = _vs_R_rows(lambda s, R: {"fc1": 0.01, "fc2": 0.02}.get(s, -R))
+    results = claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
+    _, md = claims.write_claims(results, tmp_path, scale="quick")
+    text = md.read_text()
+    for col in ("difference", "paired 95% CI", "Welch 95% CI", "decision interval", "| n |"):
+        assert col in text
+    png, pdf = forest.draw_forest(results, tmp_path)
+    assert png.stat().st_size > 10_000 and pdf.is_file()
+    fr = forest.forest_rows(results)
+    assert len(fr) == len(results) == 23
+    assert [x["verdict"] for x in fr] == [r.verdict for r in results]
+    # accuracy rising to the edge of the R grid: the claim's comparison is reversed
+    # (edge - inner R) and drawn negated, so that positive points the claim's way
+    rows = _vs_R_rows(lambda s, R: R)
+    r = _claims_on(rows)["interior-maximum"]
+    assert r.numbers["orientation"] == "reversed" and r.numbers["diff"] > 0
+    (row,) = forest.forest_rows([r])
+    assert row["diff"] == pytest.approx(-100 * r.numbers["diff"]) and row["hi"] < 0
+
+
+def test_until_decided_helpers():
+    assert until_decided.extend_seeds([0, 1, 2], 4) == [0, 1, 2, 3]
+    assert until_decided.extend_seeds([5, 2], 4) == [5, 2, 6, 7]
+    with pytest.raises(ValueError, match="n must be"):
+        until_decided.extend_seeds([0], 0)
+    exp = load_experiment("fig6", "quick")
+    sub = until_decided.restrict(exp, [{"smoothing.layers": "conv5"},
+                                       {"smoothing.layers": "none", "optim.weight_decay": 0.0}],
+                                 [3, 4])
+    assert sub is not None and sub.seeds == [3, 4] and sub.name == exp.name
+    assert sub.grid == [{"smoothing.layers": [[]]}, {"smoothing.layers": [["conv5"]]}]
+    assert until_decided.restrict(exp, [{"smoothing.layers": "fc9"}], [3]) is None
+
+
+def test_figures_until_decided_adds_seeds_to_undecided_arms(tmp_path):
+    # planted CNN runs (figure 6): 3 seeds are before the first look; one round adds
+    # seed 3 to the four arms the claims read, and the exact planted effects are
+    # then decided at the first look (n = 4)
+    opts = make.FiguresOptions(scale="quick", runs=str(tmp_path / "runs"),
+                               out=str(tmp_path / "out"), workers=0, until_decided=True,
+                               max_seeds=8)
+    out = make.make_figures(["6"], opts, log=lambda s: None, runner=planted_runner)
+    rounds = out["rounds"]
+    assert len(rounds.rounds) == 1 and rounds.seeds["fig6"] == [0, 1, 2, 3]
+    assert rounds.trained == 4 and rounds.stopped == "every claim decided"
+    fig6 = {c.id: c for c in out["claims"] if c.experiment == "fig6"}
+    assert fig6["head-smoothing-helps"].verdict == "holds"
+    assert fig6["conv-smoothing-hurts"].verdict == "holds"
+    assert fig6["mostly-early-stopping"].verdict == "negligible"  # planted: best = final
+    assert all(c.numbers["look"] == 4 for c in fig6.values())
+    rows = res_mod.read_results(tmp_path / "runs" / "quick" / "fig6" / "results.csv")
+    assert sorted({r["seed"] for r in rows}) == [0, 1, 2, 3] and len(rows) == 16
+    d = tmp_path / "out" / "quick"
+    data = json.loads((d / "claims.json").read_text())
+    assert data["looks"] == [4, 8] and "sequential" in data["design"]
+    assert (d / "claims_forest.png").is_file()
+    assert json.loads((d / "timings.json").read_text())["until_decided"]["runs_trained"] == 4
+    with pytest.raises(ValueError, match="draw_only"):
+        make.make_figures(["6"], make.FiguresOptions(draw_only=True, until_decided=True))

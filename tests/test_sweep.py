@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from anisotropy.io import write_csv_atomic
 from experiments import grid, results, sweep
 from experiments.definitions import Experiment, load_experiment, parse_experiment
 
@@ -225,8 +226,9 @@ def test_dry_run_trains_nothing(tmp_path):
 
 def test_results_reader_rejects_non_finite_metrics(tmp_path):
     cols = results.result_columns()
-    path = results.write_csv_atomic([{"run": "a", "status": "complete", "best_test_acc": "nan",
-                                      "final_test_acc": 0.5}], tmp_path / "r.csv", cols)
+    path = write_csv_atomic(tmp_path / "r.csv", [{"run": "a", "status": "complete",
+                                                  "best_test_acc": "nan", "final_test_acc": 0.5}],
+                            cols)
     with pytest.raises(ValueError, match="finite"):
         results.read_results(path)
 

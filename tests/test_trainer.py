@@ -1,6 +1,7 @@
 """Training loop: log format, exact limits (y = 0, R -> 0), Jensen, resume, NaN stop, errors."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -8,14 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import anisotropy.training.trainer as trainer_mod
 from anisotropy.training.config import TrainConfig, apply_overrides, config_from_dict, load_config
 from anisotropy.data.datasets import load_dataset
 from anisotropy.io import load_checkpoint, read_jsonl
 from anisotropy.smoothing.losses import PartialLocalEntropy, reduce_losses
 from anisotropy.smoothing.schedules import radius_schedule
 from anisotropy.training.signals import weight_layers
-from anisotropy.training.trainer import build_model, derive_seeds, main, train
+from anisotropy.cli.train import main
+from anisotropy.training.hooks import Callback
+from anisotropy.training.trainer import build_model, derive_seeds, train
 
 LOG_KEYS = {"epoch", "step", "train_loss", "smoothed_loss", "train_acc", "test_loss", "test_acc",
             "best_test_acc", "wall_time", "lr", "R", "layers"}
@@ -150,7 +152,7 @@ def test_logged_signal_is_eq2_of_the_optimised_loss(tmp_path):
     assert rec["train_loss"] == pytest.approx(float(out.per_sample[0]), rel=1e-6)
 
 
-def test_resume_follows_the_uninterrupted_trajectory_bitwise(tmp_path, monkeypatch):
+def test_resume_follows_the_uninterrupted_trajectory_bitwise(tmp_path):
     """4 epochs straight vs. a run killed in epoch 4 (after the epoch-3 log line, past the
     epoch-2 checkpoint) and resumed: same weights, same log lines except wall_time.
     Heavy augmentation and PLA exercise both generators."""
@@ -162,19 +164,15 @@ def test_resume_follows_the_uninterrupted_trajectory_bitwise(tmp_path, monkeypat
         "logging": {"checkpoint_every": 2}})
     train(cfg, tmp_path / "straight", progress=False)
 
-    real_step = trainer_mod._Run.train_step
+    class Dying(Callback):
+        def on_step(self, state):
+            if state.step == 10:  # epoch 4 has steps 9..11: killed before step 10
+                raise KeyboardInterrupt
 
-    def dying(self, idx, period):
-        if self.step == 10:  # epoch 4 has steps 9..11
-            raise KeyboardInterrupt
-        return real_step(self, idx, period)
-
-    monkeypatch.setattr(trainer_mod._Run, "train_step", dying)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "resumed", progress=False)
+        train(cfg, tmp_path / "resumed", progress=False, callbacks=[Dying()])
     assert len(read_jsonl(tmp_path / "resumed" / "log.jsonl")) == 3
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 2
-    monkeypatch.setattr(trainer_mod._Run, "train_step", real_step)
     summary = train(cfg, tmp_path / "resumed", resume=True, progress=False)
     assert summary["status"] == "complete" and summary["epochs"] == 4
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
@@ -200,29 +198,71 @@ def test_resume_errors_and_fresh_start(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
-    real_step = trainer_mod._Run.train_step
+    class Poison(Callback):
+        def on_step(self, state):
+            if state.step == 14:  # before step 14 of epoch 3 (steps 12..17)
+                with torch.no_grad():
+                    state.model.fc1.weight[0, 0] = math.nan
 
-    def poisoned(self, idx, period):
-        if self.step == 14:  # epoch 3 (steps 12..17)
-            with torch.no_grad():
-                self.model.fc1.weight[0, 0] = math.nan
-        return real_step(self, idx, period)
-
-    monkeypatch.setattr(trainer_mod._Run, "train_step", poisoned)
-    summary = train(small(epochs=4), tmp_path / "a", progress=False)
+    summary = train(small(epochs=4), tmp_path / "a", progress=False, callbacks=[Poison()])
     assert summary["status"].startswith("stopped: non-finite training loss (nan) at epoch 3, step 14")
     assert summary["epochs"] == 2 and summary["steps"] == 12
     assert len(read_jsonl(tmp_path / "a" / "log.jsonl")) == 2
     ck = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
     assert ck["epoch"] == 2 and all(bool(torch.isfinite(v).all()) for v in ck["model"].values())
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["status"] == summary["status"]
-    # the command line reports it and exits with status 3
+    # the command line reports it and exits with status 3 (the public train(), with the
+    # poisoning callback added, stands in for the one the command calls)
+    import anisotropy.training.trainer as trainer_mod
+    monkeypatch.setattr(trainer_mod, "train", functools.partial(train, callbacks=[Poison()]))
     cfg_file = tmp_path / "c.toml"
     from anisotropy.training.config import config_to_toml
     cfg_file.write_text(config_to_toml(small(epochs=4)))
     assert main([str(cfg_file), "--out", str(tmp_path / "b"), "--no-progress"]) == 3
     err = capsys.readouterr().err
     assert "non-finite training loss" in err and "kept the last good checkpoint" in err
+
+
+def test_callbacks_see_every_step_and_every_log_line(tmp_path):
+    """on_step once per optimiser step (6 per epoch: 192 samples / 32), on_epoch once per
+    log line with that line; the state's loss is the smoothed loss optimised (its epoch
+    mean is the logged smoothed_loss, to float32 rounding: rel 1e-6)."""
+    steps, losses, records = [], [], []
+
+    class Spy(Callback):
+        def on_step(self, state):
+            steps.append((state.epoch, state.step))
+            losses.append(float(state.loss))
+
+        def on_epoch(self, state, record):
+            assert state.record is record and state.step == record["step"]
+            records.append(record)
+
+    train(small(epochs=2), tmp_path, progress=False, callbacks=[Spy()])
+    assert steps == [(e, s) for e in (0, 1) for s in range(6 * e + 1, 6 * e + 7)]
+    assert records == read_jsonl(tmp_path / "log.jsonl")
+    for e, rec in enumerate(records):
+        assert rec["smoothed_loss"] == pytest.approx(sum(losses[6 * e: 6 * e + 6]) / 6, rel=1e-6)
+
+
+def test_a_raising_callback_stops_the_run_cleanly(tmp_path):
+    """The run stops with a status naming the callback; summary, log and checkpoint are
+    kept, and resuming completes the run."""
+    class Stop(Callback):
+        def on_epoch(self, state, record):
+            if state.epoch == 2:
+                raise RuntimeError("enough")
+
+    summary = train(small(epochs=3), tmp_path, progress=False, callbacks=[Stop()])
+    assert summary["status"] == "stopped: callback on_epoch raised RuntimeError: enough"
+    assert summary["epochs"] == 2
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == summary["status"]
+    assert len(read_jsonl(tmp_path / "log.jsonl")) == 2
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
+    done = train(small(epochs=3), tmp_path, resume=True, progress=False)
+    assert done["status"] == "complete" and done["epochs"] == 3
+    with pytest.raises(TypeError, match="neither on_step"):
+        train(small(epochs=1), tmp_path / "bad", progress=False, callbacks=[object()])
 
 
 def test_radius_schedules():

@@ -68,8 +68,8 @@ def fit_method(rows: list[dict], dm: DeltaMethod | None, *, std_fit_y_min: float
     std_fit = _fit_or_none(np.log(y[s_sel]), np.log(std[s_sel]), lse[s_sel])
     bias_fit = _fit_or_none(np.log(y[b_sel]), np.log(np.abs(bias[b_sel])),
                             bias_se[b_sel] / np.abs(bias[b_sel]))
-    out = dict(std_slope=std_fit.as_dict() if std_fit else None,
-               bias_slope=bias_fit.as_dict() if bias_fit else None,
+    out = dict(std_slope=std_fit.to_dict() if std_fit else None,
+               bias_slope=bias_fit.to_dict() if bias_fit else None,
                std_fit_y=y[s_sel].astype(int).tolist(),
                bias_fit_y=y[b_sel].astype(int).tolist(),
                bias_dropped=int(np.sum(resolvable & ~b_sel)),

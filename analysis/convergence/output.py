@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from anisotropy.io import write_atomic, write_text_atomic
+from anisotropy.io import nonfinite_to_null, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from analysis.convergence.study import ConvergenceStudy
@@ -22,19 +19,6 @@ __all__ = ["CSV_COLUMNS", "write_study"]
 #: Columns of ``convergence.csv``: one row per study / method / grid point.
 CSV_COLUMNS = ("study", "method", "y", "k", "n_rep", "mean", "exact", "bias", "bias_se",
                "std", "std_se", "rmse", "predicted_bias", "predicted_std", "n_unreliable")
-
-
-def _jsonable(x):
-    """Non-finite floats -> None (strict JSON), tuples -> lists, recursively."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def _csv_text(rows: list[dict]) -> str:
@@ -60,7 +44,6 @@ def write_study(study: ConvergenceStudy, out: str | os.PathLike) -> dict[str, Pa
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("convergence.csv", "summary.json", "convergence.png")}
     write_text_atomic(paths["convergence.csv"], _csv_text(study.rows))
-    write_text_atomic(paths["summary.json"],
-                      json.dumps(_jsonable(study.summary()), indent=1, allow_nan=False) + "\n")
-    write_atomic(paths["convergence.png"], lambda fh: plot_study(study, fh))
+    write_json_atomic(paths["summary.json"], nonfinite_to_null(study.summary()), indent=1)
+    plot_study(study, paths["convergence.png"])
     return paths

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from anisotropy.io import save_figure_atomic
+
 if TYPE_CHECKING:  # pragma: no cover
     from analysis.convergence.study import ConvergenceStudy
 
@@ -18,7 +20,7 @@ def _column(rows, key):
 
 
 def plot_study(study: ConvergenceStudy, path) -> None:
-    """Draw the study into ``path`` (PNG; a path or a binary file handle).
+    """Draw the study into the PNG file ``path`` (written atomically).
 
     One panel per method with ``|bias|`` (error bars ``bias_se``; hollow markers
     where the bias is not resolvable, see :func:`analysis.convergence.study.fit_method`), ``std``, and the first-order
@@ -81,4 +83,4 @@ def plot_study(study: ConvergenceStudy, path) -> None:
     fig.suptitle(f"convergence on the quadratic reference (N={ref.n}, lam={list(ref.lam)}, "
                  f"coupling={ref.coupling}, R={ref.R}, exact F={study.exact:.6f}); "
                  f"k-study on its separable part", fontsize=10)
-    fig.savefig(path, format="png", dpi=110)
+    save_figure_atomic(fig, path, format="png", dpi=110)

@@ -154,7 +154,7 @@ class LinearFit:
         b = self.birge_ratio
         return self.slope_se * (b if b > 1 else 1.0)
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["cov"] = [list(r) for r in self.cov]
         d["birge_ratio"] = self.birge_ratio

@@ -2,7 +2,7 @@ r"""The analytic reference of the convergence studies: a coupled quadratic with 
 
 :math:`L(W) = \tfrac12 (W-c)^T A (W-c)`, :math:`A = D^{1/2}\,[(1-\rho) I + \rho\,\mathbf 1\mathbf 1^T]\,D^{1/2}`,
 ``D = diag(lam)``, coupling ``rho`` in ``(-1/(N-1), 1)`` (positive definite).
-With ``rho = 0`` it is the separable quadratic of PAPER-NOTES section 3.  Every
+With ``rho = 0`` it is the separable quadratic of the closed-form references.  Every
 quantity the studies compare with is exact (:mod:`analysis.free_entropy.references`):
 
 * ``F(R, inf; W)`` - the box free entropy (erf closed form for ``rho = 0``; a
@@ -206,7 +206,7 @@ class QuadraticReference:
         raise ValueError(f"unknown method {method!r}; valid: 'mc', 'sobol', 'antithetic', "
                          f"'control_variate'")
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["A"] = self.A.tolist()
         return d

@@ -1,7 +1,7 @@
 r"""Convergence studies of the free-entropy estimators on analytic references.
 
 ``anisotropy converge [--quick] [--out DIR]`` measures, against closed forms
-(PAPER-NOTES section 3, :mod:`analysis.free_entropy.references`):
+(eqs 9-10 and 16 of the paper, :mod:`analysis.free_entropy.references`):
 
 (a) **y -> inf.**  For ``y`` on a grid of powers of two, many seeded
     repetitions of each estimator of :func:`analysis.free_entropy.local_free_entropy`
@@ -167,7 +167,7 @@ def _vectorised(method: str, ref: QuadraticReference, y: int, n_rep: int,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     r"""All repetitions of ``mc`` / ``antithetic`` at once, in chunks of :data:`CHUNK_DRAWS`.
 
-    The normalised estimator of PAPER-NOTES section 3,
+    The normalised estimator of the free entropy (eq 10, normalised kernel),
     :math:`\hat F = -\log Z_K - \log \tfrac1y\sum_a e^{-\beta L(W + \Delta W_a)}`, with
     :math:`\Delta W_a` uniform in the box (``mc``) or ``y/2`` uniform draws and
     their mirror images :math:`-\Delta W_a` (``antithetic``).  Reliability as in
@@ -326,7 +326,7 @@ class ConvergenceStudy:
 
     def summary(self) -> dict:
         """JSON-ready summary (what ``summary.json`` holds)."""
-        return dict(settings=dataclasses.asdict(self.options), reference=self.reference.as_dict(),
+        return dict(settings=dataclasses.asdict(self.options), reference=self.reference.to_dict(),
                     exact_free_entropy=self.exact, y_study=self.y_fits, k_study=self.k_fit,
                     wall_time_s=self.wall_time_s, notes=self.notes())
 

@@ -1,4 +1,5 @@
-r"""Predicted rates and constants of the free-entropy estimators (PAPER-NOTES section 3).
+r"""Predicted rates and constants of the free-entropy estimators (eqs 3 and 10 of
+*Partial local entropy and anisotropy in deep weight spaces*).
 
 **Sample size y -> inf (delta method).**  The normalised estimator is
 :math:`\hat F_y = -\log Z_K - \log \bar X`, with :math:`\bar X` the mean of
@@ -23,7 +24,7 @@ minus the log of a mean, and log is concave).  Antithetic pairs
 
 **Sharpness k -> inf.**  The normalised kernel is the law of ``U + L`` with
 ``U`` uniform on the box and ``L`` i.i.d. Logistic(0, 1/(2k)) per coordinate
-(PAPER-NOTES section 1), so :math:`E_k[e^{-\beta L}] = E_L[h(L)]` where
+(the normalised kernel of eq 6; :mod:`analysis.facts`), so :math:`E_k[e^{-\beta L}] = E_L[h(L)]` where
 :math:`h(x) = E_U[e^{-\beta L(W + x + U)}] \propto e^{-F_\infty(W + x)}`.
 ``L`` is symmetric, so the first-order term vanishes, and with
 :math:`\operatorname{Var} L_i = \pi^2/(12 k^2)`,

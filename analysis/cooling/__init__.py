@@ -1,4 +1,5 @@
-"""Cooling-law analysis of logged layer signals (section 2.1 of the paper, PAPER-NOTES section 5).
+"""Cooling-law analysis of logged layer signals (eq 2 and section 2.1 of
+*Partial local entropy and anisotropy in deep weight spaces*).
 
 Typical use::
 
@@ -15,7 +16,7 @@ from .factorisation import Factorisation, factorisation_test
 from .fit import LawFit, Panel, build_panel, fit_law
 from .floor import FloorAnalysis, floor_series, noise_floor
 from .io import CSV_COLUMNS, CoolingData, DataIssue, from_arrays, load, load_csv, load_log, write_csv
-from .laws import LAW_NAMES, evaluate, get_law, log_f
+from .laws import LAW_NAMES, Law, Nesting, evaluate, get_law, log_f
 from .pipeline import CoolingConfig, analyse, window_stability
 from .plot import plot_cooling
 from .regimes import Onset, late_onset, signal_maximum, snr_crossing
@@ -27,7 +28,7 @@ from .timeseries import TrendTest, trend_test
 __all__ = [
     "main", "analyse", "CoolingConfig", "CoolingResult", "load_result", "plot_cooling",
     "CoolingData", "DataIssue", "CSV_COLUMNS", "load", "load_log", "load_csv", "from_arrays", "write_csv",
-    "LAW_NAMES", "get_law", "log_f", "evaluate",
+    "LAW_NAMES", "Law", "Nesting", "get_law", "log_f", "evaluate",
     "Panel", "LawFit", "build_panel", "fit_law",
     "Comparison", "compare", "lrt_nested", "vuong",
     "Onset", "signal_maximum", "snr_crossing", "late_onset",

@@ -9,9 +9,9 @@ fitted curves.  Each resample is refitted from the estimate at the fitted
 from the resample and the fit is continued at the new whitening, so that the resamples
 carry the uncertainty of ``rho`` (near ``rho = 1`` it dominates the small-sample error
 of the intervals).  Each resample also returns its model-based standard errors for
-percentile-t intervals.
+the symmetric percentile-t intervals of :func:`percentile_t_intervals`.
 
-Refits (:class:`ReducedProblem`): the profiled objective of :mod:`analysis.cooling.fit`,
+Refits (:class:`ReducedProblem`): the profiled objective of :mod:`analysis.cooling.problem`,
 
 .. math::
 
@@ -32,10 +32,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from .fit import Panel, _Problem
+from .panel import Panel
+from .problem import WhitenedProblem
 from .timeseries import ar1_coefficients, block_indices, block_length, estimate_rho, recolor
 
-__all__ = ["ReducedProblem", "bootstrap_fits"]
+__all__ = ["ReducedProblem", "bootstrap_fits", "percentile_t_intervals"]
 
 #: Gauss-Newton stops when every step is below this relative size (far below any standard error)
 GN_TOL = 1e-9
@@ -48,12 +49,12 @@ GN_MAX_HALVINGS = 20
 class ReducedProblem:
     """Sufficient statistics of the whitened, amplitude-profiled problem on the epoch grid.
 
-    Built from a :class:`~analysis.cooling.fit._Problem` (its whitening coefficients ``A``,
+    Built from a :class:`~analysis.cooling.problem.WhitenedProblem` (its whitening coefficients ``A``,
     ``B``); :meth:`stats` turns a data vector into ``(m, c, yy)``, :meth:`solve` runs
     Gauss-Newton for those data.
     """
 
-    def __init__(self, prob: _Problem):
+    def __init__(self, prob: WhitenedProblem):
         p = prob.p
         self.law, self.epochs = prob.law, p.epochs
         n_e, L = p.epochs.size, p.n_layers
@@ -130,7 +131,7 @@ class ReducedProblem:
         return z, F, H, (c - vg) / self.hw, ok
 
 
-def _resamples(prob: _Problem, panel: Panel, z, rho, sigma, e, n_boot, rng) -> np.ndarray:
+def _resamples(prob: WhitenedProblem, panel: Panel, z, rho, sigma, e, n_boot, rng) -> np.ndarray:
     """Bootstrap data sets ``(B, N)``: fitted curves plus re-coloured block-resampled residuals."""
     L, n_e, lay = panel.n_layers, panel.epochs.size, panel.layer
     E = np.full((L, n_e), np.nan)
@@ -141,7 +142,7 @@ def _resamples(prob: _Problem, panel: Panel, z, rho, sigma, e, n_boot, rng) -> n
     idx = block_indices(n_e, block_length(rho_e, n_e), n_boot, rng)
     Estar = np.nan_to_num(E[:, idx], nan=0.0)          # (L, B, n_e); invalid sources -> 0
     prob.set_y(panel.y)
-    fitted = prob.amplitudes(z)[lay] + prob._eval(z)[0]
+    fitted = prob.amplitudes(z)[lay] + prob.curve(z)[0]
     ystar = np.empty((n_boot, panel.y.size))
     for i in range(L):
         m = lay == i
@@ -156,7 +157,7 @@ def _resamples(prob: _Problem, panel: Panel, z, rho, sigma, e, n_boot, rng) -> n
     return ystar
 
 
-def bootstrap_fits(prob: _Problem, panel: Panel, z, rho, sigma, e, lo, hi, n_boot: int,
+def bootstrap_fits(prob: WhitenedProblem, panel: Panel, z, rho, sigma, e, lo, hi, n_boot: int,
                    rng: np.random.Generator, noise_model: str, k: int):
     """Refit ``n_boot`` block-bootstrap resamples (see the module docstring).
 
@@ -181,7 +182,7 @@ def bootstrap_fits(prob: _Problem, panel: Panel, z, rho, sigma, e, lo, hi, n_boo
             eb = c1 * u
             eb[1:] -= c2[1:] * u[:-1]
             sb = np.sqrt(np.bincount(lay, eb * eb, L) / np.bincount(lay, minlength=L))
-            pb = _Problem(bp, prob.law, rb, sb)
+            pb = WhitenedProblem(bp, prob.law, rb, sb)
             rb_red = ReducedProblem(pb)
             zb, F, H, a, ok = rb_red.solve(zb, *rb_red.stats(pb.zy), lo, hi)
         failed += int(not ok)
@@ -189,3 +190,19 @@ def bootstrap_fits(prob: _Problem, panel: Panel, z, rho, sigma, e, lo, hi, n_boo
         se[b] = np.sqrt(np.clip(np.diag(np.linalg.pinv(H)), 0, None) * F / dof)
     prob.set_y(panel.y)
     return out, se, failed
+
+
+def percentile_t_intervals(z: np.ndarray, boot: np.ndarray, boot_se: np.ndarray, se0: np.ndarray,
+                           level: float) -> np.ndarray:
+    """Symmetric percentile-t intervals ``(p, 2)`` on the internal scale.
+
+    The ``level``-quantile of ``|z* - z| / se*`` over the resamples times the model-based
+    standard error ``se0`` of the estimate; a parameter at a bound in some resample
+    (``se* = 0``) or without a model-based error falls back to the percentile interval.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tstat = np.abs(boot - z) / boot_se
+    studentised = np.all(boot_se > 0, axis=0) & (se0 > 0)
+    crit = np.where(studentised, np.quantile(np.where(boot_se > 0, tstat, 0.0), level, axis=0), 0.0)
+    pct = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=0).T
+    return np.where(studentised[:, None], np.column_stack([z - crit * se0, z + crit * se0]), pct)

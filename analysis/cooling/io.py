@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from anisotropy.io import write_text_atomic
+from anisotropy.io import iter_jsonl, write_text_atomic
 
 __all__ = ["CHANNELS", "OPTIONAL_CHANNELS", "CSV_COLUMNS", "DataIssue", "CoolingData", "from_arrays",
            "load", "load_log", "load_csv", "write_csv"]
@@ -266,36 +266,29 @@ def load_log(path, summary_path=None) -> CoolingData:
     """Read the trainer's ``log.jsonl`` (and ``summary.json`` when given or next to it)."""
     path = Path(path)
     rows, layers, numel, batches, steps = {}, [], {}, None, []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if "layers" not in rec:
-                continue     # other record types (e.g. a final evaluation) carry no layer signals
-            if "epoch" not in rec:
-                raise ValueError(f"{path}:{lineno}: record with 'layers' but no 'epoch'")
-            e = _num(rec["epoch"])
-            if e is None or not math.isfinite(e):
-                raise ValueError(f"{path}:{lineno}: epoch must be a finite number, got {rec['epoch']!r}")
-            for k in _BATCH_KEYS:
-                if rec.get(k) is not None:
-                    batches = int(rec[k])
-            if isinstance(rec.get("step"), (int, float)):
-                steps.append(float(rec["step"]))
-            for layer, vals in rec["layers"].items():
-                if layer not in layers:
-                    layers.append(layer)
-                if (e, layer) in rows:
-                    raise ValueError(f"{path}:{lineno}: duplicate record for epoch {e:g}, layer {layer}")
-                rows[(e, layer)] = {c: _num(vals[c]) for c in (*CHANNELS, *OPTIONAL_CHANNELS)
-                                    if c in vals}
-                for k in _NUMEL_KEYS:
-                    if vals.get(k) is not None:
-                        numel[layer] = float(vals[k])
+    for lineno, rec in iter_jsonl(path):   # the package's one JSONL reader (torn-line rule)
+        if "layers" not in rec:
+            continue     # other record types (e.g. a final evaluation) carry no layer signals
+        if "epoch" not in rec:
+            raise ValueError(f"{path}:{lineno}: record with 'layers' but no 'epoch'")
+        e = _num(rec["epoch"])
+        if e is None or not math.isfinite(e):
+            raise ValueError(f"{path}:{lineno}: epoch must be a finite number, got {rec['epoch']!r}")
+        for k in _BATCH_KEYS:
+            if rec.get(k) is not None:
+                batches = int(rec[k])
+        if isinstance(rec.get("step"), (int, float)):
+            steps.append(float(rec["step"]))
+        for layer, vals in rec["layers"].items():
+            if layer not in layers:
+                layers.append(layer)
+            if (e, layer) in rows:
+                raise ValueError(f"{path}:{lineno}: duplicate record for epoch {e:g}, layer {layer}")
+            rows[(e, layer)] = {c: _num(vals[c]) for c in (*CHANNELS, *OPTIONAL_CHANNELS)
+                                if c in vals}
+            for k in _NUMEL_KEYS:
+                if vals.get(k) is not None:
+                    numel[layer] = float(vals[k])
     if batches is None and len(steps) >= 2:
         # the trainer logs the optimiser step count: its increments are the minibatches per period
         d = np.diff(np.asarray(steps))

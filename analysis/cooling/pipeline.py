@@ -1,6 +1,6 @@
 """The whole cooling analysis of one run: configuration and :func:`analyse`.
 
-Steps (section 2.1 of the paper, PAPER-NOTES section 5):
+Steps (section 2.1 of the paper):
 
 1. data checks (policy ``on_invalid``): every missing / NaN / inf / zero / negative value is
    listed; ``"mask"`` leaves those points out of the fits of their channel, ``"raise"``
@@ -10,14 +10,15 @@ Steps (section 2.1 of the paper, PAPER-NOTES section 5):
 3. on the late window ``[onset, end]`` (or ``late_start``/``late_end``): joint fits of
    every law with shared shape and per-layer amplitudes, for the signal and for its
    noise (``signal_std``), model comparison, per-layer fits of every law, and the
-   stability of the selected law as the window start moves;
+   stability of the selected law as the window start moves (a law is a registered name
+   or a :class:`~analysis.cooling.laws.Law` object);
 4. the factorisation test and the noise-floor analysis on the same window.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from .factorisation import factorisation_test
 from .fit import NoiseModel, Uncertainty, Weights, build_panel, fit_law
 from .floor import noise_floor
 from .io import CHANNELS, CoolingData
-from .laws import LAW_NAMES, LawName
+from .laws import LAW_NAMES, LawLike, LawName, get_law
 from .regimes import late_onset, signal_maximum, snr_crossing
 from .report import CoolingResult
 from .selection import Criterion, compare
@@ -39,13 +40,20 @@ __all__ = ["CoolingConfig", "analyse", "window_stability", "STABLE_SHIFT"]
 #: most of their data with the base fit, so larger shifts are not noise).
 STABLE_SHIFT = 2.0
 
+if TYPE_CHECKING:
+    _ConfigLaw = LawLike
+else:
+    # the command line derives its choices from the run-time annotation of CoolingConfig.laws
+    # (registered names); Law objects are accepted as well when the config is built in code
+    _ConfigLaw = LawName
+
 
 @dataclass
 class CoolingConfig:
     """Options of the cooling analysis (also the options of ``anisotropy cooling``)."""
 
-    laws: list[LawName] = field(default_factory=lambda: list(LAW_NAMES),
-                                metadata={"help": "decay laws to fit"})
+    laws: list[_ConfigLaw] = field(default_factory=lambda: list(LAW_NAMES),
+                                   metadata={"help": "decay laws to fit"})
     criterion: Criterion = field(default="bic", metadata={"help": "model-selection criterion"})
     late_start: float | None = field(default=None, metadata={
         "help": "start of the late window (default: the estimated onset)"})
@@ -76,8 +84,9 @@ class CoolingConfig:
         self.laws = list(self.laws)
         if not self.laws:
             raise ValueError(f"laws must name at least one law; valid: {', '.join(LAW_NAMES)}")
-        for law in self.laws:
-            check_choice("law", law, LAW_NAMES)
+        names = [get_law(law).name for law in self.laws]
+        if len(set(names)) < len(names):
+            raise ValueError(f"laws must have distinct names, got {names}")
         check_choice("criterion", self.criterion, ("bic", "aic"))
         check_choice("uncertainty", self.uncertainty, ("sandwich", "bootstrap", "jacobian"))
         check_choice("noise_model", self.noise_model, ("ar1", "white"))
@@ -96,18 +105,20 @@ class CoolingConfig:
 def _fit_channel(data, channel, window, cfg, seeds):
     panel = build_panel(data, channel, *window,
                         weights=cfg.weights if channel == "signal" else "uniform")
-    fits = {law: fit_law(panel, law, noise_model=cfg.noise_model, uncertainty=cfg.uncertainty,
-                         level=cfg.level, n_boot=cfg.n_boot, rng=seeds.pop())
+    fits = {get_law(law).name: fit_law(panel, law, noise_model=cfg.noise_model,
+                                       uncertainty=cfg.uncertainty, level=cfg.level,
+                                       n_boot=cfg.n_boot, rng=seeds.pop())
             for law in cfg.laws}
     return panel, fits, compare(fits, criterion=cfg.criterion)
 
 
-def window_stability(data: CoolingData, law: str, window: tuple, *, n_starts: int = 6,
+def window_stability(data: CoolingData, law: LawLike, window: tuple, *, n_starts: int = 6,
                      weights: Weights = "logged", noise_model: NoiseModel = "ar1",
                      level: float = 0.95, min_late: int = 20) -> dict:
     """Refit ``law`` (sandwich errors) on ``[s, end]`` for starts ``s`` from the window start to
     its midpoint; report each fit and the largest shift from the first in its own standard errors.
     """
+    lw = get_law(law)
     t_lo, t_hi = window
     ep = data.epochs[(data.epochs >= t_lo) & (data.epochs <= t_hi)]
     last_ok = ep[max(0, ep.size - min_late)]
@@ -116,7 +127,7 @@ def window_stability(data: CoolingData, law: str, window: tuple, *, n_starts: in
     rows, base = [], None
     for s in starts:
         try:
-            f = fit_law(build_panel(data, "signal", float(s), t_hi, weights=weights), law,
+            f = fit_law(build_panel(data, "signal", float(s), t_hi, weights=weights), lw,
                         noise_model=noise_model, uncertainty="sandwich", level=level)
         except ValueError as exc:
             rows.append({"start": float(s), "error": str(exc)})
@@ -128,7 +139,7 @@ def window_stability(data: CoolingData, law: str, window: tuple, *, n_starts: in
                      "stderr": f.stderr, "ci": {k: list(v) for k, v in f.ci.items()},
                      "shift_in_stderr": shift})
     worst = max((max(r["shift_in_stderr"].values()) for r in rows if "shift_in_stderr" in r), default=0.0)
-    return {"law": law, "fits": rows, "max_shift_in_stderr": worst,
+    return {"law": lw.name, "fits": rows, "max_shift_in_stderr": worst,
             "stable": bool(worst < STABLE_SHIFT), "threshold": STABLE_SHIFT}
 
 
@@ -176,12 +187,13 @@ def analyse(data: CoolingData, config: CoolingConfig | None = None) -> CoolingRe
         panel = build_panel(data, "signal", *window, weights=cfg.weights)
         for i, layer in enumerate(data.layers):
             sub = panel.subset(i)
-            fl = {law: fit_law(sub, law, noise_model=cfg.noise_model, uncertainty="sandwich",
-                               level=cfg.level) for law in cfg.laws}
+            fl = {get_law(law).name: fit_law(sub, law, noise_model=cfg.noise_model,
+                                             uncertainty="sandwich", level=cfg.level)
+                  for law in cfg.laws}
             per_layer[layer] = {"fits": fl, "comparison": compare(fl, criterion=cfg.criterion)}
     timings["per_layer"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    selected = channels["signal"]["comparison"].selected
+    selected = channels["signal"]["fits"][channels["signal"]["comparison"].selected].law_model
     stability = (window_stability(data, selected, window, n_starts=cfg.n_stability, weights=cfg.weights,
                                   noise_model=cfg.noise_model, level=cfg.level, min_late=cfg.min_late)
                  if cfg.n_stability > 0 else None)

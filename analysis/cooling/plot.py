@@ -10,15 +10,14 @@ crossing, late onset with its interval shaded).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from matplotlib.figure import Figure
 
+from anisotropy.io import save_figure_atomic
 from anisotropy.validation import check_choice
 
 from .io import CoolingData
-from .laws import evaluate
+from .laws import Law, LawLike, evaluate
 
 __all__ = ["plot_cooling"]
 
@@ -27,12 +26,21 @@ def _as_dict(result) -> dict:
     return result if isinstance(result, dict) else result.to_dict()
 
 
-def _fitted(res: dict, channel_block: dict, layers, t):
+def _law_objects(result) -> dict[str, Law]:
+    """The fitted :class:`Law` objects of a result by name (none for a ``cooling.json`` dict,
+    whose laws are looked up by name)."""
+    if isinstance(result, dict):
+        return {}
+    return {name: f.law_model for ch in result.channels.values() for name, f in ch["fits"].items()}
+
+
+def _fitted(res: dict, channel_block: dict, layers, t, laws: dict[str, Law]):
     law = channel_block["selected"]
     f = channel_block["laws"][law]
     names = [k for k in f["stderr"]]
     params = {k: f["params"][k] for k in names}
-    return law, {layer: evaluate(law, t, params, f["log_amplitudes"][layer]) for layer in layers}
+    spec: LawLike = laws.get(law, law)
+    return law, {layer: evaluate(spec, t, params, f["log_amplitudes"][layer]) for layer in layers}
 
 
 def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | None = None,
@@ -69,8 +77,9 @@ def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | 
     colours = [f"C{i % 10}" for i in range(data.n_layers)]
     lo, hi = res["regimes"]["late_window"]
     tw = np.linspace(max(lo, 1e-12), hi, 400)
-    law_s, fit_s = _fitted(res, res, data.layers, tw)
-    law_n, fit_n = _fitted(res, res["noise"], data.layers, tw)
+    laws = _law_objects(result)
+    law_s, fit_s = _fitted(res, res, data.layers, tw, laws)
+    law_n, fit_n = _fitted(res, res["noise"], data.layers, tw, laws)
     handles = []
     for i, layer in enumerate(data.layers):
         c = colours[i]
@@ -108,5 +117,5 @@ def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | 
     ax.set_title(title, fontsize=10)
     ax.legend(handles=handles, fontsize=7, ncol=2, loc="upper right", framealpha=0.85)
     if path is not None:
-        fig.savefig(Path(path), dpi=130)
+        save_figure_atomic(fig, path, dpi=130)
     return fig

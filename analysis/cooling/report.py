@@ -10,6 +10,7 @@
     "uncertainty", "at_bound", "gof"}}`` for the signal; ``exponential`` has ``tau``,
     ``stretched_exponential`` ``tau`` and ``beta``, ``power_law`` ``p``,
     ``stretched_then_exponential`` ``tau``, ``beta``, ``t_c`` (and the derived ``tau_late``);
+    a user's :class:`~analysis.cooling.laws.Law` its own parameters and derived quantities;
 ``comparison``
     criteria table with differences and weights, the nested likelihood-ratio test and the
     Vuong tests;
@@ -36,34 +37,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from anisotropy.io import nonfinite_to_null, write_json_atomic
 
-from anisotropy.io import write_text_atomic
+from .laws import law_name
 
 __all__ = ["SCHEMA", "CoolingResult", "load_result"]
 
 SCHEMA = "anisotropy.cooling/1"
-
-
-def _clean(x):
-    """JSON-safe copy: numpy scalars -> float, non-finite -> None, tuples -> lists."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_clean(v) for v in x.tolist()]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
 
 
 def _fmt_law(name: str, fit) -> str:
@@ -132,10 +115,11 @@ class CoolingResult:
                                 "count": int(d.epochs.size), "step": d.step},
                      "issues": [i.to_dict() for i in d.issues], "policy": self.config.on_invalid,
                      "batches_per_epoch": d.batches_per_epoch},
-            "config": dataclasses.asdict(self.config),
+            "config": {**dataclasses.asdict(self.config),
+                       "laws": [law_name(law) for law in self.config.laws]},
             "timings_s": self.timings,
         }
-        return _clean(out)
+        return nonfinite_to_null(out)
 
     def save(self, path) -> Path:
         """Write ``cooling.json`` atomically (``path`` may be a directory)."""
@@ -143,7 +127,7 @@ class CoolingResult:
         if p.is_dir() or p.suffix != ".json":
             p.mkdir(parents=True, exist_ok=True)
             p = p / "cooling.json"
-        return write_text_atomic(p, json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        return write_json_atomic(p, self.to_dict(), indent=1)
 
     # ------------------------------------------------------------------ text
     def report(self) -> str:
@@ -183,7 +167,8 @@ class CoolingResult:
             for r in comp.lrt:
                 L.append(f"  LRT {r['null']} in {r['alternative']}: 2dlnL = {r['statistic']:.2f}, "
                          f"p = {r['p_value']:.3g} (two-sided), {r['p_value_one_sided']:.3g} "
-                         f"(beta < 1, boundary mixture)")
+                         f"({r['param']} {'<' if r['side'] == 'below' else '>'} "
+                         f"{r['null_value']:g}, boundary mixture)")
             for r in comp.vuong:
                 L.append(f"  Vuong {r['a']} vs {r['b']}: Z = {r['statistic']:+.2f}, "
                          f"p = {r['p_value']:.3g} (favours {r['favours']})")

@@ -28,17 +28,16 @@ All randomness comes from the ``rng`` argument.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from anisotropy.validation import check_int, check_positive
-from anisotropy.io import write_text_atomic
+from anisotropy.io import nonfinite_to_null, write_json_atomic, write_jsonl_atomic
 
 from .io import CoolingData
-from .laws import get_law, log_f
+from .laws import LawLike, get_law, log_f
 
 __all__ = ["SyntheticSpec", "generate", "ar1_noise", "write_run", "true_signal_max"]
 
@@ -47,7 +46,7 @@ __all__ = ["SyntheticSpec", "generate", "ar1_noise", "write_run", "true_signal_m
 class SyntheticSpec:
     """Parameters of a synthetic run (see the module docstring for the model)."""
 
-    law: str = "stretched_exponential"
+    law: LawLike = "stretched_exponential"          # a registered name or a Law object
     params: dict = field(default_factory=lambda: {"tau": 30.0, "beta": 0.5})
     amplitudes: tuple = (1.0, 0.6, 0.35, 0.2)
     n_epochs: int = 400
@@ -149,7 +148,7 @@ def generate(spec: SyntheticSpec, rng: np.random.Generator | int) -> tuple[Cooli
     data = CoolingData(t, tuple(f"fc{i + 1}" for i in range(L)), signal, signal_std,
                        grad_mean_norm=gmean, grad_std_norm=gstd, weight_norm=np.ones_like(signal),
                        numel=numel, batches_per_epoch=spec.batches_per_epoch, source="synthetic")
-    truth = {"law": spec.law, "params": dict(spec.params), "onset": spec.onset,
+    truth = {"law": get_law(spec.law).name, "params": dict(spec.params), "onset": spec.onset,
              "log_amplitudes": dict(zip(data.layers, np.log(np.asarray(spec.amplitudes, float)))),
              "signal_max": dict(zip(data.layers, true_signal_max(spec).tolist())),
              "snr_crossing": spec.snr_crossing}
@@ -159,14 +158,15 @@ def generate(spec: SyntheticSpec, rng: np.random.Generator | int) -> tuple[Cooli
 def write_run(data: CoolingData, directory, *, summary: dict | None = None) -> Path:
     """Write ``data`` as a run directory in the trainer's format (``log.jsonl``, ``summary.json``).
 
-    Absent values are left out of the records; NaN is written as the JSON token ``NaN``
-    (what :func:`json.dumps` does), so that a round trip preserves every issue.
+    Absent values are left out of the records.  The files are strict JSON, as the
+    trainer writes them (:mod:`anisotropy.io`): a NaN / inf value is written as
+    ``null`` and reads back as missing; ``train_loss`` (not simulated) is ``null``.
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     channels = [c for c in ("signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight_norm")
                 if getattr(data, c) is not None]
-    lines = []
+    records = []
     for j, e in enumerate(data.epochs):
         layers = {}
         for i, name in enumerate(data.layers):
@@ -175,10 +175,10 @@ def write_run(data: CoolingData, directory, *, summary: dict | None = None) -> P
                 rec["numel"] = int(data.numel[i])
             if len(rec) > (data.numel is not None):
                 layers[name] = rec
-        lines.append(json.dumps({"epoch": float(e) if e % 1 else int(e), "train_loss": float("nan"),
-                                 "layers": layers}) + "\n")
-    write_text_atomic(d / "log.jsonl", "".join(lines))
+        records.append(nonfinite_to_null({"epoch": float(e) if e % 1 else int(e),
+                                          "train_loss": None, "layers": layers}))
+    write_jsonl_atomic(d / "log.jsonl", records)
     summ = summary if summary is not None else {"data": {"batch_size": 256},
                                                 "n_batches": data.batches_per_epoch}
-    write_text_atomic(d / "summary.json", json.dumps(summ, indent=1))
+    write_json_atomic(d / "summary.json", nonfinite_to_null(summ), indent=1)
     return d

@@ -12,7 +12,7 @@ Two estimators (PAPER-NOTES section 3):
   with ``x`` drawn from the normalised kernel on the mask's support (``|U|``
   coordinates; the others stay at ``W``) and ``Z_K`` its normaliser
   (``Z_1(R,k)^{|U|}`` for the box kernel ``K_{R,k}`` of eq 6, ``(2 pi/gamma)^{|U|/2}``
-  for the heat kernel of eq 1).  Methods: plain Monte Carlo, randomised quasi
+  for the heat kernel of eq 1; any :class:`anisotropy.kernels.Kernel` works).  Methods: plain Monte Carlo, randomised quasi
   Monte Carlo (scrambled Sobol), antithetic pairs and a control variate built
   from a quadratic surrogate of the loss.
 * :func:`paper_m_estimator` - the paper's ``M`` exactly as in eqs 3/14/22.
@@ -49,10 +49,12 @@ from typing import Any, Callable, Literal
 import numpy as np
 from scipy.stats import qmc
 
+from anisotropy.kernels import Kernel, KernelName
 from anisotropy.validation import check_choice, check_int, check_positive
 
-from analysis.free_entropy.estimators import (KernelSpec, as_generator, batch_rows, check_centre, evaluate_loss,
-                         log_weights, smoothed_indices, weight_diagnostics)
+from analysis.free_entropy.estimators import (as_generator, batch_rows, check_centre, estimator_kernel,
+                                              evaluate_loss, log_weights, smoothed_indices,
+                                              weight_diagnostics)
 from analysis.free_entropy.estimators import jackknife as _jackknife
 from analysis.free_entropy.paper_m import PaperMResult, paper_m_estimator, paper_m_noiseless
 from analysis.free_entropy.surrogate import control_variate_estimate, fit_surrogate, log_surrogate_averages
@@ -120,6 +122,7 @@ class FreeEntropyResult:
     n_smoothed : int
         ``|U|``.
     kernel : str
+        The kernel's :attr:`~anisotropy.kernels.Kernel.name`.
     beta : float
     cv_coefficient : float or None
         Control-variate coefficient (``control_variate`` only).
@@ -182,8 +185,9 @@ def _plain(lw: np.ndarray, log_z: float):
     return est, se, sums, stat
 
 
-def _sobol_draws(spec: KernelSpec, n: int, y: int, rng: np.random.Generator, batch: int):
-    dims = n * spec.uniforms_per_coordinate
+def _sobol_draws(kernel: Kernel, n: int, y: int, rng: np.random.Generator, batch: int):
+    kernel.require("from_uniforms", needed_by="method='sobol'")
+    dims = n * kernel.uniforms_per_coordinate
     if dims > qmc.Sobol.MAXDIM:
         raise ValueError(f"method='sobol' supports at most {qmc.Sobol.MAXDIM} Sobol dimensions; "
                          f"|U| = {n} needs {dims} (use method='mc' or 'antithetic')")
@@ -202,7 +206,7 @@ def _sobol_draws(spec: KernelSpec, n: int, y: int, rng: np.random.Generator, bat
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*balance properties.*")
             u = sampler.random(m)
-        return spec.from_uniforms(u + half_cell)
+        return kernel.from_uniforms(u + half_cell)
 
     return draw, y, b
 
@@ -222,8 +226,9 @@ def _scrambled(lws: np.ndarray, log_z: float):
     return est, se, sums, stat
 
 
-def _antithetic(loss, w, idx, spec, y, batch, beta, rng, log_z):
+def _antithetic(loss, w, idx, kernel, y, batch, beta, rng, log_z):
     """``y/2`` pairs ``(dW, -dW)``; the units of the error bar and jackknife are pairs."""
+    kernel.require("symmetric", needed_by="method='antithetic' (pairs dW, -dW)")
     if y % 2:
         raise ValueError(f"y must be even for method='antithetic' (pairs dW, -dW), got {y}")
     n = idx.size
@@ -233,7 +238,7 @@ def _antithetic(loss, w, idx, spec, y, batch, beta, rng, log_z):
     lm = np.empty(pairs)
     for s in range(0, pairs, half):
         b = min(half, pairs - s)
-        dw = spec.sample((b, n), rng)
+        dw = kernel.sample((b, n), generator=rng)
         vals = -beta * evaluate_loss(loss, w, idx, np.concatenate([dw, -dw]))
         lp[s:s + b], lm[s:s + b] = vals[:b], vals[b:]
     all_lw = np.concatenate([lp, lm])
@@ -250,16 +255,18 @@ def _antithetic(loss, w, idx, spec, y, batch, beta, rng, log_z):
     return all_lw, (est, se, sums, stat)
 
 
-def _control_variate(loss, w, idx, spec, y, batch, beta, rng, log_z, grad, hess_diag):
+def _control_variate(loss, w, idx, kernel, y, batch, beta, rng, log_z, grad, hess_diag):
     """Surrogate fit, ``y`` kernel draws, and the controlled estimate (or ``None``)."""
+    needs = ("log_quadratic_average",) + (("scale",) if grad is None else ())
+    kernel.require(*needs, needed_by="method='control_variate'")
     n = idx.size
-    L0, p, q, n_sur = fit_surrogate(loss, w, idx, spec, batch, beta, grad, hess_diag)
-    log_mu = -beta * L0 + float(np.sum(log_surrogate_averages(p, q, spec)))
+    L0, p, q, n_sur = fit_surrogate(loss, w, idx, kernel, batch, beta, grad, hess_diag)
+    log_mu = -beta * L0 + float(np.sum(log_surrogate_averages(p, q, kernel)))
     lw = np.empty(y)
     lq = np.empty(y)
     for s in range(0, y, batch):
         b = min(batch, y - s)
-        dw = spec.sample((b, n), rng)
+        dw = kernel.sample((b, n), generator=rng)
         lw[s:s + b] = -beta * evaluate_loss(loss, w, idx, dw)
         lq[s:s + b] = -beta * L0 - (dw @ p + 0.5 * (dw * dw) @ q)
     return n_sur, lw, control_variate_estimate(lw, lq, log_mu, log_z)
@@ -268,7 +275,7 @@ def _control_variate(loss, w, idx, spec, y, batch, beta, rng, log_z, grad, hess_
 # --------------------------------------------------------------- estimator
 def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: float | None = None,
                        k: float = math.inf, gamma: float | None = None,
-                       kernel: Literal["box", "gaussian"] = "box", mask: Any = None, y: int,
+                       kernel: Kernel | KernelName = "box", mask: Any = None, y: int,
                        method: Method = "mc", beta: float = 1.0, seed: Any,
                        n_scramblings: int = 8, jackknife: bool = False,
                        batch_size: int | None = None, grad: Any = None,
@@ -286,11 +293,17 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
     w : array_like, shape (N,)
         Centre ``W``.
     R, k : float
-        Box kernel ``K_{R,k}`` (eq 6): ``R > 0`` required, ``k`` in ``(0, inf]``
-        (``inf``: uniform hypercube; finite: exact Uniform + Logistic sampler).
+        Name form ``kernel="box"``: ``K_{R,k}`` (eq 6), ``R > 0`` required, ``k`` in
+        ``(0, inf]`` (``inf``: uniform hypercube; finite: exact Uniform + Logistic sampler).
     gamma : float
-        Heat kernel ``exp(-(gamma/2)|x|^2)`` (``kernel="gaussian"``; required there).
-    kernel : {"box", "gaussian"}
+        Name form ``kernel="gaussian"``: heat kernel ``exp(-(gamma/2)|x|^2)`` (required there).
+    kernel : Kernel or {"box", "gaussian"}
+        The smoothing kernel, e.g. ``BoxKernel(R, k)``, ``GaussianKernel(gamma)`` or
+        any :class:`anisotropy.kernels.Kernel` subclass (then ``R``, ``k``, ``gamma``
+        stay unset); or a name with ``R``, ``k``, ``gamma``.  ``mc`` needs only the
+        three required methods; ``sobol`` needs ``from_uniforms``, ``antithetic`` a
+        symmetric kernel, ``control_variate`` ``log_quadratic_average`` (and
+        ``scale`` unless ``grad`` is given).
     mask : bool array, shape (N,), optional
         Smoothed coordinates ``U`` (all if ``None``; at least one).
     y : int
@@ -335,7 +348,7 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
         If the weights' relative variance exceeds :data:`RELVAR_LIMIT`.
     """
     check_choice("method", method, METHODS)
-    spec = KernelSpec.make(kernel, R=R, k=k, gamma=gamma)
+    kern = estimator_kernel(kernel, R=R, k=k, gamma=gamma)
     w = check_centre(w)
     idx = smoothed_indices(mask, w.shape[0])
     n = idx.size
@@ -345,28 +358,29 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
     rng = as_generator(seed)
     if not callable(loss):
         raise ValueError(f"loss must be callable, got {type(loss)}")
-    log_z = spec.log_normaliser(n)
+    log_z = n * kern.log_normaliser()
     notes: list[str] = []
     cv_coef = None
     n_sur = 0
 
     if method == "mc":
-        all_lw = log_weights(loss, w, idx, lambda b: spec.sample((b, n), rng), y, batch, beta)
+        all_lw = log_weights(loss, w, idx, lambda b: kern.sample((b, n), generator=rng), y, batch,
+                             beta)
         est, se, sums, stat = _plain(all_lw, log_z)
     elif method == "antithetic":
-        all_lw, (est, se, sums, stat) = _antithetic(loss, w, idx, spec, y, batch, beta, rng, log_z)
+        all_lw, (est, se, sums, stat) = _antithetic(loss, w, idx, kern, y, batch, beta, rng, log_z)
     elif method == "sobol":
         if y & (y - 1):
             raise ValueError(f"y must be a power of two for method='sobol', got {y}")
         n_s = check_int("n_scramblings", n_scramblings, minimum=2)
-        per = [log_weights(loss, w, idx, *_sobol_draws(spec, n, y, rng, batch), beta)
+        per = [log_weights(loss, w, idx, *_sobol_draws(kern, n, y, rng, batch), beta)
                for _ in range(n_s)]
         all_lw = np.concatenate(per)
         est, se, sums, stat = _scrambled(np.array(per), log_z)
     else:  # control_variate
         if y < 3:
             raise ValueError(f"y must be >= 3 for method='control_variate', got {y}")
-        n_sur, all_lw, cv = _control_variate(loss, w, idx, spec, y, batch, beta, rng, log_z,
+        n_sur, all_lw, cv = _control_variate(loss, w, idx, kern, y, batch, beta, rng, log_z,
                                              grad, hess_diag)
         if cv is None:
             notes.append("control variate unusable (non-positive controlled mean or overflow); "
@@ -389,5 +403,5 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
         estimate=float(final), stderr=float(se), y=y, method=method, log_normaliser=float(log_z),
         relative_variance=relvar, ess=ess, reliable=bool(reliable), jackknife_bias=jk,
         raw_estimate=float(est), n_evaluations=int(all_lw.size), n_smoothed=int(n),
-        kernel=spec.kind, beta=beta, cv_coefficient=cv_coef, n_surrogate_evaluations=n_sur,
+        kernel=kern.name, beta=beta, cv_coefficient=cv_coef, n_surrogate_evaluations=n_sur,
         notes=tuple(notes))

@@ -1,8 +1,9 @@
 r"""Building blocks of the Monte Carlo free-entropy estimator (:mod:`analysis.free_entropy`).
 
-* :class:`KernelSpec` - the normalised smoothing kernel (box ``K_{R,k}`` or heat)
-  with its exact sampler and its inverse-CDF transform of uniforms (for
-  randomised quasi Monte Carlo);
+* :func:`estimator_kernel` - the kernel of the keyword forms ``kernel=instance``
+  or ``kernel=name, R=..., k=..., gamma=...`` (any :class:`anisotropy.kernels.Kernel`:
+  exact sampler, normaliser and, optionally, inverse-CDF transform of uniforms);
+  :class:`KernelSpec` is its former name-based wrapper, kept for compatibility;
 * :func:`weight_diagnostics` - relative variance and effective sample size of
   importance weights given in log space;
 * :func:`jackknife` - delete-a-group jackknife bias estimate of a statistic of
@@ -16,16 +17,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from scipy import special
 
-from anisotropy.validation import check_choice, check_int, check_positive, check_sharpness
-from anisotropy.kernels import (KERNEL_NAMES, KernelName, check_mask, heat_log_normaliser, log_normaliser, sample_heat,
-                               sample_kernel)
+from anisotropy.kernels import KERNEL_NAMES, Kernel, KernelName, as_kernel, check_mask
+from anisotropy.validation import check_int
 
 __all__ = [
     "KernelName",
     "KERNELS",
     "KernelSpec",
+    "estimator_kernel",
     "weight_diagnostics",
     "jackknife",
     "JACKKNIFE_MAX_GROUPS",
@@ -37,8 +37,7 @@ __all__ = [
     "log_weights",
 ]
 
-KernelName = KernelName
-KERNELS: tuple[str, ...] = KERNEL_NAMES
+KERNELS: tuple[str, ...] = KERNEL_NAMES   # the names are defined once, in anisotropy.kernels
 
 # Memory bound for one batch of perturbed weight vectors: 2^22 float64 = 32 MiB.
 _BATCH_ELEMENTS = 2 ** 22
@@ -48,81 +47,57 @@ _BATCH_ELEMENTS = 2 ** 22
 # and 100 groups cost 100 cheap re-evaluations of a statistic of group sums.
 JACKKNIFE_MAX_GROUPS = 100
 
+
+def estimator_kernel(kernel: Kernel | KernelName | KernelSpec, *, R: Any = None,
+                     k: Any = math.inf, gamma: Any = None) -> Kernel:
+    """The kernel of the estimators: an instance as it is (``R``, ``k``, ``gamma``
+    unset), or a name with its own parameters, strictly
+    (:func:`anisotropy.kernels.as_kernel`: ``R`` is required for ``"box"``,
+    ``gamma`` for ``"gaussian"``, and a parameter of the other kernel is an error)."""
+    if isinstance(kernel, KernelSpec):
+        kernel = kernel.kernel
+    return as_kernel(kernel, R=R, k=k, gamma=gamma)
+
+
+#: values of the former ``KernelSpec`` fields for a kernel that lacks them
+_SPEC_DEFAULTS: dict[str, Any] = {"R": None, "k": math.inf, "gamma": None}
+
+
 @dataclass(frozen=True)
 class KernelSpec:
-    """A normalised smoothing kernel on the smoothed coordinates.
+    """Former name-based description of the kernel, kept for compatibility.
 
-    Attributes
-    ----------
-    kind : {"box", "gaussian"}
-    R, k : float or None
-        Box kernel ``K_{R,k}`` (eq 6; ``k = inf`` is the uniform hypercube).
-    gamma : float or None
-        Heat kernel ``exp(-(gamma/2) x^2)`` (eq 1 convention, variance ``1/gamma``).
+    Wraps a :class:`anisotropy.kernels.Kernel`; its attributes (``R``, ``k``,
+    ``gamma``, ``finite_k``, ``scale``, ...) are the kernel's and ``kind`` is its
+    name.  New code passes the kernel itself.
     """
 
-    kind: str
-    R: float | None = None
-    k: float = math.inf
-    gamma: float | None = None
+    kernel: Kernel
 
     @classmethod
-    def make(cls, kind: str, *, R: Any = None, k: Any = math.inf, gamma: Any = None) -> "KernelSpec":
+    def make(cls, kind: Any, *, R: Any = None, k: Any = math.inf, gamma: Any = None) -> "KernelSpec":
         """Validate the kernel arguments (ValueError naming the bad one)."""
-        check_choice("kernel", kind, KERNELS)
-        if kind == "box":
-            if R is None:
-                raise ValueError("R is required for kernel='box' (half side of the box, R > 0)")
-            if gamma is not None:
-                raise ValueError("gamma applies only to kernel='gaussian'; leave it None for 'box'")
-            return cls("box", R=check_positive("R", R), k=check_sharpness(k))
-        if gamma is None:
-            raise ValueError("gamma is required for kernel='gaussian' (inverse variance, gamma > 0)")
-        if R is not None or k != math.inf:
-            raise ValueError("R and k apply only to kernel='box'; leave them unset for 'gaussian'")
-        return cls("gaussian", gamma=check_positive("gamma", gamma))
+        return cls(estimator_kernel(kind, R=R, k=k, gamma=gamma))
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr == "kernel":    # not yet set (copy, pickle)
+            raise AttributeError(attr)
+        if attr in _SPEC_DEFAULTS:                        # the former fields of every kind
+            return getattr(self.kernel, attr, _SPEC_DEFAULTS[attr])
+        return getattr(self.kernel, attr)
 
     @property
     def finite_k(self) -> bool:
-        return self.kind == "box" and not math.isinf(self.k)
-
-    @property
-    def scale(self) -> float:
-        """Typical displacement: ``R`` for the box, ``1/sqrt(gamma)`` for the heat kernel."""
-        return self.R if self.kind == "box" else 1.0 / math.sqrt(self.gamma)
-
-    @property
-    def uniforms_per_coordinate(self) -> int:
-        """Sobol dimensions per coordinate: 2 for finite ``k`` (uniform + logistic), else 1."""
-        return 2 if self.finite_k else 1
+        """True for a kernel with exponential tails (the box at finite ``k``)."""
+        return math.isfinite(self.kernel.tail_rate)
 
     def log_normaliser(self, n: int) -> float:
         """``log Z_K`` for ``n`` smoothed coordinates."""
-        if self.kind == "box":
-            return log_normaliser(self.R, self.k, n)
-        return heat_log_normaliser(self.gamma, n)
+        return n * self.kernel.log_normaliser()
 
     def sample(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-        """Exact draws from the normalised kernel (``anisotropy.kernels`` samplers)."""
-        if self.kind == "box":
-            return sample_kernel(shape, R=self.R, k=self.k, rng=rng)
-        return sample_heat(shape, gamma=self.gamma, rng=rng)
-
-    def from_uniforms(self, u: np.ndarray) -> np.ndarray:
-        r"""Map uniforms ``u`` of shape ``(b, n * uniforms_per_coordinate)`` in ``(0, 1)``
-        to kernel draws of shape ``(b, n)`` by inverse CDFs.
-
-        Box: ``R (2u - 1)``; finite ``k``: that plus a logistic
-        ``(1/(2k)) logit(u')`` from a second uniform (the kernel is exactly the law of
-        Uniform + Logistic, PAPER-NOTES section 1); heat: ``ndtri(u)/sqrt(gamma)``.
-        """
-        if self.kind == "gaussian":
-            return special.ndtri(u) / math.sqrt(self.gamma)
-        if not self.finite_k:
-            return self.R * (2.0 * u - 1.0)
-        n = u.shape[-1] // 2
-        uni, v = u[..., :n], u[..., n:]
-        return self.R * (2.0 * uni - 1.0) + (np.log(v) - np.log1p(-v)) / (2.0 * self.k)
+        """Exact draws from the normalised kernel."""
+        return self.kernel.sample(shape, generator=rng)
 
 
 # --------------------------------------------------------------- diagnostics

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "facts": ("analysis.facts:main", "verify the analytic facts symbolically and numerically"),
     "limits": ("analysis.facts:main", "the same as 'facts' (its former name)"),
     "converge": ("analysis.convergence.study:main", "convergence study of the free-entropy estimators"),
-    "train": ("anisotropy.training.trainer:main", "train a model from a TOML configuration"),
+    "train": ("anisotropy.cli.train:main", "train a model from a TOML configuration"),
     "cooling": ("analysis.cooling:main", "cooling-law analysis of logged layer signals"),
     "sweep": ("experiments.sweep:main", "run an experiment's sweep of training runs"),
     "figures": ("paper_figs.make:main", "draw the paper's figures from sweep results"),

@@ -4,6 +4,12 @@ Each field of a (possibly nested) dataclass becomes ``--field-name`` (nested:
 ``--section.field-name``); booleans become ``--flag/--no-flag``; ``Literal``
 fields get ``choices``; the field's ``metadata["help"]`` is the help text.
 ``from_namespace`` rebuilds the dataclass from the parsed namespace.
+
+Configuration overrides have one grammar on every command (``train``, ``sweep``,
+``figures``): ``--set KEY=VALUE``, repeatable, the value a TOML literal, parsed by
+:func:`anisotropy.training.config.parse_override` where the overrides are applied (so
+that a bad one is reported by the command like any other bad input).  A dataclass
+field marked ``metadata={"override": True}`` (a ``list[str]``) gets that option.
 """
 from __future__ import annotations
 
@@ -12,7 +18,11 @@ import dataclasses
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-__all__ = ["add_dataclass_arguments", "from_namespace"]
+__all__ = ["add_dataclass_arguments", "add_override_argument", "from_namespace"]
+
+#: help of ``--set`` (the grammar is :func:`anisotropy.training.config.parse_override`)
+OVERRIDE_HELP = ("override a configuration value, KEY=VALUE with a TOML literal value, e.g. "
+                 "--set smoothing.R=0.02 --set 'smoothing.layers=[\"fc1\"]'; repeatable")
 
 
 def _resolve(cls: type) -> dict[str, Any]:
@@ -35,6 +45,14 @@ def _scalar_type(tp: Any) -> tuple[Any, tuple | None]:
     return str, None
 
 
+def add_override_argument(parser: argparse.ArgumentParser, *, dest: str = "set",
+                          help: str = OVERRIDE_HELP) -> None:
+    """Add the repeatable ``--set KEY=VALUE`` option, collected as a list of strings in
+    ``dest`` (empty when not given)."""
+    parser.add_argument("--set", dest=dest, action="append", default=[], metavar="KEY=VALUE",
+                        help=help.replace("%", "%%"))
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
     """Add one option per field of dataclass ``cls`` (recursing into nested dataclasses)."""
     hints = _resolve(cls)
@@ -49,6 +67,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
         help_ = f.metadata.get("help", "").replace("%", "%%")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        if f.metadata.get("override"):
+            add_override_argument(parser, dest=dest, help=f.metadata.get("help", OVERRIDE_HELP))
+            continue
         if tp is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_)

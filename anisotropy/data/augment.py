@@ -23,7 +23,7 @@ saturation and hue are no-ops.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from anisotropy.validation import check_choice
 
 __all__ = ["augment_batch", "crop_boxes", "spatial_transform", "color_jitter", "grayscale",
-           "rgb_to_hsv", "hsv_to_rgb", "AUGMENTATIONS"]
+           "rgb_to_hsv", "hsv_to_rgb", "AugmentName", "AUGMENTATIONS"]
 
+#: training-set augmentations (the one definition; configuration and CLI import it)
 AugmentName = Literal["none", "crop", "heavy"]
-AUGMENTATIONS = ("none", "crop", "heavy")
+AUGMENTATIONS: tuple[str, ...] = get_args(AugmentName)
 #: tries of the crop-size rejection step (the usual recipe uses ten)
 CROP_TRIES = 10
 #: ITU-R 601 luma weights used for grey scale, as in common image libraries

@@ -28,19 +28,28 @@ import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import torch
 
 from anisotropy.validation import check_choice, check_finite, check_int
-from anisotropy.training.config import DataConfig
 from anisotropy.data.idx import read_idx
 
-__all__ = ["Dataset", "load_dataset", "minibatches", "DATASETS", "FASHION_MNIST_DIR",
+if TYPE_CHECKING:  # the configuration imports this module's names: no import cycle at run time
+    from anisotropy.training.config import DataConfig
+
+__all__ = ["Dataset", "load_dataset", "minibatches", "DataName", "DATASETS", "Normalisation",
+           "NORMALISATIONS", "FASHION_MNIST_DIR",
            "load_fashion_mnist", "load_mnist", "load_digits", "load_cifar10", "load_stl10",
            "make_synthetic"]
 
-DATASETS = ("fashion_mnist", "mnist_idx", "mnist", "digits", "cifar10", "stl10", "synthetic")
+#: data sets a configuration can name (``data.name``; the one definition)
+DataName = Literal["fashion_mnist", "mnist_idx", "mnist", "digits", "cifar10", "stl10", "synthetic"]
+DATASETS: tuple[str, ...] = get_args(DataName)
+#: input normalisations (``data.normalize``): pixels in [0, 1], or standardised per channel
+Normalisation = Literal["unit", "standard"]
+NORMALISATIONS: tuple[str, ...] = get_args(Normalisation)
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 #: floor on the per-channel std of "standard" normalisation: a constant channel
 #: (e.g. a blank border) is centred but not divided by ~0

@@ -1,14 +1,28 @@
-"""Smoothing kernels (eqs 1, 5-8 of the paper): distances, log kernels,
-normalisers and exact samplers, for numpy arrays and torch tensors.
+"""Smoothing kernels (eqs 1, 5-8 of the paper): kernel objects, their registry
+of names, and the closed-form distances, log kernels, normalisers and exact
+samplers behind them, for numpy arrays and torch tensors.
+
+:class:`Kernel` is the extension point: a subclass with ``log_kernel``,
+``log_normaliser`` and ``sample`` works in every API that takes a kernel.
 
 Imports numpy only (no torch) so that numpy-only work stays light.
 """
 
-from .closed_form import KernelName, KERNEL_NAMES, distance, log_kernel, kernel, masked_distance, masked_log_kernel, heat_distance, heat_log_kernel, log_normaliser, heat_log_normaliser, sample_kernel, sample_heat, check_mask
+from .closed_form import distance, log_kernel, kernel, masked_distance, masked_log_kernel, heat_distance, heat_log_kernel, log_normaliser, heat_log_normaliser, sample_kernel, sample_heat, check_mask
+from .base import Kernel
+from .box import BoxKernel
+from .gaussian import GaussianKernel
+from .registry import KernelName, KERNEL_NAMES, KERNEL_CLASSES, as_kernel, kernel_parameters
 
 __all__ = [
+    "Kernel",
+    "BoxKernel",
+    "GaussianKernel",
     "KernelName",
     "KERNEL_NAMES",
+    "KERNEL_CLASSES",
+    "as_kernel",
+    "kernel_parameters",
     "distance",
     "log_kernel",
     "kernel",

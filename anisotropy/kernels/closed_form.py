@@ -33,15 +33,13 @@ Every function accepts numpy arrays or torch tensors and returns the same kind.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from anisotropy.validation import _is_torch, check_finite, check_int, check_positive, check_sharpness
 
 __all__ = [
-    "KernelName",
-    "KERNEL_NAMES",
     "distance",
     "log_kernel",
     "kernel",
@@ -58,10 +56,6 @@ __all__ = [
 
 LOG2 = math.log(2.0)
 
-#: the kernel families: ``box`` is K_{R,k} of eqs 5-6 (``k = inf``: the hard
-#: hypercube), ``gaussian`` the heat kernel of eq 1
-KernelName = Literal["box", "gaussian"]
-KERNEL_NAMES: tuple[str, ...] = ("box", "gaussian")
 #: torch's softplus returns z itself above its default threshold 20, an error of
 #: log1p(e^-20) = 2e-9 (1e-10 relative) in float64; above 40 the error e^-40 = 4e-18 is
 #: below half an ulp of z in float64 (and exp(40) is still finite in float32).

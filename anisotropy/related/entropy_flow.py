@@ -1,11 +1,13 @@
-r"""Entropy propagation through linear layers and entropy-based loss terms (seed 002).
+r"""Entropy propagation through linear layers and entropy-based loss terms (*Entropy-based
+Guidance of Deep Neural Networks for Accelerated Convergence and Improved Performance*,
+Meni et al.).
 
 **Dense layers.**  For an invertible square ``W`` (n x n) and a random vector ``X``
 with a density, the change of variables ``Y = WX + b`` gives
 :math:`H(Y) = H(X) + \log|\det W|` (differential entropies, nats):
 :func:`dense_entropy_change`, computed with :func:`torch.linalg.slogdet`.
 
-**Convolutions.**  Seed 002 states :math:`H(C*X) = H(X) + (l-p+1)(w-q+1)\log|c_{11}|`
+**Convolutions.**  That paper states :math:`H(C*X) = H(X) + (l-p+1)(w-q+1)\log|c_{11}|`
 for a single-channel 'valid' 2-D convolution of an ``l x w`` input with a
 ``p x q`` kernel.  The output has fewer coordinates than the input, so the
 formula holds in this precise sense (implemented here):
@@ -32,7 +34,7 @@ block upper triangular with the ``C x C`` diagonal block ``K[:, :, 0, 0]``
 Padding breaks the triangular structure (the centre tap lands on the diagonal),
 so only 'valid' convolutions are accepted.
 
-**Loss terms.**  Seed 002 only sketches :math:`L = L_{acc} + \lambda_1 L_{dense} +
+**Loss terms.**  That paper only sketches :math:`L = L_{acc} + \lambda_1 L_{dense} +
 \lambda_2 L_{conv}`, losses that steer each layer's entropy change towards a
 pattern.  The exact form chosen here: with the per-coordinate entropy change
 :math:`h_k = \Delta H_k / D_k` of layer ``k`` (``D_k`` = output coordinates;

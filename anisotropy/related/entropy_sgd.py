@@ -1,4 +1,5 @@
-r"""Entropy-SGD (Chaudhari et al.; seed 003), optionally restricted to chosen layers.
+r"""Entropy-SGD (Chaudhari et al.), optionally restricted to chosen layers (as studied
+in *Entropic gradient descent algorithms and wide flat minima*, Pittorino et al., ICLR 2021).
 
 Entropy-SGD descends the local entropy
 :math:`F_\gamma(W) = -\log \int dW'\, e^{-L(W') - \frac{\gamma}{2}\|W' - W\|^2}`
@@ -36,7 +37,8 @@ the base optimizer moves them exactly as it would without the wrapper.
 
 **Scoping.**  ``gamma`` may be a callable ``outer_step -> gamma``, e.g.
 :func:`gamma_scoping`, Chaudhari's :math:`\gamma_t = \gamma_0 (1 + \gamma_1)^t`
-(the coupling tightens, i.e. the smoothing fades, during training: seed 000).
+(the coupling tightens, i.e. the smoothing fades, during training: the scoping of
+*Entropic alternatives to initialization* (Musso)).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-r"""Local energy: the expected loss increase under weight noise (seed 003).
+r"""Local energy: the expected loss increase under weight noise.
 
-Pittorino et al. (seed 003) compare two flatness measures of a minimum ``W``:
+*Entropic gradient descent algorithms and wide flat minima* (Pittorino et al., ICLR 2021)
+compare two flatness measures of a minimum ``W``:
 the local entropy (here :func:`analysis.free_entropy.local_free_entropy`) and
 the *local energy*
 
@@ -19,8 +20,9 @@ For a loss that is exactly quadratic in the perturbed weights, with Hessian
 ``H``, the expectation is exact at second order:
 ``δE = σ²/2 Σ_i H_ii W_i²`` (multiplicative) and ``σ²/2 tr H`` (additive).
 
-Estimation is plain Monte Carlo over ``n`` draws of ``z`` (standard normal,
-drawn by :func:`anisotropy.smoothing.sampling.sample_perturbations` from the
+Estimation is plain Monte Carlo over ``n`` draws of ``z`` (standard normal by
+default; any unit-scale :class:`anisotropy.kernels.Kernel` may replace it, and
+then ``σ²`` above becomes ``σ² Var z``), drawn by :func:`anisotropy.smoothing.sampling.sample_perturbations` from the
 ``torch.Generator`` passed in), evaluated out of place and ``batch_size``
 configurations at a time by :func:`anisotropy.smoothing.stacked.stacked_outputs` under
 :func:`torch.no_grad`.  Every batch also evaluates the centre ``L(W)`` with
@@ -37,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from anisotropy.kernels import Kernel, KernelName, as_kernel
 from anisotropy.validation import check_choice, check_int
 from anisotropy.smoothing.stacked import children_for, stacked_outputs
 from anisotropy.smoothing.sampling import is_bias, sample_perturbations, select_parameters
@@ -103,7 +106,8 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
                        layers: str | Iterable[str] | None = None, noise: Noise = "multiplicative",
                        n: int = 100, batch_size: int = 16, include_biases: bool = False,
                        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-                       = F.cross_entropy) -> tuple[FlatnessResult, ...]:
+                       = F.cross_entropy, kernel: Kernel | KernelName = "gaussian"
+                       ) -> tuple[FlatnessResult, ...]:
     r"""Local energy :math:`\delta E(\sigma)` at several ``sigma`` with common random numbers.
 
     The same ``n`` draws of ``z`` are scaled by every ``sigma``, so the curve is
@@ -137,6 +141,9 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         Also perturb the biases of the selected modules.
     loss_fn : callable(output, targets) -> scalar tensor
         Mean loss (default cross-entropy).
+    kernel : Kernel or {"gaussian", "box"}
+        Law of each coordinate of ``z``: an instance as it is, a name at unit
+        scale (``"gaussian"``: ``N(0, 1)``, the default; ``"box"``: ``Uniform(-1, 1)``).
 
     Returns
     -------
@@ -160,6 +167,7 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         raise ValueError(f"sigmas must be a non-empty sequence of numbers >= 0, got {sigmas!r}")
     sig = [_check_sigma(s) for s in sigmas]
     check_choice("noise", noise, NOISES)
+    law = as_kernel(kernel, scale=1.0)
     n = check_int("n", n, minimum=2)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     if not callable(loss_fn):
@@ -190,7 +198,7 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         while done < n:
             m = min(batch_size, n - done)
             z = sample_perturbations([(nm, params[nm]) for nm in names], m,
-                                     generator=generator, kernel="gaussian", gamma=1.0)
+                                     generator=generator, kernel=law)
             for i, s in enumerate(sig):
                 deltas = {nm: s * (z[nm] if scale[nm] is None else z[nm] * scale[nm])
                           for nm in names}
@@ -214,8 +222,8 @@ def local_energy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
                  sigma: float, generator: torch.Generator,
                  layers: str | Iterable[str] | None = None, noise: Noise = "multiplicative",
                  n: int = 100, batch_size: int = 16, include_biases: bool = False,
-                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
-                 ) -> FlatnessResult:
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+                 kernel: Kernel | KernelName = "gaussian") -> FlatnessResult:
     r"""Local energy :math:`\delta E(\sigma) = E_z[L(W + \sigma z \odot |W|)] - L(W)`.
 
     See :func:`local_energy_curve` for the parameters; ``sigma`` is one noise
@@ -233,4 +241,4 @@ def local_energy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
     """
     return local_energy_curve(model, inputs, targets, sigmas=(sigma,), generator=generator,
                               layers=layers, noise=noise, n=n, batch_size=batch_size,
-                              include_biases=include_biases, loss_fn=loss_fn)[0]
+                              include_biases=include_biases, loss_fn=loss_fn, kernel=kernel)[0]

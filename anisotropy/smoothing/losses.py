@@ -7,38 +7,40 @@ and :math:`L_0 = L(W)` the centre, the ``S = y + 1`` terms combine as
 * PLA, eq 23: :math:`\frac{1}{S}\sum_a L_a`;
 * PLEA, eq 22: :math:`-\log \frac{1}{S}\sum_a e^{-L_a}`;
 * the beta family: :math:`-\frac{1}{\beta}\log\frac{1}{S}\sum_a e^{-\beta L_a}`,
-  PLEA at ``beta = 1`` and PLA as ``beta -> 0`` (PAPER-NOTES section 4).
+  PLEA at ``beta = 1`` and PLA as ``beta -> 0`` (a generalisation of eqs 22-23).
 
 The gradient is the mean of the ``S`` per-configuration gradients (PLA) or
 their ``softmax(-beta L)``-weighted sum (PLEA, beta), so sampling does not act
 as a larger learning rate.  Fresh displacements are drawn at every call from
-the normalised kernel (:mod:`anisotropy.smoothing.sampling`); a box kernel at ``k = inf``
+the normalised kernel, any :class:`anisotropy.kernels.Kernel`
+(:mod:`anisotropy.smoothing.sampling`); a box kernel at ``k = inf``
 is the uniform hypercube of the paper's experiments, a finite ``k`` the exact
 sampler of the kernel of eqs 5-6 (so the kernel weights of eqs 14 and 19 are
-carried by the sampling law), and ``"gaussian"`` the heat kernel of eq 1.
+carried by the sampling law), and the Gaussian kernel the heat kernel of eq 1.
 The evaluation itself lives in :mod:`anisotropy.smoothing.stacked`.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from anisotropy.kernels import Kernel, KernelName
 from anisotropy.validation import check_choice, check_int, check_positive, check_sharpness
 from anisotropy.smoothing.stacked import children_for, stacked_outputs
-from anisotropy.smoothing.sampling import KERNELS, Kernel, PendingDraws, select_parameters, start_perturbations
+from anisotropy.smoothing.sampling import (PendingDraws, resolve_kernel, select_parameters,
+                                           start_perturbations)
 
 __all__ = ["Reduction", "REDUCTIONS", "reduce_losses", "SmoothedLoss", "PartialLocalEntropy"]
 
 Reduction = Literal["pla", "plea", "beta"]
-REDUCTIONS: tuple[str, ...] = ("pla", "plea", "beta")
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 Cut = Literal["auto", "off"]
-CUTS: tuple[str, ...] = ("auto", "off")
+CUTS: tuple[str, ...] = get_args(Cut)
 
 
 def reduce_losses(losses: torch.Tensor, *, reduction: Reduction = "pla",
@@ -115,17 +117,23 @@ class PartialLocalEntropy:
         Eq 23, eq 22, or the beta family (see :func:`reduce_losses`).
     beta : float
         Inverse temperature of ``"beta"`` (``> 0``).
-    kernel : {"box", "gaussian"}
-        Law of the displacements: the normalised kernel of eqs 5-6 (``k = inf``:
-        uniform hypercube of half side ``R``), or the heat kernel of eq 1.
-    R : float or callable(step) -> float
-        Box half side, or a schedule evaluated at every call's ``step``.
-    k : float
-        Box sharpness in ``(0, inf]``.
+    kernel : Kernel or {"box", "gaussian"}
+        Law of the displacements: the normalised kernel, e.g.
+        ``BoxKernel(R, k)`` (eqs 5-6; ``k = inf``: uniform hypercube of half side
+        ``R``), ``GaussianKernel(gamma)`` (the heat kernel of eq 1) or any
+        :class:`~anisotropy.kernels.Kernel` subclass.  A name is converted with
+        ``R``, ``k`` and ``gamma`` (:func:`anisotropy.smoothing.sampling.resolve_kernel`).
+    R : float or callable(step) -> float, optional
+        With a name: the box half side (default 0.01), or the heat kernel's
+        standard deviation when ``gamma`` is ``None`` (``gamma = 1/R**2``).
+        A callable is a schedule evaluated at every call's ``step`` and applied
+        with :meth:`~anisotropy.kernels.Kernel.with_scale` (to an instance too;
+        a float ``R`` with an instance is an error: the instance carries its scale).
+    k : float, optional
+        Box sharpness in ``(0, inf]`` (name form only; default ``inf``).
     gamma : float, optional
-        Heat-kernel precision (variance ``1/gamma``).  With ``kernel="gaussian"``
-        and ``gamma=None`` the standard deviation is ``R(step)``, i.e.
-        ``gamma = 1 / R(step)**2``, so a schedule on ``R`` also applies.
+        Heat-kernel precision (variance ``1/gamma``; name form only).  When given,
+        a schedule on ``R`` does not change it.
     y : int
         Number of perturbed configurations per call (``>= 0``; ``y = 0`` is
         exactly the plain loss).
@@ -142,8 +150,8 @@ class PartialLocalEntropy:
     def __init__(self, model: nn.Module,
                  base_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
                  *, layers: str | Iterable[str] = ("fc2",), reduction: Reduction = "pla",
-                 beta: float = 1.0, kernel: Kernel = "box",
-                 R: float | Callable[[int], float] = 0.01, k: float = math.inf,
+                 beta: float = 1.0, kernel: Kernel | KernelName = "box",
+                 R: float | Callable[[int], float] | None = None, k: float | None = None,
                  gamma: float | None = None, y: int = 4, include_centre: bool = True,
                  include_biases: bool = False, cut: Cut = "auto") -> None:
         if not isinstance(model, nn.Module):
@@ -154,12 +162,8 @@ class PartialLocalEntropy:
         self.base_loss = base_loss
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.beta = check_positive("beta", beta)
-        self.kernel = check_choice("kernel", kernel, KERNELS)
-        if not callable(R):
-            R = check_positive("R", R)
         self.R = R
-        self.k = check_sharpness(k)
-        self.gamma = None if gamma is None else check_positive("gamma", gamma)
+        self.kernel, self._schedule = self._make_kernel(kernel, R, k, gamma)
         self.y = check_int("y", y, minimum=0)
         self.include_centre = bool(include_centre)
         if self.y == 0 and not self.include_centre:
@@ -179,10 +183,37 @@ class PartialLocalEntropy:
         """True when the prefix before the first smoothed child is evaluated once."""
         return len(self._pieces) > 1
 
+    @staticmethod
+    def _make_kernel(kernel: Kernel | KernelName, R: float | Callable[[int], float] | None,
+                     k: float | None, gamma: float | None
+                     ) -> tuple[Kernel, Callable[[int], float] | None]:
+        """The kernel (at scale 1 when scheduled) and the ``R`` schedule it follows, if any."""
+        if k is not None:
+            check_sharpness(k)          # validated first: the messages name the argument
+        if gamma is not None:
+            check_positive("gamma", gamma)
+        if not callable(R):
+            return resolve_kernel(kernel, R, k, gamma), None
+        if isinstance(kernel, Kernel):
+            kernel.require("with_scale", needed_by="a radius schedule (R given as a callable)")
+            return resolve_kernel(kernel, None, k, gamma), R
+        # name form: the scale is the schedule's, unless gamma fixes the heat kernel
+        return resolve_kernel(kernel, 1.0, k, gamma), R if gamma is None else None
+
     def radius(self, step: int = 0) -> float:
-        """Box half side ``R`` at ``step`` (the schedule's value, validated ``> 0``)."""
+        """The kernel's scale at ``step``: the schedule's ``R(step)`` (validated ``> 0``),
+        else :attr:`Kernel.scale <anisotropy.kernels.Kernel.scale>` (the box's ``R``)."""
         step = check_int("step", step, minimum=0)
-        return check_positive("R", self.R(step) if callable(self.R) else self.R)
+        if self._schedule is not None:
+            return check_positive("R", self._schedule(step))
+        return self.kernel.scale
+
+    def kernel_at(self, step: int = 0) -> Kernel:
+        """The kernel the displacements follow at ``step`` (the schedule applied)."""
+        if self._schedule is None:
+            check_int("step", step, minimum=0)
+            return self.kernel
+        return self.kernel.with_scale(self.radius(step))
 
     def sample(self, generator: torch.Generator, step: int = 0) -> dict[str, torch.Tensor]:
         """The displacements one call with this generator state would use.
@@ -194,12 +225,9 @@ class PartialLocalEntropy:
         return self._start(generator, step).result()
 
     def _start(self, generator: torch.Generator, step: int) -> PendingDraws:
-        R = self.radius(step)
-        gamma = self.gamma if self.gamma is not None else 1.0 / (R * R)
         params = dict(self.model.named_parameters())
         return start_perturbations([(n, params[n]) for n in self._names], self.y,
-                                   generator=generator, kernel=self.kernel, R=R, k=self.k,
-                                   gamma=gamma)
+                                   generator=generator, kernel=self.kernel_at(step))
 
     def _loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         loss = self.base_loss(out, targets)

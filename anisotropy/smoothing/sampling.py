@@ -8,9 +8,9 @@ layers' weight matrices, never biases (footnote 15).
 * :func:`select_parameters` turns layer names, parameter names or glob
   patterns into the tuple of smoothed parameter names.
 * :func:`sample_perturbations` draws the ``y`` displacements
-  :math:`\\Delta W^a` of every smoothed tensor from the normalised kernel
-  (:func:`anisotropy.kernels.sample_kernel` for the box kernel of eqs 5-8,
-  :func:`anisotropy.kernels.sample_heat` for the heat kernel of eq 1).
+  :math:`\\Delta W^a` of every smoothed tensor from the normalised kernel, any
+  :class:`anisotropy.kernels.Kernel` (the box kernel of eqs 5-8, the heat kernel
+  of eq 1, or a user's subclass).
 """
 from __future__ import annotations
 
@@ -24,14 +24,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from anisotropy.validation import check_choice, check_int, check_positive, check_sharpness
-from anisotropy.kernels import KERNEL_NAMES, KernelName, sample_heat, sample_kernel
+from anisotropy.validation import check_int
+from anisotropy.kernels import KERNEL_NAMES, Kernel, KernelName, as_kernel
 
-__all__ = ["Kernel", "KERNELS", "BLOCK", "is_bias", "select_parameters", "PendingDraws",
-           "start_perturbations", "sample_perturbations"]
+__all__ = ["Kernel", "KernelName", "KERNELS", "DEFAULT_R", "BLOCK", "is_bias", "select_parameters",
+           "PendingDraws", "resolve_kernel", "start_perturbations", "sample_perturbations"]
 
-Kernel = KernelName                  # the kernel names are defined once, in anisotropy.kernels
-KERNELS: tuple[str, ...] = KERNEL_NAMES
+KERNELS: tuple[str, ...] = KERNEL_NAMES      # the names are defined once, in anisotropy.kernels
+#: ``R`` of the keyword form ``kernel="box"`` when none is given (the smallest
+#: radius of the paper's experiments)
+DEFAULT_R = 0.01
 
 
 def is_bias(name: str) -> bool:
@@ -134,44 +136,9 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[1]
 
 
-# Mantissa widths of the uniform grids: U[0, 1) is (bits >> (width - m)) * 2**-m,
-# the construction of numpy's Generator.random, with m = 24 (float32) or 53.
-_MANTISSA = {np.dtype(np.float32): 24, np.dtype(np.float64): 53}
-
-
-def _uniform(bits: np.random.BitGenerator, out: np.ndarray, lo: float, width: float) -> None:
-    """Fill ``out`` with ``lo + width * U[0, 1)`` from raw 64-bit words.
-
-    Converting raw words in place (two float32 per word) is about 1.5x faster
-    than ``Generator.random(dtype=float32)``, which draws one buffered 32-bit
-    word per call, and gives the same law.
-    """
-    m = _MANTISSA[out.dtype]
-    if m == 24:
-        u = bits.random_raw(-(-out.size // 2)).view(np.uint32)[:out.size]
-        u >>= 32 - m
-    else:
-        u = bits.random_raw(out.size)
-        u >>= 64 - m
-    np.multiply(u, out.dtype.type(width * 2.0 ** -m), out=out, casting="unsafe")
-    if lo:
-        out += out.dtype.type(lo)
-
-
-def _fill_block(out: np.ndarray, seed: list[int], kernel: str, R: float, k: float,
-                sd: float) -> None:
+def _fill_block(out: np.ndarray, seed: list[int], kernel: Kernel) -> None:
     """Fill ``out`` (1-D, float32/64) with draws from the normalised kernel."""
-    bits = np.random.PCG64(np.random.SeedSequence(seed))
-    if kernel == "gaussian":
-        np.random.Generator(bits).standard_normal(out=out, dtype=out.dtype)
-        out *= sd
-        return
-    _uniform(bits, out, -R, 2.0 * R)                   # U(-R, R)
-    if not math.isinf(k):                              # + Logistic(0, 1/(2k)): log v - log(1-v)
-        v = np.empty_like(out)
-        _uniform(bits, v, 0.0, 1.0)
-        np.maximum(v, np.finfo(out.dtype).tiny, out=v)    # keep log(v) finite
-        out += (np.log(v) - np.log1p(-v)) / (2.0 * k)
+    kernel.sample_into(out, np.random.PCG64(np.random.SeedSequence(seed)))
 
 
 class PendingDraws:
@@ -202,9 +169,25 @@ def _fill_jobs(jobs: list[tuple]) -> None:
         _fill_block(*j)
 
 
+def resolve_kernel(kernel: Kernel | KernelName, R: float | None, k: float | None,
+                   gamma: float | None) -> Kernel:
+    """The kernel of the keyword forms ``kernel=instance`` or ``kernel=name, R=..., k=..., gamma=...``.
+
+    For a name, ``R`` (default :data:`DEFAULT_R`) is the scale used when the
+    kernel's own parameters leave it open: the box's half side, the heat
+    kernel's standard deviation when ``gamma`` is ``None``
+    (:func:`anisotropy.kernels.as_kernel`).  An instance carries its own
+    parameters: ``R``, ``k`` and ``gamma`` must then be left unset.
+    """
+    if isinstance(kernel, Kernel):
+        return as_kernel(kernel, R=R, k=k, gamma=gamma)
+    return as_kernel(kernel, scale=DEFAULT_R if R is None else R, k=k, gamma=gamma)
+
+
 def start_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
-                        generator: torch.Generator, kernel: Kernel = "box", R: float = 0.01,
-                        k: float = math.inf, gamma: float | None = None) -> PendingDraws:
+                        generator: torch.Generator, kernel: Kernel | KernelName = "box",
+                        R: float | None = None, k: float | None = None,
+                        gamma: float | None = None) -> PendingDraws:
     r"""Start drawing ``y`` displacements :math:`\Delta W^a` of each smoothed tensor.
 
     The generator is consumed now; on CPU with ``torch.get_num_threads() > 1``
@@ -214,25 +197,16 @@ def start_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     :func:`sample_perturbations`.
     """
     y = check_int("y", y, minimum=0)
-    check_choice("kernel", kernel, KERNELS)
+    kern = (kernel if isinstance(kernel, Kernel) and R is None and k is None and gamma is None
+            else resolve_kernel(kernel, R, k, gamma))
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if kernel == "box":
-        R, k, sd = check_positive("R", R), check_sharpness(k), 0.0
-    else:
-        gamma = check_positive("gamma", gamma)
-        sd = 1.0 / math.sqrt(gamma)
     names = tuple(n for n, _ in params)
     shapes = [(y, *p.shape) for _, p in params]
     if generator.device.type != "cpu":
         out = {}
         for (name, p), shape in zip(params, shapes):
-            if kernel == "box":
-                d = sample_kernel(shape, R=R, k=k, rng=generator, dtype=p.dtype,
-                                  device=generator.device)
-            else:
-                d = sample_heat(shape, gamma=gamma, rng=generator, dtype=p.dtype,
-                                device=generator.device)
+            d = kern.sample(shape, generator=generator, dtype=p.dtype, device=generator.device)
             out[name] = d.to(p.device)
         return PendingDraws(names, y, lambda: out)
     counts = [-(-math.prod(sh) // BLOCK) for sh in shapes]
@@ -243,7 +217,7 @@ def start_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
                         else np.float32)
         flats.append(flat)
         for i in range(-(-flat.size // BLOCK)):
-            jobs.append((flat[i * BLOCK:(i + 1) * BLOCK], seeds[len(jobs)], kernel, R, k, sd))
+            jobs.append((flat[i * BLOCK:(i + 1) * BLOCK], seeds[len(jobs)], kern))
     workers = min(torch.get_num_threads(), len(jobs))
     futures = []
     if workers > 1:   # numpy releases the GIL while it fills; torch's thread budget
@@ -261,9 +235,9 @@ def start_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
 
 
 def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
-                         generator: torch.Generator, kernel: Kernel = "box", R: float = 0.01,
-                         k: float = math.inf, gamma: float | None = None
-                         ) -> dict[str, torch.Tensor]:
+                         generator: torch.Generator, kernel: Kernel | KernelName = "box",
+                         R: float | None = None, k: float | None = None,
+                         gamma: float | None = None) -> dict[str, torch.Tensor]:
     r"""Draw ``y`` displacements :math:`\Delta W^a` of each smoothed tensor.
 
     Parameters
@@ -275,15 +249,15 @@ def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     generator : torch.Generator
         The only source of randomness: the result is a deterministic function
         of its state (which advances).
-    kernel : {"box", "gaussian"}
-        ``"box"``: the normalised kernel of eqs 5-6, i.e. ``Uniform(-R, R)``
-        plus ``Logistic(0, 1/(2k))`` noise (only the uniform hypercube of eq 8
-        at ``k = inf``), the exact sampler of PAPER-NOTES section 1.
-        ``"gaussian"``: the heat kernel of eq 1, ``N(0, 1/gamma)`` per coordinate.
-    R, k : float
-        Box half side and sharpness.
-    gamma : float
-        Heat-kernel precision (required for ``"gaussian"``).
+    kernel : Kernel or {"box", "gaussian"}
+        The law of each coordinate is the normalised kernel
+        (:meth:`anisotropy.kernels.Kernel.sample`).  ``BoxKernel(R, k)``: the
+        kernel of eqs 5-6, ``Uniform(-R, R)`` plus ``Logistic(0, 1/(2k))`` noise
+        (only the uniform hypercube of eq 8 at ``k = inf``); ``GaussianKernel(gamma)``:
+        the heat kernel of eq 1, ``N(0, 1/gamma)`` per coordinate.  A name is
+        converted by :func:`resolve_kernel` with ``R``, ``k``, ``gamma``.
+    R, k, gamma : float, optional
+        Parameters of the name form only (``R`` defaults to :data:`DEFAULT_R`).
 
     Returns
     -------
@@ -292,12 +266,12 @@ def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     Notes
     -----
     With a CUDA (or other non-CPU) generator the draws are
-    :func:`anisotropy.kernels.sample_kernel` / :func:`~anisotropy.kernels.sample_heat`
-    on that generator.  A CPU generator is slow (one Mersenne-Twister stream,
+    :meth:`~anisotropy.kernels.Kernel.sample` on that generator.  A CPU generator is slow (one Mersenne-Twister stream,
     ~4 ns per float here: a quarter of a smoothed MLP step), so on CPU the
     generator only supplies 124-bit keys of independent numpy PCG64 streams,
     one per block of :data:`BLOCK` coordinates, filled in parallel on
-    ``torch.get_num_threads()`` threads with the same laws; the draws do not
+    ``torch.get_num_threads()`` threads with the same laws
+    (:meth:`~anisotropy.kernels.Kernel.sample_into`); the draws do not
     depend on the number of threads.
     """
     return start_perturbations(params, y, generator=generator, kernel=kernel, R=R, k=k,

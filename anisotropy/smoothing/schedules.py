@@ -1,7 +1,8 @@
-"""Schedules of the smoothing radius ``R`` over training (seed 000's "scoping").
+"""Schedules of the smoothing radius ``R`` over training (the "scoping" of
+*Entropic alternatives to initialization* (Musso)).
 
 Smoothing strong early and fading during training is an alternative to a good
-initialisation (seed 000).  With ``t = min(step / total_steps, 1)``:
+initialisation (the same paper).  With ``t = min(step / total_steps, 1)``:
 
 * ``constant``:    ``R(t) = R``
 * ``linear``:      ``R(t) = R + (R_final - R) t``
@@ -14,16 +15,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 from anisotropy.validation import check_choice, check_int, check_positive
 
-__all__ = ["radius_schedule", "SCHEDULES"]
+__all__ = ["radius_schedule", "Schedule", "SCHEDULES"]
 
-SCHEDULES = ("constant", "linear", "cosine", "exponential")
+#: radius schedules (the one definition; configuration and CLI import it)
+Schedule = Literal["constant", "linear", "cosine", "exponential"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
-def radius_schedule(kind: Literal["constant", "linear", "cosine", "exponential"], *, R: float,
+def radius_schedule(kind: Schedule, *, R: float,
                     R_final: float = 0.0, total_steps: int = 1) -> Callable[[int], float]:
     """Return ``step -> R(step)`` (see the module docstring for the formulas).
 

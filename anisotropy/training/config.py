@@ -5,7 +5,8 @@ optimiser, smoothed loss, logging, seed); the run directory stores it next to
 the log, so every number can be traced back to its configuration.
 
 TOML layout (every key optional; defaults are the paper's settings where the
-paper gives one, section 4 / PAPER-NOTES section 6)::
+paper gives one: section 4 of
+*Partial local entropy and anisotropy in deep weight spaces*)::
 
     seed = 0
     epochs = 120
@@ -30,6 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from anisotropy.training.steplog import DEFAULT_DENSE_STEPS, DEFAULT_PER_DECADE
+from anisotropy.data.augment import AugmentName
+from anisotropy.data.datasets import DataName, Normalisation
+from anisotropy.models import Activation, ModelName
+from anisotropy.smoothing.losses import Reduction
+from anisotropy.smoothing.schedules import Schedule
+from anisotropy.kernels.base import Kernel
+from anisotropy.kernels.registry import KernelName, as_kernel
 from anisotropy.validation import check_choice
 
 if sys.version_info >= (3, 11):
@@ -52,13 +61,6 @@ __all__ = [
     "parse_override",
 ]
 
-ModelName = Literal["mlp", "cnn_table24", "cnn_table25"]
-DataName = Literal["fashion_mnist", "mnist_idx", "mnist", "digits", "cifar10", "stl10", "synthetic"]
-Augment = Literal["none", "crop", "heavy"]
-Normalize = Literal["unit", "standard"]
-Reduction = Literal["pla", "plea", "beta"]
-KernelName = Literal["box", "gaussian"]
-Schedule = Literal["constant", "linear", "cosine", "exponential"]
 
 
 def _range_error(key: str, value: Any, accepted: str) -> ValueError:
@@ -77,7 +79,7 @@ class ModelConfig:
     name: ModelName = field(default="mlp", metadata={"help": "network: mlp | cnn_table24 | cnn_table25"})
     depth: int = field(default=2, metadata={"help": "mlp: number of hidden layers"})
     width: int = field(default=784, metadata={"help": "mlp: units per hidden layer"})
-    activation: Literal["relu", "tanh"] = field(default="relu", metadata={"help": "mlp activation"})
+    activation: Activation = field(default="relu", metadata={"help": "mlp activation"})
     in_channels: int | None = field(default=None, metadata={"help": "cnn: input channels (default: from the data)"})
     input_size: int | None = field(default=None, metadata={"help": "cnn: input side (default: from the data)"})
     padding: int = field(default=0, metadata={"help": "cnn: padding of the 3x3 convolutions"})
@@ -105,9 +107,9 @@ class DataConfig:
         "help": "held-out fraction for sets without a fixed split (mnist, digits, synthetic)"})
     split_seed: int = field(default=0, metadata={
         "help": "seed of the train/test split and of the subsets (fixed across training seeds)"})
-    normalize: Normalize = field(default="standard", metadata={
+    normalize: Normalisation = field(default="standard", metadata={
         "help": "unit: pixels in [0, 1]; standard: minus training mean, over training std (per channel)"})
-    augment: Augment = field(default="none", metadata={
+    augment: AugmentName = field(default="none", metadata={
         "help": "none | crop (section 5.2) | heavy (section 5.3)"})
     synthetic_features: int = field(default=16, metadata={"help": "synthetic: input dimension"})
     synthetic_classes: int = field(default=4, metadata={"help": "synthetic: number of classes"})
@@ -157,7 +159,8 @@ class SmoothingConfig:
 
     The radius follows ``schedule`` from ``R`` at step 0 to ``R_final`` at the end
     of ``schedule_epochs`` (default: the whole run) and stays at ``R_final`` after
-    (seed 000's scoping: smoothing strong early, fading).
+    (the scoping of *Entropic alternatives to initialization* (Musso): smoothing
+    strong early, fading).
     """
 
     layers: list[str] = field(default_factory=list, metadata={
@@ -195,6 +198,17 @@ class SmoothingConfig:
                  self.R_final, "a number > 0 for the exponential schedule")
         _require(self.schedule_epochs is None or self.schedule_epochs >= 1,
                  "smoothing.schedule_epochs", self.schedule_epochs, "an integer >= 1 (or absent)")
+        check_choice("smoothing.kernel", self.kernel, typing.get_args(KernelName))
+        try:
+            self.make_kernel()
+        except ValueError as err:   # a parameter of another kernel (e.g. gamma for the box)
+            raise ValueError(f"smoothing: {err}") from None
+
+    def make_kernel(self) -> Kernel:
+        """The kernel at radius ``R`` (:func:`anisotropy.kernels.as_kernel`): ``box``
+        is ``BoxKernel(R, k)``; ``gaussian`` is ``GaussianKernel(gamma)``, of standard
+        deviation ``R`` when ``gamma`` is absent (a radius schedule then applies to it)."""
+        return as_kernel(self.kernel, scale=self.R, k=self.k, gamma=self.gamma)
 
     @property
     def active(self) -> bool:
@@ -211,9 +225,20 @@ class LoggingConfig:
     checkpoint_every: int = field(default=1, metadata={
         "help": "epochs per checkpoint (a multiple of log_every; 0: never)"})
     signals: bool = field(default=True, metadata={"help": "log the layer signals s_I (eq 2)"})
+    steps: bool = field(default=False, metadata={
+        "help": "also write the layer statistics at geometrically spaced steps from step 1 "
+                "to steps.jsonl (figure 1's early regimes)"})
+    steps_dense: int = field(default=DEFAULT_DENSE_STEPS, metadata={
+        "help": "step log: every step up to this one"})
+    steps_per_decade: int = field(default=DEFAULT_PER_DECADE, metadata={
+        "help": "step log: logged steps per factor 10 after the dense start"})
 
     def __post_init__(self) -> None:
         _require(self.log_every >= 1, "logging.log_every", self.log_every, "an integer >= 1")
+        _require(self.steps_dense >= 1, "logging.steps_dense", self.steps_dense,
+                 "an integer >= 1")
+        _require(self.steps_per_decade >= 1, "logging.steps_per_decade", self.steps_per_decade,
+                 "an integer >= 1")
         _require(self.checkpoint_every >= 0 and self.checkpoint_every % self.log_every == 0,
                  "logging.checkpoint_every", self.checkpoint_every,
                  f"0 or a multiple of logging.log_every = {self.log_every}")

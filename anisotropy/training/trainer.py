@@ -1,14 +1,15 @@
 """Training loop: SGD on plain or partially smoothed cross-entropy, with layer signals.
 
-``anisotropy train CONFIG [--set key=value ...] [--out DIR] [--resume]``
-
-One run = one :class:`~anisotropy.training.config.TrainConfig` and one run directory:
+:func:`train` runs one configuration (the command line ``anisotropy train`` is
+:mod:`anisotropy.cli.train`).  One run = one :class:`~anisotropy.training.config.TrainConfig` and one run directory:
 
 * ``config.toml`` - the configuration (after overrides);
 * ``log.jsonl``   - one JSON line per logging period (format in ``docs/trainer.md``);
 * ``checkpoint.pt`` - the last good state (model, optimiser, both generators,
   epoch, best accuracy, log position), written atomically;
-* ``summary.json`` - configuration, best / final test accuracy, status.
+* ``summary.json`` - configuration, best / final test accuracy, status;
+* ``steps.jsonl`` - with ``logging.steps``: the layer statistics at geometrically
+  spaced steps from step 1 (:mod:`anisotropy.training.steplog`).
 
 Each step draws a minibatch (order and augmentation from the *data* generator)
 and, when layers are smoothed, ``y`` fresh perturbations from the *perturbation*
@@ -21,17 +22,17 @@ radius that a schedule has brought to 0 also means a plain step.
 The layer signals s_I (eq. 2) use the gradient of the loss actually optimised
 (:mod:`anisotropy.training.signals`).  A non-finite loss or weight stops the run with a
 clear status; the last good checkpoint and log lines are kept.
+
+Callbacks (:mod:`anisotropy.training.hooks`) observe every step and every log line,
+and may stop the run cleanly by raising.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +43,21 @@ from torch import nn
 
 from anisotropy import models
 from anisotropy.data.augment import augment_batch
-from anisotropy.training.config import TrainConfig, config_to_dict, config_to_toml, load_config
+from anisotropy.training.config import TrainConfig, config_to_dict, config_to_toml
 from anisotropy.data.datasets import Dataset, load_dataset, minibatches
 from anisotropy.io import (append_jsonl, check_record, load_checkpoint, save_checkpoint, truncate_log,
                    write_json_atomic, write_text_atomic)
 from anisotropy.smoothing.schedules import radius_schedule
+from anisotropy.threads import torch_threads
+from anisotropy.training.hooks import CallbackError, TrainCallback, TrainState
 from anisotropy.training.signals import SignalAccumulator, weight_layers
+from anisotropy.training.steplog import geometric_steps
 
-__all__ = ["train", "main", "build_model", "derive_seeds", "evaluate", "RunPaths",
+__all__ = ["train", "build_model", "derive_seeds", "evaluate", "RunPaths",
            "CHECKPOINT_FORMAT", "NonFiniteError"]
 
 #: version of the checkpoint layout; bumped when its keys change
 CHECKPOINT_FORMAT = 1
-#: exit status of ``anisotropy train`` for a run stopped by a non-finite value
-EXIT_STOPPED = 3
-#: exit status for bad input (configuration, data, command line)
-EXIT_BAD_INPUT = 2
 #: configuration keys that may differ between a checkpoint and a resumed run
 RESUME_MAY_CHANGE = ("epochs", "device", "threads")
 
@@ -87,6 +87,10 @@ class RunPaths:
     @property
     def config(self) -> Path:
         return self.root / "config.toml"
+
+    @property
+    def steps(self) -> Path:
+        return self.root / "steps.jsonl"
 
 
 def derive_seeds(seed: int) -> tuple[int, int, int]:
@@ -190,8 +194,10 @@ def _check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
 class _Run:
     """State of one training run (model, optimiser, generators, counters)."""
 
-    def __init__(self, cfg: TrainConfig, paths: RunPaths, progress: bool) -> None:
+    def __init__(self, cfg: TrainConfig, paths: RunPaths, progress: bool,
+                 callbacks: tuple[TrainCallback, ...] = ()) -> None:
         self.cfg, self.paths, self.progress = cfg, paths, progress
+        self.callbacks = callbacks
         self.device = torch.device(cfg.device)
         self.data = load_dataset(cfg.data)
         if self.device.type != "cpu":
@@ -210,18 +216,28 @@ class _Run:
         self.ple, self.schedule = _make_loss(cfg, self.model, self.steps_per_epoch)
         self.signals = (SignalAccumulator(weight_layers(self.model))
                         if cfg.logging.signals else None)
+        lg = cfg.logging
+        # step log: its own accumulators over the window since the last step record
+        self.step_signals = SignalAccumulator(weight_layers(self.model)) if lg.steps else None
+        self.step_period = _Period(self.device)
+        self.step_marks = frozenset(geometric_steps(
+            cfg.epochs * self.steps_per_epoch, dense=lg.steps_dense,
+            per_decade=lg.steps_per_decade)) if lg.steps else frozenset()
+        self.steps_position = 0
         self.epoch = self.step = 0
         self.best_test_acc = -1.0
         self.best_epoch = 0
         self.log_position = 0
         self.elapsed = 0.0
         self.last: dict[str, Any] | None = None
+        self.last_loss: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step": self.step,
                 "best_test_acc": self.best_test_acc, "best_epoch": self.best_epoch,
-                "log_position": self.log_position, "elapsed": self.elapsed,
+                "log_position": self.log_position, "steps_position": self.steps_position,
+                "elapsed": self.elapsed,
                 "last": self.last, "config": config_to_dict(self.cfg, json_safe=True),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "data_generator": self.data_gen.get_state(),
@@ -239,6 +255,7 @@ class _Run:
         for key in ("epoch", "step", "best_test_acc", "best_epoch", "log_position", "elapsed",
                     "last"):
             setattr(self, key, ck[key])
+        self.steps_position = ck.get("steps_position", 0)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, idx: torch.Tensor, period: _Period) -> None:
@@ -267,9 +284,60 @@ class _Run:
         loss.backward()
         if self.signals is not None:
             self.signals.update()
+        if self.step_signals is not None:
+            self.step_signals.update()
         self.optimizer.step()
-        period.add(centre, loss, (logits.detach().argmax(dim=1) == t).sum(), len(idx))
+        correct = (logits.detach().argmax(dim=1) == t).sum()
+        period.add(centre, loss, correct, len(idx))
+        self.last_loss = loss.detach()
         self.step += 1
+        if self.step_signals is not None:
+            self.step_period.add(centre, loss, correct, len(idx))
+            if self.step in self.step_marks:
+                self.write_step_record()
+
+    def write_step_record(self) -> None:
+        """Append the window since the last step record to ``steps.jsonl`` and reset it.
+
+        The spreads of a one-minibatch window are written as ``null`` (not defined).
+        A run resumed from a checkpoint restarts the window that was in progress, so
+        that one record covers fewer minibatches than in an uninterrupted run (its
+        ``batches`` says how many).
+        """
+        if self.step_signals is None:  # step logging is off
+            return
+        w = self.step_period
+        layers = self.step_signals.summary()
+        if w.steps == 1:
+            for stats in layers.values():
+                stats["signal_std"] = stats["grad_std_norm"] = None
+        rec = {"step": self.step, "epoch": self.epoch + 1, "batches": w.steps,
+               "train_loss": float(w.loss) / w.steps, "smoothed_loss": float(w.smoothed) / w.steps,
+               "train_acc": float(w.correct) / w.samples, "layers": layers}
+        try:
+            check_record(rec, "steps log")
+        except ValueError as exc:
+            raise NonFiniteError(f"step {self.step}: {exc}") from None
+        self.steps_position = append_jsonl(self.paths.steps, rec)
+        self.step_period = _Period(self.device)
+        self.step_signals.reset()
+
+    # ------------------------------------------------------------------ callbacks
+    def notify(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` (``"on_step"`` or ``"on_epoch"``) of every callback with the run's
+        state; an exception in one becomes :class:`CallbackError` (a clean stop)."""
+        if not self.callbacks:
+            return
+        state = TrainState(epoch=self.epoch, step=self.step, model=self.model,
+                           optimizer=self.optimizer, loss=self.last_loss, record=self.last)
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is None:
+                continue
+            try:
+                fn(state, *args)
+            except Exception as exc:
+                raise CallbackError(f"callback {hook} raised {type(exc).__name__}: {exc}") from exc
 
     # ------------------------------------------------------------------ one period
     def record(self, period: _Period, wall_start: float) -> dict[str, Any]:
@@ -312,21 +380,8 @@ def _summary(run: _Run, status: str, wall: float) -> dict[str, Any]:
             "smoothed_parameters": list(run.ple.smoothed_names) if run.ple is not None else []}
 
 
-@contextlib.contextmanager
-def _threads(n: int | None):
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, callbacks: Iterable[TrainCallback] = ()) -> dict[str, Any]:
     """Train one run described by ``cfg`` into the directory ``out_dir``.
 
     Parameters
@@ -339,32 +394,47 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
         uninterrupted run); without a checkpoint the run starts afresh.
     progress : bool
         Show a tqdm progress bar on stderr.
+    callbacks : iterable of callbacks
+        Objects with ``on_step(state)`` and/or ``on_epoch(state, record)``
+        (:mod:`anisotropy.training.hooks`), called in order.
 
     Returns
     -------
     dict
         The summary also written to ``out_dir/summary.json``; ``status`` is
-        ``"complete"`` or ``"stopped: <reason>"`` (non-finite values).
+        ``"complete"`` or ``"stopped: <reason>"`` (a non-finite value, or a
+        callback that raised).
 
     Raises
     ------
     ValueError, FileNotFoundError, FileExistsError
         On a bad configuration, missing data, or an existing run without ``resume``.
+    TypeError
+        If a callback has neither ``on_step`` nor ``on_epoch``.
     """
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    hooks = tuple(callbacks)
+    for cb in hooks:
+        if not any(callable(getattr(cb, h, None)) for h in ("on_step", "on_epoch")):
+            raise TypeError(f"callbacks: {cb!r} has neither on_step(state) nor "
+                            "on_epoch(state, record)")
     paths = RunPaths(Path(out_dir))
     if not resume and (paths.log.exists() or paths.checkpoint.exists()):
         raise FileExistsError(f"run directory {str(paths.root)!r} already holds a run; pass "
                               "resume=True (--resume) to continue it, or choose another directory")
-    with _threads(cfg.threads):
-        run = _Run(cfg, paths, progress)
+    with torch_threads(cfg.threads):
+        run = _Run(cfg, paths, progress, hooks)
         paths.root.mkdir(parents=True, exist_ok=True)
         if resume and paths.checkpoint.exists():
             run.restore(load_checkpoint(paths.checkpoint, map_location="cpu"))
             truncate_log(paths.log, run.log_position)
+            if cfg.logging.steps and paths.steps.exists():
+                truncate_log(paths.steps, run.steps_position)
         else:
             write_text_atomic(paths.log, "")
+            if cfg.logging.steps:
+                write_text_atomic(paths.steps, "")
         write_text_atomic(paths.config, config_to_toml(cfg))
         status = _loop(run)
     summary = _summary(run, status, run.elapsed)
@@ -389,6 +459,7 @@ def _loop(run: _Run) -> str:
         while run.epoch < cfg.epochs:
             for idx in minibatches(run.n_train, cfg.optim.batch_size, generator=run.data_gen):
                 run.train_step(idx, period)
+                run.notify("on_step")
                 bar.update(1)
             run.epoch += 1
             if run.epoch % cfg.logging.log_every and run.epoch != cfg.epochs:
@@ -404,7 +475,8 @@ def _loop(run: _Run) -> str:
             every = cfg.logging.checkpoint_every
             if (every and run.epoch % every == 0) or run.epoch == cfg.epochs:
                 save_checkpoint(run.paths.checkpoint, run.state())
-    except NonFiniteError as exc:
+            run.notify("on_epoch", rec)
+    except (NonFiniteError, CallbackError) as exc:
         status = f"stopped: {exc}"
         print(f"anisotropy train: {status}; kept the last good checkpoint "
               f"({run.paths.checkpoint})", file=sys.stderr)
@@ -412,65 +484,3 @@ def _loop(run: _Run) -> str:
         bar.close()
     run.elapsed += time.perf_counter() - wall_start
     return status
-
-
-# ---------------------------------------------------------------------------- command line
-
-
-def _resolve_config(path: str) -> Path:
-    """``path`` if it exists, else a configuration shipped in the ``experiments`` package."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    try:
-        shipped = resources.files("experiments") / p.name
-        if shipped.is_file():
-            return Path(str(shipped))
-    except ModuleNotFoundError:  # pragma: no cover
-        pass
-    return p
-
-
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="anisotropy train", description=(
-        "Train one network from a TOML configuration (see docs/trainer.md)."))
-    ap.add_argument("config", help="TOML configuration file, e.g. experiments/smoke.toml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a configuration value (TOML literal), e.g. --set "
-                         "smoothing.R=0.02 --set 'smoothing.layers=[\"fc1\"]'; repeatable")
-    ap.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
-    ap.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return ap
-
-
-def _report(summary: dict[str, Any], out: Path) -> str:
-    def fmt(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.4f}"
-
-    return (f"{out}: {summary['status']} after {summary['epochs']} epoch(s), "
-            f"{summary['steps']} steps, {summary['wall_time']:.1f} s\n"
-            f"  test accuracy: final {fmt(summary['final_test_acc'])}, best "
-            f"{fmt(summary['best_test_acc'])} (epoch {summary['best_epoch']})\n"
-            f"  train loss (centre): {fmt(summary['final_train_loss'])}, smoothed: "
-            f"{fmt(summary['final_smoothed_loss'])}\n"
-            f"  files: {out / 'log.jsonl'}, {out / 'summary.json'}, {out / 'checkpoint.pt'}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``anisotropy train``; returns the exit status."""
-    args = _parser().parse_args(argv)
-    try:
-        path = _resolve_config(args.config)
-        cfg = load_config(path, args.overrides)
-        out = Path(args.out) if args.out is not None else Path("runs") / path.stem
-        summary = train(cfg, out, resume=args.resume, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
-        print(f"anisotropy train: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(_report(summary, out))
-    return 0 if summary["status"] == "complete" else EXIT_STOPPED
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""``anisotropy figures --until-decided``: add seeds in rounds until every claim is decided.
+
+Round after round (a group-sequential design, :mod:`paper_figs.sequential`):
+
+1. read every claim at the planned looks its seeds reach
+   (:func:`paper_figs.claims.evaluate_claims` with the design);
+2. for each experiment with a claim still **inconclusive**, extend its seed list
+   to the next planned look (the experiment's seeds, then ``max + 1, max + 2,
+   ...``) and sweep the new seeds only, only for the arms those claims read
+   (the recorded selections of :class:`paper_figs.claims.ClaimResult`): a
+   restricted copy of the experiment (``dataclasses.replace`` of its grid and
+   seeds) run by :func:`experiments.sweep.run_sweep`, which trains each new run
+   in the shared store under the name the full sweep would give it;
+3. rewrite the experiment's ``results.csv`` over the full grid and every seed
+   (complete runs of the added seeds only);
+
+and stop when every claim is decided or every undecided experiment has reached
+the last planned look.  The decisions are those of the repeated confidence
+intervals of the design, valid under this optional stopping.
+
+A plain ``anisotropy figures`` run after this one sweeps the definition's own
+seeds again and rewrites ``results.csv`` with those; ``--until-decided`` (whose
+trained runs are reused from the store) restores the added seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from anisotropy.io import write_csv_atomic, write_json_atomic
+from experiments.definitions import Experiment, normalise_config
+from experiments.grid import format_value, get_dotted
+from experiments.results import read_results, result_columns
+from experiments.sweep import DEFAULT_RUNNER, run_sweep, sweep_paths
+
+from .claims import ClaimResult, evaluate_claims
+from .sequential import SequentialDesign
+from .stats import matches
+
+__all__ = ["RoundsResult", "extend_seeds", "restrict", "write_full_results", "run_until_decided"]
+
+
+@dataclass
+class RoundsResult:
+    """What the rounds did: per round the seeds each experiment reached and the runs
+    trained; the final claims; why it stopped."""
+
+    rounds: list = field(default_factory=list)
+    seeds: dict = field(default_factory=dict)
+    trained: int = 0
+    failed: int = 0
+    claims: list = field(default_factory=list, repr=False)
+    stopped: str = ""
+
+
+def extend_seeds(seeds: Sequence[int], n: int) -> list[int]:
+    """The first ``n`` seeds of ``seeds`` followed by ``max(seeds) + 1, + 2, ...``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    out = list(dict.fromkeys(int(s) for s in seeds))[:n]
+    nxt = max(out, default=-1) + 1
+    while len(out) < n:
+        out.append(nxt)
+        nxt += 1
+    return out
+
+
+def _row_form(v: Any) -> Any:
+    """A setting as ``results.csv`` holds it (layer lists as ``fc1+fc2``)."""
+    return format_value(v) if isinstance(v, (list, tuple, bool)) else v
+
+
+def restrict(experiment: Experiment, arms: Sequence[Mapping[str, Any]], seeds: Sequence[int], *,
+             normalise: Callable[[Mapping[str, Any]], dict] = normalise_config
+             ) -> Experiment | None:
+    """The experiment reduced to the grid points matching one of ``arms`` (column ->
+    value, as results rows hold them), with ``seeds``; ``None`` if no point matches."""
+    keys = {k for a in arms for k in a}
+    groups: list[dict[str, list]] = []
+    for p in dataclasses.replace(experiment, seeds=list(seeds)).points(normalise):
+        view = {k: _row_form(p.settings.get(k, get_dotted(p.config, k))) for k in keys}
+        if any(matches(view, a) for a in arms):
+            g = {k: [v] for k, v in p.settings.items() if k != "seed"}
+            if g not in groups:
+                groups.append(g)
+    return dataclasses.replace(experiment, grid=groups, seeds=list(seeds)) if groups else None
+
+
+def write_full_results(experiment: Experiment, seeds: Sequence[int], runs: str | Path, *,
+                       normalise: Callable[[Mapping[str, Any]], dict] = normalise_config
+                       ) -> Path:
+    """Rewrite ``results.csv`` (and ``experiment.json``) of ``experiment`` over its full
+    grid and ``seeds``: every point of its own seeds, complete runs of the others."""
+    full = dataclasses.replace(experiment, seeds=list(seeds))
+    res = run_sweep(full, out=runs, dry_run=True, normalise=normalise, log=lambda s: None)
+    own = set(experiment.seeds)
+    rows = [r for r in res.rows if r.get("status") == "complete" or r.get("seed") in own]
+    write_csv_atomic(res.results_path, rows, result_columns(full.swept_keys()))
+    write_json_atomic(res.results_path.parent / "experiment.json", {
+        "name": full.name, "scale": full.scale, "figure": full.figure, "title": full.title,
+        "note": full.note, "base": full.base, "grid": full.grid, "seeds": full.seeds,
+        "seeds_added_until_decided": [s for s in full.seeds if s not in own]}, sort_keys=True)
+    return res.results_path
+
+
+def _rows_of(runs: str | Path, scale: str) -> Callable[[str], list[dict[str, Any]] | None]:
+    def rows_of(name: str) -> list[dict[str, Any]] | None:
+        p = sweep_paths(runs, scale, name)[1] / "results.csv"
+        return read_results(p) if p.is_file() else None
+    return rows_of
+
+
+def run_until_decided(experiments: Mapping[str, Experiment], *, runs: str | Path,
+                      design: SequentialDesign, executor: Any = None,
+                      runner: str | Callable = DEFAULT_RUNNER, threads: int | None = 1,
+                      keep_checkpoints: bool = True,
+                      normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
+                      log: Callable[[str], None] = print) -> RoundsResult:
+    """Add seeds to ``experiments`` (name -> definition at one scale, all swept once
+    already) in rounds until their claims are decided (see the module docstring).
+
+    Returns
+    -------
+    RoundsResult
+        With the claims of the last evaluation (all experiments under ``runs``).
+    """
+    scales = {e.scale for e in experiments.values()}
+    if len(scales) > 1:
+        raise ValueError(f"experiments must share one scale, got {sorted(scales)}")
+    scale = scales.pop() if scales else "quick"
+    seeds = {name: list(e.seeds) for name, e in experiments.items()}
+    out = RoundsResult(seeds=seeds)
+    while True:
+        claims: list[ClaimResult] = evaluate_claims(_rows_of(runs, scale), design=design)
+        out.claims = claims
+        grow: dict[str, tuple[int, list[dict]]] = {}
+        undecided = [c for c in claims if c.experiment in experiments
+                     and c.verdict == "inconclusive"]
+        for c in undecided:
+            nxt = design.next_look(len(seeds[c.experiment]))
+            if nxt is None:
+                continue
+            arms = grow.setdefault(c.experiment, (nxt, []))[1]
+            arms.extend(a for a in c.arms if a not in arms)
+        if not grow:
+            out.stopped = ("every claim decided" if not undecided else
+                           f"{len(undecided)} claim(s) undecided at the last look "
+                           f"(n = {design.looks[-1]})")
+            log(f"until decided: stop, {out.stopped}")
+            return out
+        record: dict[str, Any] = {"undecided": len(undecided), "experiments": {}}
+        for name, (n, arms) in grow.items():
+            new = extend_seeds(seeds[name], n)[len(seeds[name]):]
+            sub = restrict(experiments[name], arms, new, normalise=normalise)
+            trained = failed = 0
+            if sub is not None:
+                log(f"until decided: {name}: seeds {new} for {len(sub.grid)} arm(s) of "
+                    f"{sum(c.experiment == name for c in undecided)} undecided claim(s)")
+                res = run_sweep(sub, out=runs, executor=executor, runner=runner,
+                                threads=threads, log=log, keep_checkpoints=keep_checkpoints,
+                                normalise=normalise)
+                trained, failed = res.n_run, res.n_failed
+            seeds[name] = seeds[name] + new
+            write_full_results(experiments[name], seeds[name], runs, normalise=normalise)
+            out.trained += trained
+            out.failed += failed
+            record["experiments"][name] = {"n": n, "new_seeds": new, "trained": trained,
+                                           "failed": failed}
+        out.rounds.append(record)
