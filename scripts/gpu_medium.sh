@@ -23,19 +23,35 @@ start=$(date +%s)
 mkdir -p "$RUNS" && touch "$RUNS/chains.log"
 nvidia-smi -L || true
 $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')" || exit 1
-# several processes share the GPU better under MPS; without it they time-slice
-nvidia-cuda-mps-control -d 2>/dev/null && echo "MPS daemon started" || echo "no MPS: time-slicing"
+# several processes share the GPU better under MPS; without it they time-slice.
+# Keep MPS only if a CUDA client really starts under it.
+if nvidia-cuda-mps-control -d 2>/dev/null; then
+  if timeout 60 $PY -c "import torch; torch.ones(1, device='cuda').sum().item()"; then
+    echo "MPS daemon started"
+  else
+    echo quit | nvidia-cuda-mps-control; echo "MPS client failed: time-slicing"
+  fi
+else
+  echo "no MPS: time-slicing"
+fi
 SET=(--set "device=\"${DEVICE:-cuda}\"" --threads 1 --scale medium --out "$RUNS")
 chain() {  # run experiments one after the other (they share runs: never two writers)
   local workers=$1; shift
   for e in "$@"; do $PY -m experiments.sweep "$e" --workers "$workers" "${SET[@]}" \
       > "$RUNS/sweep_$e.log" 2>&1; echo "$(date +%s) $e done rc=$?" >> "$RUNS/chains.log"; done
 }
+# smoke: the smoothed path (PLA on fc2, embedded 8x8 digits) on this device; if it
+# fails, only figure 1's unsmoothed runs are started
+smoke_ok=1
+$PY -m anisotropy train experiments/smoke.toml --out "$RUNS/smoke" --set "device=\"${DEVICE:-cuda}\"" \
+  > "$RUNS/smoke.log" 2>&1 || { smoke_ok=0; echo "smoke run FAILED:"; tail -n 20 "$RUNS/smoke.log"; }
 pids=()
 chain 2 fig1 & pids+=($!)
-chain 5 fig3 fig5 fig4_left & pids+=($!)
-chain 4 fig6 fig7 fig8 & pids+=($!)
-chain 3 fig4_right & pids+=($!)
+if [ "$smoke_ok" = 1 ]; then
+  chain 5 fig3 fig5 fig4_left & pids+=($!)
+  chain 4 fig6 fig7 fig8 & pids+=($!)
+  chain 3 fig4_right & pids+=($!)
+fi
 while [ $(( $(date +%s) - start )) -lt "$BUDGET" ] && [ -n "$(jobs -r)" ]; do sleep 5; done
 echo "elapsed $(( $(date +%s) - start )) s; stopping sweeps"
 for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done; sleep 3
@@ -59,7 +75,7 @@ grep "^done" done.txt | cut -c6- | while read -r d; do
   for f in config.toml log.jsonl summary.json steps.jsonl; do [ -f "$d/$f" ] && echo "$d/$f"; done
 done > files.txt
 ls medium/*/results.csv >> files.txt 2>/dev/null
-tar czf "$PACK/finished.tar.gz" -T files.txt sweep_*.log chains.log done.txt
+tar czf "$PACK/finished.tar.gz" -T files.txt sweep_*.log chains.log done.txt smoke.log
 grep "^todo" done.txt | grep -- "-d4-" | cut -c6- > fig1_todo.txt
 if [ -s fig1_todo.txt ]; then
   tar cf - -T fig1_todo.txt | split -b 15M - "$PACK/fig1_partial.tar."
