@@ -334,3 +334,37 @@ def test_every_smoothing_option_reaches_the_loss(tmp_path, over):
     # the smoothed loss of perturbed weights differs from the centre loss it is logged beside
     assert rec["smoothed_loss"] != rec["train_loss"]
     assert math.isfinite(rec["smoothed_loss"]) and math.isfinite(rec["train_loss"])
+
+
+def _foreign_generator_checkpoint(tmp_path, layers):
+    """A finished 1-epoch run whose checkpoint carries a perturbation-generator state
+    of another device's layout (a CUDA generator's state has 16 bytes)."""
+    from anisotropy.io import load_checkpoint, save_checkpoint
+    from anisotropy.training.config import config_from_dict
+    from anisotropy.training.trainer import train
+
+    d = {"seed": 0, "epochs": 1, "threads": 1, "model": {"name": "mlp", "depth": 1, "width": 8},
+         "data": {"name": "synthetic", "synthetic_size": 64, "synthetic_features": 4},
+         "optim": {"lr": 0.05, "batch_size": 16}, "smoothing": {"layers": layers}}
+    train(config_from_dict(d), tmp_path / "run", progress=False)
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    ck["perturb_generator"] = torch.zeros(16, dtype=torch.uint8)
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", ck)
+    return config_from_dict({**d, "epochs": 2})
+
+
+def test_unsmoothed_run_resumes_across_devices(tmp_path):
+    """An unsmoothed run never draws perturbations, so a checkpoint from another
+    device (foreign generator state) resumes and completes."""
+    from anisotropy.training.trainer import train
+
+    cfg = _foreign_generator_checkpoint(tmp_path, [])
+    assert train(cfg, tmp_path / "run", resume=True, progress=False)["status"] == "complete"
+
+
+def test_smoothed_run_refuses_to_change_device(tmp_path):
+    from anisotropy.training.trainer import train
+
+    cfg = _foreign_generator_checkpoint(tmp_path, ["fc1"])
+    with pytest.raises(ValueError, match="device-specific"):
+        train(cfg, tmp_path / "run", resume=True, progress=False)

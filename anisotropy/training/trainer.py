@@ -251,11 +251,29 @@ class _Run:
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.data_gen.set_state(ck["data_generator"].cpu())
-        self.pert_gen.set_state(ck["perturb_generator"].cpu())
+        self._restore_perturbation_stream(ck["perturb_generator"].cpu(), ck["config"])
         for key in ("epoch", "step", "best_test_acc", "best_epoch", "log_position", "elapsed",
                     "last"):
             setattr(self, key, ck[key])
         self.steps_position = ck.get("steps_position", 0)
+
+    def _restore_perturbation_stream(self, state: torch.Tensor, saved: dict[str, Any]) -> None:
+        """Set the perturbation generator, which lives on the run's device.
+
+        A CPU and a CUDA generator have different states, so a run checkpointed on
+        one device and resumed on another cannot continue its perturbation stream.
+        An unsmoothed run never draws from it (the stream is only re-seeded); a
+        smoothed one is refused with a clear error.
+        """
+        try:
+            self.pert_gen.set_state(state)
+        except RuntimeError:
+            if self.ple is not None:
+                raise ValueError(
+                    f"cannot resume: the checkpoint was written on device "
+                    f"{saved.get('device')!r} and this run uses {self.cfg.device!r}; the "
+                    "perturbation stream of a smoothed run is device-specific, so resume it "
+                    "on the device it started on") from None
 
     # ------------------------------------------------------------------ one step
     def train_step(self, idx: torch.Tensor, period: _Period) -> None:
