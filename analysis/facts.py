@@ -17,6 +17,7 @@ The fact builders that take a ``claim`` (e.g. :func:`fact_normaliser`) state
 "the quantity equals ``claim``"; passing a wrong claim gives a fact that fails,
 which is how the tests show that the checking machinery can fail.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,11 +36,21 @@ from scipy import integrate, special, stats
 from sympy import stats as sps
 
 from anisotropy import kernels
-from anisotropy.validation import check_choice
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
+from anisotropy.validation import check_choice
 
-__all__ = ["Fact", "FactResult", "LimitsOptions", "verify", "verify_all", "default_facts",
-           "fact_normaliser", "fact_heat_normaliser", "fact_kernel_variance", "main"]
+__all__ = [
+    "Fact",
+    "FactResult",
+    "LimitsOptions",
+    "verify",
+    "verify_all",
+    "default_facts",
+    "fact_normaliser",
+    "fact_heat_normaliser",
+    "fact_kernel_variance",
+    "main",
+]
 
 # --- tolerances of the numeric checks (float64 throughout) -------------------------------
 #: exact identities evaluated in float64 on O(1) quantities: a few hundred ulps of 1.
@@ -132,8 +143,10 @@ class FactResult:
         flag = "PASS" if self.passed else "FAIL"
         sym = "proved" if self.symbolic else "NOT proved"
         num = "ok" if self.numeric_pass else "FAILED"
-        line = (f"[{flag}] {self.name}: {self.statement} | symbolic: {sym} | numeric: "
-                f"max err {self.numeric_error:.2e} (tol {self.numeric_tol:.0e}) {num}")
+        line = (
+            f"[{flag}] {self.name}: {self.statement} | symbolic: {sym} | numeric: "
+            f"max err {self.numeric_error:.2e} (tol {self.numeric_tol:.0e}) {num}"
+        )
         return line + (f" | {self.note}" if self.note else "")
 
 
@@ -186,11 +199,13 @@ def _rel(a: float, b: float) -> float:
 def fact_hard_limit() -> Fact:
     # a = R - x, b = R + x, a + b = 2R > 0: every x is one of these five cases.
     a, b, c = sp.symbols("a b c", positive=True)
-    cases = [(sig(2 * k * a) * sig(2 * k * b), 1),        # |x| < R
-             (sig(-2 * k * c) * sig(2 * k * b), 0),       # x > R
-             (sig(2 * k * b) * sig(-2 * k * c), 0),       # x < -R
-             (sig(0) * sig(2 * k * b), sp.Rational(1, 2)),  # x = R
-             (sig(2 * k * b) * sig(0), sp.Rational(1, 2))]  # x = -R
+    cases = [
+        (sig(2 * k * a) * sig(2 * k * b), 1),  # |x| < R
+        (sig(-2 * k * c) * sig(2 * k * b), 0),  # x > R
+        (sig(2 * k * b) * sig(-2 * k * c), 0),  # x < -R
+        (sig(0) * sig(2 * k * b), sp.Rational(1, 2)),  # x = R
+        (sig(2 * k * b) * sig(0), sp.Rational(1, 2)),
+    ]  # x = -R
 
     def prove():
         return all(sp.limit(e, k, sp.oo) == lim for e, lim in cases)
@@ -205,8 +220,13 @@ def fact_hard_limit() -> Fact:
         err = max(err, np.abs(kernels.kernel(xs, R=R_, k=1e4) - ind).max())
         return err
 
-    return Fact("hard_limit", "lim_{k->inf} K_{R,k}(x) = 1 if |x|<R, 1/2 if |x|=R, 0 if |x|>R "
-                "(eqs 7-8)", prove, check, ROUNDOFF_TOL)
+    return Fact(
+        "hard_limit",
+        "lim_{k->inf} K_{R,k}(x) = 1 if |x|<R, 1/2 if |x|=R, 0 if |x|>R (eqs 7-8)",
+        prove,
+        check,
+        ROUNDOFF_TOL,
+    )
 
 
 def fact_centre_value() -> Fact:
@@ -214,8 +234,11 @@ def fact_centre_value() -> Fact:
         k0 = kernel_expr(sp.Integer(0))
         gap = sp.factor(sp.together(1 - sig(2 * k * R) ** 2))  # = 1 - K(0)
         d0 = -sp.log(k0)
-        return (_zero(k0 - sig(2 * k * R) ** 2) and gap.is_positive is True
-                and _zero(sp.expand_log(d0, force=True) - 2 * softplus(-2 * k * R)))
+        return (
+            _zero(k0 - sig(2 * k * R) ** 2)
+            and gap.is_positive is True
+            and _zero(sp.expand_log(d0, force=True) - 2 * softplus(-2 * k * R))
+        )
 
     def check():
         # 2kR <= 100 keeps d(0) = 2 softplus(-2kR) >= 2e-44 representable (> 0); K(0) < 1 is
@@ -223,14 +246,22 @@ def fact_centre_value() -> Fact:
         err = 0.0
         for R_, k_ in ((1.0, 1.0), (0.3, 5.0), (1e-3, 1.0), (0.5, 100.0)):
             d0 = float(kernels.distance(0.0, R=R_, k=k_))
-            err = max(err, _rel(float(kernels.kernel(0.0, R=R_, k=k_)), special.expit(2 * k_ * R_) ** 2),
-                      _rel(d0, 2 * math.log1p(math.exp(-2 * k_ * R_))))
+            err = max(
+                err,
+                _rel(float(kernels.kernel(0.0, R=R_, k=k_)), special.expit(2 * k_ * R_) ** 2),
+                _rel(d0, 2 * math.log1p(math.exp(-2 * k_ * R_))),
+            )
             if not d0 > 0.0:
                 return math.inf
         return err
 
-    return Fact("centre_value", "K(0) = s(2kR)^2 < 1 and d(0) = 2 softplus(-2kR) > 0 for finite k",
-                prove, check, ROUNDOFF_TOL)
+    return Fact(
+        "centre_value",
+        "K(0) = s(2kR)^2 < 1 and d(0) = 2 softplus(-2kR) > 0 for finite k",
+        prove,
+        check,
+        ROUNDOFF_TOL,
+    )
 
 
 def fact_sigmoid_identity() -> Fact:
@@ -246,8 +277,13 @@ def fact_sigmoid_identity() -> Fact:
             err = max(err, np.abs(kernels.kernel(xs, R=R_, k=k_) - rhs).max())
         return err
 
-    return Fact("sigmoid_identity", "s(u) s(v) = (s(u) + s(v) - 1) / (1 - e^-(u+v))  (u+v != 0)",
-                prove, check, ROUNDOFF_TOL)
+    return Fact(
+        "sigmoid_identity",
+        "s(u) s(v) = (s(u) + s(v) - 1) / (1 - e^-(u+v))  (u+v != 0)",
+        prove,
+        check,
+        ROUNDOFF_TOL,
+    )
 
 
 def fact_normaliser(claim: Callable[[sp.Expr, sp.Expr], sp.Expr] | None = None) -> Fact:
@@ -260,8 +296,9 @@ def fact_normaliser(claim: Callable[[sp.Expr, sp.Expr], sp.Expr] | None = None) 
         numer = sig(2 * k * (x + R)) - sig(2 * k * (x - R))
         # ... = G'(x) with G = [softplus(2k(x+R)) - softplus(2k(x-R))]/(2k), G(-oo)=0, G(oo)=2R
         G = (softplus(2 * k * (x + R)) - softplus(2 * k * (x - R))) / (2 * k)
-        steps = (_zero(kernel_expr(x) * (1 - sp.exp(-4 * k * R)) - numer)
-                 and _zero(sp.diff(G, x) - numer))
+        steps = _zero(kernel_expr(x) * (1 - sp.exp(-4 * k * R)) - numer) and _zero(
+            sp.diff(G, x) - numer
+        )
         integral = (sp.limit(G, x, sp.oo) - sp.limit(G, x, -sp.oo)) / (1 - sp.exp(-4 * k * R))
         return steps and _zero(integral - claimed)
 
@@ -269,12 +306,14 @@ def fact_normaliser(claim: Callable[[sp.Expr, sp.Expr], sp.Expr] | None = None) 
         err = 0.0
         for R_, k_ in RK_POINTS:
             q = _quad_kernel(lambda xv: _K(xv, R_, k_), R_, k_)
-            err = max(err, _rel(claimed_num(R_, k_), q),
-                      _rel(math.exp(kernels.log_normaliser(R_, k_)), q))
+            err = max(
+                err, _rel(claimed_num(R_, k_), q), _rel(math.exp(kernels.log_normaliser(R_, k_)), q)
+            )
         return err
 
-    return Fact("normaliser", f"Z_1 = int K_(R,k)(x) dx = {sp.sstr(claimed)}", prove, check,
-                QUAD_TOL)
+    return Fact(
+        "normaliser", f"Z_1 = int K_(R,k)(x) dx = {sp.sstr(claimed)}", prove, check, QUAD_TOL
+    )
 
 
 def fact_convolution() -> Fact:
@@ -291,21 +330,34 @@ def fact_convolution() -> Fact:
             zs = np.linspace(-2 * R_ - 3 / k_, 2 * R_ + 3 / k_, 7)
             dens = kernels.kernel(zs, R=R_, k=k_) / math.exp(kernels.log_normaliser(R_, k_))
             for zv, dv in zip(zs, dens):
-                conv = _quad(lambda tv: stats.logistic.pdf(zv - tv, scale=1 / (2 * k_)) / (2 * R_),
-                             -R_, R_, points=(zv,))
+                conv = _quad(
+                    lambda tv: stats.logistic.pdf(zv - tv, scale=1 / (2 * k_)) / (2 * R_),
+                    -R_,
+                    R_,
+                    points=(zv,),
+                )
                 err = max(err, abs(conv - dv) / dens.max())
         return err
 
-    return Fact("convolution", "K/Z_1 = density of U + L, U ~ Uniform(-R,R), L ~ "
-                "Logistic(0, 1/(2k)) (convolution of the two densities)", prove, check, QUAD_TOL)
+    return Fact(
+        "convolution",
+        "K/Z_1 = density of U + L, U ~ Uniform(-R,R), L ~ "
+        "Logistic(0, 1/(2k)) (convolution of the two densities)",
+        prove,
+        check,
+        QUAD_TOL,
+    )
 
 
 def fact_kernel_cdf() -> Fact:
     cdf = (softplus(2 * k * (z + R)) - softplus(2 * k * (z - R))) / (4 * k * R)
 
     def prove():
-        return (_zero(sp.diff(cdf, z) - kernel_expr(z) / Z1) and sp.limit(cdf, z, -sp.oo) == 0
-                and sp.limit(cdf, z, sp.oo) == 1)
+        return (
+            _zero(sp.diff(cdf, z) - kernel_expr(z) / Z1)
+            and sp.limit(cdf, z, -sp.oo) == 0
+            and sp.limit(cdf, z, sp.oo) == 1
+        )
 
     def check():
         err = 0.0
@@ -314,13 +366,19 @@ def fact_kernel_cdf() -> Fact:
             lo = -R_ - TAIL_SCALES / (2 * k_)
             for zv in np.linspace(-2 * R_ - 2 / k_, 2 * R_ + 2 / k_, 5):
                 q = c * _quad(lambda xv: _K(xv, R_, k_), lo, zv, points=(-R_, 0.0, R_))
-                closed = (np.logaddexp(0, 2 * k_ * (zv + R_))
-                          - np.logaddexp(0, 2 * k_ * (zv - R_))) / (4 * k_ * R_)
+                closed = (
+                    np.logaddexp(0, 2 * k_ * (zv + R_)) - np.logaddexp(0, 2 * k_ * (zv - R_))
+                ) / (4 * k_ * R_)
                 err = max(err, abs(q - closed))
         return err
 
-    return Fact("kernel_cdf", "P(U+L <= z) = [softplus(2k(z+R)) - softplus(2k(z-R))]/(4kR)",
-                prove, check, QUAD_TOL)
+    return Fact(
+        "kernel_cdf",
+        "P(U+L <= z) = [softplus(2k(z+R)) - softplus(2k(z-R))]/(4kR)",
+        prove,
+        check,
+        QUAD_TOL,
+    )
 
 
 def fact_kernel_variance(claim: Callable[[sp.Expr, sp.Expr], sp.Expr] | None = None) -> Fact:
@@ -329,7 +387,9 @@ def fact_kernel_variance(claim: Callable[[sp.Expr, sp.Expr], sp.Expr] | None = N
     claimed_num = sp.lambdify((R, k), claimed, "math")
 
     def prove():  # independent U and L: variances add
-        var = sps.variance(sps.Uniform("U", -R, R)) + sps.variance(sps.Logistic("L", 0, 1 / (2 * k)))
+        var = sps.variance(sps.Uniform("U", -R, R)) + sps.variance(
+            sps.Logistic("L", 0, 1 / (2 * k))
+        )
         return _zero(var - claimed)
 
     def check():
@@ -339,8 +399,9 @@ def fact_kernel_variance(claim: Callable[[sp.Expr, sp.Expr], sp.Expr] | None = N
             err = max(err, _rel(claimed_num(R_, k_), m2 / math.exp(kernels.log_normaliser(R_, k_))))
         return err
 
-    return Fact("kernel_variance", f"Var[K/Z_1] = {sp.sstr(claimed)} (mean 0)", prove, check,
-                QUAD_TOL)
+    return Fact(
+        "kernel_variance", f"Var[K/Z_1] = {sp.sstr(claimed)} (mean 0)", prove, check, QUAD_TOL
+    )
 
 
 def fact_heat_normaliser(claim: Callable[[sp.Expr], sp.Expr] | None = None) -> Fact:
@@ -355,13 +416,24 @@ def fact_heat_normaliser(claim: Callable[[sp.Expr], sp.Expr] | None = None) -> F
         err = 0.0
         for g in (1e-2, 1.0, 30.0, 1e4):
             edge = 40.0 / math.sqrt(g)  # e^{-800} beyond
-            q = _quad(lambda xv: math.exp(float(kernels.heat_log_kernel(xv, gamma=g))), -edge, edge,
-                      points=(0.0,))
-            err = max(err, _rel(claimed_num(g), q), _rel(math.exp(kernels.heat_log_normaliser(g)), q))
+            q = _quad(
+                lambda xv: math.exp(float(kernels.heat_log_kernel(xv, gamma=g))),
+                -edge,
+                edge,
+                points=(0.0,),
+            )
+            err = max(
+                err, _rel(claimed_num(g), q), _rel(math.exp(kernels.heat_log_normaliser(g)), q)
+            )
         return err
 
-    return Fact("heat_normaliser", f"int exp(-(gamma/2) x^2) dx = {sp.sstr(claimed)} (eq 1 "
-                "convention)", prove, check, QUAD_TOL)
+    return Fact(
+        "heat_normaliser",
+        f"int exp(-(gamma/2) x^2) dx = {sp.sstr(claimed)} (eq 1 convention)",
+        prove,
+        check,
+        QUAD_TOL,
+    )
 
 
 def _plea(losses: np.ndarray, b: float = 1.0) -> float:
@@ -375,8 +447,9 @@ def _reduce(losses: np.ndarray, reduction: str, b: float = 1.0) -> float:
 
     from anisotropy.smoothing.losses import reduce_losses
 
-    return float(reduce_losses(torch.as_tensor(losses, dtype=torch.float64), reduction=reduction,
-                               beta=b))
+    return float(
+        reduce_losses(torch.as_tensor(losses, dtype=torch.float64), reduction=reduction, beta=b)
+    )
 
 
 def fact_m_at_y0() -> Fact:
@@ -393,8 +466,11 @@ def fact_m_at_y0() -> Fact:
         err = 0.0
         for lv in (0.1, 2.3, 50.0, 800.0):
             one = np.array([lv])
-            err = max(err, abs(_plea(one) - lv) / lv,
-                      *(abs(_reduce(one, r, 0.5) - lv) / lv for r in ("pla", "plea", "beta")))
+            err = max(
+                err,
+                abs(_plea(one) - lv) / lv,
+                *(abs(_reduce(one, r, 0.5) - lv) / lv for r in ("pla", "plea", "beta")),
+            )
         return err
 
     return Fact("m_at_y0", "M(R,k,y=0;W) = L(W) (eq 4)", prove, check, ROUNDOFF_TOL)
@@ -408,8 +484,9 @@ def fact_plea_to_pla() -> Fact:
     var = sum((li - mean) ** 2 for li in Ls) / n
 
     def prove():
-        return (_zero(sp.limit(F, beta, 0) - mean)
-                and _zero(sp.series(F, beta, 0, 2).removeO() - (mean - beta * var / 2)))
+        return _zero(sp.limit(F, beta, 0) - mean) and _zero(
+            sp.series(F, beta, 0, 2).removeO() - (mean - beta * var / 2)
+        )
 
     def check():  # the reference and anisotropy.smoothing.losses.reduce_losses
         rng = np.random.default_rng(4)
@@ -417,14 +494,23 @@ def fact_plea_to_pla() -> Fact:
         for _ in range(5):
             ls = rng.uniform(0.0, 3.0, size=5)
             series = ls.mean() - SMALL_BETA * ls.var() / 2
-            err = max(err, abs(_plea(ls, SMALL_BETA) - series),
-                      abs(_reduce(ls, "beta", SMALL_BETA) - series),
-                      abs(_reduce(ls, "pla") - ls.mean()), abs(_reduce(ls, "plea") - _plea(ls)))
+            err = max(
+                err,
+                abs(_plea(ls, SMALL_BETA) - series),
+                abs(_reduce(ls, "beta", SMALL_BETA) - series),
+                abs(_reduce(ls, "pla") - ls.mean()),
+                abs(_reduce(ls, "plea") - _plea(ls)),
+            )
         return err
 
-    return Fact("plea_to_pla", "-(1/beta) log mean_a exp(-beta L_a) = mean L - (beta/2) Var L + "
-                "O(beta^2) -> PLA (eq 23) as beta -> 0; = PLEA (eq 22) at beta = 1", prove, check,
-                SERIES_TOL)
+    return Fact(
+        "plea_to_pla",
+        "-(1/beta) log mean_a exp(-beta L_a) = mean L - (beta/2) Var L + "
+        "O(beta^2) -> PLA (eq 23) as beta -> 0; = PLEA (eq 22) at beta = 1",
+        prove,
+        check,
+        SERIES_TOL,
+    )
 
 
 def fact_plea_gradient() -> Fact:
@@ -443,20 +529,27 @@ def fact_plea_gradient() -> Fact:
         from anisotropy.smoothing.losses import reduce_losses
 
         curv, centre = np.array([1.0, 3.0, 0.5, 2.0]), np.array([0.0, 0.4, -1.0, 2.0])
-        losses = lambda wv: 0.5 * curv * (wv - centre) ** 2  # noqa: E731
+        losses = lambda wv: 0.5 * curv * (wv - centre) ** 2
         err = 0.0
         for b in (1.0, 0.3, 4.0):
             for wv in (-0.7, 0.2, 1.5):
                 want = special.softmax(-b * losses(wv)) @ (curv * (wv - centre))
-                fd = (_plea(losses(wv + FD_STEP), b) - _plea(losses(wv - FD_STEP), b)) / (2 * FD_STEP)
+                fd = (_plea(losses(wv + FD_STEP), b) - _plea(losses(wv - FD_STEP), b)) / (
+                    2 * FD_STEP
+                )
                 wt = torch.tensor(wv, dtype=torch.float64, requires_grad=True)
                 lt = 0.5 * torch.from_numpy(curv) * (wt - torch.from_numpy(centre)) ** 2
                 (grad,) = torch.autograd.grad(reduce_losses(lt, reduction="beta", beta=b), wt)
                 err = max(err, abs(fd - want), abs(float(grad) - want))
         return err
 
-    return Fact("plea_gradient", "d/dw [-(1/beta) log mean_a e^{-beta L_a(w)}] = sum_a "
-                "softmax(-beta L)_a dL_a/dw", prove, check, FD_TOL)
+    return Fact(
+        "plea_gradient",
+        "d/dw [-(1/beta) log mean_a e^{-beta L_a(w)}] = sum_a softmax(-beta L)_a dL_a/dw",
+        prove,
+        check,
+        FD_TOL,
+    )
 
 
 def fact_stable_distance() -> Fact:
@@ -464,29 +557,41 @@ def fact_stable_distance() -> Fact:
     stable = softplus(2 * k * (x - R)) + softplus(-2 * k * (x + R))
 
     def prove():
-        return (_zero(sp.expand_log(eq5, force=True) - stable)
-                and _zero(sp.exp(-stable) - kernel_expr(x))
-                and stable.is_nonnegative is True and _zero(stable.subs(x, -x) - stable))
+        return (
+            _zero(sp.expand_log(eq5, force=True) - stable)
+            and _zero(sp.exp(-stable) - kernel_expr(x))
+            and stable.is_nonnegative is True
+            and _zero(stable.subs(x, -x) - stable)
+        )
 
     def check():
         err = 0.0
         for R_, k_ in ((1.0, 1.0), (0.3, 5.0), (2.0, 0.05)):
             xs = np.linspace(-R_ - 3 / k_, R_ + 3 / k_, 11)  # |2k(x -+ R)| <= 6: eq 5 accurate
-            direct = -np.log((1 - special.expit(2 * k_ * (xs - R_))) * special.expit(2 * k_ * (xs + R_)))
+            direct = -np.log(
+                (1 - special.expit(2 * k_ * (xs - R_))) * special.expit(2 * k_ * (xs + R_))
+            )
             d = kernels.distance(xs, R=R_, k=k_)
-            err = max(err, np.abs(d - direct).max(), np.abs(kernels.distance(-xs, R=R_, k=k_) - d).max())
+            err = max(
+                err, np.abs(d - direct).max(), np.abs(kernels.distance(-xs, R=R_, k=k_) - d).max()
+            )
             if (d < 0).any() or np.signbit(d).any():
                 return math.inf
         return err
 
-    return Fact("stable_distance", "eq 5 = softplus(2k(x-R)) + softplus(-2k(x+R)) = -log K, even, "
-                ">= 0", prove, check, ROUNDOFF_TOL)
+    return Fact(
+        "stable_distance",
+        "eq 5 = softplus(2k(x-R)) + softplus(-2k(x+R)) = -log K, even, >= 0",
+        prove,
+        check,
+        ROUNDOFF_TOL,
+    )
 
 
 def fact_masked_distance() -> Fact:
     dws = sp.symbols("dw1:5", real=True)
     mask = (1, 0, 1, 0)
-    d = lambda q: softplus(2 * k * (q - R)) + softplus(-2 * k * (q + R))  # noqa: E731
+    d = lambda q: softplus(2 * k * (q - R)) + softplus(-2 * k * (q + R))
 
     def prove():  # literal eq 13, d(dW*U), minus (N-|U|) d(0) is the sum over the support
         literal = sum(d(q * m) for q, m in zip(dws, mask))
@@ -503,14 +608,25 @@ def fact_masked_distance() -> Fact:
                 dw = np.clip(dw, -0.9, 0.9)  # keep the hard distance finite
             got = kernels.masked_distance(dw, m, R=R_, k=k_)
             lit = kernels.distance(dw * m, R=R_, k=k_).sum(-1) - (~m).sum() * kernels.distance(
-                0.0, R=R_, k=k_)
+                0.0, R=R_, k=k_
+            )
             full = kernels.masked_distance(dw, np.ones(9, bool), R=R_, k=k_)
-            err = max(err, np.abs(got - lit).max(), np.abs(got - kernels.distance(dw[:, m], R=R_,
-                      k=k_).sum(-1)).max(), np.abs(full - kernels.distance(dw, R=R_, k=k_).sum(-1)).max())
+            err = max(
+                err,
+                np.abs(got - lit).max(),
+                np.abs(got - kernels.distance(dw[:, m], R=R_, k=k_).sum(-1)).max(),
+                np.abs(full - kernels.distance(dw, R=R_, k=k_).sum(-1)).max(),
+            )
         return err
 
-    return Fact("masked_distance", "d^[U](dW) = sum_{i in U} d(dW_i) = d(dW*U) - (N-|U|) d(0): "
-                "masked-out coordinates add nothing (eq 13 fix)", prove, check, ROUNDOFF_TOL)
+    return Fact(
+        "masked_distance",
+        "d^[U](dW) = sum_{i in U} d(dW_i) = d(dW*U) - (N-|U|) d(0): "
+        "masked-out coordinates add nothing (eq 13 fix)",
+        prove,
+        check,
+        ROUNDOFF_TOL,
+    )
 
 
 def fact_box_quadratic() -> Fact:
@@ -527,14 +643,21 @@ def fact_box_quadratic() -> Fact:
         f = sp.lambdify((lam, W, c, R), claim, "mpmath")
         err = 0.0
         for lv, Wv, cv, Rv in ((1.0, 0.0, 0.3, 1.0), (20.0, 1.0, -0.5, 0.1), (0.1, 2.0, 0.0, 3.0)):
-            q = _quad(lambda xv: math.exp(-lv / 2 * (Wv + xv - cv) ** 2) * _K(xv, Rv, math.inf),
-                      -Rv, Rv)
+            q = _quad(
+                lambda xv: math.exp(-lv / 2 * (Wv + xv - cv) ** 2) * _K(xv, Rv, math.inf), -Rv, Rv
+            )
             with mpmath.workdps(30):
                 err = max(err, _rel(float(f(lv, Wv, cv, Rv)), q))
         return err
 
-    return Fact("box_quadratic", "int_{|x|<R} exp(-(lam/2)(W+x-c)^2) dx = sqrt(pi/(2 lam)) "
-                "[erf(a(W+R-c)) - erf(a(W-R-c))], a = sqrt(lam/2)", prove, check, QUAD_TOL)
+    return Fact(
+        "box_quadratic",
+        "int_{|x|<R} exp(-(lam/2)(W+x-c)^2) dx = sqrt(pi/(2 lam)) "
+        "[erf(a(W+R-c)) - erf(a(W-R-c))], a = sqrt(lam/2)",
+        prove,
+        check,
+        QUAD_TOL,
+    )
 
 
 def fact_heat_quadratic() -> Fact:
@@ -542,7 +665,9 @@ def fact_heat_quadratic() -> Fact:
     claim = sp.sqrt(2 * sp.pi / (lam + gamma)) * sp.exp(-lam * gamma / (2 * (lam + gamma)) * D**2)
 
     def prove():
-        integral = sp.integrate(sp.exp(-lam / 2 * (x + D) ** 2 - gamma / 2 * x**2), (x, -sp.oo, sp.oo))
+        integral = sp.integrate(
+            sp.exp(-lam / 2 * (x + D) ** 2 - gamma / 2 * x**2), (x, -sp.oo, sp.oo)
+        )
         return _zero(integral / claim - 1)
 
     def check():
@@ -550,22 +675,46 @@ def fact_heat_quadratic() -> Fact:
         err = 0.0
         for lv, gv, Dv in ((1.0, 1.0, 0.5), (20.0, 0.5, -1.0), (0.1, 30.0, 2.0)):
             edge = 40.0 / math.sqrt(gv)
-            q = _quad(lambda xv: math.exp(-lv / 2 * (xv + Dv) ** 2
-                                          + float(kernels.heat_log_kernel(xv, gamma=gv))),
-                      -edge, edge, points=(0.0, -Dv))
+            q = _quad(
+                lambda xv: math.exp(
+                    -lv / 2 * (xv + Dv) ** 2 + float(kernels.heat_log_kernel(xv, gamma=gv))
+                ),
+                -edge,
+                edge,
+                points=(0.0, -Dv),
+            )
             err = max(err, _rel(f(lv, gv, Dv), q))
         return err
 
-    return Fact("heat_quadratic", "int exp(-(lam/2)(x+D)^2 - (gamma/2)x^2) dx = sqrt(2pi/(lam+gamma)) "
-                "exp(-lam gamma D^2 / (2(lam+gamma)))", prove, check, QUAD_TOL)
+    return Fact(
+        "heat_quadratic",
+        "int exp(-(lam/2)(x+D)^2 - (gamma/2)x^2) dx = sqrt(2pi/(lam+gamma)) "
+        "exp(-lam gamma D^2 / (2(lam+gamma)))",
+        prove,
+        check,
+        QUAD_TOL,
+    )
 
 
 def default_facts() -> list[Fact]:
     """All facts the package relies on, in the order of the paper's equations (5-23)."""
-    return [fact_hard_limit(), fact_centre_value(), fact_stable_distance(), fact_sigmoid_identity(),
-            fact_normaliser(), fact_convolution(), fact_kernel_cdf(), fact_kernel_variance(),
-            fact_heat_normaliser(), fact_masked_distance(), fact_m_at_y0(), fact_plea_to_pla(),
-            fact_plea_gradient(), fact_box_quadratic(), fact_heat_quadratic()]
+    return [
+        fact_hard_limit(),
+        fact_centre_value(),
+        fact_stable_distance(),
+        fact_sigmoid_identity(),
+        fact_normaliser(),
+        fact_convolution(),
+        fact_kernel_cdf(),
+        fact_kernel_variance(),
+        fact_heat_normaliser(),
+        fact_masked_distance(),
+        fact_m_at_y0(),
+        fact_plea_to_pla(),
+        fact_plea_gradient(),
+        fact_box_quadratic(),
+        fact_heat_quadratic(),
+    ]
 
 
 def verify_all(names: Sequence[str] | None = None) -> list[FactResult]:
@@ -585,8 +734,9 @@ class LimitsOptions:
     """Options of ``anisotropy limits``."""
 
     json: bool = field(default=False, metadata={"help": "print the results as a JSON list"})
-    only: list[str] = field(default_factory=list,
-                            metadata={"help": "names of the facts to check (default: all)"})
+    only: list[str] = field(
+        default_factory=list, metadata={"help": "names of the facts to check (default: all)"}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,15 @@
 through ``lazy_loader.attach_stub``, by the package itself: one list of names)."""
 
 from . import kernels as kernels
+from .data.datasets import (
+    DATASETS as DATASETS,
+)
+from .data.datasets import (
+    load_dataset as load_dataset,
+)
+from .io import (
+    read_jsonl as read_jsonl,
+)
 
 # smoothing kernels (eqs 1, 5-8), numpy or torch: objects (the extension point) ...
 from .kernels.base import (
@@ -10,94 +19,162 @@ from .kernels.base import (
 from .kernels.box import (
     BoxKernel as BoxKernel,
 )
+from .kernels.closed_form import (
+    check_mask as check_mask,
+)
+
+# ... and the closed forms behind them
+from .kernels.closed_form import (
+    distance as distance,
+)
+from .kernels.closed_form import (
+    heat_distance as heat_distance,
+)
+from .kernels.closed_form import (
+    heat_log_kernel as heat_log_kernel,
+)
+from .kernels.closed_form import (
+    heat_log_normaliser as heat_log_normaliser,
+)
+from .kernels.closed_form import (
+    kernel as kernel,
+)
+from .kernels.closed_form import (
+    log_kernel as log_kernel,
+)
+from .kernels.closed_form import (
+    log_normaliser as log_normaliser,
+)
+from .kernels.closed_form import (
+    masked_distance as masked_distance,
+)
+from .kernels.closed_form import (
+    masked_log_kernel as masked_log_kernel,
+)
+from .kernels.closed_form import (
+    sample_heat as sample_heat,
+)
+from .kernels.closed_form import (
+    sample_kernel as sample_kernel,
+)
 from .kernels.gaussian import (
     GaussianKernel as GaussianKernel,
 )
 from .kernels.registry import (
-    KernelName as KernelName,
     KERNEL_NAMES as KERNEL_NAMES,
+)
+from .kernels.registry import (
+    KernelName as KernelName,
+)
+from .kernels.registry import (
     as_kernel as as_kernel,
 )
-# ... and the closed forms behind them
-from .kernels.closed_form import (
-    distance as distance,
-    log_kernel as log_kernel,
-    kernel as kernel,
-    masked_distance as masked_distance,
-    masked_log_kernel as masked_log_kernel,
-    heat_distance as heat_distance,
-    heat_log_kernel as heat_log_kernel,
-    log_normaliser as log_normaliser,
-    heat_log_normaliser as heat_log_normaliser,
-    sample_kernel as sample_kernel,
-    sample_heat as sample_heat,
-    check_mask as check_mask,
+from .models import (
+    cnn_table24 as cnn_table24,
 )
+from .models import (
+    cnn_table25 as cnn_table25,
+)
+from .models import (
+    conv_net as conv_net,
+)
+
+# models of sections 4-5
+from .models import (
+    mlp as mlp,
+)
+from .related.entropy_flow import (
+    EntropyFlowResult as EntropyFlowResult,
+)
+from .related.entropy_flow import (
+    conv_entropy_loss as conv_entropy_loss,
+)
+from .related.entropy_flow import (
+    dense_entropy_loss as dense_entropy_loss,
+)
+from .related.entropy_sgd import (
+    EntropySGD as EntropySGD,
+)
+from .related.entropy_sgd import (
+    gamma_scoping as gamma_scoping,
+)
+
+# related methods: local energy, Entropy-SGD, entropy flow
+from .related.local_energy import (
+    local_energy as local_energy,
+)
+from .related.local_energy import (
+    local_energy_curve as local_energy_curve,
+)
+from .smoothing.losses import (
+    REDUCTIONS as REDUCTIONS,
+)
+
 # smoothed losses (eqs 19-23)
 from .smoothing.losses import (
     PartialLocalEntropy as PartialLocalEntropy,
+)
+from .smoothing.losses import (
     SmoothedLoss as SmoothedLoss,
+)
+from .smoothing.losses import (
     reduce_losses as reduce_losses,
-    REDUCTIONS as REDUCTIONS,
+)
+from .smoothing.sampling import (
+    sample_perturbations as sample_perturbations,
 )
 from .smoothing.sampling import (
     select_parameters as select_parameters,
-    sample_perturbations as sample_perturbations,
 )
 from .smoothing.schedules import (
     radius_schedule as radius_schedule,
 )
-# models of sections 4-5
-from .models import (
-    mlp as mlp,
-    cnn_table24 as cnn_table24,
-    cnn_table25 as cnn_table25,
-    conv_net as conv_net,
+from .training.config import (
+    DataConfig as DataConfig,
 )
+from .training.config import (
+    LoggingConfig as LoggingConfig,
+)
+from .training.config import (
+    ModelConfig as ModelConfig,
+)
+from .training.config import (
+    OptimConfig as OptimConfig,
+)
+from .training.config import (
+    SmoothingConfig as SmoothingConfig,
+)
+
 # configuration, data, training, logs
 from .training.config import (
     TrainConfig as TrainConfig,
-    ModelConfig as ModelConfig,
-    DataConfig as DataConfig,
-    OptimConfig as OptimConfig,
-    SmoothingConfig as SmoothingConfig,
-    LoggingConfig as LoggingConfig,
-    load_config as load_config,
-    config_from_dict as config_from_dict,
-    config_to_dict as config_to_dict,
+)
+from .training.config import (
     apply_overrides as apply_overrides,
 )
-from .data.datasets import (
-    load_dataset as load_dataset,
-    DATASETS as DATASETS,
+from .training.config import (
+    config_from_dict as config_from_dict,
 )
-from .training.trainer import (
-    train as train,
+from .training.config import (
+    config_to_dict as config_to_dict,
+)
+from .training.config import (
+    load_config as load_config,
+)
+from .training.hooks import (
+    Callback as Callback,
 )
 from .training.hooks import (
     TrainState as TrainState,
-    Callback as Callback,
+)
+from .training.signals import (
+    SignalAccumulator as SignalAccumulator,
 )
 from .training.signals import (
     layer_signal as layer_signal,
-    SignalAccumulator as SignalAccumulator,
 )
-from .io import (
-    read_jsonl as read_jsonl,
-)
-# related methods: local energy, Entropy-SGD, entropy flow
-from .related.local_energy import (
-    local_energy as local_energy,
-    local_energy_curve as local_energy_curve,
-)
-from .related.entropy_sgd import (
-    EntropySGD as EntropySGD,
-    gamma_scoping as gamma_scoping,
-)
-from .related.entropy_flow import (
-    dense_entropy_loss as dense_entropy_loss,
-    conv_entropy_loss as conv_entropy_loss,
-    EntropyFlowResult as EntropyFlowResult,
+from .training.trainer import (
+    train as train,
 )
 
 __version__: str

@@ -28,6 +28,7 @@ A crash while appending leaves a last line without its terminating newline.
 :func:`read_jsonl` ignores such a line when it does not parse; every other line
 that is not a JSON object raises ValueError naming the file and the line number.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,11 +41,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-
-__all__ = ["check_record", "nonfinite_to_null", "append_jsonl", "iter_jsonl", "read_jsonl",
-           "truncate_log", "write_atomic", "write_text_atomic", "write_json_atomic",
-           "write_jsonl_atomic", "write_csv_atomic", "save_figure_atomic", "save_checkpoint",
-           "load_checkpoint"]
+__all__ = [
+    "check_record",
+    "nonfinite_to_null",
+    "append_jsonl",
+    "iter_jsonl",
+    "read_jsonl",
+    "truncate_log",
+    "write_atomic",
+    "write_text_atomic",
+    "write_json_atomic",
+    "write_jsonl_atomic",
+    "write_csv_atomic",
+    "save_figure_atomic",
+    "save_checkpoint",
+    "load_checkpoint",
+]
 
 
 def check_record(record: Any, where: str = "record") -> None:
@@ -131,8 +143,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 return
             raise ValueError(f"{path}:{i + 1}: not valid JSON ({exc.msg})") from None
         if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{i + 1}: a JSON-lines record must be an object, "
-                             f"got {type(rec).__name__}")
+            raise ValueError(
+                f"{path}:{i + 1}: a JSON-lines record must be an object, got {type(rec).__name__}"
+            )
         yield i + 1, rec
 
 
@@ -146,8 +159,10 @@ def truncate_log(path: str | Path, position: int) -> None:
     p = Path(path)
     size = p.stat().st_size if p.exists() else 0
     if position > size:
-        raise ValueError(f"{p}: checkpoint log position {position} is past the end ({size} bytes); "
-                         "the log does not belong to this checkpoint")
+        raise ValueError(
+            f"{p}: checkpoint log position {position} is past the end ({size} bytes); "
+            "the log does not belong to this checkpoint"
+        )
     with open(p, "r+b") as fh:
         fh.truncate(position)
         fh.flush()
@@ -185,8 +200,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
-def write_json_atomic(path: str | Path, obj: Any, *, indent: int = 2,
-                      sort_keys: bool = False) -> Path:
+def write_json_atomic(
+    path: str | Path, obj: Any, *, indent: int = 2, sort_keys: bool = False
+) -> Path:
     """Write ``obj`` as indented strict JSON, atomically; returns the path.
 
     Raises
@@ -196,8 +212,9 @@ def write_json_atomic(path: str | Path, obj: Any, *, indent: int = 2,
         legitimately missing numbers with :func:`nonfinite_to_null` first).
     """
     check_record(obj, Path(path).name)
-    return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=sort_keys,
-                                              allow_nan=False) + "\n")
+    return write_text_atomic(
+        path, json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False) + "\n"
+    )
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
@@ -210,8 +227,9 @@ def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> P
     return write_text_atomic(path, "".join(lines))
 
 
-def write_csv_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]],
-                     columns: Sequence[str]) -> Path:
+def write_csv_atomic(
+    path: str | Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]
+) -> Path:
     """Write ``rows`` (dicts) as CSV with the header ``columns``, atomically.
 
     A missing key is an empty cell; a key outside ``columns`` raises ValueError.

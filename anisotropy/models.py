@@ -16,6 +16,7 @@ let the smoothed losses pick layers by name and split the network at a cut
 All weights use Kaiming-normal initialisation (He et al., ref. [17]) with the
 gain of the activation, biases start at zero.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -25,8 +26,17 @@ from torch import nn
 
 from anisotropy.validation import check_choice, check_int
 
-__all__ = ["mlp", "cnn_table24", "cnn_table25", "conv_net", "conv_feature_size", "ModelName",
-           "MODEL_NAMES", "Activation", "ACTIVATIONS"]
+__all__ = [
+    "mlp",
+    "cnn_table24",
+    "cnn_table25",
+    "conv_net",
+    "conv_feature_size",
+    "ModelName",
+    "MODEL_NAMES",
+    "Activation",
+    "ACTIVATIONS",
+]
 
 #: networks a configuration can name (``model.name``; the one definition)
 ModelName = Literal["mlp", "cnn_table24", "cnn_table25"]
@@ -46,8 +56,14 @@ def _init(model: nn.Module, activation: str) -> nn.Module:
     return model
 
 
-def mlp(*, depth: int = 2, width: int = 784, in_features: int = 784, classes: int = 10,
-        activation: Activation = "relu") -> nn.Sequential:
+def mlp(
+    *,
+    depth: int = 2,
+    width: int = 784,
+    in_features: int = 784,
+    classes: int = 10,
+    activation: Activation = "relu",
+) -> nn.Sequential:
     """Fully connected net ``in -> width x depth -> classes`` (section 4).
 
     Parameters
@@ -65,7 +81,10 @@ def mlp(*, depth: int = 2, width: int = 784, in_features: int = 784, classes: in
     layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
     fan_in = in_features
     for i in range(1, depth + 1):
-        layers += [(f"fc{i}", nn.Linear(fan_in, width)), (f"act{i}", _ACTIVATION_LAYERS[activation]())]
+        layers += [
+            (f"fc{i}", nn.Linear(fan_in, width)),
+            (f"act{i}", _ACTIVATION_LAYERS[activation]()),
+        ]
         fan_in = width
     layers.append((f"fc{depth + 1}", nn.Linear(fan_in, classes)))
     return _init(nn.Sequential(OrderedDict(layers)), activation)
@@ -81,8 +100,14 @@ def conv_feature_size(input_size: int, padding: int) -> int:
     return s
 
 
-def conv_net(channels: tuple[int, int, int], *, in_channels: int, input_size: int,
-             padding: int = 0, classes: int = 10) -> nn.Sequential:
+def conv_net(
+    channels: tuple[int, int, int],
+    *,
+    in_channels: int,
+    input_size: int,
+    padding: int = 0,
+    classes: int = 10,
+) -> nn.Sequential:
     """Five 3x3 convs (``c0->c1->c1``, pool, ``c1->c2->c2->c2``, pool) and a 3-layer FC head.
 
     ``channels = (in, c1, c2)`` is only used for ``c1, c2``; FC layers are
@@ -103,30 +128,46 @@ def conv_net(channels: tuple[int, int, int], *, in_channels: int, input_size: in
             layers.append((f"pool{n_pool}", nn.MaxPool2d(2)))
         else:
             n_conv += 1
-            layers += [(f"conv{n_conv}", nn.Conv2d(s[0], s[1], 3, padding=padding)),
-                       (f"relu{n_conv}", nn.ReLU())]
-    layers += [("flatten", nn.Flatten()),
-               ("fc1", nn.Linear(feat, feat)), ("act_fc1", nn.ReLU()),
-               ("fc2", nn.Linear(feat, feat)), ("act_fc2", nn.ReLU()),
-               ("fc3", nn.Linear(feat, classes))]
+            layers += [
+                (f"conv{n_conv}", nn.Conv2d(s[0], s[1], 3, padding=padding)),
+                (f"relu{n_conv}", nn.ReLU()),
+            ]
+    layers += [
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(feat, feat)),
+        ("act_fc1", nn.ReLU()),
+        ("fc2", nn.Linear(feat, feat)),
+        ("act_fc2", nn.ReLU()),
+        ("fc3", nn.Linear(feat, classes)),
+    ]
     return _init(nn.Sequential(OrderedDict(layers)), "relu")
 
 
-def cnn_table24(*, in_channels: int = 3, input_size: int = 32, padding: int = 0,
-                classes: int = 10) -> nn.Sequential:
+def cnn_table24(
+    *, in_channels: int = 3, input_size: int = 32, padding: int = 0, classes: int = 10
+) -> nn.Sequential:
     """CNN of table 24 (CIFAR10): channels 64, 128; head 128*4*4 at 32x32, padding 0."""
-    return conv_net((in_channels, 64, 128), in_channels=in_channels, input_size=input_size,
-                    padding=padding, classes=classes)
+    return conv_net(
+        (in_channels, 64, 128),
+        in_channels=in_channels,
+        input_size=input_size,
+        padding=padding,
+        classes=classes,
+    )
 
 
-def cnn_table25(*, in_channels: int = 3, input_size: int = 96, padding: int = 0,
-                classes: int = 10) -> nn.Sequential:
+def cnn_table25(
+    *, in_channels: int = 3, input_size: int = 96, padding: int = 0, classes: int = 10
+) -> nn.Sequential:
     """CNN of table 25 (STL10): channels 8, 16; head 16*20*20 at 96x96, padding 0.
 
     The 28x28 stand-in of the CNN figures (``docs/experiments.md``): ``in_channels=1, input_size=28,
     padding=1`` gives a 784-784-10 head.
     """
-    return conv_net((in_channels, 8, 16), in_channels=in_channels, input_size=input_size,
-                    padding=padding, classes=classes)
-
-
+    return conv_net(
+        (in_channels, 8, 16),
+        in_channels=in_channels,
+        input_size=input_size,
+        padding=padding,
+        classes=classes,
+    )

@@ -1,5 +1,6 @@
 """torch's intra-op thread count for a block of code: the one helper the trainer and the
 sweep use (a sweep point running in the calling process must not leave it changed)."""
+
 from __future__ import annotations
 
 import contextlib

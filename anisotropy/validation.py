@@ -4,6 +4,7 @@ Every public function validates its inputs with these helpers so that bad input
 raises a :class:`ValueError` (or :class:`TypeError`) that names the argument and
 the accepted range, never a bare ``assert`` or a silent NaN.
 """
+
 from __future__ import annotations
 
 import math

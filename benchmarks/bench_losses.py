@@ -20,6 +20,7 @@ Run::
 
     OMP_NUM_THREADS=2 python benchmarks/bench_losses.py --threads 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,8 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
-from anisotropy.smoothing.losses import PartialLocalEntropy
 from anisotropy.models import cnn_table25, mlp
+from anisotropy.smoothing.losses import PartialLocalEntropy
 
 VARIANTS = ("plain", "ple", "naive", "off", "vmap")
 
@@ -52,11 +53,16 @@ class BenchConfig:
     warmup: int = field(default=3, metadata={"help": "untimed steps per variant"})
     repeats: int = field(default=15, metadata={"help": "timed steps per variant (median kept)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
-    skip: list[str] = field(default_factory=list,
-                            metadata={"help": "variants to skip (off, vmap, naive)"})
+    skip: list[str] = field(
+        default_factory=list, metadata={"help": "variants to skip (off, vmap, naive)"}
+    )
     clock: Literal["wall", "process"] = field(
-        default="wall", metadata={"help": "wall time, or CPU time of the process (less "
-                                          "sensitive to other jobs on a loaded machine)"})
+        default="wall",
+        metadata={
+            "help": "wall time, or CPU time of the process (less "
+            "sensitive to other jobs on a loaded machine)"
+        },
+    )
 
 
 def _naive_step(model, ple, x, t, g):
@@ -110,6 +116,7 @@ def make_steps(model, layers, cfg) -> dict[str, Callable[[torch.Tensor, torch.Te
             opt.zero_grad(set_to_none=True)
             fn(x, t)
             opt.step()
+
         return step
 
     return {
@@ -130,7 +137,7 @@ def time_steps(steps, x, t, cfg) -> dict[str, float]:
             steps[v](x, t)
     times = {v: [] for v in names}
     for _ in range(cfg.repeats):
-        for v in names:       # round-robin: load changes hit every variant alike
+        for v in names:  # round-robin: load changes hit every variant alike
             sync()
             t0 = clock()
             steps[v](x, t)
@@ -154,10 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_namespace(BenchConfig, parser.parse_args(argv))
     torch.set_num_threads(cfg.threads)
     load0 = os.getloadavg()
-    print(f"# torch {torch.__version__}, device {cfg.device}, threads {torch.get_num_threads()}, "
-          f"cpus {os.cpu_count()}, batch {cfg.batch}, y {cfg.y}, float32, "
-          f"{cfg.clock} clock, median of {cfg.repeats} (warm-up {cfg.warmup}); "
-          f"load avg at start {load0[0]:.2f}")
+    print(
+        f"# torch {torch.__version__}, device {cfg.device}, threads {torch.get_num_threads()}, "
+        f"cpus {os.cpu_count()}, batch {cfg.batch}, y {cfg.y}, float32, "
+        f"{cfg.clock} clock, median of {cfg.repeats} (warm-up {cfg.warmup}); "
+        f"load avg at start {load0[0]:.2f}"
+    )
     cols = [v for v in VARIANTS if v not in cfg.skip]
     head = ["model", "smoothed"] + [f"{v} ms" for v in cols] + ["ple/plain", "ple/naive"]
     print("| " + " | ".join(head) + " |")

@@ -80,7 +80,7 @@ def _hand_epoch(model, opt, x, t, batch, accumulator) -> list[float]:
     stamps = []
     perm = torch.randperm(len(x))
     for i in range(0, len(x), batch):
-        idx = perm[i:i + batch]
+        idx = perm[i : i + batch]
         loss = F.cross_entropy(model(x[idx]), t[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -95,7 +95,7 @@ class _Stamps(Callback):
     def __init__(self) -> None:
         self.stamps: list[float] = []
 
-    def on_step(self, state) -> None:  # noqa: ANN001 - TrainState
+    def on_step(self, state) -> None:
         self.stamps.append(time.perf_counter())
 
 
@@ -113,15 +113,23 @@ def main(argv: list[str] | None = None) -> int:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(n, 784, generator=g)
     t = torch.randint(0, 10, (n,), generator=g)
-    times: dict[str, list[float]] = {k: [] for k in (
-        "hand", "hand+welford", "hand+signals", "trainer", "trainer-nosignals")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("hand", "hand+welford", "hand+signals", "trainer", "trainer-nosignals")
+    }
     train_cfg = {  # synthetic data of the same shape: 80 % of n train, as many steps
-        "seed": 0, "epochs": 1, "threads": cfg.threads,
+        "seed": 0,
+        "epochs": 1,
+        "threads": cfg.threads,
         "model": {"name": "mlp", "depth": 2, "width": 784},
-        "data": {"name": "synthetic", "synthetic_features": 784, "synthetic_classes": 10,
-                 "synthetic_size": int(n / 0.8)},
+        "data": {
+            "name": "synthetic",
+            "synthetic_features": 784,
+            "synthetic_classes": 10,
+            "synthetic_size": int(n / 0.8),
+        },
         "optim": {"lr": 1e-3, "batch_size": batch},
-        "logging": {"checkpoint_every": 0}}
+        "logging": {"checkpoint_every": 0},
+    }
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(cfg.repeats + 1):  # repeat 0 warms up and is dropped
@@ -130,22 +138,27 @@ def main(argv: list[str] | None = None) -> int:
                 if name.startswith("hand"):
                     model = mlp(depth=2, width=784)
                     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-                    acc = {"hand": None, "hand+welford": _Welford(weight_layers(model)),
-                           "hand+signals": SignalAccumulator(weight_layers(model))}[name]
+                    acc = {
+                        "hand": None,
+                        "hand+welford": _Welford(weight_layers(model)),
+                        "hand+signals": SignalAccumulator(weight_layers(model)),
+                    }[name]
                     stamps = _hand_epoch(model, opt, x, t, batch, acc)
                 else:
-                    d = dict(train_cfg, logging={"checkpoint_every": 0,
-                                                 "signals": name == "trainer"})
+                    d = dict(
+                        train_cfg, logging={"checkpoint_every": 0, "signals": name == "trainer"}
+                    )
                     cb = _Stamps()
-                    train(config_from_dict(d), f"{tmp}/{name}-{r}", progress=False,
-                          callbacks=[cb])
+                    train(config_from_dict(d), f"{tmp}/{name}-{r}", progress=False, callbacks=[cb])
                     stamps = cb.stamps
                 if r:
                     times[name].append(_per_step(stamps))
     base = statistics.median(times["hand"])
-    print(f"plain MLP 784-784-784-10 step, batch {batch}, {cfg.threads} thread(s), "
-          f"{cfg.steps} steps/epoch, median of {cfg.repeats} epochs "
-          f"(load average at start {load[0]:.2f})")
+    print(
+        f"plain MLP 784-784-784-10 step, batch {batch}, {cfg.threads} thread(s), "
+        f"{cfg.steps} steps/epoch, median of {cfg.repeats} epochs "
+        f"(load average at start {load[0]:.2f})"
+    )
     print(f"{'variant':<20} {'ms/step':>8} {'/hand':>7}")
     for name, ts in times.items():
         med = statistics.median(ts)

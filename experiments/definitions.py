@@ -26,15 +26,17 @@ A scale's base is ``common.base`` updated by ``<scale>.base``; its points are
 ``<scale>.note`` says how the scale departs from the paper (stand-in data,
 fewer epochs, ...) and is printed by the sweep and written next to the results.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import sys
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from .grid import Point, expand_grid, flatten, run_name, set_dotted
 
@@ -101,8 +103,9 @@ class Experiment:
             keys += [k for k in group if k not in keys]
         return keys + ["seed"]
 
-    def points(self, normalise: Callable[[Mapping[str, Any]], dict] = normalise_config
-               ) -> list[Point]:
+    def points(
+        self, normalise: Callable[[Mapping[str, Any]], dict] = normalise_config
+    ) -> list[Point]:
         """Every grid point with its full, validated configuration and run name.
 
         ``normalise`` turns a nested dict of settings into the full configuration
@@ -116,12 +119,13 @@ class Experiment:
             try:
                 config = normalise(nested)
             except ValueError as exc:
-                raise ValueError(f"experiment {self.name!r} ({self.scale}), point {settings}: "
-                                 f"{exc}") from None
+                raise ValueError(
+                    f"experiment {self.name!r} ({self.scale}), point {settings}: {exc}"
+                ) from None
             out.append(Point(settings=settings, config=config, name=run_name(config)))
         return out
 
-    def with_overrides(self, items: Sequence[str]) -> "Experiment":
+    def with_overrides(self, items: Sequence[str]) -> Experiment:
         """A copy whose base also sets ``["data.root=/data/cifar10", ...]`` (TOML
         literals, as ``anisotropy train --set``); e.g. the data directory of the
         paper scale on the user's machine."""
@@ -135,8 +139,10 @@ class Experiment:
 
     def report(self) -> str:
         n = len(expand_grid(self.grid, self.seeds))
-        lines = [f"experiment {self.name} (figure {self.figure}, scale {self.scale}): {self.title}",
-                 f"  {n} runs = grid over {', '.join(self.swept_keys())}"]
+        lines = [
+            f"experiment {self.name} (figure {self.figure}, scale {self.scale}): {self.title}",
+            f"  {n} runs = grid over {', '.join(self.swept_keys())}",
+        ]
         if self.note:
             lines.append(f"  note: {self.note}")
         return "\n".join(lines)
@@ -174,28 +180,39 @@ def parse_experiment(data: Mapping[str, Any], *, name: str, scale: str) -> Exper
         raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise ValueError(f"experiment {name!r}: unknown key(s) {sorted(unknown)}; valid: "
-                         f"{sorted(_TOP_KEYS)}")
+        raise ValueError(
+            f"experiment {name!r}: unknown key(s) {sorted(unknown)}; valid: {sorted(_TOP_KEYS)}"
+        )
     if scale not in data:
         raise ValueError(f"experiment {name!r} has no [{scale}] section")
     sec = data[scale]
     unknown = set(sec) - _SCALE_KEYS
     if unknown:
-        raise ValueError(f"experiment {name!r} [{scale}]: unknown key(s) {sorted(unknown)}; "
-                         f"valid: {sorted(_SCALE_KEYS)}")
+        raise ValueError(
+            f"experiment {name!r} [{scale}]: unknown key(s) {sorted(unknown)}; "
+            f"valid: {sorted(_SCALE_KEYS)}"
+        )
     common = data.get("common", {})
     if set(common) - {"base"}:
         raise ValueError(f"experiment {name!r} [common]: only 'base' is allowed")
     base = {**flatten(common.get("base", {})), **flatten(sec.get("base", {}))}
     grid = sec.get("grid", [])
     if not isinstance(grid, list):
-        raise ValueError(f"experiment {name!r} [{scale}].grid must be an array of tables "
-                         "([[{scale}.grid]])")
+        raise ValueError(
+            f"experiment {name!r} [{scale}].grid must be an array of tables ([[{{scale}}.grid]])"
+        )
     grid = [flatten(g) for g in grid]
     seeds = sec.get("seeds", [0])
-    return Experiment(name=name, scale=scale, figure=str(data.get("figure", "")),
-                      title=str(data.get("title", "")), note=str(sec.get("note", "")),
-                      base=base, grid=grid, seeds=list(seeds))
+    return Experiment(
+        name=name,
+        scale=scale,
+        figure=str(data.get("figure", "")),
+        title=str(data.get("title", "")),
+        note=str(sec.get("note", "")),
+        base=base,
+        grid=grid,
+        seeds=list(seeds),
+    )
 
 
 def load_experiment(name_or_path: str | Path, scale: str = "quick") -> Experiment:
@@ -204,8 +221,10 @@ def load_experiment(name_or_path: str | Path, scale: str = "quick") -> Experimen
     if p.suffix != ".toml":
         p = _definitions_dir() / f"{name_or_path}.toml"
         if not p.is_file() or not _is_definition(p):
-            raise ValueError(f"unknown experiment {str(name_or_path)!r}; valid: "
-                             f"{', '.join(available_experiments())} (or a path to a .toml file)")
+            raise ValueError(
+                f"unknown experiment {str(name_or_path)!r}; valid: "
+                f"{', '.join(available_experiments())} (or a path to a .toml file)"
+            )
     elif not p.is_file():
         raise FileNotFoundError(f"experiment definition {str(p)!r} does not exist")
     try:

@@ -15,6 +15,7 @@ experiments that need the same run (figure 5 reuses figure 3's ``y = 4``
 runs, figure 7 reuses figure 6's) therefore share one directory in a common
 run store, and a finished run is never trained twice.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,9 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "Point",
@@ -42,8 +44,16 @@ __all__ = [
 
 #: settings shown, in this order, in a run directory's name (when present)
 SLUG_KEYS: tuple[str, ...] = (
-    "data.name", "model.name", "model.depth", "model.activation", "smoothing.layers",
-    "smoothing.reduction", "smoothing.R", "smoothing.y", "optim.weight_decay", "seed",
+    "data.name",
+    "model.name",
+    "model.depth",
+    "model.activation",
+    "smoothing.layers",
+    "smoothing.reduction",
+    "smoothing.R",
+    "smoothing.y",
+    "optim.weight_decay",
+    "seed",
 )
 #: execution details that do not enter a run's identity: a run done with 1 or 4
 #: threads, or on a GPU instead of the CPU, is the same experiment (its numbers
@@ -54,9 +64,18 @@ HASH_EXCLUDED_KEYS: tuple[str, ...] = ("threads", "device")
 #: bound n^2 / 2^41 the chance that any two of n = 10^4 distinct configurations
 #: in one run store collide is below 5e-5
 _HASH_DIGITS = 10
-_SHORT = {"data.name": "", "model.name": "", "model.depth": "d", "model.activation": "",
-          "smoothing.layers": "", "smoothing.reduction": "", "smoothing.R": "R",
-          "smoothing.y": "y", "optim.weight_decay": "wd", "seed": "s"}
+_SHORT = {
+    "data.name": "",
+    "model.name": "",
+    "model.depth": "d",
+    "model.activation": "",
+    "smoothing.layers": "",
+    "smoothing.reduction": "",
+    "smoothing.R": "R",
+    "smoothing.y": "y",
+    "optim.weight_decay": "wd",
+    "seed": "s",
+}
 
 
 @dataclass(frozen=True)
@@ -118,8 +137,9 @@ def _freeze(v: Any) -> Any:
     return json.dumps(v, sort_keys=True)
 
 
-def expand_grid(groups: Iterable[Mapping[str, Iterable[Any]]],
-                seeds: Iterable[int] = (0,)) -> list[dict[str, Any]]:
+def expand_grid(
+    groups: Iterable[Mapping[str, Iterable[Any]]], seeds: Iterable[int] = (0,)
+) -> list[dict[str, Any]]:
     """Settings of every grid point, in a deterministic order.
 
     Parameters
@@ -154,8 +174,9 @@ def expand_grid(groups: Iterable[Mapping[str, Iterable[Any]]],
         for k in keys:
             vals = group[k]
             if not isinstance(vals, (list, tuple)) or len(vals) == 0:
-                raise ValueError(f"grid group {gi}: axis {k!r} must be a non-empty list of "
-                                 f"values, got {vals!r}")
+                raise ValueError(
+                    f"grid group {gi}: axis {k!r} must be a non-empty list of values, got {vals!r}"
+                )
             axes.append(list(vals))
         for combo in itertools.product(*axes):
             for seed in seeds:
@@ -177,14 +198,18 @@ def _default_settings() -> dict[str, Any]:
 
 def _canonical(config: Mapping[str, Any]) -> str:
     defaults = _default_settings()
-    flat = {k: v for k, v in flatten(config).items()
-            if k not in HASH_EXCLUDED_KEYS and not (k in defaults and _same(defaults[k], v))}
+    flat = {
+        k: v
+        for k, v in flatten(config).items()
+        if k not in HASH_EXCLUDED_KEYS and not (k in defaults and _same(defaults[k], v))
+    }
     return json.dumps(flat, sort_keys=True, allow_nan=True, separators=(",", ":"))
 
 
 def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True, allow_nan=True) == json.dumps(b, sort_keys=True,
-                                                                        allow_nan=True)
+    return json.dumps(a, sort_keys=True, allow_nan=True) == json.dumps(
+        b, sort_keys=True, allow_nan=True
+    )
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

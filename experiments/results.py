@@ -5,14 +5,16 @@ A run directory (written by :func:`anisotropy.training.trainer.train`) holds
 ``final_train_loss``, ``epochs``, ``wall_time``, ``config``) and ``log.jsonl``.
 This module reads them; it never trains.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from anisotropy.io import read_jsonl
 
@@ -31,13 +33,28 @@ __all__ = [
 
 #: configuration settings every results row carries (dotted keys), whatever was swept
 SETTING_COLUMNS: tuple[str, ...] = (
-    "data.name", "data.n_train", "model.name", "model.depth", "model.activation",
-    "smoothing.layers", "smoothing.reduction", "smoothing.R", "smoothing.y",
-    "optim.lr", "optim.batch_size", "optim.weight_decay", "epochs", "seed",
+    "data.name",
+    "data.n_train",
+    "model.name",
+    "model.depth",
+    "model.activation",
+    "smoothing.layers",
+    "smoothing.reduction",
+    "smoothing.R",
+    "smoothing.y",
+    "optim.lr",
+    "optim.batch_size",
+    "optim.weight_decay",
+    "epochs",
+    "seed",
 )
 #: numbers read from ``summary.json``
 METRIC_COLUMNS: tuple[str, ...] = (
-    "best_test_acc", "best_epoch", "final_test_acc", "final_train_loss", "epochs_done",
+    "best_test_acc",
+    "best_epoch",
+    "final_test_acc",
+    "final_train_loss",
+    "epochs_done",
     "wall_time",
 )
 _STATUS_COMPLETE = "complete"
@@ -75,9 +92,16 @@ def _cell(v: Any) -> Any:
     return v
 
 
-def result_row(point: Point, run_dir: str | Path, *, experiment: str, scale: str,
-               swept: Sequence[str] = (), status: str | None = None,
-               relative_to: str | Path | None = None) -> dict[str, Any]:
+def result_row(
+    point: Point,
+    run_dir: str | Path,
+    *,
+    experiment: str,
+    scale: str,
+    swept: Sequence[str] = (),
+    status: str | None = None,
+    relative_to: str | Path | None = None,
+) -> dict[str, Any]:
     """One results row for ``point`` run in ``run_dir`` (metrics empty if not complete).
 
     ``status`` overrides the summary's (e.g. ``"failed"``); ``run_dir`` is stored
@@ -85,9 +109,13 @@ def result_row(point: Point, run_dir: str | Path, *, experiment: str, scale: str
     its run store.
     """
     summary = read_summary(run_dir) or {}
-    row: dict[str, Any] = {"experiment": experiment, "scale": scale, "run": point.name,
-                           "status": status or summary.get("status", "missing")}
-    for key in result_columns(swept)[4:-len(METRIC_COLUMNS) - 1]:
+    row: dict[str, Any] = {
+        "experiment": experiment,
+        "scale": scale,
+        "run": point.name,
+        "status": status or summary.get("status", "missing"),
+    }
+    for key in result_columns(swept)[4 : -len(METRIC_COLUMNS) - 1]:
         row[key] = _cell(point.settings.get(key, get_dotted(point.config, key)))
     row["best_test_acc"] = _cell(summary.get("best_test_acc"))
     row["best_epoch"] = _cell(summary.get("best_epoch"))

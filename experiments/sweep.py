@@ -21,6 +21,7 @@
   ``--scheduler ADDRESS`` (``dask.distributed.Client(ADDRESS).get_executor()``;
   the workers must see the same file system as ``--out``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,14 @@ import multiprocessing
 import os
 import time
 import traceback
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
-from anisotropy.threads import torch_threads
 from anisotropy.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from anisotropy.threads import torch_threads
 
 from .definitions import SCALES, Experiment, Scale, load_experiment, normalise_config
 from .grid import Point, format_value
@@ -65,31 +67,53 @@ class ExecutionOptions:
     """Where and how training runs execute: shared by ``anisotropy sweep`` and
     ``anisotropy figures`` (one definition, so the two commands cannot drift)."""
 
-    scale: Scale = field(default="quick", metadata={
-        "help": "quick: CPU-sized stand-in of the paper's setting; paper: the paper's setting"})
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata={
-        "help": "local worker processes, one single-thread worker per core by default "
-                "(ignored with --scheduler)"})
-    scheduler: str | None = field(default=None, metadata={
-        "help": "address of a Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: local processes)"})
+    scale: Scale = field(
+        default="quick",
+        metadata={
+            "help": "quick: CPU-sized stand-in of the paper's setting; paper: the paper's setting"
+        },
+    )
+    workers: int = field(
+        default_factory=lambda: os.cpu_count() or 1,
+        metadata={
+            "help": "local worker processes, one single-thread worker per core by default "
+            "(ignored with --scheduler)"
+        },
+    )
+    scheduler: str | None = field(
+        default=None,
+        metadata={
+            "help": "address of a Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: local processes)"
+        },
+    )
     threads: int = field(default=1, metadata={"help": "torch threads per run"})
-    set: list[str] = field(default_factory=list, metadata={
-        "override": True,
-        "help": "a setting applied to every point, KEY=VALUE (TOML literal), e.g. "
-                "--set data.root=/data/cifar10; repeatable"})
-    keep_checkpoints: bool = field(default=True, metadata={
-        "help": "keep checkpoint.pt of completed runs (--no-keep-checkpoints deletes them; "
-                "the figures only read log.jsonl and summary.json)"})
+    set: list[str] = field(
+        default_factory=list,
+        metadata={
+            "override": True,
+            "help": "a setting applied to every point, KEY=VALUE (TOML literal), e.g. "
+            "--set data.root=/data/cifar10; repeatable",
+        },
+    )
+    keep_checkpoints: bool = field(
+        default=True,
+        metadata={
+            "help": "keep checkpoint.pt of completed runs (--no-keep-checkpoints deletes them; "
+            "the figures only read log.jsonl and summary.json)"
+        },
+    )
 
 
 @dataclass
 class SweepOptions(ExecutionOptions):
     """Options of ``anisotropy sweep``."""
 
-    out: str = field(default="runs", metadata={
-        "help": "directory of the run store and of the results tables"})
-    dry_run: bool = field(default=False, metadata={
-        "help": "list the points and whether each is done; train nothing"})
+    out: str = field(
+        default="runs", metadata={"help": "directory of the run store and of the results tables"}
+    )
+    dry_run: bool = field(
+        default=False, metadata={"help": "list the points and whether each is done; train nothing"}
+    )
 
 
 @dataclass
@@ -107,9 +131,11 @@ class SweepResult:
     rows: list = field(default_factory=list, repr=False)
 
     def report(self) -> str:
-        return (f"sweep {self.experiment} ({self.scale}): {self.n_points} points, "
-                f"{self.n_skipped} already complete, {self.n_run} trained, {self.n_failed} failed, "
-                f"{self.wall_time:.1f} s -> {self.results_path}")
+        return (
+            f"sweep {self.experiment} ({self.scale}): {self.n_points} points, "
+            f"{self.n_skipped} already complete, {self.n_run} trained, {self.n_failed} failed, "
+            f"{self.wall_time:.1f} s -> {self.results_path}"
+        )
 
 
 def train_config_dict(config: Mapping[str, Any], run_dir: str) -> dict:
@@ -130,8 +156,14 @@ def _resolve(runner: str | Callable) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
-def run_point(config: Mapping[str, Any], run_dir: str, *, threads: int | None = 1,
-              runner: str | Callable = DEFAULT_RUNNER, keep_checkpoint: bool = True) -> dict:
+def run_point(
+    config: Mapping[str, Any],
+    run_dir: str,
+    *,
+    threads: int | None = 1,
+    runner: str | Callable = DEFAULT_RUNNER,
+    keep_checkpoint: bool = True,
+) -> dict:
     """Train one point (executed in a worker): set torch threads, call the runner.
 
     With ``keep_checkpoint=False`` the run's ``checkpoint.pt`` is deleted once the
@@ -158,19 +190,23 @@ def sweep_paths(out: str | Path, scale: str, experiment: str) -> tuple[Path, Pat
 
 
 def _describe(point: Point, keys: list[str]) -> str:
-    return " ".join(f"{k.rsplit('.', 1)[-1]}={format_value(point.settings[k])}"
-                    for k in keys if k in point.settings)
+    return " ".join(
+        f"{k.rsplit('.', 1)[-1]}={format_value(point.settings[k])}"
+        for k in keys
+        if k in point.settings
+    )
 
 
-def _completed(executor: cf.Executor | None, calls: list[tuple[Point, tuple, dict]]
-               ) -> Iterator[tuple[Point, dict | None, BaseException | None]]:
+def _completed(
+    executor: cf.Executor | None, calls: list[tuple[Point, tuple, dict]]
+) -> Iterator[tuple[Point, dict | None, BaseException | None]]:
     """Run ``calls`` (point, run_point args, kwargs) and yield ``(point, summary, error)``
     as each finishes: on ``executor``, or one after the other in this process."""
     if executor is None:
         for p, args, kwargs in calls:
             try:
                 yield p, run_point(*args, **kwargs), None
-            except Exception as exc:  # noqa: BLE001 - reported per point by the caller
+            except Exception as exc:
                 yield p, None, exc
         return
     futures = {executor.submit(run_point, *args, **kwargs): p for p, args, kwargs in calls}
@@ -179,11 +215,18 @@ def _completed(executor: cf.Executor | None, calls: list[tuple[Point, tuple, dic
         yield futures[fut], (None if exc else fut.result()), exc
 
 
-def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.Executor | None = None,
-              runner: str | Callable = DEFAULT_RUNNER, threads: int | None = 1,
-              normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
-              log: Callable[[str], None] = print, dry_run: bool = False,
-              keep_checkpoints: bool = True) -> SweepResult:
+def run_sweep(
+    experiment: Experiment,
+    *,
+    out: str | Path = "runs",
+    executor: cf.Executor | None = None,
+    runner: str | Callable = DEFAULT_RUNNER,
+    threads: int | None = 1,
+    normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
+    log: Callable[[str], None] = print,
+    dry_run: bool = False,
+    keep_checkpoints: bool = True,
+) -> SweepResult:
     """Run every point of ``experiment`` not yet complete and collect ``results.csv``.
 
     Parameters
@@ -226,8 +269,15 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
     pending: list[Point] = []
 
     def row(p: Point, status: str | None = None) -> dict:
-        return result_row(p, store / p.name, experiment=experiment.name, scale=experiment.scale,
-                          swept=swept, status=status, relative_to=res_dir)
+        return result_row(
+            p,
+            store / p.name,
+            experiment=experiment.name,
+            scale=experiment.scale,
+            swept=swept,
+            status=status,
+            relative_to=res_dir,
+        )
 
     for p in points.values():
         done = is_complete(store / p.name)
@@ -241,16 +291,34 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
     if dry_run:
         todo = {p.name for p in pending}
         for p in points.values():
-            log(f"  {'pending' if p.name in todo else 'done   '} {p.name}  "
-                f"[{_describe(p, swept)}]")
-        return SweepResult(experiment.name, experiment.scale, results_path, n_total, n_skip, 0, 0,
-                           time.perf_counter() - t0, list(rows.values()))
+            log(f"  {'pending' if p.name in todo else 'done   '} {p.name}  [{_describe(p, swept)}]")
+        return SweepResult(
+            experiment.name,
+            experiment.scale,
+            results_path,
+            n_total,
+            n_skip,
+            0,
+            0,
+            time.perf_counter() - t0,
+            list(rows.values()),
+        )
     res_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(res_dir / "note.txt", (experiment.note or "the paper's settings") + "\n")
-    write_json_atomic(res_dir / "experiment.json", {
-        "name": experiment.name, "scale": experiment.scale, "figure": experiment.figure,
-        "title": experiment.title, "note": experiment.note, "base": experiment.base,
-        "grid": experiment.grid, "seeds": experiment.seeds}, sort_keys=True)
+    write_json_atomic(
+        res_dir / "experiment.json",
+        {
+            "name": experiment.name,
+            "scale": experiment.scale,
+            "figure": experiment.figure,
+            "title": experiment.title,
+            "note": experiment.note,
+            "base": experiment.base,
+            "grid": experiment.grid,
+            "seeds": experiment.seeds,
+        },
+        sort_keys=True,
+    )
 
     def flush() -> None:
         write_csv_atomic(results_path, rows.values(), columns)
@@ -258,9 +326,14 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
     flush()
     if n_skip:
         log(f"  {n_skip} of {n_total} points already complete (skipped)")
-    calls = [(p, (p.config, str(store / p.name)), {"threads": threads, "runner": runner,
-                                                    "keep_checkpoint": keep_checkpoints})
-             for p in pending]
+    calls = [
+        (
+            p,
+            (p.config, str(store / p.name)),
+            {"threads": threads, "runner": runner, "keep_checkpoint": keep_checkpoints},
+        )
+        for p in pending
+    ]
     n_done = n_skip
     n_failed = 0
     for p, summary, exc in _completed(executor, calls):
@@ -270,22 +343,35 @@ def run_sweep(experiment: Experiment, *, out: str | Path = "runs", executor: cf.
             rows[p.name] = row(p, status="failed")
             with contextlib.suppress(OSError):
                 (store / p.name).mkdir(parents=True, exist_ok=True)
-                write_text_atomic(store / p.name / "error.txt",
-                                  "".join(traceback.format_exception(exc)))
-            log(f"[{n_done:>{len(str(n_total))}}/{n_total}] FAILED {p.name}: "
-                f"{type(exc).__name__}: {exc}")
+                write_text_atomic(
+                    store / p.name / "error.txt", "".join(traceback.format_exception(exc))
+                )
+            log(
+                f"[{n_done:>{len(str(n_total))}}/{n_total}] FAILED {p.name}: "
+                f"{type(exc).__name__}: {exc}"
+            )
         else:
             summary = summary or {}
             rows[p.name] = row(p)
             s = read_summary(store / p.name) or summary
-            log(f"[{n_done:>{len(str(n_total))}}/{n_total}] {experiment.name} "
+            log(
+                f"[{n_done:>{len(str(n_total))}}/{n_total}] {experiment.name} "
                 f"{_describe(p, swept)}: best {_fmt(s.get('best_test_acc'))} "
                 f"final {_fmt(s.get('final_test_acc'))} "
-                f"({summary.get('elapsed', float('nan')):.1f} s)")
+                f"({summary.get('elapsed', float('nan')):.1f} s)"
+            )
         flush()
-    result = SweepResult(experiment.name, experiment.scale, results_path, n_total, n_skip,
-                         len(pending) - n_failed, n_failed, time.perf_counter() - t0,
-                         list(rows.values()))
+    result = SweepResult(
+        experiment.name,
+        experiment.scale,
+        results_path,
+        n_total,
+        n_skip,
+        len(pending) - n_failed,
+        n_failed,
+        time.perf_counter() - t0,
+        list(rows.values()),
+    )
     log(result.report())
     return result
 
@@ -295,8 +381,9 @@ def _fmt(v: Any) -> str:
 
 
 @contextlib.contextmanager
-def make_executor(*, workers: int = 1, scheduler: str | None = None
-                  ) -> Iterator[cf.Executor | None]:
+def make_executor(
+    *, workers: int = 1, scheduler: str | None = None
+) -> Iterator[cf.Executor | None]:
     """Executor for a sweep: Dask (``scheduler`` address) or ``workers`` local processes.
 
     ``workers = 0`` yields ``None``: :func:`run_sweep` then runs the points in this
@@ -306,8 +393,9 @@ def make_executor(*, workers: int = 1, scheduler: str | None = None
         try:
             from dask.distributed import Client
         except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise ValueError("--scheduler needs dask.distributed: pip install "
-                             "'anisotropy[dist]'") from exc
+            raise ValueError(
+                "--scheduler needs dask.distributed: pip install 'anisotropy[dist]'"
+            ) from exc
         client = Client(scheduler)
         try:
             yield client.get_executor(pure=False)
@@ -321,15 +409,19 @@ def make_executor(*, workers: int = 1, scheduler: str | None = None
         return
     # spawn, not fork: a forked child of a process that already runs torch threads
     # can deadlock; the price is one torch import per worker
-    with cf.ProcessPoolExecutor(max_workers=workers,
-                                mp_context=multiprocessing.get_context("spawn")) as ex:
+    with cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+    ) as ex:
         yield ex
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anisotropy sweep", description=__doc__.split("\n\n")[0])
-    p.add_argument("experiment", help="experiment name (fig1, fig3, ...; see "
-                   "experiments/*.toml) or path to a definition file")
+    p.add_argument(
+        "experiment",
+        help="experiment name (fig1, fig3, ...; see "
+        "experiments/*.toml) or path to a definition file",
+    )
     add_dataclass_arguments(p, SweepOptions)
     return p
 
@@ -345,8 +437,13 @@ def main(argv: list[str] | None = None) -> int:
         run_sweep(exp, out=opts.out, dry_run=True)
         return 0
     with make_executor(workers=opts.workers, scheduler=opts.scheduler) as ex:
-        res = run_sweep(exp, out=opts.out, executor=ex, threads=opts.threads,
-                        keep_checkpoints=opts.keep_checkpoints)
+        res = run_sweep(
+            exp,
+            out=opts.out,
+            executor=ex,
+            threads=opts.threads,
+            keep_checkpoints=opts.keep_checkpoints,
+        )
     return 1 if res.n_failed else 0
 
 

@@ -20,12 +20,14 @@ The vocabulary (holds / does not hold / negligible / inconclusive), the margin
 
 A claim whose sweep has not run is reported as **not run**.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -34,27 +36,56 @@ from anisotropy.io import nonfinite_to_null, write_json_atomic
 
 from .sequential import SequentialDesign
 from .stats import Comparison, markdown_table, paired, select, write_text_atomic
-from .verdicts import (ALPHA, MARGIN, OUTCOMES, VERDICTS, Arm, Critical, Evidence, Kind, Outcome,
-                       Verdict, arm, compare, decide, evidence_from, fixed_critical)
+from .verdicts import (
+    ALPHA,
+    MARGIN,
+    OUTCOMES,
+    VERDICTS,
+    Arm,
+    Critical,
+    Evidence,
+    Kind,
+    Outcome,
+    Verdict,
+    arm,
+    compare,
+    decide,
+    evidence_from,
+    fixed_critical,
+)
 
-__all__ = ["ALPHA", "MARGIN", "VERDICTS", "OUTCOMES", "ClaimResult", "evaluate_claims",
-           "write_claims", "directional", "equivalence", "rules", "CLAIMS"]
+__all__ = [
+    "ALPHA",
+    "MARGIN",
+    "VERDICTS",
+    "OUTCOMES",
+    "ClaimResult",
+    "evaluate_claims",
+    "write_claims",
+    "directional",
+    "equivalence",
+    "rules",
+    "CLAIMS",
+]
 
 
 def rules(design: SequentialDesign | None = None) -> dict[str, str]:
     """The decision rules in words (for ``claims.md`` and ``claims.json``)."""
-    interval = ("the 1 - alpha t interval of the test" if design is None else
-                "the repeated confidence interval of the first decided look of the design "
-                f"({design.describe()})")
+    interval = (
+        "the 1 - alpha t interval of the test"
+        if design is None
+        else "the repeated confidence interval of the first decided look of the design "
+        f"({design.describe()})"
+    )
     return {
         "test": "paired t-test of the per-seed differences when the two arms ran the same "
-                "seeds, Welch's unequal-variance t-test otherwise; alpha = 0.05/m "
-                "(Bonferroni over the m cells a best-of selection scanned)",
+        "seeds, Welch's unequal-variance t-test otherwise; alpha = 0.05/m "
+        "(Bonferroni over the m cells a best-of selection scanned)",
         "directional": f"{interval}: negligible if inside +-{_abs_pct(MARGIN)} (TOST at alpha/2 "
-                       "per side), else holds if above 0, does not hold if below 0, "
-                       "else inconclusive",
+        "per side), else holds if above 0, does not hold if below 0, "
+        "else inconclusive",
         "no better": f"{interval}: holds if below +{_abs_pct(MARGIN)}, does not hold if above "
-                     f"+{_abs_pct(MARGIN)}, else inconclusive",
+        f"+{_abs_pct(MARGIN)}, else inconclusive",
     }
 
 
@@ -82,8 +113,10 @@ class ClaimResult:
         return self.verdict in VERDICTS and self.verdict != "inconclusive"
 
     def report(self) -> str:
-        return (f"[{self.verdict}] {self.id} (section {self.section}, {self.experiment}): "
-                f"{self.claim}\n    {self.evidence}")
+        return (
+            f"[{self.verdict}] {self.id} (section {self.section}, {self.experiment}): "
+            f"{self.claim}\n    {self.evidence}"
+        )
 
 
 # ----------------------------------------------------------------------------- rules
@@ -100,8 +133,9 @@ class _Look:
 _FIXED = _Look()
 
 
-def directional(a: Arm | np.ndarray, b: Arm | np.ndarray, *, m: int = 1,
-                look: _Look = _FIXED) -> tuple[Verdict, Evidence, float]:
+def directional(
+    a: Arm | np.ndarray, b: Arm | np.ndarray, *, m: int = 1, look: _Look = _FIXED
+) -> tuple[Verdict, Evidence, float]:
     """Verdict of the claim ``mean(a) > mean(b)`` (see module docstring); returns
     (verdict, evidence, alpha)."""
     alpha = ALPHA / max(int(m), 1)
@@ -127,12 +161,14 @@ class _Scan:
         return select(self.rows, **where)
 
 
-def _cells(rows: _Scan, subsets: Sequence[str], metric: str,
-           **extra: Any) -> dict[tuple[str, float], Arm]:
+def _cells(
+    rows: _Scan, subsets: Sequence[str], metric: str, **extra: Any
+) -> dict[tuple[str, float], Arm]:
     out = {}
     for s in subsets:
-        for r in sorted({x["smoothing.R"] for x in select(rows.rows, **{"smoothing.layers": s},
-                                                          **extra)}):
+        for r in sorted(
+            {x["smoothing.R"] for x in select(rows.rows, **{"smoothing.layers": s}, **extra)}
+        ):
             v = arm(rows.select(**{"smoothing.layers": s, "smoothing.R": r}, **extra), metric)
             if v.n >= 2:
                 out[(s, r)] = v
@@ -144,9 +180,14 @@ def _best(cells: Mapping[Any, Arm]) -> Any:
 
 
 def _subsets(rows: _Scan) -> list[str]:
-    return sorted({str(r["smoothing.layers"]) for r in rows.rows if r.get("status") == "complete"
-                   and r.get("smoothing.layers") not in (None, "none")},
-                  key=lambda s: (s.count("+"), s))
+    return sorted(
+        {
+            str(r["smoothing.layers"])
+            for r in rows.rows
+            if r.get("status") == "complete" and r.get("smoothing.layers") not in (None, "none")
+        },
+        key=lambda s: (s.count("+"), s),
+    )
 
 
 def _base(rows: _Scan, metric: str, **extra: Any) -> Arm:
@@ -198,8 +239,11 @@ def _improves(rows: _Scan, look: _Look) -> Finding:
         raise _NotRun("needs smoothed cells and >= 2 unsmoothed runs")
     k = _best(cells)
     v, e, alpha = directional(cells[k], base, m=len(cells), look=look)
-    return v, _evidence(f"best cell ({k[0]}, R={k[1]:g})", "no smoothing", e, alpha), \
-        _numbers(e, alpha, cell=list(k))
+    return (
+        v,
+        _evidence(f"best cell ({k[0]}, R={k[1]:g})", "no smoothing", e, alpha),
+        _numbers(e, alpha, cell=list(k)),
+    )
 
 
 def _maximum(rows: _Scan, look: _Look, subset: str | None = None) -> Finding:
@@ -212,20 +256,30 @@ def _maximum(rows: _Scan, look: _Look, subset: str | None = None) -> Finding:
         raise _NotRun("needs >= 2 values of R")
     r_max = rs[-1]
     if r_star == r_max:  # still rising at the edge of the grid: is the edge really better?
-        other = max((r for r in rs if r != r_max),
-                    key=lambda r: float(np.mean(cells[(s, r)].values)))
+        other = max(
+            (r for r in rs if r != r_max), key=lambda r: float(np.mean(cells[(s, r)].values))
+        )
         v, e, alpha = directional(cells[(s, r_max)], cells[(s, other)], m=len(rs), look=look)
         # the edge better: no interior maximum; the edge worse cannot be (it has the
         # best mean) unless by noise; a negligible step: no degradation either way
-        verdict: Verdict = {"holds": "does not hold", "does not hold": "inconclusive"}.get(
-            v, v)  # type: ignore[assignment]
-        return verdict, (f"{s}: maximum at the largest R = {r_max:g}; " +
-                         _evidence(f"R={r_max:g}", f"R={other:g}", e, alpha)), \
-            _numbers(e, alpha, subset=s, r_star=r_star, r_max=r_max, orientation="reversed")
+        verdict: Verdict = {"holds": "does not hold", "does not hold": "inconclusive"}.get(v, v)  # type: ignore[assignment]
+        return (
+            verdict,
+            (
+                f"{s}: maximum at the largest R = {r_max:g}; "
+                + _evidence(f"R={r_max:g}", f"R={other:g}", e, alpha)
+            ),
+            _numbers(e, alpha, subset=s, r_star=r_star, r_max=r_max, orientation="reversed"),
+        )
     v, e, alpha = directional(cells[(s, r_star)], cells[(s, r_max)], m=len(rs), look=look)
-    return v, (f"{s}: maximum at R = {r_star:g}; " +
-               _evidence(f"R={r_star:g}", f"R={r_max:g} (largest)", e, alpha)), \
-        _numbers(e, alpha, subset=s, r_star=r_star, r_max=r_max)
+    return (
+        v,
+        (
+            f"{s}: maximum at R = {r_star:g}; "
+            + _evidence(f"R={r_star:g}", f"R={r_max:g} (largest)", e, alpha)
+        ),
+        _numbers(e, alpha, subset=s, r_star=r_star, r_max=r_max),
+    )
 
 
 def _isotropic_degrades(rows: _Scan, look: _Look) -> Finding:
@@ -246,9 +300,16 @@ def _single_beats_isotropic(rows: _Scan, look: _Look) -> Finding:
         raise _NotRun("needs >= 2 seeds per cell")
     ks, kf = _best(cs), _best(cf)
     v, e, alpha = directional(cs[ks], cf[kf], m=len(cs) + len(cf), look=look)
-    return v, _evidence(f"best single layer ({ks[0]}, R={ks[1]:g})",
-                        f"best isotropic ({kf[0]}, R={kf[1]:g})", e, alpha), \
-        _numbers(e, alpha, single=list(ks), isotropic=list(kf))
+    return (
+        v,
+        _evidence(
+            f"best single layer ({ks[0]}, R={ks[1]:g})",
+            f"best isotropic ({kf[0]}, R={kf[1]:g})",
+            e,
+            alpha,
+        ),
+        _numbers(e, alpha, single=list(ks), isotropic=list(kf)),
+    )
 
 
 def _deeper(rows: _Scan, look: _Look) -> Finding:
@@ -261,8 +322,11 @@ def _deeper(rows: _Scan, look: _Look) -> Finding:
         raise _NotRun("needs >= 2 seeds per cell")
     k1, kd = _best(c1), _best(cd)
     v, e, alpha = directional(cd[kd], c1[k1], m=len(c1) + len(cd), look=look)
-    return v, _evidence(f"deepest ({kd[0]}, R={kd[1]:g})", f"first ({k1[0]}, R={k1[1]:g})",
-                        e, alpha), _numbers(e, alpha, deep=list(kd), first=list(k1))
+    return (
+        v,
+        _evidence(f"deepest ({kd[0]}, R={kd[1]:g})", f"first ({k1[0]}, R={k1[1]:g})", e, alpha),
+        _numbers(e, alpha, deep=list(kd), first=list(k1)),
+    )
 
 
 def _mean_of_cell_diffs_welch(c8: Sequence[Arm], c4: Sequence[Arm]) -> Comparison:
@@ -272,16 +336,33 @@ def _mean_of_cell_diffs_welch(c8: Sequence[Arm], c4: Sequence[Arm]) -> Compariso
     parts = [(a.values.var(ddof=1) / a.n, a.n) for a in (*c8, *c4)]
     m = len(c8)
     d = float(np.mean([a.values.mean() - b.values.mean() for a, b in zip(c8, c4)]))
-    var = sum(p for p, _ in parts) / m ** 2
+    var = sum(p for p, _ in parts) / m**2
     se = math.sqrt(var)
     if var <= 0:
-        return Comparison(d, d, d, math.copysign(math.inf, d) if d else 0.0, math.inf,
-                          0.0 if d else 1.0, sum(a.n for a in c8), sum(b.n for b in c4),
-                          se=0.0)
-    df = sum(p for p, _ in parts) ** 2 / sum(p ** 2 / (n - 1) for p, n in parts)
+        return Comparison(
+            d,
+            d,
+            d,
+            math.copysign(math.inf, d) if d else 0.0,
+            math.inf,
+            0.0 if d else 1.0,
+            sum(a.n for a in c8),
+            sum(b.n for b in c4),
+            se=0.0,
+        )
+    df = sum(p for p, _ in parts) ** 2 / sum(p**2 / (n - 1) for p, n in parts)
     h = float(sps.t.isf(ALPHA / 2, df)) * se
-    return Comparison(d, d - h, d + h, d / se, df, float(2 * sps.t.sf(abs(d / se), df)),
-                      sum(a.n for a in c8), sum(b.n for b in c4), se=se)
+    return Comparison(
+        d,
+        d - h,
+        d + h,
+        d / se,
+        df,
+        float(2 * sps.t.sf(abs(d / se), df)),
+        sum(a.n for a in c8),
+        sum(b.n for b in c4),
+        se=se,
+    )
 
 
 def _y8_no_better(rows: _Scan, look: _Look) -> Finding:
@@ -299,19 +380,30 @@ def _y8_no_better(rows: _Scan, look: _Look) -> Finding:
     p = None
     if len(seeds) == 1 and None not in seeds and a8[0].n >= 2:
         order = sorted(a8[0].by_seed())
-        p = paired([np.mean([a.by_seed()[s] for a in a8]) for s in order],
-                   [np.mean([a.by_seed()[s] for a in a4]) for s in order])
-    e = evidence_from(p or w, welch_c=w, paired_c=p, alpha=ALPHA, critical=look.critical,
-                      design=look.design)
+        p = paired(
+            [np.mean([a.by_seed()[s] for a in a8]) for s in order],
+            [np.mean([a.by_seed()[s] for a in a4]) for s in order],
+        )
+    e = evidence_from(
+        p or w, welch_c=w, paired_c=p, alpha=ALPHA, critical=look.critical, design=look.design
+    )
     v = equivalence(e.diff, e.lo, e.hi)
-    return v, (f"mean over {len(keys)} (subset, R) cells of " +
-               _evidence("y8", "y4", e, ALPHA) + f"; margin {_abs_pct(MARGIN)}"), \
-        _numbers(e, ALPHA, cells=len(keys), margin=MARGIN)
+    return (
+        v,
+        (
+            f"mean over {len(keys)} (subset, R) cells of "
+            + _evidence("y8", "y4", e, ALPHA)
+            + f"; margin {_abs_pct(MARGIN)}"
+        ),
+        _numbers(e, ALPHA, cells=len(keys), margin=MARGIN),
+    )
 
 
 def _head_pick(rows: _Scan, metric: str = "best_test_acc") -> tuple[str, Arm]:
-    heads = {s: arm(rows.select(**{"smoothing.layers": s, "optim.weight_decay": 0.0}), metric)
-             for s in ("fc1", "fc2")}
+    heads = {
+        s: arm(rows.select(**{"smoothing.layers": s, "optim.weight_decay": 0.0}), metric)
+        for s in ("fc1", "fc2")
+    }
     heads = {s: v for s, v in heads.items() if v.n >= 2}
     if not heads:
         raise _NotRun("needs PLA runs on fc1 or fc2")
@@ -325,8 +417,11 @@ def _head_helps(rows: _Scan, look: _Look) -> Finding:
     if base.n < 2:
         raise _NotRun("needs >= 2 unsmoothed runs")
     v, e, alpha = directional(a, base, m=2, look=look)
-    return v, _evidence(f"PLA on {s} (better head layer)", "no smoothing", e, alpha), \
-        _numbers(e, alpha, layer=s)
+    return (
+        v,
+        _evidence(f"PLA on {s} (better head layer)", "no smoothing", e, alpha),
+        _numbers(e, alpha, layer=s),
+    )
 
 
 def _gap(r: Mapping[str, Any]) -> float:
@@ -340,9 +435,14 @@ def _early_stopping(rows: _Scan, look: _Look) -> Finding:
     if len(base) < 2:
         raise _NotRun("needs >= 2 unsmoothed runs")
     v, e, alpha = directional(arm(sel, _gap), arm(base, _gap), m=1, look=look)
-    return v, ("gain in best acc minus gain in final acc = " +
-               _evidence(f"(best - final) PLA on {s}", "(best - final) no smoothing", e,
-                         alpha)), _numbers(e, alpha, layer=s)
+    return (
+        v,
+        (
+            "gain in best acc minus gain in final acc = "
+            + _evidence(f"(best - final) PLA on {s}", "(best - final) no smoothing", e, alpha)
+        ),
+        _numbers(e, alpha, layer=s),
+    )
 
 
 def _conv_hurts(rows: _Scan, look: _Look) -> Finding:
@@ -363,14 +463,20 @@ def _conv_hurts(rows: _Scan, look: _Look) -> Finding:
 
 def _wd_no_help(rows: _Scan, look: _Look) -> Finding:
     base = _base(rows, "best_test_acc", **{"optim.weight_decay": 0.0})
-    wds = sorted({r["optim.weight_decay"] for r in select(rows.rows, **{"smoothing.layers": "none"})
-                  if r["optim.weight_decay"]})
+    wds = sorted(
+        {
+            r["optim.weight_decay"]
+            for r in select(rows.rows, **{"smoothing.layers": "none"})
+            if r["optim.weight_decay"]
+        }
+    )
     if not wds or base.n < 2:
         raise _NotRun("needs weight-decay and unregularised runs")
     verdicts, parts, nums, evs = [], [], {}, []
     for wd in wds:
-        a = arm(rows.select(**{"smoothing.layers": "none", "optim.weight_decay": wd}),
-                "best_test_acc")
+        a = arm(
+            rows.select(**{"smoothing.layers": "none", "optim.weight_decay": wd}), "best_test_acc"
+        )
         e = compare(a, base, alpha=ALPHA, critical=look.critical, design=look.design)
         verdicts.append(equivalence(e.diff, e.lo, e.hi))
         evs.append(e)
@@ -385,24 +491,40 @@ def _wd_no_help(rows: _Scan, look: _Look) -> Finding:
         v = "inconclusive"
     # the deciding comparison: the one whose interval reaches highest
     worst = max(range(len(evs)), key=lambda i: evs[i].hi)
-    return v, ("weight decay - none: " + " | ".join(parts) + f"; margin {_abs_pct(MARGIN)}"), \
-        {**_numbers(evs[worst], ALPHA, weight_decay=wds[worst]), "per_weight_decay": nums,
-         "margin": MARGIN}
+    return (
+        v,
+        ("weight decay - none: " + " | ".join(parts) + f"; margin {_abs_pct(MARGIN)}"),
+        {
+            **_numbers(evs[worst], ALPHA, weight_decay=wds[worst]),
+            "per_weight_decay": nums,
+            "margin": MARGIN,
+        },
+    )
 
 
 def _pla_beats_wd(rows: _Scan, look: _Look) -> Finding:
     s, a = _head_pick(rows)
-    wds = {r["optim.weight_decay"] for r in select(rows.rows, **{"smoothing.layers": "none"})
-           if r["optim.weight_decay"]}
-    cells = {wd: arm(rows.select(**{"smoothing.layers": "none", "optim.weight_decay": wd}),
-                     "best_test_acc") for wd in wds}
+    wds = {
+        r["optim.weight_decay"]
+        for r in select(rows.rows, **{"smoothing.layers": "none"})
+        if r["optim.weight_decay"]
+    }
+    cells = {
+        wd: arm(
+            rows.select(**{"smoothing.layers": "none", "optim.weight_decay": wd}), "best_test_acc"
+        )
+        for wd in wds
+    }
     cells = {k: v for k, v in cells.items() if v.n >= 2}
     if not cells:
         raise _NotRun("needs weight-decay runs")
     wd = _best(cells)
     v, e, alpha = directional(a, cells[wd], m=2 + len(cells), look=look)
-    return v, _evidence(f"PLA on {s}", f"best weight decay ({wd:g})", e, alpha), \
-        _numbers(e, alpha, layer=s, weight_decay=wd)
+    return (
+        v,
+        _evidence(f"PLA on {s}", f"best weight decay ({wd:g})", e, alpha),
+        _numbers(e, alpha, layer=s, weight_decay=wd),
+    )
 
 
 class _NotRun(Exception):
@@ -410,71 +532,162 @@ class _NotRun(Exception):
 
 
 #: (id, paper section, claim, experiments, rule kind, function, metric)
-CLAIMS: tuple[tuple[str, str, str, tuple[str, ...], Kind, Callable[[_Scan, _Look], Finding],
-                    str], ...] = (
-    ("smoothing-improves", "4.1", "partial smoothing improves the test accuracy (best layer "
-     "subset and R vs no smoothing)", ("fig3", "fig4_left", "fig4_right"), "directional",
-     _improves, "best_test_acc"),
-    ("interior-maximum", "4.1", "accuracy improves with R up to a maximum, beyond which it "
-     "degrades (best subset: its best R vs the largest R)", ("fig3", "fig4_left", "fig4_right"),
-     "directional", _maximum, "best_test_acc"),
-    ("isotropic-degrades", "4.2, 4.3", "isotropic smoothing (all layers) degrades as R grows "
-     "(its best R vs the largest R)", ("fig3", "fig4_left", "fig4_right"), "directional",
-     _isotropic_degrades, "best_test_acc"),
-    ("single-beats-isotropic", "4.1, 4.2", "smoothing a single layer beats smoothing all layers "
-     "(isotropic), each at its best R", ("fig3", "fig4_left", "fig4_right"), "directional",
-     _single_beats_isotropic, "best_test_acc"),
-    ("deeper-benefits-more", "4.1", "smoothing a deeper layer helps more than smoothing the "
-     "first (deepest vs first single layer, each at its best R)",
-     ("fig3", "fig4_left", "fig4_right"), "directional", _deeper, "best_test_acc"),
-    ("y8-no-better", "4.4", "y = 8 samples per step is no better than y = 4", ("fig5",),
-     "no better", _y8_no_better, "best_test_acc"),
-    ("head-smoothing-helps", "5.1, 5.2, 5.3", "PLA on a fully connected layer of the CNN head "
-     "improves the best test accuracy", ("fig6", "fig8"), "directional", _head_helps,
-     "best_test_acc"),
-    ("mostly-early-stopping", "5.1, 5.2, 5.3", "the gain of head smoothing is mostly an "
-     "early-stopping gain (larger in best than in final test accuracy)", ("fig6", "fig8"),
-     "directional", _early_stopping, "best_test_acc - final_test_acc"),
-    ("conv-smoothing-hurts", "5.1", "smoothing a convolutional layer lowers the accuracy",
-     ("fig6",), "directional", _conv_hurts, "best_test_acc"),
-    ("weight-decay-no-help", "5.2.1", "weight decay (1e-2, 1e-3, 1e-4) does not improve the "
-     "best test accuracy", ("fig7",), "no better", _wd_no_help, "best_test_acc"),
-    ("pla-beats-weight-decay", "5.2.1", "PLA on the head beats the best weight decay",
-     ("fig7",), "directional", _pla_beats_wd, "best_test_acc"),
+CLAIMS: tuple[
+    tuple[str, str, str, tuple[str, ...], Kind, Callable[[_Scan, _Look], Finding], str], ...
+] = (
+    (
+        "smoothing-improves",
+        "4.1",
+        "partial smoothing improves the test accuracy (best layer subset and R vs no smoothing)",
+        ("fig3", "fig4_left", "fig4_right"),
+        "directional",
+        _improves,
+        "best_test_acc",
+    ),
+    (
+        "interior-maximum",
+        "4.1",
+        "accuracy improves with R up to a maximum, beyond which it "
+        "degrades (best subset: its best R vs the largest R)",
+        ("fig3", "fig4_left", "fig4_right"),
+        "directional",
+        _maximum,
+        "best_test_acc",
+    ),
+    (
+        "isotropic-degrades",
+        "4.2, 4.3",
+        "isotropic smoothing (all layers) degrades as R grows (its best R vs the largest R)",
+        ("fig3", "fig4_left", "fig4_right"),
+        "directional",
+        _isotropic_degrades,
+        "best_test_acc",
+    ),
+    (
+        "single-beats-isotropic",
+        "4.1, 4.2",
+        "smoothing a single layer beats smoothing all layers (isotropic), each at its best R",
+        ("fig3", "fig4_left", "fig4_right"),
+        "directional",
+        _single_beats_isotropic,
+        "best_test_acc",
+    ),
+    (
+        "deeper-benefits-more",
+        "4.1",
+        "smoothing a deeper layer helps more than smoothing the "
+        "first (deepest vs first single layer, each at its best R)",
+        ("fig3", "fig4_left", "fig4_right"),
+        "directional",
+        _deeper,
+        "best_test_acc",
+    ),
+    (
+        "y8-no-better",
+        "4.4",
+        "y = 8 samples per step is no better than y = 4",
+        ("fig5",),
+        "no better",
+        _y8_no_better,
+        "best_test_acc",
+    ),
+    (
+        "head-smoothing-helps",
+        "5.1, 5.2, 5.3",
+        "PLA on a fully connected layer of the CNN head improves the best test accuracy",
+        ("fig6", "fig8"),
+        "directional",
+        _head_helps,
+        "best_test_acc",
+    ),
+    (
+        "mostly-early-stopping",
+        "5.1, 5.2, 5.3",
+        "the gain of head smoothing is mostly an "
+        "early-stopping gain (larger in best than in final test accuracy)",
+        ("fig6", "fig8"),
+        "directional",
+        _early_stopping,
+        "best_test_acc - final_test_acc",
+    ),
+    (
+        "conv-smoothing-hurts",
+        "5.1",
+        "smoothing a convolutional layer lowers the accuracy",
+        ("fig6",),
+        "directional",
+        _conv_hurts,
+        "best_test_acc",
+    ),
+    (
+        "weight-decay-no-help",
+        "5.2.1",
+        "weight decay (1e-2, 1e-3, 1e-4) does not improve the best test accuracy",
+        ("fig7",),
+        "no better",
+        _wd_no_help,
+        "best_test_acc",
+    ),
+    (
+        "pla-beats-weight-decay",
+        "5.2.1",
+        "PLA on the head beats the best weight decay",
+        ("fig7",),
+        "directional",
+        _pla_beats_wd,
+        "best_test_acc",
+    ),
 )
 
 
 def _seeds(rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Seeds of the complete runs, in the order they were added (ascending)."""
-    return sorted({int(r["seed"]) for r in rows if r.get("status") == "complete"
-                   and isinstance(r.get("seed"), (int, np.integer))})
+    return sorted(
+        {
+            int(r["seed"])
+            for r in rows
+            if r.get("status") == "complete" and isinstance(r.get("seed"), (int, np.integer))
+        }
+    )
 
 
-def _sequential(fn: Callable[[_Scan, _Look], Finding], rows: Sequence[Mapping[str, Any]],
-                design: SequentialDesign) -> tuple[Verdict, str, dict, list]:
+def _sequential(
+    fn: Callable[[_Scan, _Look], Finding],
+    rows: Sequence[Mapping[str, Any]],
+    design: SequentialDesign,
+) -> tuple[Verdict, str, dict, list]:
     """Read the claim at every planned look the seeds reach (each look on the runs
     of the first ``n_k`` seeds), stopping at the first decided look."""
     seeds = _seeds(rows)
     looks = [(k, n) for k, n in enumerate(design.looks) if n <= len(seeds)]
     if not looks:  # before the first look: describe, decide nothing
         scan = _Scan(rows)
-        _, text, nums = fn(scan, _Look(lambda a, df: math.inf,
-                                       f"{len(seeds)} seeds, before the first look "
-                                       f"(n = {design.looks[0]})"))
+        _, text, nums = fn(
+            scan,
+            _Look(
+                lambda a, df: math.inf,
+                f"{len(seeds)} seeds, before the first look (n = {design.looks[0]})",
+            ),
+        )
         return "inconclusive", text, {**nums, "look": None}, scan.arms
     for k, n in looks:
         keep = set(seeds[:n])
         scan = _Scan([r for r in rows if r.get("seed") in keep])
-        look = _Look(lambda a, df, k=k: design.critical(k, alpha=a, df=df),
-                     f"look {k + 1} of {len(design.looks)} (n = {n})")
+        look = _Look(
+            lambda a, df, k=k: design.critical(k, alpha=a, df=df),
+            f"look {k + 1} of {len(design.looks)} (n = {n})",
+        )
         v, text, nums = fn(scan, look)
         if v != "inconclusive":
             break
     return v, text, {**nums, "look": n}, scan.arms
 
 
-def evaluate_claims(rows_of: Callable[[str], Sequence[Mapping[str, Any]] | None], *,
-                    design: SequentialDesign | None = None) -> list[ClaimResult]:
+def evaluate_claims(
+    rows_of: Callable[[str], Sequence[Mapping[str, Any]] | None],
+    *,
+    design: SequentialDesign | None = None,
+) -> list[ClaimResult]:
     """Check every claim on every experiment it applies to.
 
     Parameters
@@ -491,8 +704,11 @@ def evaluate_claims(rows_of: Callable[[str], Sequence[Mapping[str, Any]] | None]
         for exp in exps:
             rows = rows_of(exp)
             if rows is None:
-                out.append(ClaimResult(cid, section, text, exp, metric, rule[kind], "not run",
-                                       "sweep not run"))
+                out.append(
+                    ClaimResult(
+                        cid, section, text, exp, metric, rule[kind], "not run", "sweep not run"
+                    )
+                )
                 continue
             arms: list = []
             verdict: Outcome
@@ -505,55 +721,105 @@ def evaluate_claims(rows_of: Callable[[str], Sequence[Mapping[str, Any]] | None]
                     verdict, evidence, numbers, arms = _sequential(fn, rows, design)
             except _NotRun as exc:
                 verdict, evidence, numbers = "not run", str(exc), {}
-            out.append(ClaimResult(cid, section, text, exp, metric, rule[kind], verdict,
-                                   evidence, {**numbers, "kind": kind}, arms))
+            out.append(
+                ClaimResult(
+                    cid,
+                    section,
+                    text,
+                    exp,
+                    metric,
+                    rule[kind],
+                    verdict,
+                    evidence,
+                    {**numbers, "kind": kind},
+                    arms,
+                )
+            )
     return out
 
 
 def _table_row(r: ClaimResult) -> dict[str, str]:
     nb = r.numbers
     p, w = nb.get("paired"), nb.get("welch")
-    return {"claim": f"{r.claim} (§{r.section})", "experiment": r.experiment,
-            "verdict": f"**{r.verdict}**",
-            "difference": _pct(nb["diff"]) if "diff" in nb else "",
-            "paired": _ci(p["lo"], p["hi"]) if p else "-",
-            "welch": _ci(w["lo"], w["hi"]) if w else "-",
-            "decision": (f"{nb.get('test', '')} {_ci(nb['lo'], nb['hi'])}"
-                         if "lo" in nb and math.isfinite(nb["lo"]) else "-"),
-            "n": (f"{nb['n_a']}" if nb.get("test") == "paired" else
-                  f"{nb['n_a']} vs {nb['n_b']}") if "n_a" in nb else "",
-            "evidence": r.evidence}
+    return {
+        "claim": f"{r.claim} (§{r.section})",
+        "experiment": r.experiment,
+        "verdict": f"**{r.verdict}**",
+        "difference": _pct(nb["diff"]) if "diff" in nb else "",
+        "paired": _ci(p["lo"], p["hi"]) if p else "-",
+        "welch": _ci(w["lo"], w["hi"]) if w else "-",
+        "decision": (
+            f"{nb.get('test', '')} {_ci(nb['lo'], nb['hi'])}"
+            if "lo" in nb and math.isfinite(nb["lo"])
+            else "-"
+        ),
+        "n": (f"{nb['n_a']}" if nb.get("test") == "paired" else f"{nb['n_a']} vs {nb['n_b']}")
+        if "n_a" in nb
+        else "",
+        "evidence": r.evidence,
+    }
 
 
-def write_claims(results: Sequence[ClaimResult], out: str | Path, *, scale: str,
-                 design: SequentialDesign | None = None) -> list[Path]:
+def write_claims(
+    results: Sequence[ClaimResult],
+    out: str | Path,
+    *,
+    scale: str,
+    design: SequentialDesign | None = None,
+) -> list[Path]:
     """Write ``claims.json`` and ``claims.md`` (verdict table, rules) into ``out``."""
     out = Path(out)
     rule = rules(design)
-    data = {"scale": scale, "alpha": ALPHA, "margin": MARGIN, "rules": rule,
-            "design": "fixed sample" if design is None else design.describe(),
-            "looks": None if design is None else list(design.looks),
-            "claims": [asdict(r) for r in results]}
+    data = {
+        "scale": scale,
+        "alpha": ALPHA,
+        "margin": MARGIN,
+        "rules": rule,
+        "design": "fixed sample" if design is None else design.describe(),
+        "looks": None if design is None else list(design.looks),
+        "claims": [asdict(r) for r in results],
+    }
     # strict JSON: an interval that cannot exist yet (before the first look) is null
     j = write_json_atomic(out / "claims.json", nonfinite_to_null(data))
     counts = {v: sum(r.verdict == v for r in results) for v in OUTCOMES}
-    md = (f"# The paper's claims at {scale} scale\n\n"
-          f"Verdicts computed from the sweep results (not written by hand). "
-          f"{', '.join(f'{n} {v}' for v, n in counts.items() if n)}.\n\n"
-          f"* design: {data['design']}\n"
-          f"* comparison: {rule['test']}\n"
-          f"* directional claims: {rule['directional']}\n"
-          f"* \"no better\" claims: {rule['no better']}\n"
-          f"* margin {_abs_pct(MARGIN)}: the binomial noise of a difference of two "
-          f"accuracies on the 10,000 test images (sqrt(2) x 0.36 pp)\n\n"
-          f"Intervals in the table are 95 % (paired, Welch); the decision interval is the "
-          f"one the verdict read (Bonferroni- and look-adjusted). The forest plot "
-          f"`claims_forest.png` draws every decision interval against the margin.\n\n"
-          + markdown_table([_table_row(r) for r in results],
-                           ["claim", "experiment", "verdict", "difference", "paired", "welch",
-                            "decision", "n", "evidence"],
-                           headers=["claim", "experiment", "verdict", "difference",
-                                    "paired 95% CI", "Welch 95% CI", "decision interval", "n",
-                                    "evidence"]))
+    md = (
+        f"# The paper's claims at {scale} scale\n\n"
+        f"Verdicts computed from the sweep results (not written by hand). "
+        f"{', '.join(f'{n} {v}' for v, n in counts.items() if n)}.\n\n"
+        f"* design: {data['design']}\n"
+        f"* comparison: {rule['test']}\n"
+        f"* directional claims: {rule['directional']}\n"
+        f'* "no better" claims: {rule["no better"]}\n'
+        f"* margin {_abs_pct(MARGIN)}: the binomial noise of a difference of two "
+        f"accuracies on the 10,000 test images (sqrt(2) x 0.36 pp)\n\n"
+        f"Intervals in the table are 95 % (paired, Welch); the decision interval is the "
+        f"one the verdict read (Bonferroni- and look-adjusted). The forest plot "
+        f"`claims_forest.png` draws every decision interval against the margin.\n\n"
+        + markdown_table(
+            [_table_row(r) for r in results],
+            [
+                "claim",
+                "experiment",
+                "verdict",
+                "difference",
+                "paired",
+                "welch",
+                "decision",
+                "n",
+                "evidence",
+            ],
+            headers=[
+                "claim",
+                "experiment",
+                "verdict",
+                "difference",
+                "paired 95% CI",
+                "Welch 95% CI",
+                "decision interval",
+                "n",
+                "evidence",
+            ],
+        )
+    )
     m = write_text_atomic(out / "claims.md", md)
     return [j, m]

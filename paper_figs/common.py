@@ -4,25 +4,32 @@ confidence intervals are drawn, how figures and tables are saved.
 Every figure script reads ``<runs>/<scale>/<experiment>/results.csv`` and the
 run directories it points to (``log.jsonl``); none of them trains.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from anisotropy.io import save_figure_atomic  # noqa: E402
-from experiments.results import read_log, read_results  # noqa: E402
-from experiments.sweep import sweep_paths  # noqa: E402
+from anisotropy.io import save_figure_atomic
+from experiments.results import read_log, read_results
+from experiments.sweep import sweep_paths
 
-from .stats import (group_summary, select, t_interval, write_csv_table,  # noqa: E402
-                    write_markdown_table)
+from .stats import (
+    group_summary,
+    select,
+    t_interval,
+    write_csv_table,
+    write_markdown_table,
+)
 
 __all__ = [
     "FigureContext",
@@ -45,8 +52,11 @@ __all__ = [
 #: resolution of the PNG files (the PDF is vector); 110 dpi keeps a 3-panel
 #: figure below ~200 kB while staying readable
 DPI = 110
-_RGB = {"fc1": np.array([0.85, 0.1, 0.1]), "fc2": np.array([0.1, 0.6, 0.1]),
-        "fc3": np.array([0.1, 0.2, 0.85])}
+_RGB = {
+    "fc1": np.array([0.85, 0.1, 0.1]),
+    "fc2": np.array([0.1, 0.6, 0.1]),
+    "fc3": np.array([0.1, 0.2, 0.85]),
+}
 
 
 @dataclass
@@ -92,8 +102,10 @@ class FigureContext:
         if experiment not in self._cache:
             p = self.results_dir(experiment) / "results.csv"
             if not p.is_file():
-                raise FileNotFoundError(f"{p} is missing: run `anisotropy sweep {experiment} "
-                                        f"--scale {self.scale} --out {self.runs}` first")
+                raise FileNotFoundError(
+                    f"{p} is missing: run `anisotropy sweep {experiment} "
+                    f"--scale {self.scale} --out {self.runs}` first"
+                )
             self._cache[experiment] = read_results(p)
         return self._cache[experiment]
 
@@ -131,8 +143,14 @@ def subset_key(label: str) -> tuple:
 
 def subsets_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Smoothed layer subsets present in ``rows`` (``"none"`` excluded), sorted."""
-    return sorted({str(r["smoothing.layers"]) for r in rows
-                   if r.get("smoothing.layers") not in (None, "none")}, key=subset_key)
+    return sorted(
+        {
+            str(r["smoothing.layers"])
+            for r in rows
+            if r.get("smoothing.layers") not in (None, "none")
+        },
+        key=subset_key,
+    )
 
 
 def subset_color(label: str) -> tuple:
@@ -147,8 +165,9 @@ def subset_color(label: str) -> tuple:
     return (0.5, 0.5, 0.5)
 
 
-def baseline_band(ax: plt.Axes, rows: Sequence[Mapping[str, Any]], value: str, *,
-                  label: str = "no smoothing") -> None:
+def baseline_band(
+    ax: plt.Axes, rows: Sequence[Mapping[str, Any]], value: str, *, label: str = "no smoothing"
+) -> None:
     """Mean (dashed line) and 95 % interval (band) of the unsmoothed runs."""
     vals = [float(r[value]) for r in rows if r.get(value) is not None]
     if not vals:
@@ -159,19 +178,27 @@ def baseline_band(ax: plt.Axes, rows: Sequence[Mapping[str, Any]], value: str, *
         ax.axhspan(iv.lo, iv.hi, color="k", alpha=0.1, lw=0)
 
 
-def plot_vs_R(ax: plt.Axes, rows: Sequence[Mapping[str, Any]], value: str, *,
-              group: str = "smoothing.layers", label: Callable[[Any], str] = str,
-              color: Callable[[Any], Any] = subset_color,
-              style: Callable[[Any], Mapping[str, Any]] | None = None,
-              offset: float = 0.0) -> None:
+def plot_vs_R(
+    ax: plt.Axes,
+    rows: Sequence[Mapping[str, Any]],
+    value: str,
+    *,
+    group: str = "smoothing.layers",
+    label: Callable[[Any], str] = str,
+    color: Callable[[Any], Any] = subset_color,
+    style: Callable[[Any], Mapping[str, Any]] | None = None,
+    offset: float = 0.0,
+) -> None:
     """Mean +- 95 % t-interval of ``value`` vs R (log axis), one line per ``group`` value.
 
     ``offset`` shifts the points multiplicatively (``R * 10**offset``) so that
     error bars of several lines do not hide each other.
     """
     smoothed = [r for r in rows if r.get("smoothing.layers") not in (None, "none")]
-    keys = sorted({r[group] for r in smoothed}, key=lambda k: subset_key(k) if isinstance(k, str)
-                  else (0, [k]))
+    keys = sorted(
+        {r[group] for r in smoothed},
+        key=lambda k: subset_key(k) if isinstance(k, str) else (0, [k]),
+    )
     for i, key in enumerate(keys):
         summ = group_summary([r for r in smoothed if r[group] == key], ["smoothing.R"], value)
         summ.sort(key=lambda s: s["smoothing.R"])
@@ -180,15 +207,29 @@ def plot_vs_R(ax: plt.Axes, rows: Sequence[Mapping[str, Any]], value: str, *,
         err = np.array([[s["mean"] - s["ci_lo"], s["ci_hi"] - s["mean"]] for s in summ]).T
         n = min((s["n"] for s in summ), default=0)
         kw = dict(style(key)) if style else {}
-        ax.errorbar(R, m, yerr=np.nan_to_num(err), color=color(key), marker="o", ms=4, capsize=3,
-                    lw=1.5, label=f"{label(key)} (n={n})", **kw)
+        ax.errorbar(
+            R,
+            m,
+            yerr=np.nan_to_num(err),
+            color=color(key),
+            marker="o",
+            ms=4,
+            capsize=3,
+            lw=1.5,
+            label=f"{label(key)} (n={n})",
+            **kw,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("smoothing radius R")
     ax.grid(alpha=0.3, which="both")
 
 
-def vs_R_table(rows: Sequence[Mapping[str, Any]], *, metrics: Sequence[str],
-               by: Sequence[str] = ("smoothing.layers", "smoothing.R")) -> list[dict[str, Any]]:
+def vs_R_table(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    metrics: Sequence[str],
+    by: Sequence[str] = ("smoothing.layers", "smoothing.R"),
+) -> list[dict[str, Any]]:
     """One row per (subset, R) (baseline first, R empty) with mean, interval, n per metric."""
     out: dict[tuple, dict[str, Any]] = {}
     for metric in metrics:
@@ -202,9 +243,14 @@ def vs_R_table(rows: Sequence[Mapping[str, Any]], *, metrics: Sequence[str],
             row[f"{metric}_hi"] = s["ci_hi"]
             row["n"] = s["n"]
             row[f"{metric}_fmt"] = _ci_text(s)
-    return sorted(out.values(), key=lambda r: (r.get("smoothing.layers") != "none",
-                                               subset_key(str(r.get("smoothing.layers"))),
-                                               *[r.get(k) or 0 for k in by[1:]]))
+    return sorted(
+        out.values(),
+        key=lambda r: (
+            r.get("smoothing.layers") != "none",
+            subset_key(str(r.get("smoothing.layers"))),
+            *[r.get(k) or 0 for k in by[1:]],
+        ),
+    )
 
 
 def _ci_text(s: Mapping[str, Any]) -> str:
@@ -213,8 +259,9 @@ def _ci_text(s: Mapping[str, Any]) -> str:
     return f"{pct(s['mean'])} ± {100 * s['half_width']:.2f}"
 
 
-def epoch_curves(ctx: FigureContext, experiment: str, rows: Sequence[Mapping[str, Any]],
-                 key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+def epoch_curves(
+    ctx: FigureContext, experiment: str, rows: Sequence[Mapping[str, Any]], key: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Per-epoch mean and 95 % t-interval across the runs ``rows`` of log field ``key``.
 
     Returns ``(epochs, mean, lo, hi, n)``; epochs that not every run reached are
@@ -223,7 +270,9 @@ def epoch_curves(ctx: FigureContext, experiment: str, rows: Sequence[Mapping[str
     series = []
     for r in rows:
         log = ctx.log(experiment, r)
-        series.append({int(rec["epoch"]): float(rec[key]) for rec in log if rec.get(key) is not None})
+        series.append(
+            {int(rec["epoch"]): float(rec[key]) for rec in log if rec.get(key) is not None}
+        )
     if not series:
         return (np.array([]),) * 4 + (0,)
     common = sorted(set.intersection(*(set(s) for s in series)))
@@ -235,8 +284,19 @@ def epoch_curves(ctx: FigureContext, experiment: str, rows: Sequence[Mapping[str
     return ep, mean, lo, hi, len(series)
 
 
-def plot_curve(ax: plt.Axes, ep: np.ndarray, mean: np.ndarray, lo: np.ndarray, hi: np.ndarray, *,
-               color: Any, label: str, lw: float = 1.5, alpha_band: float = 0.2, **kw: Any) -> None:
+def plot_curve(
+    ax: plt.Axes,
+    ep: np.ndarray,
+    mean: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    color: Any,
+    label: str,
+    lw: float = 1.5,
+    alpha_band: float = 0.2,
+    **kw: Any,
+) -> None:
     """A mean curve with its 95 % band (no band where the interval is undefined)."""
     ax.plot(ep, mean, color=color, lw=lw, label=label, **kw)
     ok = np.isfinite(lo) & np.isfinite(hi)
@@ -244,9 +304,12 @@ def plot_curve(ax: plt.Axes, ep: np.ndarray, mean: np.ndarray, lo: np.ndarray, h
         ax.fill_between(ep[ok], lo[ok], hi[ok], color=color, alpha=alpha_band, lw=0)
 
 
-def curves_table(rows: Sequence[Mapping[str, Any]], by: Sequence[str], *,
-                 metrics: Sequence[str] = ("best_test_acc", "final_test_acc", "final_train_loss")
-                 ) -> list[dict[str, Any]]:
+def curves_table(
+    rows: Sequence[Mapping[str, Any]],
+    by: Sequence[str],
+    *,
+    metrics: Sequence[str] = ("best_test_acc", "final_test_acc", "final_train_loss"),
+) -> list[dict[str, Any]]:
     """One row per variant (``by`` columns): mean, interval, n of each metric."""
     out: dict[tuple, dict[str, Any]] = {}
     for metric in metrics:
@@ -254,27 +317,43 @@ def curves_table(rows: Sequence[Mapping[str, Any]], by: Sequence[str], *,
             key = tuple(s[k] for k in by)
             row = out.setdefault(key, {k: s[k] for k in by})
             row[f"{metric}_mean"], row[f"{metric}_lo"], row[f"{metric}_hi"] = (
-                s["mean"], s["ci_lo"], s["ci_hi"])
+                s["mean"],
+                s["ci_lo"],
+                s["ci_hi"],
+            )
             row["n"] = s["n"]
-            row[f"{metric}_fmt"] = (_ci_text(s) if metric.endswith("acc") else
-                                    f"{s['mean']:.4f}" + (f" ± {s['half_width']:.4f}"
-                                                          if s["n"] >= 2 else ""))
+            row[f"{metric}_fmt"] = (
+                _ci_text(s)
+                if metric.endswith("acc")
+                else f"{s['mean']:.4f}" + (f" ± {s['half_width']:.4f}" if s["n"] >= 2 else "")
+            )
     return list(out.values())
 
 
-def write_figure_table(rows: Sequence[Mapping[str, Any]], out: Path, stem: str, *,
-                       keys: Sequence[str], metrics: Sequence[str], title: str,
-                       headers: Mapping[str, str] | None = None) -> list[Path]:
+def write_figure_table(
+    rows: Sequence[Mapping[str, Any]],
+    out: Path,
+    stem: str,
+    *,
+    keys: Sequence[str],
+    metrics: Sequence[str],
+    title: str,
+    headers: Mapping[str, str] | None = None,
+) -> list[Path]:
     """CSV with full numbers (mean, lo, hi per metric) and a markdown table
     ``mean ± half-width`` (accuracies in percent)."""
     headers = dict(headers or {})
     cols = [*keys, *[f"{m}_{s}" for m in metrics for s in ("mean", "lo", "hi")], "n"]
     md_cols = [*keys, *[f"{m}_fmt" for m in metrics], "n"]
-    md_headers = [headers.get(c, c) for c in keys] + [
-        headers.get(m, m) + (" (%)" if m.endswith("acc") else "") for m in metrics] + ["n"]
-    return [write_csv_table(rows, cols, out / f"{stem}.csv"),
-            write_markdown_table(rows, md_cols, out / f"{stem}.md", title=title,
-                                 headers=md_headers)]
+    md_headers = (
+        [headers.get(c, c) for c in keys]
+        + [headers.get(m, m) + (" (%)" if m.endswith("acc") else "") for m in metrics]
+        + ["n"]
+    )
+    return [
+        write_csv_table(rows, cols, out / f"{stem}.csv"),
+        write_markdown_table(rows, md_cols, out / f"{stem}.md", title=title, headers=md_headers),
+    ]
 
 
 def footer(fig: plt.Figure, ctx: FigureContext, experiments: Sequence[str]) -> str:
@@ -286,8 +365,7 @@ def footer(fig: plt.Figure, ctx: FigureContext, experiments: Sequence[str]) -> s
         if n and n not in notes:
             notes.append(n)
     text = f"{ctx.scale} scale. " + " | ".join(notes)
-    fig.text(0.01, -0.01, "\n".join(_wrap(text, 150)), fontsize=7, va="top", ha="left",
-             color="0.3")
+    fig.text(0.01, -0.01, "\n".join(_wrap(text, 150)), fontsize=7, va="top", ha="left", color="0.3")
     return text
 
 
@@ -307,8 +385,9 @@ class Variant:
     ls: str = "-"
 
 
-def draw_curves(ctx: FigureContext, experiment: str, variants: Sequence[Variant], *,
-                figure: str, title: str) -> FigureOutput:
+def draw_curves(
+    ctx: FigureContext, experiment: str, variants: Sequence[Variant], *, figure: str, title: str
+) -> FigureOutput:
     """Training loss, test accuracy (train accuracy paler) and a zoom on the last
     third of the test accuracy vs epoch: mean and 95 % band across seeds per
     variant (figures 6-8); plus the table of best / final accuracy per variant."""
@@ -334,18 +413,29 @@ def draw_curves(ctx: FigureContext, experiment: str, variants: Sequence[Variant]
             zoom_vals.extend([lo[-1], hi[-1]])
             k = len(zoom_bars)
             zoom_bars.append(k)
-            axes[2].errorbar([ep[-1] + 0.15 * k * max((ep[-1] - ep[0]) / 30, 0.1)], [m[-1]],
-                             yerr=[[m[-1] - lo[-1]], [hi[-1] - m[-1]]], color=v.color,
-                             capsize=3, marker="o", ms=3)
+            axes[2].errorbar(
+                [ep[-1] + 0.15 * k * max((ep[-1] - ep[0]) / 30, 0.1)],
+                [m[-1]],
+                yerr=[[m[-1] - lo[-1]], [hi[-1] - m[-1]]],
+                color=v.color,
+                capsize=3,
+                marker="o",
+                ms=3,
+            )
         ep2, m2, lo2, hi2, _ = epoch_curves(ctx, experiment, vr, "train_acc")
-        plot_curve(axes[1], ep2, m2, lo2, hi2, color=v.color, label=None, lw=1, alpha_band=0.05,
-                   ls=":")
+        plot_curve(
+            axes[1], ep2, m2, lo2, hi2, color=v.color, label=None, lw=1, alpha_band=0.05, ls=":"
+        )
         if len(ep):
             start = ep[-1] - (ep[-1] - ep[0]) / 3
-            axes[2].set_xlim(start, ep[-1] + 0.15 * (len(variants) + 1)
-                             * max((ep[-1] - ep[0]) / 30, 0.1))
-        for r in curves_table(vr, ["smoothing.layers"], metrics=(
-                "best_test_acc", "final_test_acc", "final_train_loss")):
+            axes[2].set_xlim(
+                start, ep[-1] + 0.15 * (len(variants) + 1) * max((ep[-1] - ep[0]) / 30, 0.1)
+            )
+        for r in curves_table(
+            vr,
+            ["smoothing.layers"],
+            metrics=("best_test_acc", "final_test_acc", "final_train_loss"),
+        ):
             r["variant"] = v.label
             table.append(r)
     axes[0].set_yscale("log")
@@ -365,11 +455,18 @@ def draw_curves(ctx: FigureContext, experiment: str, variants: Sequence[Variant]
     fig.tight_layout()
     images = save_figure(fig, ctx.out, f"fig{figure}")
     tables = write_figure_table(
-        table, ctx.out, f"fig{figure}_table", keys=["variant"],
+        table,
+        ctx.out,
+        f"fig{figure}_table",
+        keys=["variant"],
         metrics=["best_test_acc", "final_test_acc", "final_train_loss"],
         title=f"Figure {figure} ({ctx.scale} scale): mean ± 95% t-interval half-width across seeds",
-        headers={"best_test_acc": "best test acc", "final_test_acc": "final test acc",
-                 "final_train_loss": "final train loss"})
+        headers={
+            "best_test_acc": "best test acc",
+            "final_test_acc": "final test acc",
+            "final_train_loss": "final train loss",
+        },
+    )
     return FigureOutput(figure, images, tables, caption)
 
 

@@ -9,14 +9,16 @@ The analysis is read from ``cooling.json`` in each run directory; when it is
 missing, ``anisotropy cooling RUN_DIR`` (:func:`analysis.cooling.main`) computes
 it from the run's ``log.jsonl`` - an analysis of a finished log, never training.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import matplotlib.pyplot as plt
 
 from .common import FigureContext, FigureOutput, footer, save_figure
-from .stats import write_markdown_table, write_csv_table
+from .stats import write_csv_table, write_markdown_table
 
 __all__ = ["EXPERIMENTS", "draw", "ensure_cooling", "cooling_row"]
 
@@ -59,14 +61,17 @@ def cooling_row(res: Mapping[str, Any], activation: str) -> dict[str, Any]:
         "signal_law": law,
         "signal_params": "; ".join(
             f"{k} = {_fmt(v)} [{_fmt(ci.get(k, [None, None])[0])}, {_fmt(ci.get(k, [None, None])[1])}]"
-            for k, v in params.items() if k in res["laws"][law].get("stderr", params)),
+            for k, v in params.items()
+            if k in res["laws"][law].get("stderr", params)
+        ),
         "noise_law": res["noise"]["selected"],
         "signal_max_epoch_median": sorted(maxima)[len(maxima) // 2] if maxima else None,
         "snr_crossing_epoch_median": sorted(snr)[len(snr) // 2] if snr else None,
         "late_onset_epoch": on.get("epoch"),
         "late_onset_ci": "-" if not on.get("ci") else f"[{_fmt(on['ci'][0])}, {_fmt(on['ci'][1])}]",
-        "late_window": "-" if not reg.get("late_window") else
-        f"[{_fmt(reg['late_window'][0])}, {_fmt(reg['late_window'][1])}]",
+        "late_window": "-"
+        if not reg.get("late_window")
+        else f"[{_fmt(reg['late_window'][0])}, {_fmt(reg['late_window'][1])}]",
         "factorisation_p_signal": (fac.get("signal") or {}).get("p_value"),
         "factorisation_p_noise": (fac.get("signal_std") or {}).get("p_value"),
         "common_decay_signal": (fac.get("signal") or {}).get("common_decay"),
@@ -93,25 +98,48 @@ def draw(ctx: FigureContext) -> FigureOutput:
         ax.set_title(f"{act}, seed {row.get('seed')}: {t}", fontsize=9)
         ax.set_xscale("log")
         table.append(cooling_row(res, act))
-    fig.suptitle("Figure 1: ln s_I (solid) and ln std (dashed) per layer vs epoch (log axis), "
-                 "with the common late law and the regime boundaries", fontsize=10)
+    fig.suptitle(
+        "Figure 1: ln s_I (solid) and ln std (dashed) per layer vs epoch (log axis), "
+        "with the common late law and the regime boundaries",
+        fontsize=10,
+    )
     caption = footer(fig, ctx, EXPERIMENTS)
     fig.tight_layout()
     images = save_figure(fig, ctx.out, "fig1")
     cols = list(table[0])
-    tables = [write_csv_table(table, cols, ctx.out / "fig1_table.csv"),
-              write_markdown_table(
-                  table, ["activation", "signal_law", "signal_params", "noise_law",
-                          "signal_max_epoch_median", "snr_crossing_epoch_median",
-                          "late_onset_epoch", "late_onset_ci", "factorisation_p_signal",
-                          "factorisation_p_noise"],
-                  ctx.out / "fig1_table.md",
-                  title=f"Figure 1 ({ctx.scale} scale): cooling analysis per run "
-                        "(`anisotropy cooling`; parameters with 95% intervals; factorisation "
-                        "p: joint test that the late log layer ratios are constant)",
-                  headers=["activation", "signal law", "parameters", "noise law",
-                           "signal max (epoch)", "SNR = 1 (epoch)", "late onset (epoch)",
-                           "onset 95% CI", "factorisation p (signal)",
-                           "factorisation p (noise)"],
-                  formats={"factorisation_p_signal": ".3g", "factorisation_p_noise": ".3g"})]
+    tables = [
+        write_csv_table(table, cols, ctx.out / "fig1_table.csv"),
+        write_markdown_table(
+            table,
+            [
+                "activation",
+                "signal_law",
+                "signal_params",
+                "noise_law",
+                "signal_max_epoch_median",
+                "snr_crossing_epoch_median",
+                "late_onset_epoch",
+                "late_onset_ci",
+                "factorisation_p_signal",
+                "factorisation_p_noise",
+            ],
+            ctx.out / "fig1_table.md",
+            title=f"Figure 1 ({ctx.scale} scale): cooling analysis per run "
+            "(`anisotropy cooling`; parameters with 95% intervals; factorisation "
+            "p: joint test that the late log layer ratios are constant)",
+            headers=[
+                "activation",
+                "signal law",
+                "parameters",
+                "noise law",
+                "signal max (epoch)",
+                "SNR = 1 (epoch)",
+                "late onset (epoch)",
+                "onset 95% CI",
+                "factorisation p (signal)",
+                "factorisation p (noise)",
+            ],
+            formats={"factorisation_p_signal": ".3g", "factorisation_p_noise": ".3g"},
+        ),
+    ]
     return FigureOutput("1", images, tables, caption)

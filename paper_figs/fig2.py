@@ -6,6 +6,7 @@ per k, K(0) = s(2kR)^2 (< 1 for finite k), d(0) = -log K(0), and the 1-D
 normaliser Z_1 = 2R / (1 - exp(-4kR)) of the kernel of eq 6 (-> 2R as k -> inf;
 :mod:`analysis.facts`).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,14 @@ def draw(ctx: FigureContext) -> FigureOutput:
         a.plot(x, kernels.distance(x, R=R, k=k), color=c, label=f"k = {k:g}")
         b.plot(x, kernels.kernel(x, R=R, k=k), color=c, label=f"k = {k:g}")
         d0 = float(kernels.distance(np.array([0.0]), R=R, k=k)[0])
-        rows.append({"k": k, "K(0)": math.exp(-d0), "d(0)": d0,
-                     "Z_1": math.exp(kernels.log_normaliser(R, k, 1))})
+        rows.append(
+            {
+                "k": k,
+                "K(0)": math.exp(-d0),
+                "d(0)": d0,
+                "Z_1": math.exp(kernels.log_normaliser(R, k, 1)),
+            }
+        )
     b.plot(x, kernels.kernel(x, R=R, k=math.inf), color="k", ls=":", lw=1, label="k = inf (box)")
     a.set_ylim(-0.5, 12)
     a.set_title(r"distance $d_{R,k}(x)$ (eq. 5), R = 1")
@@ -48,7 +55,13 @@ def draw(ctx: FigureContext) -> FigureOutput:
         ax.legend(fontsize=8)
     fig.tight_layout()
     images = save_figure(fig, ctx.out, "fig2")
-    tables = list(write_table(rows, ["k", "K(0)", "d(0)", "Z_1"], ctx.out / "fig2_table",
-                              title="Figure 2: kernel facts at R = 1 (Z_1 = 2R/(1-exp(-4kR)))",
-                              formats={"K(0)": ".9f", "d(0)": ".3e", "Z_1": ".9f"}))
+    tables = list(
+        write_table(
+            rows,
+            ["k", "K(0)", "d(0)", "Z_1"],
+            ctx.out / "fig2_table",
+            title="Figure 2: kernel facts at R = 1 (Z_1 = 2R/(1-exp(-4kR)))",
+            formats={"K(0)": ".9f", "d(0)": ".3e", "Z_1": ".9f"},
+        )
+    )
     return FigureOutput("2", images, tables, "d and K for R = 1, k = 4, 8, 16, 32")

@@ -4,21 +4,42 @@ dashed line and grey band.  Mean and 95 % t-interval across seeds.
 
 Reads the ``fig3`` sweep; never trains.
 """
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from .common import (FigureContext, FigureOutput, baseline_band, footer, plot_vs_R,
-                     save_figure, select, vs_R_table, write_figure_table)
+from .common import (
+    FigureContext,
+    FigureOutput,
+    baseline_band,
+    footer,
+    plot_vs_R,
+    save_figure,
+    select,
+    vs_R_table,
+    write_figure_table,
+)
 
 __all__ = ["EXPERIMENTS", "draw", "LABELS"]
 
 EXPERIMENTS: tuple[str, ...] = ("fig3",)
-LABELS = {"fc1": "layer 1", "fc2": "layer 2", "fc1+fc2": "both (isotropic)",
-          "fc3": "layer 3", "fc1+fc3": "layers 1+3", "fc2+fc3": "layers 2+3",
-          "fc1+fc2+fc3": "all (isotropic)"}
-HEADERS = {"smoothing.layers": "smoothed layers", "smoothing.R": "R", "smoothing.y": "y",
-           "best_test_acc": "best test acc", "final_test_acc": "final test acc"}
+LABELS = {
+    "fc1": "layer 1",
+    "fc2": "layer 2",
+    "fc1+fc2": "both (isotropic)",
+    "fc3": "layer 3",
+    "fc1+fc3": "layers 1+3",
+    "fc2+fc3": "layers 2+3",
+    "fc1+fc2+fc3": "all (isotropic)",
+}
+HEADERS = {
+    "smoothing.layers": "smoothed layers",
+    "smoothing.R": "R",
+    "smoothing.y": "y",
+    "best_test_acc": "best test acc",
+    "final_test_acc": "final test acc",
+}
 
 
 def label(subset: str) -> str:
@@ -35,15 +56,23 @@ def draw(ctx: FigureContext) -> FigureOutput:
         ax.set_title(f"{name} test accuracy (PLA, y = 4)")
         ax.set_ylabel("test accuracy")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Figure 3: 2-layer FC net on Fashion-MNIST, PLA on layer 1, 2 or both "
-                 "(mean and 95% t-interval across seeds)", fontsize=10)
+    fig.suptitle(
+        "Figure 3: 2-layer FC net on Fashion-MNIST, PLA on layer 1, 2 or both "
+        "(mean and 95% t-interval across seeds)",
+        fontsize=10,
+    )
     caption = footer(fig, ctx, EXPERIMENTS)
     fig.tight_layout()
     images = save_figure(fig, ctx.out, "fig3")
     table = vs_R_table(rows, metrics=["best_test_acc", "final_test_acc"])
     tables = write_figure_table(
-        table, ctx.out, "fig3_table", keys=["smoothing.layers", "smoothing.R"],
-        metrics=["best_test_acc", "final_test_acc"], headers=HEADERS,
+        table,
+        ctx.out,
+        "fig3_table",
+        keys=["smoothing.layers", "smoothing.R"],
+        metrics=["best_test_acc", "final_test_acc"],
+        headers=HEADERS,
         title=f"Figure 3 ({ctx.scale} scale): test accuracy in %, mean ± 95% t-interval "
-              "half-width across seeds")
+        "half-width across seeds",
+    )
     return FigureOutput("3", images, tables, caption)

@@ -6,12 +6,22 @@ t-interval across seeds; unsmoothed runs as dashed line and grey band.
 
 Reads the ``fig4_left`` and ``fig4_right`` sweeps; never trains.
 """
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from .common import (FigureContext, FigureOutput, baseline_band, footer, plot_vs_R,
-                     save_figure, select, vs_R_table, write_figure_table)
+from .common import (
+    FigureContext,
+    FigureOutput,
+    baseline_band,
+    footer,
+    plot_vs_R,
+    save_figure,
+    select,
+    vs_R_table,
+    write_figure_table,
+)
 from .fig3 import HEADERS, label
 
 __all__ = ["EXPERIMENTS", "draw"]
@@ -22,8 +32,10 @@ EXPERIMENTS: tuple[str, ...] = ("fig4_left", "fig4_right")
 def draw(ctx: FigureContext) -> FigureOutput:
     """Draw figure 4 and its two tables into ``ctx.out``."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    titles = {"fig4_left": "2-layer FC, Fashion-MNIST, PLEA (eq. 22)",
-              "fig4_right": "3-layer FC, MNIST, PLA on every layer subset"}
+    titles = {
+        "fig4_left": "2-layer FC, Fashion-MNIST, PLEA (eq. 22)",
+        "fig4_right": "3-layer FC, MNIST, PLA on every layer subset",
+    }
     tables = []
     for ax, exp in zip(axes, EXPERIMENTS):
         rows = ctx.rows(exp)
@@ -33,13 +45,18 @@ def draw(ctx: FigureContext) -> FigureOutput:
         ax.set_ylabel("best test accuracy")
         ax.legend(fontsize=7, ncol=2 if exp == "fig4_right" else 1)
         tables += write_figure_table(
-            vs_R_table(rows, metrics=["best_test_acc", "final_test_acc"]), ctx.out,
-            f"{exp}_table", keys=["smoothing.layers", "smoothing.R"],
-            metrics=["best_test_acc", "final_test_acc"], headers=HEADERS,
+            vs_R_table(rows, metrics=["best_test_acc", "final_test_acc"]),
+            ctx.out,
+            f"{exp}_table",
+            keys=["smoothing.layers", "smoothing.R"],
+            metrics=["best_test_acc", "final_test_acc"],
+            headers=HEADERS,
             title=f"Figure 4 {exp.split('_')[1]} ({ctx.scale} scale, {titles[exp]}): test "
-                  "accuracy in %, mean ± 95% t-interval half-width across seeds")
-    fig.suptitle("Figure 4: best test accuracy vs R (mean and 95% t-interval across seeds)",
-                 fontsize=10)
+            "accuracy in %, mean ± 95% t-interval half-width across seeds",
+        )
+    fig.suptitle(
+        "Figure 4: best test accuracy vs R (mean and 95% t-interval across seeds)", fontsize=10
+    )
     caption = footer(fig, ctx, EXPERIMENTS)
     fig.tight_layout()
     images = save_figure(fig, ctx.out, "fig4")

@@ -4,14 +4,25 @@ Mean and 95 % t-interval across seeds; unsmoothed runs as dashed line and band.
 
 Reads the ``fig5`` sweep (its y = 4 runs are figure 3's); never trains.
 """
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .common import (FigureContext, FigureOutput, baseline_band, footer, plot_vs_R,
-                     save_figure, select, subset_color, subsets_of, vs_R_table,
-                     write_figure_table)
+from .common import (
+    FigureContext,
+    FigureOutput,
+    baseline_band,
+    footer,
+    plot_vs_R,
+    save_figure,
+    select,
+    subset_color,
+    subsets_of,
+    vs_R_table,
+    write_figure_table,
+)
 from .fig3 import HEADERS, label
 
 __all__ = ["EXPERIMENTS", "draw"]
@@ -23,8 +34,9 @@ def draw(ctx: FigureContext) -> FigureOutput:
     """Draw figure 5 and its table into ``ctx.out``."""
     rows = ctx.rows("fig5")
     subsets = subsets_of(rows)
-    fig, axes = plt.subplots(1, len(subsets), figsize=(5.5 * len(subsets), 4.2), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(subsets), figsize=(5.5 * len(subsets), 4.2), squeeze=False, sharey=True
+    )
     for ax, subset in zip(axes[0], subsets):
         sub = select(rows, **{"smoothing.layers": subset})
         base = np.array(subset_color(subset))
@@ -32,26 +44,44 @@ def draw(ctx: FigureContext) -> FigureOutput:
         def color(y, base=base):
             return tuple(base) if y == 4 else tuple(base + (1 - base) * 0.5)
 
-        plot_vs_R(ax, sub, "best_test_acc", group="smoothing.y", color=color,
-                  label=lambda y: f"y = {y}",
-                  style=lambda y: {"ls": "-" if y == 4 else "--"}, offset=0.015)
+        plot_vs_R(
+            ax,
+            sub,
+            "best_test_acc",
+            group="smoothing.y",
+            color=color,
+            label=lambda y: f"y = {y}",
+            style=lambda y: {"ls": "-" if y == 4 else "--"},
+            offset=0.015,
+        )
         baseline_band(ax, select(rows, **{"smoothing.layers": "none"}), "best_test_acc")
         ax.set_title(f"PLA on {label(subset)}", fontsize=10)
         ax.set_ylabel("best test accuracy")
         ax.legend(fontsize=8)
-    fig.suptitle("Figure 5: y = 4 vs y = 8 samples per step, 2-layer FC net on Fashion-MNIST "
-                 "(mean and 95% t-interval across seeds)", fontsize=10)
+    fig.suptitle(
+        "Figure 5: y = 4 vs y = 8 samples per step, 2-layer FC net on Fashion-MNIST "
+        "(mean and 95% t-interval across seeds)",
+        fontsize=10,
+    )
     caption = footer(fig, ctx, EXPERIMENTS)
     fig.tight_layout()
     images = save_figure(fig, ctx.out, "fig5")
-    table = vs_R_table(rows, metrics=["best_test_acc", "final_test_acc"],
-                       by=("smoothing.layers", "smoothing.y", "smoothing.R"))
+    table = vs_R_table(
+        rows,
+        metrics=["best_test_acc", "final_test_acc"],
+        by=("smoothing.layers", "smoothing.y", "smoothing.R"),
+    )
     for r in table:
         if r["smoothing.layers"] == "none":
             r["smoothing.y"] = None
     tables = write_figure_table(
-        table, ctx.out, "fig5_table", keys=["smoothing.layers", "smoothing.y", "smoothing.R"],
-        metrics=["best_test_acc", "final_test_acc"], headers=HEADERS,
+        table,
+        ctx.out,
+        "fig5_table",
+        keys=["smoothing.layers", "smoothing.y", "smoothing.R"],
+        metrics=["best_test_acc", "final_test_acc"],
+        headers=HEADERS,
         title=f"Figure 5 ({ctx.scale} scale): test accuracy in %, mean ± 95% t-interval "
-              "half-width across seeds")
+        "half-width across seeds",
+    )
     return FigureOutput("5", images, tables, caption)

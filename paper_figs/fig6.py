@@ -6,6 +6,7 @@ zooms on the last third of the training.
 
 Reads the ``fig6`` sweep; never trains.
 """
+
 from __future__ import annotations
 
 from .common import FigureContext, FigureOutput, Variant, draw_curves
@@ -23,5 +24,10 @@ VARIANTS = (
 
 def draw(ctx: FigureContext) -> FigureOutput:
     """Draw figure 6 and its table into ``ctx.out``."""
-    return draw_curves(ctx, "fig6", VARIANTS, figure="6",
-                       title="CNN, PLA on FC layer I or II (R = 0.01, y = 4), or on conv5")
+    return draw_curves(
+        ctx,
+        "fig6",
+        VARIANTS,
+        figure="6",
+        title="CNN, PLA on FC layer I or II (R = 0.01, y = 4), or on conv5",
+    )

@@ -4,6 +4,7 @@ or II, or none.  Mean and 95 % band across seeds; right panel: last third.
 
 Reads the ``fig8`` sweep; never trains.
 """
+
 from __future__ import annotations
 
 from .common import FigureContext, FigureOutput, Variant, draw_curves
@@ -20,5 +21,10 @@ VARIANTS = (
 
 def draw(ctx: FigureContext) -> FigureOutput:
     """Draw figure 8 and its table into ``ctx.out``."""
-    return draw_curves(ctx, "fig8", VARIANTS, figure="8",
-                       title="light CNN, small heavily augmented training set, PLA on FC layer I or II")
+    return draw_curves(
+        ctx,
+        "fig8",
+        VARIANTS,
+        figure="8",
+        title="light CNN, small heavily augmented training set, PLA on FC layer I or II",
+    )

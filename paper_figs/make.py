@@ -16,6 +16,7 @@ With ``--until-decided`` the figures' experiments then get more seeds in rounds
 is reached, the figures whose experiments grew are drawn again, and the verdicts
 are those of the group-sequential design (:mod:`paper_figs.sequential`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,10 @@ import importlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
 from experiments.definitions import load_experiment
@@ -49,15 +51,24 @@ class FiguresOptions(ExecutionOptions):
     """Options of ``anisotropy figures`` (execution options as for ``anisotropy sweep``)."""
 
     runs: str = field(default="runs", metadata={"help": "sweep output root (run store, results)"})
-    out: str = field(default="results", metadata={"help": "figures, tables and claims go to OUT/SCALE"})
-    draw_only: bool = field(default=False, metadata={
-        "help": "never train: draw from the results that exist"})
-    until_decided: bool = field(default=False, metadata={
-        "help": "add seeds in rounds (looks at 4, 8, ... seeds) to the arms of undecided "
-                "claims until every claim is decided; verdicts from a group-sequential design "
-                "with O'Brien-Fleming alpha spending"})
-    max_seeds: int = field(default=MAX_SEEDS, metadata={
-        "help": "with --until-decided: the last planned look (seeds per arm at most)"})
+    out: str = field(
+        default="results", metadata={"help": "figures, tables and claims go to OUT/SCALE"}
+    )
+    draw_only: bool = field(
+        default=False, metadata={"help": "never train: draw from the results that exist"}
+    )
+    until_decided: bool = field(
+        default=False,
+        metadata={
+            "help": "add seeds in rounds (looks at 4, 8, ... seeds) to the arms of undecided "
+            "claims until every claim is decided; verdicts from a group-sequential design "
+            "with O'Brien-Fleming alpha spending"
+        },
+    )
+    max_seeds: int = field(
+        default=MAX_SEEDS,
+        metadata={"help": "with --until-decided: the last planned look (seeds per arm at most)"},
+    )
 
     def design(self) -> SequentialDesign | None:
         """The sequential design of ``--until-decided`` (``None`` without it)."""
@@ -77,8 +88,13 @@ def _load() -> list[float]:
         return []
 
 
-def _draw(fig: str, mod: Any, ctx: FigureContext, outputs: dict[str, FigureOutput],
-          log: Callable[[str], None]) -> None:
+def _draw(
+    fig: str,
+    mod: Any,
+    ctx: FigureContext,
+    outputs: dict[str, FigureOutput],
+    log: Callable[[str], None],
+) -> None:
     try:
         outputs[fig] = mod.draw(ctx)
         log(outputs[fig].report())
@@ -86,8 +102,9 @@ def _draw(fig: str, mod: Any, ctx: FigureContext, outputs: dict[str, FigureOutpu
         log(f"figure {fig}: not drawn: {exc}")
 
 
-def make_figures(figures: list[str], opts: FiguresOptions, *, log=print,
-                 runner: str | Callable = DEFAULT_RUNNER) -> dict[str, Any]:
+def make_figures(
+    figures: list[str], opts: FiguresOptions, *, log=print, runner: str | Callable = DEFAULT_RUNNER
+) -> dict[str, Any]:
     """Sweep and draw ``figures``; returns ``{"timings": ..., "outputs": ..., "failed": n,
     "claims": ...}`` (and ``"rounds"`` with ``--until-decided``).
 
@@ -104,38 +121,67 @@ def make_figures(figures: list[str], opts: FiguresOptions, *, log=print,
     outputs: dict[str, FigureOutput] = {}
     failed = 0
     needs_training = not opts.draw_only and any(m.EXPERIMENTS for m in modules.values())
-    with make_executor(workers=opts.workers if needs_training else 0,
-                       scheduler=opts.scheduler if needs_training else None) as ex:
+    with make_executor(
+        workers=opts.workers if needs_training else 0,
+        scheduler=opts.scheduler if needs_training else None,
+    ) as ex:
         for fig, mod in modules.items():
             t0, load0 = time.perf_counter(), _load()
             trained = skipped = 0
             if not opts.draw_only:
                 for name in mod.EXPERIMENTS:
                     exp = load_experiment(name, opts.scale).with_overrides(opts.set)
-                    res = run_sweep(exp, out=opts.runs, executor=ex, threads=opts.threads,
-                                    log=log, keep_checkpoints=opts.keep_checkpoints,
-                                    runner=runner)
-                    trained, skipped, failed = (trained + res.n_run, skipped + res.n_skipped,
-                                                failed + res.n_failed)
+                    res = run_sweep(
+                        exp,
+                        out=opts.runs,
+                        executor=ex,
+                        threads=opts.threads,
+                        log=log,
+                        keep_checkpoints=opts.keep_checkpoints,
+                        runner=runner,
+                    )
+                    trained, skipped, failed = (
+                        trained + res.n_run,
+                        skipped + res.n_skipped,
+                        failed + res.n_failed,
+                    )
             t1 = time.perf_counter()
             _draw(fig, mod, ctx, outputs, log)
             t2 = time.perf_counter()
-            timings[fig] = {"sweep_s": round(t1 - t0, 1), "draw_s": round(t2 - t1, 1),
-                            "total_s": round(t2 - t0, 1), "runs_trained": trained,
-                            "runs_reused": skipped, "workers": opts.workers,
-                            "loadavg_start": load0, "loadavg_end": _load(),
-                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-            log(f"figure {fig}: {timings[fig]['total_s']} s (sweep {timings[fig]['sweep_s']} s, "
+            timings[fig] = {
+                "sweep_s": round(t1 - t0, 1),
+                "draw_s": round(t2 - t1, 1),
+                "total_s": round(t2 - t0, 1),
+                "runs_trained": trained,
+                "runs_reused": skipped,
+                "workers": opts.workers,
+                "loadavg_start": load0,
+                "loadavg_end": _load(),
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            log(
+                f"figure {fig}: {timings[fig]['total_s']} s (sweep {timings[fig]['sweep_s']} s, "
                 f"{trained} runs trained, {skipped} reused; load {load0} -> "
-                f"{timings[fig]['loadavg_end']})")
+                f"{timings[fig]['loadavg_end']})"
+            )
         rounds = None
         if design is not None:
             t0, load0 = time.perf_counter(), _load()
-            exps = {name: load_experiment(name, opts.scale).with_overrides(opts.set)
-                    for mod in modules.values() for name in mod.EXPERIMENTS}
-            rounds = run_until_decided(exps, runs=opts.runs, design=design, executor=ex,
-                                       runner=runner, threads=opts.threads,
-                                       keep_checkpoints=opts.keep_checkpoints, log=log)
+            exps = {
+                name: load_experiment(name, opts.scale).with_overrides(opts.set)
+                for mod in modules.values()
+                for name in mod.EXPERIMENTS
+            }
+            rounds = run_until_decided(
+                exps,
+                runs=opts.runs,
+                design=design,
+                executor=ex,
+                runner=runner,
+                threads=opts.threads,
+                keep_checkpoints=opts.keep_checkpoints,
+                log=log,
+            )
             failed += rounds.failed
             grown = {n for r in rounds.rounds for n in r["experiments"]}
             ctx = FigureContext(opts.scale, Path(opts.runs), ctx.out)  # fresh results
@@ -144,11 +190,17 @@ def make_figures(figures: list[str], opts: FiguresOptions, *, log=print,
                 if grown & set(mod.EXPERIMENTS):
                     _draw(fig, mod, ctx, outputs, log)
             timings["until_decided"] = {
-                "total_s": round(time.perf_counter() - t0, 1), "sweep_s": round(t1 - t0, 1),
-                "runs_trained": rounds.trained, "rounds": rounds.rounds,
-                "seeds": rounds.seeds, "looks": list(design.looks), "stopped": rounds.stopped,
-                "loadavg_start": load0, "loadavg_end": _load(),
-                "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+                "total_s": round(time.perf_counter() - t0, 1),
+                "sweep_s": round(t1 - t0, 1),
+                "runs_trained": rounds.trained,
+                "rounds": rounds.rounds,
+                "seeds": rounds.seeds,
+                "looks": list(design.looks),
+                "stopped": rounds.stopped,
+                "loadavg_start": load0,
+                "loadavg_end": _load(),
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
     # a draw-only pass keeps the timings of the run that trained in timings.json
     name = "timings_draw_only.json" if opts.draw_only else "timings.json"
     _merge_timings(ctx.out / name, timings)
@@ -156,9 +208,17 @@ def make_figures(figures: list[str], opts: FiguresOptions, *, log=print,
     all_timings = json.loads(full.read_text()) if full.is_file() else timings
     claims = evaluate_claims(lambda e: ctx.rows(e) if ctx.has(e) else None, design=design)
     write_claims(claims, ctx.out, scale=opts.scale, design=design)
-    draw_forest(claims, ctx.out, title=f"The paper's claims at {opts.scale} scale ("
-                + ("fixed sample" if design is None else
-                   f"sequential, looks at n = {', '.join(map(str, design.looks))}") + ")")
+    draw_forest(
+        claims,
+        ctx.out,
+        title=f"The paper's claims at {opts.scale} scale ("
+        + (
+            "fixed sample"
+            if design is None
+            else f"sequential, looks at n = {', '.join(map(str, design.looks))}"
+        )
+        + ")",
+    )
     for c in claims:
         log(c.report())
     _write_index(ctx, outputs, all_timings)
@@ -175,8 +235,9 @@ def _merge_timings(path: Path, new: dict[str, Any]) -> dict[str, Any]:
     return old
 
 
-def _write_index(ctx: FigureContext, outputs: dict[str, FigureOutput],
-                 timings: dict[str, Any]) -> None:
+def _write_index(
+    ctx: FigureContext, outputs: dict[str, FigureOutput], timings: dict[str, Any]
+) -> None:
     lines = [f"# Figures at {ctx.scale} scale", ""]
     for fig in sorted(FIGURES, key=int):
         png = ctx.out / f"fig{fig}.png"
@@ -187,9 +248,12 @@ def _write_index(ctx: FigureContext, outputs: dict[str, FigureOutput],
         if fig in outputs and outputs[fig].caption:
             lines += [f"*{outputs[fig].caption}*", ""]
         if t:
-            lines += [f"Wall time {t['total_s']} s (sweep {t['sweep_s']} s, {t['runs_trained']} "
-                      f"runs trained, {t['runs_reused']} reused, {t['workers']} workers, load "
-                      f"average {t['loadavg_start']} -> {t['loadavg_end']}).", ""]
+            lines += [
+                f"Wall time {t['total_s']} s (sweep {t['sweep_s']} s, {t['runs_trained']} "
+                f"runs trained, {t['runs_reused']} reused, {t['workers']} workers, load "
+                f"average {t['loadavg_start']} -> {t['loadavg_end']}).",
+                "",
+            ]
         for md in sorted(ctx.out.glob(f"fig{fig}*_table.md")):
             lines += [md.read_text(encoding="utf-8"), ""]
     claims = ctx.out / "claims.md"
@@ -202,8 +266,12 @@ def _write_index(ctx: FigureContext, outputs: dict[str, FigureOutput],
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anisotropy figures", description=__doc__.split("\n\n")[0])
-    p.add_argument("figures", nargs="*", metavar="FIG",
-                   help=f"figures to make ({', '.join(FIGURES)}; default: all)")
+    p.add_argument(
+        "figures",
+        nargs="*",
+        metavar="FIG",
+        help=f"figures to make ({', '.join(FIGURES)}; default: all)",
+    )
     add_dataclass_arguments(p, FiguresOptions)
     return p
 

@@ -68,13 +68,15 @@ alpha`` repeated interval is the ``1 - 2 (alpha / 2)`` TOST interval).
   stopping at the first decided look.
 * :class:`SequentialDesign` - looks and level, as the claims use them.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy import optimize
@@ -82,8 +84,20 @@ from scipy import stats as sps
 
 from .verdicts import ALPHA, MARGIN, Kind, decide_array
 
-__all__ = ["LOOK_STEP", "MAX_SEEDS", "Conversion", "CONVERSIONS", "spending", "boundaries",
-           "t_boundaries", "planned_looks", "SequentialDesign", "SequentialResult", "sequential_decisions", "sequential_decision"]
+__all__ = [
+    "LOOK_STEP",
+    "MAX_SEEDS",
+    "Conversion",
+    "CONVERSIONS",
+    "spending",
+    "boundaries",
+    "t_boundaries",
+    "planned_looks",
+    "SequentialDesign",
+    "SequentialResult",
+    "sequential_decisions",
+    "sequential_decision",
+]
 
 #: seeds added between two looks: the first look then has 3 degrees of freedom
 #: for the variance of the per-seed differences (fewer make any t interval
@@ -149,8 +163,7 @@ def _boundaries(looks: tuple[int, ...], alpha: float) -> tuple[float, ...]:
         if inc[k] <= 0 or exit_prob(_Z_MAX) >= inc[k]:
             ck = math.inf
         else:
-            ck = float(optimize.brentq(lambda x: exit_prob(x) - inc[k], 0.0, _Z_MAX,
-                                       xtol=1e-10))
+            ck = float(optimize.brentq(lambda x: exit_prob(x) - inc[k], 0.0, _Z_MAX, xtol=1e-10))
         c.append(ck)
         bk = min(ck, _Z_MAX) * math.sqrt(t[k])
         s = np.linspace(-bk, bk, _GRID)
@@ -181,8 +194,13 @@ def boundaries(looks: Sequence[int], *, alpha: float = ALPHA) -> np.ndarray:
     return np.asarray(_boundaries(_check_looks(looks), _check_alpha(alpha)))
 
 
-def t_boundaries(looks: Sequence[int], df: float | Sequence[float] | np.ndarray, *,
-                 alpha: float = ALPHA, conversion: Conversion = "union") -> np.ndarray:
+def t_boundaries(
+    looks: Sequence[int],
+    df: float | Sequence[float] | np.ndarray,
+    *,
+    alpha: float = ALPHA,
+    conversion: Conversion = "union",
+) -> np.ndarray:
     """Two-sided critical t values of the looks for ``df`` degrees of freedom (one per
     look, or one for all; ``inf`` gives the normal).
 
@@ -240,9 +258,11 @@ class SequentialDesign:
         return next((k for k in self.looks if k > n), None)
 
     def describe(self) -> str:
-        return (f"group-sequential, O'Brien-Fleming-type Lan-DeMets spending of alpha = "
-                f"{self.alpha:g} over looks at n = {', '.join(map(str, self.looks))} seeds, "
-                f"{self.conversion} t boundaries (repeated confidence intervals)")
+        return (
+            f"group-sequential, O'Brien-Fleming-type Lan-DeMets spending of alpha = "
+            f"{self.alpha:g} over looks at n = {', '.join(map(str, self.looks))} seeds, "
+            f"{self.conversion} t boundaries (repeated confidence intervals)"
+        )
 
 
 @dataclass(frozen=True)
@@ -257,11 +277,16 @@ class SequentialResult:
     critical: float
 
 
-def sequential_decisions(diffs: np.ndarray, *, looks: Sequence[int] = planned_looks(),
-                         alpha: float = ALPHA, margin: float = MARGIN,
-                         kind: Kind = "directional", conversion: Conversion = "union",
-                         z_boundaries: Sequence[float] | None = None
-                         ) -> dict[str, np.ndarray]:
+def sequential_decisions(
+    diffs: np.ndarray,
+    *,
+    looks: Sequence[int] = planned_looks(),
+    alpha: float = ALPHA,
+    margin: float = MARGIN,
+    kind: Kind = "directional",
+    conversion: Conversion = "union",
+    z_boundaries: Sequence[float] | None = None,
+) -> dict[str, np.ndarray]:
     """Sequential verdicts of many paired-difference samples at once.
 
     Row ``r`` of ``diffs`` holds the per-seed differences in the order the seeds
@@ -303,9 +328,14 @@ def sequential_decisions(diffs: np.ndarray, *, looks: Sequence[int] = planned_lo
     if not used:
         raise ValueError(f"diffs has {d.shape[1]} seeds, fewer than the first look ({lk[0]})")
     R = d.shape[0]
-    out = {"verdict": np.full(R, "inconclusive", dtype=object), "n": np.zeros(R, dtype=int),
-           "diff": np.full(R, np.nan), "lo": np.full(R, np.nan), "hi": np.full(R, np.nan),
-           "critical": np.full(R, np.nan)}
+    out = {
+        "verdict": np.full(R, "inconclusive", dtype=object),
+        "n": np.zeros(R, dtype=int),
+        "diff": np.full(R, np.nan),
+        "lo": np.full(R, np.nan),
+        "hi": np.full(R, np.nan),
+        "critical": np.full(R, np.nan),
+    }
     open_ = np.ones(R, dtype=bool)
     for k in used:
         n = lk[k]
@@ -316,8 +346,14 @@ def sequential_decisions(diffs: np.ndarray, *, looks: Sequence[int] = planned_lo
         lo, hi = m - crit * se, m + crit * se
         v = decide_array(lo, hi, kind=kind, margin=margin)
         idx = np.flatnonzero(open_)
-        for key, val in (("verdict", v), ("n", n), ("diff", m), ("lo", lo), ("hi", hi),
-                         ("critical", crit)):
+        for key, val in (
+            ("verdict", v),
+            ("n", n),
+            ("diff", m),
+            ("lo", lo),
+            ("hi", hi),
+            ("critical", crit),
+        ):
             out[key][idx] = val
         open_[idx[v != "inconclusive"]] = False
         if not open_.any():
@@ -325,16 +361,28 @@ def sequential_decisions(diffs: np.ndarray, *, looks: Sequence[int] = planned_lo
     return out
 
 
-def sequential_decision(diffs: Sequence[float] | np.ndarray, *,
-                        looks: Sequence[int] = planned_looks(), alpha: float = ALPHA,
-                        margin: float = MARGIN, kind: Kind = "directional",
-                        conversion: Conversion = "union") -> SequentialResult:
+def sequential_decision(
+    diffs: Sequence[float] | np.ndarray,
+    *,
+    looks: Sequence[int] = planned_looks(),
+    alpha: float = ALPHA,
+    margin: float = MARGIN,
+    kind: Kind = "directional",
+    conversion: Conversion = "union",
+) -> SequentialResult:
     """Sequential verdict of one paired-difference sample (see
     :func:`sequential_decisions`)."""
     d = np.asarray(diffs, dtype=np.float64)
     if d.ndim != 1:
         raise ValueError("diffs must be a 1-D sequence of per-seed differences")
-    r = sequential_decisions(d[None, :], looks=looks, alpha=alpha, margin=margin, kind=kind,
-                             conversion=conversion)
-    return SequentialResult(str(r["verdict"][0]), int(r["n"][0]), float(r["diff"][0]),
-                            float(r["lo"][0]), float(r["hi"][0]), float(r["critical"][0]))
+    r = sequential_decisions(
+        d[None, :], looks=looks, alpha=alpha, margin=margin, kind=kind, conversion=conversion
+    )
+    return SequentialResult(
+        str(r["verdict"][0]),
+        int(r["n"][0]),
+        float(r["diff"][0]),
+        float(r["lo"][0]),
+        float(r["hi"][0]),
+        float(r["critical"][0]),
+    )

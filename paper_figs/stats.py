@@ -12,14 +12,16 @@ comparison behind a claim verdict is a Welch (unequal-variance) t-test.
 * :func:`group_summary` - rows grouped by settings -> mean, interval, n per group.
 * :func:`write_table` - such a summary as CSV and as a markdown table.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -68,8 +70,10 @@ class Interval:
         return (self.hi - self.lo) / 2
 
     def report(self) -> str:
-        return (f"{self.mean:.4f} [{self.lo:.4f}, {self.hi:.4f}] "
-                f"({self.confidence:.0%} t-interval, n={self.n})")
+        return (
+            f"{self.mean:.4f} [{self.lo:.4f}, {self.hi:.4f}] "
+            f"({self.confidence:.0%} t-interval, n={self.n})"
+        )
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,10 @@ class Comparison:
 
     def report(self) -> str:
         n = f"n={self.n_a}" if self.kind == "paired" else f"n={self.n_a} vs {self.n_b}"
-        return (f"{self.kind} diff {self.diff:+.4f} [{self.lo:+.4f}, {self.hi:+.4f}], "
-                f"t={self.t:.2f}, df={self.df:.1f}, p={self.p:.3g} ({n})")
+        return (
+            f"{self.kind} diff {self.diff:+.4f} [{self.lo:+.4f}, {self.hi:+.4f}], "
+            f"t={self.t:.2f}, df={self.df:.1f}, p={self.p:.3g} ({n})"
+        )
 
 
 def _clean(name: str, x: Iterable[float]) -> np.ndarray:
@@ -155,18 +161,26 @@ def welch(a: Iterable[float], b: Iterable[float], *, confidence: float = CONFIDE
     se = math.sqrt(va + vb)
     if se < _ZERO_SE:
         p = 0.0 if abs(d) > _ZERO_SE else 1.0
-        return Comparison(d, d, d, math.copysign(math.inf, d) if p == 0 else 0.0, math.inf, p,
-                          int(xa.size), int(xb.size), c, 0.0)
-    df = (va + vb) ** 2 / (va ** 2 / (xa.size - 1) + vb ** 2 / (xb.size - 1))
+        return Comparison(
+            d,
+            d,
+            d,
+            math.copysign(math.inf, d) if p == 0 else 0.0,
+            math.inf,
+            p,
+            int(xa.size),
+            int(xb.size),
+            c,
+            0.0,
+        )
+    df = (va + vb) ** 2 / (va**2 / (xa.size - 1) + vb**2 / (xb.size - 1))
     t = d / se
     h = float(sps.t.ppf((1 + c) / 2, df)) * se
     p = float(2 * sps.t.sf(abs(t), df))
-    return Comparison(d, d - h, d + h, float(t), float(df), p, int(xa.size), int(xb.size), c,
-                      se)
+    return Comparison(d, d - h, d + h, float(t), float(df), p, int(xa.size), int(xb.size), c, se)
 
 
-def paired(a: Iterable[float], b: Iterable[float], *, confidence: float = CONFIDENCE
-           ) -> Comparison:
+def paired(a: Iterable[float], b: Iterable[float], *, confidence: float = CONFIDENCE) -> Comparison:
     """Paired t-test of ``mean(a - b)``: ``a[i]`` and ``b[i]`` ran the same seed.
 
     ``d_i = a_i - b_i``, ``se = s_d / sqrt(n)``, interval ``mean(d) +- t_{(1+c)/2, n-1}
@@ -186,8 +200,19 @@ def paired(a: Iterable[float], b: Iterable[float], *, confidence: float = CONFID
     se = float(dd.std(ddof=1)) / math.sqrt(n)
     if se < _ZERO_SE:
         p = 0.0 if abs(d) > _ZERO_SE else 1.0
-        return Comparison(d, d, d, math.copysign(math.inf, d) if p == 0 else 0.0, math.inf, p,
-                          n, n, c, 0.0, "paired")
+        return Comparison(
+            d,
+            d,
+            d,
+            math.copysign(math.inf, d) if p == 0 else 0.0,
+            math.inf,
+            p,
+            n,
+            n,
+            c,
+            0.0,
+            "paired",
+        )
     t = d / se
     h = float(sps.t.ppf((1 + c) / 2, n - 1)) * se
     p = float(2 * sps.t.sf(abs(t), n - 1))
@@ -222,8 +247,13 @@ def values(rows: Iterable[Mapping[str, Any]], column: str) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def group_summary(rows: Iterable[Mapping[str, Any]], by: Sequence[str], value: str, *,
-                  confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
+def group_summary(
+    rows: Iterable[Mapping[str, Any]],
+    by: Sequence[str],
+    value: str,
+    *,
+    confidence: float = CONFIDENCE,
+) -> list[dict[str, Any]]:
     """Group complete runs by the columns ``by``; mean, interval and n of ``value`` per group.
 
     Returns
@@ -240,8 +270,17 @@ def group_summary(rows: Iterable[Mapping[str, Any]], by: Sequence[str], value: s
     out = []
     for key, vals in groups.items():
         iv = t_interval(vals, confidence=confidence)
-        out.append({**dict(zip(by, key)), "mean": iv.mean, "ci_lo": iv.lo, "ci_hi": iv.hi,
-                    "half_width": iv.half_width, "std": iv.std, "n": iv.n})
+        out.append(
+            {
+                **dict(zip(by, key)),
+                "mean": iv.mean,
+                "ci_lo": iv.lo,
+                "ci_hi": iv.hi,
+                "half_width": iv.half_width,
+                "std": iv.std,
+                "n": iv.n,
+            }
+        )
     return out
 
 
@@ -257,9 +296,13 @@ def _fmt(v: Any, fmt: str | Callable[[Any], str] | None) -> str:
     return str(v)
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *,
-                   headers: Sequence[str] | None = None,
-                   formats: Mapping[str, str | Callable[[Any], str]] | None = None) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    headers: Sequence[str] | None = None,
+    formats: Mapping[str, str | Callable[[Any], str]] | None = None,
+) -> str:
     """A GitHub markdown table of ``rows`` restricted to ``columns``."""
     headers = list(headers or columns)
     formats = dict(formats or {})
@@ -269,34 +312,53 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *,
     return "\n".join(lines) + "\n"
 
 
-def write_csv_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
-                    path: str | Path) -> Path:
+def write_csv_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: str | Path
+) -> Path:
     """Write ``rows`` restricted to ``columns`` as CSV (floats at full precision)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
     for r in rows:
-        w.writerow(["" if r.get(c) is None else (repr(r[c]) if isinstance(r[c], float)
-                                                  else r[c]) for c in columns])
+        w.writerow(
+            [
+                "" if r.get(c) is None else (repr(r[c]) if isinstance(r[c], float) else r[c])
+                for c in columns
+            ]
+        )
     return write_text_atomic(path, buf.getvalue())
 
 
-def write_markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
-                         path: str | Path, *, title: str = "",
-                         headers: Sequence[str] | None = None,
-                         formats: Mapping[str, str | Callable[[Any], str]] | None = None) -> Path:
+def write_markdown_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    path: str | Path,
+    *,
+    title: str = "",
+    headers: Sequence[str] | None = None,
+    formats: Mapping[str, str | Callable[[Any], str]] | None = None,
+) -> Path:
     """Write ``rows`` as a markdown table (with an optional title line)."""
-    md = (f"{title}\n\n" if title else "") + markdown_table(rows, columns, headers=headers,
-                                                            formats=formats)
+    md = (f"{title}\n\n" if title else "") + markdown_table(
+        rows, columns, headers=headers, formats=formats
+    )
     return write_text_atomic(path, md)
 
 
-def write_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], stem: str | Path, *,
-                title: str = "", headers: Sequence[str] | None = None,
-                formats: Mapping[str, str | Callable[[Any], str]] | None = None
-                ) -> tuple[Path, Path]:
+def write_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    stem: str | Path,
+    *,
+    title: str = "",
+    headers: Sequence[str] | None = None,
+    formats: Mapping[str, str | Callable[[Any], str]] | None = None,
+) -> tuple[Path, Path]:
     """Write ``rows`` as ``<stem>.csv`` (full precision) and ``<stem>.md`` (formatted)."""
     stem = Path(stem)
-    return (write_csv_table(rows, columns, stem.with_suffix(".csv")),
-            write_markdown_table(rows, columns, stem.with_suffix(".md"), title=title,
-                                 headers=headers, formats=formats))
+    return (
+        write_csv_table(rows, columns, stem.with_suffix(".csv")),
+        write_markdown_table(
+            rows, columns, stem.with_suffix(".md"), title=title, headers=headers, formats=formats
+        ),
+    )

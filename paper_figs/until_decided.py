@@ -22,12 +22,14 @@ A plain ``anisotropy figures`` run after this one sweeps the definition's own
 seeds again and rewrites ``results.csv`` with those; ``--until-decided`` (whose
 trained runs are reused from the store) restores the added seeds.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from anisotropy.io import write_csv_atomic, write_json_atomic
 from experiments.definitions import Experiment, normalise_config
@@ -72,9 +74,13 @@ def _row_form(v: Any) -> Any:
     return format_value(v) if isinstance(v, (list, tuple, bool)) else v
 
 
-def restrict(experiment: Experiment, arms: Sequence[Mapping[str, Any]], seeds: Sequence[int], *,
-             normalise: Callable[[Mapping[str, Any]], dict] = normalise_config
-             ) -> Experiment | None:
+def restrict(
+    experiment: Experiment,
+    arms: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    *,
+    normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
+) -> Experiment | None:
     """The experiment reduced to the grid points matching one of ``arms`` (column ->
     value, as results rows hold them), with ``seeds``; ``None`` if no point matches."""
     keys = {k for a in arms for k in a}
@@ -88,9 +94,13 @@ def restrict(experiment: Experiment, arms: Sequence[Mapping[str, Any]], seeds: S
     return dataclasses.replace(experiment, grid=groups, seeds=list(seeds)) if groups else None
 
 
-def write_full_results(experiment: Experiment, seeds: Sequence[int], runs: str | Path, *,
-                       normalise: Callable[[Mapping[str, Any]], dict] = normalise_config
-                       ) -> Path:
+def write_full_results(
+    experiment: Experiment,
+    seeds: Sequence[int],
+    runs: str | Path,
+    *,
+    normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
+) -> Path:
     """Rewrite ``results.csv`` (and ``experiment.json``) of ``experiment`` over its full
     grid and ``seeds``: every point of its own seeds, complete runs of the others."""
     full = dataclasses.replace(experiment, seeds=list(seeds))
@@ -98,10 +108,21 @@ def write_full_results(experiment: Experiment, seeds: Sequence[int], runs: str |
     own = set(experiment.seeds)
     rows = [r for r in res.rows if r.get("status") == "complete" or r.get("seed") in own]
     write_csv_atomic(res.results_path, rows, result_columns(full.swept_keys()))
-    write_json_atomic(res.results_path.parent / "experiment.json", {
-        "name": full.name, "scale": full.scale, "figure": full.figure, "title": full.title,
-        "note": full.note, "base": full.base, "grid": full.grid, "seeds": full.seeds,
-        "seeds_added_until_decided": [s for s in full.seeds if s not in own]}, sort_keys=True)
+    write_json_atomic(
+        res.results_path.parent / "experiment.json",
+        {
+            "name": full.name,
+            "scale": full.scale,
+            "figure": full.figure,
+            "title": full.title,
+            "note": full.note,
+            "base": full.base,
+            "grid": full.grid,
+            "seeds": full.seeds,
+            "seeds_added_until_decided": [s for s in full.seeds if s not in own],
+        },
+        sort_keys=True,
+    )
     return res.results_path
 
 
@@ -109,15 +130,22 @@ def _rows_of(runs: str | Path, scale: str) -> Callable[[str], list[dict[str, Any
     def rows_of(name: str) -> list[dict[str, Any]] | None:
         p = sweep_paths(runs, scale, name)[1] / "results.csv"
         return read_results(p) if p.is_file() else None
+
     return rows_of
 
 
-def run_until_decided(experiments: Mapping[str, Experiment], *, runs: str | Path,
-                      design: SequentialDesign, executor: Any = None,
-                      runner: str | Callable = DEFAULT_RUNNER, threads: int | None = 1,
-                      keep_checkpoints: bool = True,
-                      normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
-                      log: Callable[[str], None] = print) -> RoundsResult:
+def run_until_decided(
+    experiments: Mapping[str, Experiment],
+    *,
+    runs: str | Path,
+    design: SequentialDesign,
+    executor: Any = None,
+    runner: str | Callable = DEFAULT_RUNNER,
+    threads: int | None = 1,
+    keep_checkpoints: bool = True,
+    normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
+    log: Callable[[str], None] = print,
+) -> RoundsResult:
     """Add seeds to ``experiments`` (name -> definition at one scale, all swept once
     already) in rounds until their claims are decided (see the module docstring).
 
@@ -136,8 +164,9 @@ def run_until_decided(experiments: Mapping[str, Experiment], *, runs: str | Path
         claims: list[ClaimResult] = evaluate_claims(_rows_of(runs, scale), design=design)
         out.claims = claims
         grow: dict[str, tuple[int, list[dict]]] = {}
-        undecided = [c for c in claims if c.experiment in experiments
-                     and c.verdict == "inconclusive"]
+        undecided = [
+            c for c in claims if c.experiment in experiments and c.verdict == "inconclusive"
+        ]
         for c in undecided:
             nxt = design.next_look(len(seeds[c.experiment]))
             if nxt is None:
@@ -145,27 +174,43 @@ def run_until_decided(experiments: Mapping[str, Experiment], *, runs: str | Path
             arms = grow.setdefault(c.experiment, (nxt, []))[1]
             arms.extend(a for a in c.arms if a not in arms)
         if not grow:
-            out.stopped = ("every claim decided" if not undecided else
-                           f"{len(undecided)} claim(s) undecided at the last look "
-                           f"(n = {design.looks[-1]})")
+            out.stopped = (
+                "every claim decided"
+                if not undecided
+                else f"{len(undecided)} claim(s) undecided at the last look "
+                f"(n = {design.looks[-1]})"
+            )
             log(f"until decided: stop, {out.stopped}")
             return out
         record: dict[str, Any] = {"undecided": len(undecided), "experiments": {}}
         for name, (n, arms) in grow.items():
-            new = extend_seeds(seeds[name], n)[len(seeds[name]):]
+            new = extend_seeds(seeds[name], n)[len(seeds[name]) :]
             sub = restrict(experiments[name], arms, new, normalise=normalise)
             trained = failed = 0
             if sub is not None:
-                log(f"until decided: {name}: seeds {new} for {len(sub.grid)} arm(s) of "
-                    f"{sum(c.experiment == name for c in undecided)} undecided claim(s)")
-                res = run_sweep(sub, out=runs, executor=executor, runner=runner,
-                                threads=threads, log=log, keep_checkpoints=keep_checkpoints,
-                                normalise=normalise)
+                log(
+                    f"until decided: {name}: seeds {new} for {len(sub.grid)} arm(s) of "
+                    f"{sum(c.experiment == name for c in undecided)} undecided claim(s)"
+                )
+                res = run_sweep(
+                    sub,
+                    out=runs,
+                    executor=executor,
+                    runner=runner,
+                    threads=threads,
+                    log=log,
+                    keep_checkpoints=keep_checkpoints,
+                    normalise=normalise,
+                )
                 trained, failed = res.n_run, res.n_failed
             seeds[name] = seeds[name] + new
             write_full_results(experiments[name], seeds[name], runs, normalise=normalise)
             out.trained += trained
             out.failed += failed
-            record["experiments"][name] = {"n": n, "new_seeds": new, "trained": trained,
-                                           "failed": failed}
+            record["experiments"][name] = {
+                "n": n,
+                "new_seeds": new,
+                "trained": trained,
+                "failed": failed,
+            }
         out.rounds.append(record)

@@ -27,22 +27,40 @@ the initialisation and the data order, so the seed-to-seed variation cancels
 in the difference.  Otherwise it is **Welch**'s unequal-variance test.  Both
 are always reported when both can be computed.
 """
+
 from __future__ import annotations
 
 import math
 import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats as sps
 
 from .stats import CONFIDENCE, Comparison, paired, welch
 
-__all__ = ["ALPHA", "MARGIN", "Verdict", "VERDICTS", "Outcome", "OUTCOMES", "Kind", "KINDS",
-           "Critical", "fixed_critical", "decide", "decide_array", "Arm", "arm", "pairable",
-           "Evidence",
-           "compare", "evidence_from"]
+__all__ = [
+    "ALPHA",
+    "MARGIN",
+    "Verdict",
+    "VERDICTS",
+    "Outcome",
+    "OUTCOMES",
+    "Kind",
+    "KINDS",
+    "Critical",
+    "fixed_critical",
+    "decide",
+    "decide_array",
+    "Arm",
+    "arm",
+    "pairable",
+    "Evidence",
+    "compare",
+    "evidence_from",
+]
 
 #: two-sided level of every verdict (before Bonferroni)
 ALPHA = 1 - CONFIDENCE
@@ -80,12 +98,14 @@ def _check_kind(kind: str) -> None:
 
 def decide(lo: float, hi: float, *, kind: Kind = "directional", margin: float = MARGIN) -> Verdict:
     """Verdict read from the decision interval ``[lo, hi]`` (see the module docstring)."""
-    return typing.cast(Verdict, str(decide_array(np.asarray([lo]), np.asarray([hi]),
-                                                 kind=kind, margin=margin)[0]))
+    return typing.cast(
+        Verdict, str(decide_array(np.asarray([lo]), np.asarray([hi]), kind=kind, margin=margin)[0])
+    )
 
 
-def decide_array(lo: np.ndarray, hi: np.ndarray, *, kind: Kind = "directional",
-                 margin: float = MARGIN) -> np.ndarray:
+def decide_array(
+    lo: np.ndarray, hi: np.ndarray, *, kind: Kind = "directional", margin: float = MARGIN
+) -> np.ndarray:
     """:func:`decide` elementwise (object array of verdicts)."""
     _check_kind(kind)
     if not margin > 0:
@@ -123,8 +143,9 @@ class Arm:
         return dict(zip(self.seeds, self.values.tolist()))
 
 
-def arm(rows: Iterable[Mapping[str, Any]], column: str | Callable[[Mapping[str, Any]], float]
-        ) -> Arm:
+def arm(
+    rows: Iterable[Mapping[str, Any]], column: str | Callable[[Mapping[str, Any]], float]
+) -> Arm:
     """The arm of ``rows`` (complete runs): values of ``column`` (or of a function of
     the row) and the rows' ``seed``."""
     rows = list(rows)
@@ -137,8 +158,7 @@ def arm(rows: Iterable[Mapping[str, Any]], column: str | Callable[[Mapping[str, 
         vals.append(float(v))
     seeds = [r.get("seed") for r in rows]
     ok = all(isinstance(s, (int, np.integer)) for s in seeds) and len(set(seeds)) == len(seeds)
-    return Arm(np.asarray(vals, dtype=np.float64),
-               tuple(int(s) for s in seeds) if ok else None)  # type: ignore[arg-type]
+    return Arm(np.asarray(vals, dtype=np.float64), tuple(int(s) for s in seeds) if ok else None)  # type: ignore[arg-type]
 
 
 def _as_arm(x: Arm | Sequence[float] | np.ndarray) -> Arm:
@@ -147,8 +167,7 @@ def _as_arm(x: Arm | Sequence[float] | np.ndarray) -> Arm:
 
 def pairable(a: Arm, b: Arm) -> bool:
     """True when both arms ran the same set of seeds (each seed once), n >= 2."""
-    return (a.seeds is not None and b.seeds is not None and set(a.seeds) == set(b.seeds)
-            and a.n >= 2)
+    return a.seeds is not None and b.seeds is not None and set(a.seeds) == set(b.seeds) and a.n >= 2
 
 
 # ----------------------------------------------------------------------------- evidence
@@ -207,29 +226,55 @@ class Evidence:
 
     def numbers(self) -> dict[str, Any]:
         """Flat numbers for ``claims.json``."""
-        out: dict[str, Any] = {"diff": self.diff, "lo": self.lo, "hi": self.hi, "p": self.p,
-                               "test": self.kind, "alpha": self.alpha,
-                               "critical": self.critical, "design": self.design,
-                               "n_a": self.test.n_a, "n_b": self.test.n_b}
+        out: dict[str, Any] = {
+            "diff": self.diff,
+            "lo": self.lo,
+            "hi": self.hi,
+            "p": self.p,
+            "test": self.kind,
+            "alpha": self.alpha,
+            "critical": self.critical,
+            "design": self.design,
+            "n_a": self.test.n_a,
+            "n_b": self.test.n_b,
+        }
         for name, c in (("welch", self.welch), ("paired", self.paired)):
             if c is not None:
-                out[name] = {"diff": c.diff, "lo": c.lo, "hi": c.hi, "p": c.p, "df": c.df,
-                             "n_a": c.n_a, "n_b": c.n_b}
+                out[name] = {
+                    "diff": c.diff,
+                    "lo": c.lo,
+                    "hi": c.hi,
+                    "p": c.p,
+                    "df": c.df,
+                    "n_a": c.n_a,
+                    "n_b": c.n_b,
+                }
         return out
 
 
-def evidence_from(test: Comparison, *, welch_c: Comparison | None, paired_c: Comparison | None,
-                  alpha: float, critical: Critical = fixed_critical,
-                  design: str = "fixed") -> Evidence:
+def evidence_from(
+    test: Comparison,
+    *,
+    welch_c: Comparison | None,
+    paired_c: Comparison | None,
+    alpha: float,
+    critical: Critical = fixed_critical,
+    design: str = "fixed",
+) -> Evidence:
     """Decision interval ``test.diff +- critical(alpha, test.df) test.se``."""
     crit = critical(alpha, test.df)
     h = crit * test.se if test.se > 0 else 0.0
     return Evidence(welch_c, paired_c, alpha, crit, test.diff - h, test.diff + h, design)
 
 
-def compare(a: Arm | Sequence[float] | np.ndarray, b: Arm | Sequence[float] | np.ndarray, *,
-            alpha: float = ALPHA, critical: Critical = fixed_critical,
-            design: str = "fixed") -> Evidence:
+def compare(
+    a: Arm | Sequence[float] | np.ndarray,
+    b: Arm | Sequence[float] | np.ndarray,
+    *,
+    alpha: float = ALPHA,
+    critical: Critical = fixed_critical,
+    design: str = "fixed",
+) -> Evidence:
     """Paired test of ``a - b`` when the arms ran the same seeds, Welch otherwise;
     Welch is computed as well whenever both arms have >= 2 runs.
 
@@ -245,5 +290,6 @@ def compare(a: Arm | Sequence[float] | np.ndarray, b: Arm | Sequence[float] | np
         order = sorted(A.by_seed())
         ka, kb = A.by_seed(), B.by_seed()
         p = paired([ka[s] for s in order], [kb[s] for s in order])
-    return evidence_from(p or w, welch_c=w, paired_c=p, alpha=alpha, critical=critical,
-                         design=design)
+    return evidence_from(
+        p or w, welch_c=w, paired_c=p, alpha=alpha, critical=critical, design=design
+    )

@@ -1,4 +1,5 @@
 """The console-script dispatcher and the dataclass -> argparse derivation."""
+
 import argparse
 import dataclasses
 from typing import Literal
@@ -35,10 +36,25 @@ def test_defaults_round_trip():
 
 
 def test_every_field_settable():
-    got = _parse(["--out", "x", "--quick", "--reps", "7", "--layers", "fc1", "fc2",
-                  "--inner.lr", "0.5", "--inner.method", "sobol"])
-    assert got == Outer(out="x", quick=True, reps=7, layers=["fc1", "fc2"],
-                        inner=Inner(lr=0.5, method="sobol"))
+    got = _parse(
+        [
+            "--out",
+            "x",
+            "--quick",
+            "--reps",
+            "7",
+            "--layers",
+            "fc1",
+            "fc2",
+            "--inner.lr",
+            "0.5",
+            "--inner.method",
+            "sobol",
+        ]
+    )
+    assert got == Outer(
+        out="x", quick=True, reps=7, layers=["fc1", "fc2"], inner=Inner(lr=0.5, method="sobol")
+    )
 
 
 def test_literal_choices_enforced(capsys):
@@ -86,6 +102,7 @@ def test_override_option_is_repeatable_and_shared():
     assert got == WithOverrides(set=["a.b=1", 'c=["x"]'])
     assert from_namespace(WithOverrides, p.parse_args([])) == WithOverrides()
     from experiments.sweep import _parser as sweep_parser
+
     ns = sweep_parser().parse_args(["fig1", "--set", "epochs=1", "--set", "seed=2"])
     assert ns.set == ["epochs=1", "seed=2"]
 

@@ -6,6 +6,7 @@ fitted at finite ``y`` or ``k``, the systematic deviation that the next order of
 the expansion predicts (analysis.convergence.theory), so that a correct
 implementation passes for any seed with probability ~1 - 6e-5 per check.
 """
+
 import csv
 import json
 import math
@@ -13,14 +14,24 @@ import math
 import numpy as np
 import pytest
 
-from analysis.free_entropy import references as refs
-from analysis.convergence.study import (CSV_COLUMNS, METHODS, ConvergeOptions, main, replicate,
-                                  resolve_options, run_convergence)
-from analysis.convergence.reference import QuadraticReference, quadratic_box_log_average
 from analysis.convergence.fits import fit_k_study
-from analysis.convergence.theory import (delta_method_from_moments, finite_k_coefficient,
-                                         finite_k_coefficient_fd)
 from analysis.convergence.rates import log_std_se, repetition_stats, weighted_linear_fit
+from analysis.convergence.reference import QuadraticReference, quadratic_box_log_average
+from analysis.convergence.study import (
+    CSV_COLUMNS,
+    METHODS,
+    ConvergeOptions,
+    main,
+    replicate,
+    resolve_options,
+    run_convergence,
+)
+from analysis.convergence.theory import (
+    delta_method_from_moments,
+    finite_k_coefficient,
+    finite_k_coefficient_fd,
+)
+from analysis.free_entropy import references as refs
 
 #: |normal deviate| > 4 has probability 6e-5: a fixed seed that fails is a real error.
 Z_TOL = 4.0
@@ -37,8 +48,9 @@ def test_weighted_fit_is_unbiased_with_honest_standard_errors(rng):
     # scatter with the reported slope_se (std of 400 slopes has relative se 3.5%).
     x = np.log(2.0 ** np.arange(1, 11))
     se = 0.05 * (1 + np.arange(10) % 3)
-    fits = [weighted_linear_fit(x, 0.3 - 0.5 * x + se * rng.standard_normal(10), se)
-            for _ in range(400)]
+    fits = [
+        weighted_linear_fit(x, 0.3 - 0.5 * x + se * rng.standard_normal(10), se) for _ in range(400)
+    ]
     slopes = np.array([f.slope for f in fits])
     se_slope = fits[0].slope_se
     assert abs(slopes.mean() + 0.5) < Z_TOL * se_slope / math.sqrt(400)
@@ -52,9 +64,13 @@ def test_weighted_fit_exact_line_and_errors():
     fit = weighted_linear_fit([1, 2, 4], [3, 5, 9], [1, 1, 1])
     assert fit.slope == pytest.approx(2, abs=1e-12) and fit.intercept == pytest.approx(1, abs=1e-12)
     assert fit.chi2 == pytest.approx(0, abs=1e-20)
-    for bad, match in [(([1, 2], [1], [1, 1]), "same length"), (([1], [1], [1]), "number of points"),
-                       (([1, 1], [1, 2], [1, 1]), "distinct"), (([1, 2], [1, 2], [1, 0]), "se"),
-                       (([1, 2], [1, np.nan], [1, 1]), "NaN")]:
+    for bad, match in [
+        (([1, 2], [1], [1, 1]), "same length"),
+        (([1], [1], [1]), "number of points"),
+        (([1, 1], [1, 2], [1, 1]), "distinct"),
+        (([1, 2], [1, 2], [1, 0]), "se"),
+        (([1, 2], [1, np.nan], [1, 1]), "NaN"),
+    ]:
         with pytest.raises(ValueError, match=match):
             weighted_linear_fit(*bad)
 
@@ -66,7 +82,9 @@ def test_log_std_se_matches_simulation(rng):
     assert abs(log_s.std(ddof=1) / log_std_se(30) - 1) < 0.05  # 0.05: delta-method O(1/n) + 4 se
     # heavy tails widen it: exponential draws (excess kurtosis 6)
     log_e = np.log(rng.exponential(size=(4000, 200)).std(axis=1, ddof=1))
-    assert abs(log_e.std(ddof=1) / log_std_se(200, 6.0) - 1) < 0.1  # 0.1: O(1/n) terms of kurtosis 6
+    assert (
+        abs(log_e.std(ddof=1) / log_std_se(200, 6.0) - 1) < 0.1
+    )  # 0.1: O(1/n) terms of kurtosis 6
     with pytest.raises(ValueError, match="n"):
         log_std_se(1)
 
@@ -131,8 +149,10 @@ def test_finite_k_rate_against_quadrature():
     c2 = finite_k_coefficient(W, lam=LAM, c=C, R=R)
     f_inf = refs.quadratic_box_free_entropy(W, lam=LAM, c=C, R=R)
     ks = 2.0 ** np.arange(4, 9)
-    rows = [dict(k=k, bias=refs.quadratic_finite_k_free_entropy(W, lam=LAM, c=C, R=R, k=k) - f_inf)
-            for k in ks]
+    rows = [
+        dict(k=k, bias=refs.quadratic_finite_k_free_entropy(W, lam=LAM, c=C, R=R, k=k) - f_inf)
+        for k in ks
+    ]
     fit = fit_k_study(rows, c2, R=R, k_fit_min=16.0)
     assert all(3.6 < r < 4.4 for r in fit["doubling_ratios"]), fit["doubling_ratios"]
     # the local slope is -2 - 2 eps(k)/(1 + eps), eps = e(k)/C2: the fit is within 2 max|eps|
@@ -161,7 +181,11 @@ def test_box_log_average_against_brute_force(rng):
     from analysis.free_entropy.references import quadratic_full_box_free_entropy
 
     m = -b / np.diag(D)
-    full = 0.5 * m @ D @ m - quadratic_full_box_free_entropy(np.zeros(2), A=D, c=m, R=1.5) - 2 * math.log(3)
+    full = (
+        0.5 * m @ D @ m
+        - quadratic_full_box_free_entropy(np.zeros(2), A=D, c=m, R=1.5)
+        - 2 * math.log(3)
+    )
     assert quadratic_box_log_average(D, b, R=1.5) == pytest.approx(full, rel=1e-9)
 
 
@@ -203,8 +227,18 @@ def study():
     # point, which makes the bias constant's se (fitted on y >= 16, where the O(y^-3) terms
     # are < 1% of the bias) ~4.5%, so that 20% is > 4 se; 64 repetitions per point for sobol
     # and the control variate (one local_free_entropy call each).
-    opts = ConvergeOptions(y_min_log2=2, y_max_log2=12, n_rep=64, budget=2**22, k_min_log2=2,
-                           k_max_log2=6, bias_fit_y_min=16, progress=False, seed=7, **REF2)
+    opts = ConvergeOptions(
+        y_min_log2=2,
+        y_max_log2=12,
+        n_rep=64,
+        budget=2**22,
+        k_min_log2=2,
+        k_max_log2=6,
+        bias_fit_y_min=16,
+        progress=False,
+        seed=7,
+        **REF2,
+    )
     return run_convergence(opts)
 
 
@@ -217,7 +251,7 @@ def test_mc_std_rate_and_constant(study):
     assert abs(s["slope"] + 0.5) < Z_TOL * s["slope_se"] + systematic
     assert abs(s["slope"] - f["expected_std_slope_finite_y"]) < Z_TOL * s["slope_se"]
     cst = f["std_constant"]
-    assert 0.10 > 3 * cst["se"] / cst["predicted"]  # the 10% tolerance is several se wide
+    assert 3 * cst["se"] / cst["predicted"] < 0.10  # the 10% tolerance is several se wide
     assert abs(cst["ratio"] - 1) < 0.10
 
 
@@ -229,11 +263,13 @@ def test_mc_bias_rate_and_constants(study):
     assert abs(b["slope"] + 1.0) < Z_TOL * b["slope_se"] + systematic
     assert abs(b["slope"] - f["expected_bias_slope_finite_y"]) < Z_TOL * b["slope_se"]
     cst = f["bias_constant"]
-    assert 0.20 > 3 * cst["se"] / cst["predicted"]
+    assert 3 * cst["se"] / cst["predicted"] < 0.20
     assert abs(cst["ratio"] - 1) < 0.20
     # the 1/y coefficient of bias*y is the second-order b_2 = 3v^2/4 - kappa_3/3
-    assert abs(cst["inv_y_coefficient"] - cst["inv_y_coefficient_predicted"]) < \
-        Z_TOL * cst["inv_y_coefficient_se"]
+    assert (
+        abs(cst["inv_y_coefficient"] - cst["inv_y_coefficient_predicted"])
+        < Z_TOL * cst["inv_y_coefficient_se"]
+    )
 
 
 def test_mc_estimates_match_exact_plus_predicted_bias(study):
@@ -252,16 +288,20 @@ def test_antithetic_matches_its_pair_covariance_prediction(study):
     f, f_mc = study.y_fits["antithetic"], study.y_fits["mc"]
     assert f["relvar"] > f_mc["relvar"]
     assert abs(f["std_constant"]["ratio"] - 1) < 0.10
-    assert abs(f["std_slope"]["slope"] - f_mc["std_slope"]["slope"]) < \
-        Z_TOL * math.hypot(f["std_slope"]["slope_se"], f_mc["std_slope"]["slope_se"])
+    assert abs(f["std_slope"]["slope"] - f_mc["std_slope"]["slope"]) < Z_TOL * math.hypot(
+        f["std_slope"]["slope_se"], f_mc["std_slope"]["slope_se"]
+    )
 
 
 def _log_rmse_ratio_se(study, method, y_min):
     """se of the geometric-mean RMSE ratio vs mc over y >= y_min (RMSE ~ std there)."""
     rows = {(r["method"], r["y"]): r for r in study.rows if r["study"] == "y"}
-    terms = [(rows[method, y]["std_se"] / rows[method, y]["std"]) ** 2
-             + (rows["mc", y]["std_se"] / rows["mc", y]["std"]) ** 2
-             for (m, y) in rows if m == method and y >= y_min]
+    terms = [
+        (rows[method, y]["std_se"] / rows[method, y]["std"]) ** 2
+        + (rows["mc", y]["std_se"] / rows["mc", y]["std"]) ** 2
+        for (m, y) in rows
+        if m == method and y >= y_min
+    ]
     return math.sqrt(np.mean(terms) / len(terms))
 
 
@@ -277,8 +317,9 @@ def test_control_variate_std_matches_its_prediction(study):
     f = study.y_fits["control_variate"]
     assert f["relvar"] < study.y_fits["mc"]["relvar"]
     assert f["bias_constant"] is None  # the coefficient's O(1/y) bias is not predicted
-    assert all(math.isnan(r["predicted_bias"]) for r in study.rows
-               if r["method"] == "control_variate")
+    assert all(
+        math.isnan(r["predicted_bias"]) for r in study.rows if r["method"] == "control_variate"
+    )
     cst = f["std_constant"]
     assert abs(cst["measured"] - cst["predicted"]) < Z_TOL * cst["se"]
     s = f["std_slope"]
@@ -306,7 +347,7 @@ def test_k_study_in_the_result(study):
     assert k["expected_slope"] == -2.0
     # as in test_finite_k_rate_against_quadrature: local slope -2 - 2 eps/(1 + eps)
     eps_all = np.abs(np.array(k["k2_delta"]) / k["c2_predicted"] - 1)
-    eps = eps_all[-len(k["fit_k"]):]
+    eps = eps_all[-len(k["fit_k"]) :]
     assert abs(k["slope"] + 2) < 2 * eps.max()
     assert abs(k["c2_ratio_at_kmax"] - 1) < 2e-3  # eps ~ k^-2: ~0.2 at k = 4, < 1e-3 at k = 64
     # eps ~ k^-2 from k = 4 to 64 (256-fold; at least half of that)
@@ -337,9 +378,36 @@ def test_replicate_is_reproducible_and_rejects_bad_input():
 # ----------------------------------------------------------------------------- the CLI
 def test_cli_writes_the_three_files(tmp_path, capsys):
     out = tmp_path / "conv"
-    rc = main(["--quick", "--out", str(out), "--methods", "mc", "antithetic", "--y-max-log2", "7",
-               "--budget", "4096", "--n-rep", "16", "--k-max-log2", "4", "--no-progress",
-               "--lam", "3", "12", "--c", "0.2", "-0.1", "--w", "0", "0", "--R", "1"])
+    rc = main(
+        [
+            "--quick",
+            "--out",
+            str(out),
+            "--methods",
+            "mc",
+            "antithetic",
+            "--y-max-log2",
+            "7",
+            "--budget",
+            "4096",
+            "--n-rep",
+            "16",
+            "--k-max-log2",
+            "4",
+            "--no-progress",
+            "--lam",
+            "3",
+            "12",
+            "--c",
+            "0.2",
+            "-0.1",
+            "--w",
+            "0",
+            "0",
+            "--R",
+            "1",
+        ]
+    )
     assert rc == 0
     assert "k-study" in capsys.readouterr().out
     with open(out / "convergence.csv", newline="") as fh:
@@ -351,23 +419,35 @@ def test_cli_writes_the_three_files(tmp_path, capsys):
     assert all(int(r["n_rep"]) >= 16 and float(r["std"]) > 0 for r in ys)
     assert len([r for r in rows if r["study"] == "k"]) == 4
     summary = json.loads((out / "summary.json").read_text())
-    assert {"settings", "reference", "exact_free_entropy", "y_study", "k_study",
-            "wall_time_s", "notes"} <= set(summary)
+    assert {
+        "settings",
+        "reference",
+        "exact_free_entropy",
+        "y_study",
+        "k_study",
+        "wall_time_s",
+        "notes",
+    } <= set(summary)
     assert any("resolvable" in n for n in summary["notes"])
-    assert {"std_slope", "bias_slope", "std_constant", "bias_constant"} <= set(summary["y_study"]["mc"])
+    assert {"std_slope", "bias_slope", "std_constant", "bias_constant"} <= set(
+        summary["y_study"]["mc"]
+    )
     assert summary["settings"]["quick"] is True
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*tmp"))  # atomic writes leave no temporaries
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--n-rep", "2"], "n_rep"),
-    (["--y-min-log2", "5", "--y-max-log2", "4"], "y_max_log2"),
-    (["--lam", "1", "2"], "same length"),
-    (["--R", "-1"], "R"),
-    (["--methods"], "methods"),
-    (["--lam", "1", "-2", "3", "4"], "lam"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--n-rep", "2"], "n_rep"),
+        (["--y-min-log2", "5", "--y-max-log2", "4"], "y_max_log2"),
+        (["--lam", "1", "2"], "same length"),
+        (["--R", "-1"], "R"),
+        (["--methods"], "methods"),
+        (["--lam", "1", "-2", "3", "4"], "lam"),
+    ],
+)
 def test_cli_bad_options_are_usage_errors(argv, match, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv + ["--no-progress"])
@@ -402,12 +482,15 @@ def test_quick_defaults_on_the_three_dimensional_reference():
     assert abs(s["slope"] - f["expected_std_slope_finite_y"]) < Z_TOL * s["slope_se"]
     assert abs(b["slope"] - f["expected_bias_slope_finite_y"]) < Z_TOL * b["slope_se"]
     assert abs(f["std_constant"]["ratio"] - 1) < 0.10
-    assert abs(f["bias_constant"]["measured"] - f["bias_constant"]["predicted"]) < \
-        Z_TOL * f["bias_constant"]["se"]
+    assert (
+        abs(f["bias_constant"]["measured"] - f["bias_constant"]["predicted"])
+        < Z_TOL * f["bias_constant"]["se"]
+    )
     for method in ("sobol", "control_variate"):
-        assert math.log(st.y_fits[method]["rmse_ratio_vs_mc"]) < \
-            -Z_TOL * _log_rmse_ratio_se(st, method, st.options.std_fit_y_min)
+        assert math.log(st.y_fits[method]["rmse_ratio_vs_mc"]) < -Z_TOL * _log_rmse_ratio_se(
+            st, method, st.options.std_fit_y_min
+        )
     cv = st.y_fits["control_variate"]["std_constant"]
     assert abs(cv["measured"] - cv["predicted"]) < Z_TOL * cv["se"]
     eps = np.abs(np.array(st.k_fit["k2_delta"]) / st.k_fit["c2_predicted"] - 1)
-    assert abs(st.k_fit["slope"] + 2) < 2 * eps[-len(st.k_fit["fit_k"]):].max()
+    assert abs(st.k_fit["slope"] + 2) < 2 * eps[-len(st.k_fit["fit_k"]) :].max()

@@ -1,4 +1,5 @@
 """`anisotropy cooling LOG`: cooling.json schema, figure, CSV input, errors, replotting."""
+
 import json
 
 import numpy as np
@@ -22,8 +23,12 @@ def run(tmp_path_factory):
 def test_cooling_json_schema(run):
     res = json.loads((run / "cooling.json").read_text())
     assert res["selected"] in res["laws"]
-    assert set(res["laws"]) == {"exponential", "stretched_exponential", "power_law",
-                                "stretched_then_exponential"}
+    assert set(res["laws"]) == {
+        "exponential",
+        "stretched_exponential",
+        "power_law",
+        "stretched_then_exponential",
+    }
     assert set(res["laws"]["stretched_exponential"]["params"]) >= {"tau", "beta"}
     assert set(res["laws"]["power_law"]["params"]) == {"p"}
     for law in res["laws"].values():
@@ -34,9 +39,9 @@ def test_cooling_json_schema(run):
     assert reg["late_onset"]["ci"][0] <= reg["late_onset"]["epoch"] <= reg["late_onset"]["ci"][1]
     assert reg["late_window"][0] == reg["late_onset"]["epoch"]
     assert {"signal", "signal_std"} <= set(res["factorisation"])
-    assert reg["snr_source"] == "gradient"                   # auto: the log has gradient norms
+    assert reg["snr_source"] == "gradient"  # auto: the log has gradient norms
     assert res["noise"]["selected"] in res["noise"]["laws"]
-    assert res["selected"] == "stretched_exponential"        # the generating law
+    assert res["selected"] == "stretched_exponential"  # the generating law
     assert (run / "cooling.png").stat().st_size > 10_000
 
 
@@ -44,8 +49,12 @@ def test_replot_from_json_without_refit(run, tmp_path):
     res, data = load_result(run), load(run)
     fig = plot_cooling(res, data, path=tmp_path / "again.png")
     assert (tmp_path / "again.png").exists() and len(fig.axes) == 1
-    other = generate(SyntheticSpec(amplitudes=(1.0, 0.5), transient=(0, 0), late_drift=(0, 0),
-                                   numel=(10, 10), n_epochs=50), 0)[0]
+    other = generate(
+        SyntheticSpec(
+            amplitudes=(1.0, 0.5), transient=(0, 0), late_drift=(0, 0), numel=(10, 10), n_epochs=50
+        ),
+        0,
+    )[0]
     with pytest.raises(ValueError, match="do not match"):
         plot_cooling(res, other)
 
@@ -54,8 +63,22 @@ def test_csv_input_and_out_dir(tmp_path, capsys):
     data = generate(SPEC, 5)[0]
     write_csv(data, tmp_path / "log.csv")
     out = tmp_path / "out"
-    assert main([str(tmp_path / "log.csv"), "--out", str(out), "--laws", "power_law",
-                 "stretched_exponential", "--late-start", "40", "--no-per-layer"]) == 0
+    assert (
+        main(
+            [
+                str(tmp_path / "log.csv"),
+                "--out",
+                str(out),
+                "--laws",
+                "power_law",
+                "stretched_exponential",
+                "--late-start",
+                "40",
+                "--no-per-layer",
+            ]
+        )
+        == 0
+    )
     res = load_result(out)
     assert set(res["laws"]) == {"power_law", "stretched_exponential"}
     assert res["regimes"]["late_window"][0] == 40.0

@@ -1,4 +1,5 @@
 """Joint law fits: likelihood, recovery, model selection, interval coverage, bootstrap."""
+
 import numpy as np
 import pytest
 from scipy import optimize, stats
@@ -10,8 +11,11 @@ from analysis.cooling.problem import WhitenedProblem
 from analysis.cooling.selection import compare, lrt_nested, vuong
 from analysis.cooling.synthetic import SyntheticSpec, generate
 
-TRUE = {"exponential": {"tau": 60.0}, "stretched_exponential": {"tau": 30.0, "beta": 0.5},
-        "power_law": {"p": 1.2}}
+TRUE = {
+    "exponential": {"tau": 60.0},
+    "stretched_exponential": {"tau": 30.0, "beta": 0.5},
+    "power_law": {"p": 1.2},
+}
 TRUE["stretched_then_exponential"] = STE = {"tau": 20.0, "beta": 0.35, "t_c": 120.0}
 ONSET = 40.0
 
@@ -26,7 +30,7 @@ def _late_spec(law, **kw):
 def test_loglik_is_the_exact_gaussian_ar1_likelihood():
     """Joint log-likelihood = sum over layers of AR(1) multivariate normal log-densities."""
     d, _ = generate(_late_spec("stretched_exponential", n_epochs=80, rho=0.6), 5)
-    d.signal[1, 50] = np.nan                                   # a gap in one layer
+    d.signal[1, 50] = np.nan  # a gap in one layer
     p = build_panel(d, "signal", ONSET)
     f = fit_law(p, "stretched_exponential")
     g = get_law("stretched_exponential").log_f(p.epochs, f.z)[0]
@@ -41,10 +45,16 @@ def test_loglik_is_the_exact_gaussian_ar1_likelihood():
     assert f.loglik == pytest.approx(ll, rel=1e-9)
 
 
-@pytest.mark.parametrize("law", ["stretched_exponential", "stretched_then_exponential", "power_law"])
+@pytest.mark.parametrize(
+    "law", ["stretched_exponential", "stretched_then_exponential", "power_law"]
+)
 def test_reduced_problem_equals_full_problem(law):
     """The epoch-grid sufficient statistics give the same objective, optimum and Hessian."""
-    data_law = "stretched_then_exponential" if law == "stretched_then_exponential" else "stretched_exponential"
+    data_law = (
+        "stretched_then_exponential"
+        if law == "stretched_then_exponential"
+        else "stretched_exponential"
+    )
     d, _ = generate(_late_spec(data_law, rho=0.5, params=STE), 2)
     d.signal[2, 100:103] = np.nan
     d.signal[0, 200] = -1.0
@@ -58,8 +68,9 @@ def test_reduced_problem_equals_full_problem(law):
     assert red.objective(z, *stats_)[0] == pytest.approx(np.sum(prob.fun(z) ** 2), rel=1e-10)
     lo, hi = lw.bounds(p.epochs.min(), p.epochs.max())
     zr, F, H, a, ok = red.solve(f.z + 0.02, *stats_, lo, hi)
-    ref = optimize.least_squares(prob.fun, f.z, jac=prob.jac, bounds=(lo, hi), xtol=1e-14,
-                                 ftol=1e-14, gtol=1e-14)
+    ref = optimize.least_squares(
+        prob.fun, f.z, jac=prob.jac, bounds=(lo, hi), xtol=1e-14, ftol=1e-14, gtol=1e-14
+    )
     assert ok
     np.testing.assert_allclose(zr, ref.x, rtol=1e-6, atol=1e-8)
     J = prob.jac(zr)
@@ -89,7 +100,7 @@ def test_parameters_recovered_at_the_cramer_rao_precision(law):
         errs.append((f.z - z) / se)
     errs = np.array(errs)
     assert np.all(np.abs(errs) < 4)
-    rms = np.sqrt(np.mean(errs ** 2, axis=0))
+    rms = np.sqrt(np.mean(errs**2, axis=0))
     assert np.all((rms > 0.38) & (rms < 1.72)), rms
 
 
@@ -111,18 +122,27 @@ def test_stretched_turning_exponential_is_selected_when_supported():
     for seed in range(10):
         d, _ = generate(spec, 300 + seed)
         p = build_panel(d, "signal", ONSET)
-        wins += compare({n: fit_law(p, n) for n in LAW_NAMES}).selected == "stretched_then_exponential"
+        wins += (
+            compare({n: fit_law(p, n) for n in LAW_NAMES}).selected == "stretched_then_exponential"
+        )
     assert wins >= 9
 
 
 def _coverage(n_rep, n_epochs, uncertainty, noise_model="ar1", n_boot=200):
-    spec = _late_spec("stretched_exponential", noise=0.1, rho=0.9, layer_correlation=0.5,
-                      n_epochs=n_epochs)
+    spec = _late_spec(
+        "stretched_exponential", noise=0.1, rho=0.9, layer_correlation=0.5, n_epochs=n_epochs
+    )
     hit = np.zeros(2)
     for seed in range(n_rep):
         d, _ = generate(spec, 1000 + seed)
-        f = fit_law(build_panel(d, "signal", ONSET), "stretched_exponential", noise_model=noise_model,
-                    uncertainty=uncertainty, n_boot=n_boot, rng=seed)
+        f = fit_law(
+            build_panel(d, "signal", ONSET),
+            "stretched_exponential",
+            noise_model=noise_model,
+            uncertainty=uncertainty,
+            n_boot=n_boot,
+            rng=seed,
+        )
         hit += [f.ci["tau"][0] <= 30 <= f.ci["tau"][1], f.ci["beta"][0] <= 0.5 <= f.ci["beta"][1]]
     return hit / n_rep
 
@@ -166,7 +186,7 @@ def test_bootstrap_is_seeded_and_consistent():
     b = fit_law(p, "stretched_exponential", uncertainty="bootstrap", n_boot=40, rng=4)
     s = fit_law(p, "stretched_exponential")
     assert a.ci == b.ci and a.boot.shape == (40, 2) and a.n_boot_failed == 0
-    assert a.params == s.params                                  # same point estimate
+    assert a.params == s.params  # same point estimate
     for k in ("tau", "beta"):
         assert a.ci[k][0] < a.params[k] < a.ci[k][1]
         # bootstrap and sandwich standard errors agree to within a factor 2

@@ -1,10 +1,19 @@
 """Inputs of the cooling analysis: log / CSV / arrays, round trips and every bad input."""
+
 import json
 
 import numpy as np
 import pytest
 
-from analysis.cooling import (CoolingConfig, analyse, from_arrays, load, load_csv, write_csv, write_run)
+from analysis.cooling import (
+    CoolingConfig,
+    analyse,
+    from_arrays,
+    load,
+    load_csv,
+    write_csv,
+    write_run,
+)
 from analysis.cooling.fit import MIN_POINTS_PER_LAYER, build_panel
 from analysis.cooling.synthetic import SyntheticSpec, generate
 
@@ -58,8 +67,12 @@ def test_every_bad_value_is_reported(data):
     sig[0, 3], sig[1, 4], sig[2, 5], sig[3, 6] = np.nan, 0.0, -1.0, np.inf
     d = from_arrays(data.epochs, sig, data.signal_std, layers=data.layers)
     found = {(i.kind, i.layer, i.epochs) for i in d.issues}
-    assert found == {("nan", "fc1", (4.0,)), ("zero", "fc2", (5.0,)), ("negative", "fc3", (6.0,)),
-                     ("inf", "fc4", (7.0,))}
+    assert found == {
+        ("nan", "fc1", (4.0,)),
+        ("zero", "fc2", (5.0,)),
+        ("negative", "fc3", (6.0,)),
+        ("inf", "fc4", (7.0,)),
+    }
     assert not d.valid("signal")[[0, 1, 2, 3], [3, 4, 5, 6]].any()
 
 
@@ -67,9 +80,9 @@ def test_missing_epochs_and_records_are_reported(data, tmp_path):
     write_run(data, tmp_path)
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     rec = json.loads(lines[20])
-    del rec["layers"]["fc3"]                               # one layer missing at epoch 21
+    del rec["layers"]["fc3"]  # one layer missing at epoch 21
     lines[20] = json.dumps(rec)
-    del lines[40]                                          # epoch 41 missing for all layers
+    del lines[40]  # epoch 41 missing for all layers
     (tmp_path / "log.jsonl").write_text("\n".join(lines) + "\n")
     d = load(tmp_path)
     miss = {(i.layer, i.epochs) for i in d.issues if i.kind == "missing" and i.channel == "signal"}
@@ -102,7 +115,9 @@ def test_mismatched_lengths_and_shapes(data):
 
 
 def test_too_short_series(data):
-    d = from_arrays(data.epochs[:12], data.signal[:, :12], data.signal_std[:, :12], layers=data.layers)
+    d = from_arrays(
+        data.epochs[:12], data.signal[:, :12], data.signal_std[:, :12], layers=data.layers
+    )
     with pytest.raises(ValueError, match="too short"):
         analyse(d)
     with pytest.raises(ValueError, match=f"at least {MIN_POINTS_PER_LAYER}"):

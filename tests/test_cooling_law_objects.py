@@ -1,5 +1,6 @@
 """Cooling laws as objects: the registry, and a user's law (defined here, not in the package)
 taking part in the fit, the model selection and the whole analysis."""
+
 import ast
 import json
 from pathlib import Path
@@ -38,7 +39,7 @@ class PowerLawWithOffset(Law):
 
     def initial_guess(self, t, y):
         best, z = np.inf, np.zeros(2)
-        for c in T0_GRID:                            # at fixed t0, p by linear least squares
+        for c in T0_GRID:  # at fixed t0, p by linear least squares
             x = np.log(t + c * t.min())
             xc = x - x.mean()
             p = -float(xc @ y / (xc @ xc))
@@ -58,19 +59,21 @@ ONSET = 40.0
 
 
 def _data(seed, **kw):
-    spec = SyntheticSpec(law=LAW, params=TRUTH, noise=0.05, rho=0.3, n_epochs=400, onset=ONSET, **kw)
+    spec = SyntheticSpec(
+        law=LAW, params=TRUTH, noise=0.05, rho=0.3, n_epochs=400, onset=ONSET, **kw
+    )
     return generate(spec, seed)
 
 
 def test_registry_is_one_vocabulary():
-    assert LAW_NAMES == get_args(LawName)
+    assert get_args(LawName) == LAW_NAMES
     for name in LAW_NAMES:
         law = get_law(name)
         assert isinstance(law, Law) and law.name == name
         assert len(law.internal) == law.n_params == len(law.log_params)
     assert get_law(LAW) is LAW
     with pytest.raises(ValueError) as exc:
-        get_law(LAW.name)                       # a user's law is passed as an object, not a name
+        get_law(LAW.name)  # a user's law is passed as an object, not a name
     assert all(n in str(exc.value) for n in LAW_NAMES)
     with pytest.raises(TypeError, match=r"PowerLawWithOffset\(\)"):
         get_law(PowerLawWithOffset)
@@ -80,7 +83,7 @@ def test_registry_is_one_vocabulary():
 
 def test_nesting_is_declared_and_transitive():
     assert nests("stretched_exponential", "exponential")
-    assert nests("stretched_then_exponential", "exponential")     # through the stretched law
+    assert nests("stretched_then_exponential", "exponential")  # through the stretched law
     assert not nests("power_law", "exponential") and not nests("exponential", "power_law")
     assert nests(LAW, "power_law") and not nests(LAW, "exponential")
 
@@ -116,8 +119,11 @@ def test_user_law_jacobian_and_limit():
         np.testing.assert_allclose(J[:, j], fd, rtol=1e-6, atol=1e-7)
     # t0 -> 0 is the power law: -p ln(t + t0) = -p ln t - p t0/t + O(t0^2)
     t0 = 1e-9
-    np.testing.assert_allclose(log_f(LAW, t, {"p": 1.5, "t0": t0}) + 1.5 * t0 / t,
-                               log_f("power_law", t, {"p": 1.5}), rtol=1e-14)
+    np.testing.assert_allclose(
+        log_f(LAW, t, {"p": 1.5, "t0": t0}) + 1.5 * t0 / t,
+        log_f("power_law", t, {"p": 1.5}),
+        rtol=1e-14,
+    )
 
 
 def test_user_law_recovered_and_selected():
@@ -137,24 +143,35 @@ def test_user_law_recovered_and_selected():
         assert c.selected == LAW.name
         (lrt,) = [r for r in c.lrt if r["alternative"] == LAW.name]
         assert lrt["null"] == "power_law" and lrt["side"] == "above"
-        assert lrt["p_value_one_sided"] == pytest.approx(lrt["p_value"] / 2) and lrt["p_value"] < 1e-6
+        assert (
+            lrt["p_value_one_sided"] == pytest.approx(lrt["p_value"] / 2) and lrt["p_value"] < 1e-6
+        )
         # nested in each other: no Vuong test of the pair; the built-in pairs are unchanged
         assert [(v["a"], v["b"]) for v in c.vuong] == [
-            ("exponential", "power_law"), ("stretched_exponential", "power_law"),
-            ("stretched_then_exponential", "power_law")]
+            ("exponential", "power_law"),
+            ("stretched_exponential", "power_law"),
+            ("stretched_then_exponential", "power_law"),
+        ]
 
 
 def test_user_law_in_the_whole_analysis(tmp_path):
     d, _ = _data(7)
-    cfg = CoolingConfig(laws=["exponential", "stretched_exponential", "power_law", LAW],
-                        n_boot=20, n_stability=2)
+    cfg = CoolingConfig(
+        laws=["exponential", "stretched_exponential", "power_law", LAW], n_boot=20, n_stability=2
+    )
     res = analyse(d, cfg)
     assert res.selected == LAW.name and res.fit().model is LAW
     assert res.stability["law"] == LAW.name
     out = json.loads(res.save(tmp_path / "cooling.json").read_text())
     assert out["config"]["laws"][-1] == LAW.name and set(out["laws"][LAW.name]["params"]) == {
-        "p", "t0", "t_half"}
-    assert f"LRT power_law in {LAW.name}" in res.report() and "(t0 > 0, boundary mixture)" in res.report()
+        "p",
+        "t0",
+        "t_half",
+    }
+    assert (
+        f"LRT power_law in {LAW.name}" in res.report()
+        and "(t0 > 0, boundary mixture)" in res.report()
+    )
     assert len(plot_cooling(res, d, path=tmp_path / "fig.png").axes) == 1
     with pytest.raises(ValueError, match="distinct names"):
         CoolingConfig(laws=["power_law", "power_law"])
@@ -171,8 +188,9 @@ def test_no_import_cycle_inside_the_package():
         deps = set()
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 1:
-                deps |= ({node.module.split(".")[0]} if node.module
-                         else {a.name for a in node.names})      # from . import x
+                deps |= (
+                    {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+                )  # from . import x
         graph[f.stem] = {m for m in deps if m and (pkg / f"{m}.py").exists()}
     state: dict = {}
 

@@ -1,4 +1,5 @@
 """Decay laws of the cooling analysis: analytic Jacobians, limits, continuity, names."""
+
 import numpy as np
 import pytest
 
@@ -29,25 +30,30 @@ def test_jacobian_matches_central_differences(name):
 
 
 def test_stretched_at_beta_one_is_exponential():
-    np.testing.assert_allclose(log_f("stretched_exponential", T, {"tau": 70.0, "beta": 1.0}),
-                               log_f("exponential", T, {"tau": 70.0}), rtol=1e-14)
+    np.testing.assert_allclose(
+        log_f("stretched_exponential", T, {"tau": 70.0, "beta": 1.0}),
+        log_f("exponential", T, {"tau": 70.0}),
+        rtol=1e-14,
+    )
 
 
 def test_stretched_then_exponential_limits_and_continuity():
     p = PARAMS["stretched_then_exponential"]
     # t_c beyond the data: identical to the stretched exponential
     far = dict(p, t_c=T.max())
-    np.testing.assert_allclose(log_f("stretched_then_exponential", T, far),
-                               log_f("stretched_exponential", T, {"tau": p["tau"], "beta": p["beta"]}),
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        log_f("stretched_then_exponential", T, far),
+        log_f("stretched_exponential", T, {"tau": p["tau"], "beta": p["beta"]}),
+        rtol=1e-14,
+    )
     # C^1 at t_c: value and slope from both sides agree
     tc, eps = p["t_c"], 1e-4
-    g = lambda t: log_f("stretched_then_exponential", np.array([t]), p)[0]  # noqa: E731
+    g = lambda t: log_f("stretched_then_exponential", np.array([t]), p)[0]
     left = (g(tc - eps) - g(tc - 2 * eps)) / eps
     right = (g(tc + 2 * eps) - g(tc + eps)) / eps
-    jump = g(tc + eps) - g(tc - eps) - eps * (left + right)     # O(eps^2) without a jump
+    jump = g(tc + eps) - g(tc - eps) - eps * (left + right)  # O(eps^2) without a jump
     assert abs(jump) < 1e-7
-    assert abs(left - right) < 1e-5                              # O(eps) without a kink
+    assert abs(left - right) < 1e-5  # O(eps) without a kink
     # late slope is -1/tau_late with tau_late = t_c / (beta (t_c/tau)^beta)
     qc = (tc / p["tau"]) ** p["beta"]
     tau_late = tc / (p["beta"] * qc)

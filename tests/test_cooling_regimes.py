@@ -1,4 +1,5 @@
 """Regimes of section 2.1: signal maximum, SNR crossing, late onset (hinge changepoint)."""
+
 import numpy as np
 import pytest
 
@@ -50,7 +51,9 @@ def test_signal_maximum_and_snr_crossing():
             assert v["epoch"] == pytest.approx(truth["snr_crossing"], abs=1.0)
     # a ratio that never falls below 1 has no crossing, and says why
     flat = from_arrays(d.epochs, d.signal, d.signal * 0.5, layers=d.layers)
-    assert all(v["epoch"] is None and "throughout" in v["note"] for v in snr_crossing(flat).values())
+    assert all(
+        v["epoch"] is None and "throughout" in v["note"] for v in snr_crossing(flat).values()
+    )
 
 
 def test_onset_needs_two_layers_and_enough_epochs():

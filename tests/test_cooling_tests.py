@@ -1,4 +1,5 @@
 """Factorisation test and noise floor (sections 2.1 and PAPER-NOTES 5)."""
+
 import numpy as np
 import pytest
 
@@ -19,8 +20,9 @@ def test_factorisation_accepts_common_decay_and_rejects_a_deviant_layer():
         f = factorisation_test(generate(SyntheticSpec(**base), seed)[0], WINDOW)
         for ch in acc:
             acc[ch] += f.common(ch)
-        bad = factorisation_test(generate(SyntheticSpec(**base, late_drift=(0, 0, 0, 0.3)), seed)[0],
-                                 WINDOW)
+        bad = factorisation_test(
+            generate(SyntheticSpec(**base, late_drift=(0, 0, 0, 0.3)), seed)[0], WINDOW
+        )
         assert not bad.common("signal") and not bad.common("signal_std")
         assert bad.tests["signal"].p_value < 1e-3
     assert acc["signal"] >= 17 and acc["signal_std"] >= 17
@@ -43,11 +45,12 @@ def test_half_normal_floor_bounds_the_mean_absolute_gradient():
     rng = np.random.default_rng(0)
     n_w, n_b = 500, 4000
     for sd in (np.full(n_w, 0.3), rng.uniform(0.1, 1.0, n_w)):
-        g = rng.standard_normal((n_b, n_w)) * sd                 # minibatch gradients
-        s = np.abs(g).mean(axis=1)                               # eq. 2 per minibatch
+        g = rng.standard_normal((n_b, n_w)) * sd  # minibatch gradients
+        s = np.abs(g).mean(axis=1)  # eq. 2 per minibatch
         gstd = np.sqrt(np.sum(g.var(axis=0)))
-        d = from_arrays([1.0, 2.0], [[s.mean()] * 2], [[s.std()] * 2], grad_std_norm=[[gstd] * 2],
-                        numel=[n_w])
+        d = from_arrays(
+            [1.0, 2.0], [[s.mean()] * 2], [[s.std()] * 2], grad_std_norm=[[gstd] * 2], numel=[n_w]
+        )
         floor, corrected, _ = floor_series(d)
         assert s.mean() == pytest.approx(np.sqrt(2 / np.pi) * sd.mean(), rel=0.01)
         assert floor[0, 0] >= s.mean() * (1 - 0.01)
@@ -64,8 +67,9 @@ def test_floor_fraction_and_verdicts():
     np.testing.assert_allclose(fa.corrected, d.signal * np.sqrt(1 - 0.04), rtol=1e-12)
     # grad_mean_norm = grad_std_norm * signal/noise ratio 0.3 in the late regime: the noise
     # fraction of the squared minibatch gradient norm is 1 / (1 + 0.3^2)
-    assert all(v == pytest.approx(1 / (1 + 0.3 ** 2), rel=1e-9)
-               for v in fa.minibatch_noise_fraction.values())
+    assert all(
+        v == pytest.approx(1 / (1 + 0.3**2), rel=1e-9) for v in fa.minibatch_noise_fraction.values()
+    )
     assert "indistinguishable from the decay of its own noise" in fa.verdict
     at = noise_floor(generate(SyntheticSpec(**base, floor_fraction=0.97), 1)[0], WINDOW)
     assert all(v > FLOOR_DOMINATED for v in at.floor_fraction.values())

@@ -1,15 +1,25 @@
 """AR(1) whitening, bias-corrected rho, HAC and the trend test of analysis.cooling.timeseries."""
+
 import numpy as np
 import pytest
 from scipy import stats
 
 from analysis.cooling.synthetic import ar1_noise
-from analysis.cooling.timeseries import (ar1_coefficients, block_indices, block_length, estimate_rho,
-                                         hac_covariance, recolor, running_mean, trend_test, whiten)
+from analysis.cooling.timeseries import (
+    ar1_coefficients,
+    block_indices,
+    block_length,
+    estimate_rho,
+    hac_covariance,
+    recolor,
+    running_mean,
+    trend_test,
+    whiten,
+)
 
 
 def test_whiten_recolor_round_trip_with_gaps(rng):
-    gap = np.array([0, 1, 1, 3, 1, 0, 1, 2, 1, 1], float)     # two series, with missing epochs
+    gap = np.array([0, 1, 1, 3, 1, 0, 1, 2, 1, 1], float)  # two series, with missing epochs
     rho = np.where(np.arange(10) < 5, 0.8, -0.3)
     c1, c2, _ = ar1_coefficients(rho, gap)
     v = rng.standard_normal(10)
@@ -19,13 +29,13 @@ def test_whiten_recolor_round_trip_with_gaps(rng):
 def test_whitening_gives_the_exact_gaussian_ar1_likelihood(rng):
     """sum(-log sigma - e^2/2 + log_det) equals the multivariate normal log-density."""
     rho, n = 0.7, 12
-    t = np.array([0, 1, 2, 4, 5, 6, 9, 10, 11, 12, 13, 15], float)     # gaps of 2 and 3
+    t = np.array([0, 1, 2, 4, 5, 6, 9, 10, 11, 12, 13, 15], float)  # gaps of 2 and 3
     gap = np.r_[0, np.diff(t)]
-    cov = rho ** np.abs(t[:, None] - t[None, :])                     # unit stationary variance
+    cov = rho ** np.abs(t[:, None] - t[None, :])  # unit stationary variance
     u = rng.multivariate_normal(np.zeros(n), cov)
     c1, c2, log_det = ar1_coefficients(np.full(n, rho), gap)
     e = whiten(u, c1, c2)
-    ll = np.sum(-0.5 * np.log(2 * np.pi) - 0.5 * e ** 2 + log_det)
+    ll = np.sum(-0.5 * np.log(2 * np.pi) - 0.5 * e**2 + log_det)
     assert ll == pytest.approx(stats.multivariate_normal(np.zeros(n), cov).logpdf(u), rel=1e-10)
 
 
@@ -38,7 +48,7 @@ def test_estimate_rho_recovers_ar1_coefficient(rho):
     group = np.repeat(np.arange(L), n)
     est = estimate_rho(u - np.repeat(u.reshape(L, n).mean(1), n), gap, group, L)
     # standard error of a lag-one autocorrelation: sqrt((1 - rho^2)/n); 4 SE per layer
-    se = np.sqrt((1 - rho ** 2) / n)
+    se = np.sqrt((1 - rho**2) / n)
     assert np.all(np.abs(est - rho) < 4 * se + 4.0 / n)
 
 
@@ -78,7 +88,7 @@ def test_trend_test_size_and_power():
         rng = np.random.default_rng(seed)
         Y = 0.1 * ar1_noise((3, t.size), 0.5, rng, correlation=0.5)
         accepted += trend_test(t, Y).p_value >= 0.05
-        Y[1] += 0.3 * np.log(t) / np.log(t).std()                 # a drifting ratio
+        Y[1] += 0.3 * np.log(t) / np.log(t).std()  # a drifting ratio
         rejected += trend_test(t, Y).p_value < 0.05
     # size 5%: P(accepted <= 24 | n=30, p=0.95) = 0.008
     assert accepted >= 25

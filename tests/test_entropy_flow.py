@@ -1,5 +1,6 @@
 """Entropy propagation (seed 002): Gaussian identities, the triangular convolution map,
 finite-difference gradients of the loss terms, errors."""
+
 import math
 
 import pytest
@@ -7,9 +8,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from anisotropy.related.entropy_flow import (conv_block_matrix, conv_entropy_change, conv_entropy_loss,
-                                     conv_output_shape, dense_entropy_change, dense_entropy_loss,
-                                     entropy_flow, gaussian_entropy)
+from anisotropy.related.entropy_flow import (
+    conv_block_matrix,
+    conv_entropy_change,
+    conv_entropy_loss,
+    conv_output_shape,
+    dense_entropy_change,
+    dense_entropy_loss,
+    entropy_flow,
+    gaussian_entropy,
+)
 
 torch.set_num_threads(1)
 D = torch.float64
@@ -37,10 +45,12 @@ def test_dense_identity_for_gaussian_inputs(n):
     torch.testing.assert_close(lhs, dense_entropy_change(W), rtol=1e-11, atol=1e-11)
     # batch of layers, and the sign of det does not matter
     Ws = torch.stack([W, -W, 2 * W])
-    torch.testing.assert_close(dense_entropy_change(Ws),
-                               dense_entropy_change(W) + torch.tensor([0, 0, n * math.log(2)],
-                                                                      dtype=D),
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        dense_entropy_change(Ws),
+        dense_entropy_change(W) + torch.tensor([0, 0, n * math.log(2)], dtype=D),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_dense_singular_and_non_square():
@@ -61,22 +71,25 @@ def _jacobian_on_block(kernel4, shape, stride, dilation, groups):
     def f(x):
         return F.conv2d(x[None], kernel4, stride=stride, dilation=dilation, groups=groups)[0]
 
-    J = torch.autograd.functional.jacobian(f, x)          # (c, ho, wo, c, l, w)
+    J = torch.autograd.functional.jacobian(f, x)  # (c, ho, wo, c, l, w)
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     Jb = J[:, :, :, :, ::sh, ::sw]
     ho, wo = J.shape[1:3]
-    Jb = Jb[..., :ho, :wo]                                  # (c, ho, wo, c, ho, wo)
+    Jb = Jb[..., :ho, :wo]  # (c, ho, wo, c, ho, wo)
     n = c * ho * wo
     return Jb.permute(1, 2, 0, 4, 5, 3).reshape(n, n)
 
 
-@pytest.mark.parametrize("case", [
-    dict(c=1, shape=(6, 5), ks=(3, 2), stride=1, dilation=1, groups=1),     # the seed's case
-    dict(c=2, shape=(5, 6), ks=(2, 3), stride=1, dilation=1, groups=1),
-    dict(c=4, shape=(6, 6), ks=(2, 2), stride=1, dilation=1, groups=2),
-    dict(c=2, shape=(7, 7), ks=(3, 3), stride=2, dilation=1, groups=1),
-    dict(c=1, shape=(7, 8), ks=(2, 3), stride=1, dilation=2, groups=1),
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(c=1, shape=(6, 5), ks=(3, 2), stride=1, dilation=1, groups=1),  # the seed's case
+        dict(c=2, shape=(5, 6), ks=(2, 3), stride=1, dilation=1, groups=1),
+        dict(c=4, shape=(6, 6), ks=(2, 2), stride=1, dilation=1, groups=2),
+        dict(c=2, shape=(7, 7), ks=(3, 3), stride=2, dilation=1, groups=1),
+        dict(c=1, shape=(7, 8), ks=(2, 3), stride=1, dilation=2, groups=1),
+    ],
+)
 def test_conv_formula_against_explicit_triangular_matrix(case):
     g = torch.Generator().manual_seed(sum(case["shape"]) + case["c"])
     c, groups = case["c"], case["groups"]
@@ -86,20 +99,24 @@ def test_conv_formula_against_explicit_triangular_matrix(case):
     # T is the convolution restricted to the block (autograd Jacobian) ...
     torch.testing.assert_close(T, _jacobian_on_block(k, case["shape"], **kw), rtol=0, atol=0)
     # ... block upper triangular with diagonal blocks K[:, :, 0, 0]
-    ho, wo = conv_output_shape(case["shape"], case["ks"], stride=case["stride"],
-                               dilation=case["dilation"])
+    ho, wo = conv_output_shape(
+        case["shape"], case["ks"], stride=case["stride"], dilation=case["dilation"]
+    )
     Tb = T.reshape(ho * wo, c, ho * wo, c)
     for r in range(ho * wo):
         assert torch.count_nonzero(Tb[r, :, :r, :]) == 0
     sign, logdet = torch.linalg.slogdet(T)
-    torch.testing.assert_close(conv_entropy_change(k, case["shape"], **kw), logdet,
-                               rtol=1e-10, atol=1e-10)
-    if c == 1 and case["stride"] == case["dilation"] == 1:     # the seed's formula verbatim
+    torch.testing.assert_close(
+        conv_entropy_change(k, case["shape"], **kw), logdet, rtol=1e-10, atol=1e-10
+    )
+    if c == 1 and case["stride"] == case["dilation"] == 1:  # the seed's formula verbatim
         (l, w), (p, q) = case["shape"], case["ks"]
-        assert float(logdet) == pytest.approx((l - p + 1) * (w - q + 1)
-                                              * math.log(abs(float(k[0, 0, 0, 0]))), rel=1e-10)
-        torch.testing.assert_close(conv_entropy_change(k[0, 0], case["shape"]), logdet,
-                                   rtol=1e-10, atol=1e-10)
+        assert float(logdet) == pytest.approx(
+            (l - p + 1) * (w - q + 1) * math.log(abs(float(k[0, 0, 0, 0]))), rel=1e-10
+        )
+        torch.testing.assert_close(
+            conv_entropy_change(k[0, 0], case["shape"]), logdet, rtol=1e-10, atol=1e-10
+        )
 
 
 def test_conv_gaussian_conditional_entropy():
@@ -141,17 +158,26 @@ def _fd_check(loss_fn, model, h=1e-6):
 
 def _model():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(2, 2, 2), nn.ReLU(), nn.Conv2d(2, 2, 2, groups=2),
-                         nn.Flatten(), nn.Linear(8, 4), nn.Tanh(), nn.Linear(4, 4),
-                         nn.Linear(4, 4)).double()
+    return nn.Sequential(
+        nn.Conv2d(2, 2, 2),
+        nn.ReLU(),
+        nn.Conv2d(2, 2, 2, groups=2),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+        nn.Tanh(),
+        nn.Linear(4, 4),
+        nn.Linear(4, 4),
+    ).double()
 
 
 def test_dense_loss_value_and_gradient():
     m = _model()
     target = {"6": -0.2, "7": 0.1}
     L = dense_entropy_loss(m, target=target)
-    expect = sum((float(dense_entropy_change(m[i].weight.detach())) / 4 - t) ** 2
-                 for i, t in ((6, -0.2), (7, 0.1)))
+    expect = sum(
+        (float(dense_entropy_change(m[i].weight.detach())) / 4 - t) ** 2
+        for i, t in ((6, -0.2), (7, 0.1))
+    )
     assert float(L.detach()) == pytest.approx(expect, rel=1e-12)
     _fd_check(lambda mm: dense_entropy_loss(mm, target=target), m)
     _fd_check(lambda mm: dense_entropy_loss(mm, layers="7", target=0.3), m)
@@ -161,9 +187,9 @@ def test_conv_loss_value_and_gradient():
     m = _model()
     L = conv_entropy_loss(m, target=0.05)
     k0, k2 = m[0].weight.detach(), m[2].weight.detach()
-    expect = ((float(torch.linalg.slogdet(k0[:, :, 0, 0])[1]) / 2 - 0.05) ** 2
-              + ((math.log(abs(float(k2[0, 0, 0, 0]))) + math.log(abs(float(k2[1, 0, 0, 0]))))
-                 / 2 - 0.05) ** 2)
+    expect = (float(torch.linalg.slogdet(k0[:, :, 0, 0])[1]) / 2 - 0.05) ** 2 + (
+        (math.log(abs(float(k2[0, 0, 0, 0]))) + math.log(abs(float(k2[1, 0, 0, 0])))) / 2 - 0.05
+    ) ** 2
     assert float(L.detach()) == pytest.approx(expect, rel=1e-12)
     _fd_check(lambda mm: conv_entropy_loss(mm, target=0.05), m)
 
@@ -174,8 +200,9 @@ def test_entropy_flow_profile():
     assert res.layers == ("0", "2", "4", "6", "7")
     assert res.coordinates == (18, 8, 4, 4, 4)
     assert res.delta_h[0] == pytest.approx(float(conv_entropy_change(m[0].weight.detach(), (4, 4))))
-    assert res.delta_h[1] == pytest.approx(float(conv_entropy_change(m[2].weight.detach(), (3, 3),
-                                                                     groups=2)))
+    assert res.delta_h[1] == pytest.approx(
+        float(conv_entropy_change(m[2].weight.detach(), (3, 3), groups=2))
+    )
     assert math.isnan(res.delta_h[2])
     assert res.delta_h[4] == pytest.approx(float(dense_entropy_change(m[7].weight.detach())))
     assert "delta_H" in res.report()

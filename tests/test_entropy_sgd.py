@@ -1,5 +1,6 @@
 """Entropy-SGD (seed 003): exact inner dynamics on a quadratic, Moreau-envelope limit with a
 geometric tolerance, noise law, determinism, partial selection, errors."""
+
 import math
 
 import numpy as np
@@ -25,8 +26,11 @@ class Quadratic(nn.Module):
     def closure(self):
         self.seen_v.append(self.v.detach().clone())
         e = self.w - self.c
-        loss = 0.5 * e @ self.A @ e + 0.5 * ((self.v - self.d) ** 2).sum() \
+        loss = (
+            0.5 * e @ self.A @ e
+            + 0.5 * ((self.v - self.d) ** 2).sum()
             + self.kappa * (self.w @ self.v)
+        )
         loss.backward()
         return loss.detach()
 
@@ -36,10 +40,14 @@ def _problem(seed=0, n=3, kappa=0.0):
     q = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
     lam = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)[:n]
     A = q @ torch.diag(lam) @ q.T
-    c, w0 = torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g,
-                                                                           dtype=torch.float64)
-    d, v0 = torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g,
-                                                                           dtype=torch.float64)
+    c, w0 = (
+        torch.randn(n, generator=g, dtype=torch.float64),
+        torch.randn(n, generator=g, dtype=torch.float64),
+    )
+    d, v0 = (
+        torch.randn(n, generator=g, dtype=torch.float64),
+        torch.randn(n, generator=g, dtype=torch.float64),
+    )
     return Quadratic(A, c, w0, d, v0, kappa)
 
 
@@ -67,15 +75,24 @@ def test_exact_inner_dynamics_noiseless(alpha):
     m = _problem()
     gamma, lr, L = 0.7, 0.2, 5
     w0 = m.w.detach().clone()
-    opt = EntropySGD(m, torch.optim.SGD(m.parameters(), lr=0.1), layers="w", gamma=gamma,
-                     inner_steps=L, inner_lr=lr, noise=0.0, alpha=alpha)
+    opt = EntropySGD(
+        m,
+        torch.optim.SGD(m.parameters(), lr=0.1),
+        layers="w",
+        gamma=gamma,
+        inner_steps=L,
+        inner_lr=lr,
+        noise=0.0,
+        alpha=alpha,
+    )
     loss = opt.step(m.closure)
     mu = _mean_after(m.A, m.c, w0, gamma, lr, alpha, L)
     torch.testing.assert_close(m.w.grad, gamma * (w0 - mu), rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(m.w.detach(), w0 - 0.1 * gamma * (w0 - mu), rtol=1e-12, atol=1e-14)
     e, v0 = w0 - m.c, m.seen_v[0]
-    assert float(loss) == pytest.approx(float(0.5 * e @ m.A @ e + 0.5 * ((v0 - m.d) ** 2).sum()),
-                                        rel=1e-14)     # the returned loss is L(W)
+    assert float(loss) == pytest.approx(
+        float(0.5 * e @ m.A @ e + 0.5 * ((v0 - m.d) ** 2).sum()), rel=1e-14
+    )  # the returned loss is L(W)
     assert len(m.seen_v) == L
 
 
@@ -87,8 +104,16 @@ def test_outer_gradient_tends_to_moreau_gradient(L):
     m = _problem(1)
     gamma, lr, alpha = 0.5, 0.3, 0.75
     w0 = m.w.detach().clone()
-    opt = EntropySGD(m, torch.optim.SGD(m.parameters(), lr=1e-3), layers="w", gamma=gamma,
-                     inner_steps=L, inner_lr=lr, noise=0.0, alpha=alpha)
+    opt = EntropySGD(
+        m,
+        torch.optim.SGD(m.parameters(), lr=1e-3),
+        layers="w",
+        gamma=gamma,
+        inner_steps=L,
+        inner_lr=lr,
+        noise=0.0,
+        alpha=alpha,
+    )
     opt.step(m.closure)
     p = _prox(m.A, m.c, w0, gamma)
     moreau = gamma * (w0 - p)
@@ -96,13 +121,14 @@ def test_outer_gradient_tends_to_moreau_gradient(L):
     torch.testing.assert_close(moreau, m.A @ (p - m.c), rtol=1e-12, atol=1e-14)
     lam = torch.linalg.eigvalsh(m.A)
     rho = float((1 - lr * (lam + gamma)).abs().max())
-    bound = (1 - alpha) ** L + alpha * sum((1 - alpha) ** (L - ell) * rho ** ell
-                                           for ell in range(1, L + 1))
+    bound = (1 - alpha) ** L + alpha * sum(
+        (1 - alpha) ** (L - ell) * rho**ell for ell in range(1, L + 1)
+    )
     err = float((m.w.grad - moreau).norm())
     # measured err / bound ~ 0.36 at L = 10, 40; the 1e-15 absolute slack is float64 rounding
     # of the O(1) iterates (it matters only at L = 160, where b(L) ~ 1e-25 underflows it)
     assert err <= gamma * bound * float((w0 - p).norm()) * (1 + 1e-9) + 1e-15
-    if L >= 40:     # rho = 0.7, b(40) ~ 7e-7: the outer gradient is the Moreau one to < 1e-4
+    if L >= 40:  # rho = 0.7, b(40) ~ 7e-7: the outer gradient is the Moreau one to < 1e-4
         assert bound < 1e-4
         assert err < 1e-4 * float(moreau.norm())
 
@@ -119,17 +145,31 @@ def test_noise_is_zero_mean_with_predicted_variance():
     n = w0.numel()
     eye = torch.eye(n, dtype=torch.float64)
     M = eye - lr * (ref.A + gamma * eye)
-    B = [sum(alpha * (1 - alpha) ** (L - ell) * torch.linalg.matrix_power(M, ell - k)
-             for ell in range(k, L + 1)) for k in range(1, L + 1)]
+    B = [
+        sum(
+            alpha * (1 - alpha) ** (L - ell) * torch.linalg.matrix_power(M, ell - k)
+            for ell in range(k, L + 1)
+        )
+        for k in range(1, L + 1)
+    ]
     sd = math.sqrt(lr) * eps
-    cov = gamma ** 2 * sd ** 2 * sum(b @ b.T for b in B)
+    cov = gamma**2 * sd**2 * sum(b @ b.T for b in B)
     mean = gamma * (w0 - _mean_after(ref.A, ref.c, w0, gamma, lr, alpha, L))
     gen = torch.Generator().manual_seed(11)
     grads = []
     for _ in range(R):
         m = _problem(2)
-        opt = EntropySGD(m, torch.optim.SGD(m.parameters(), lr=0.0), layers="w", gamma=gamma,
-                         inner_steps=L, inner_lr=lr, noise=eps, alpha=alpha, generator=gen)
+        opt = EntropySGD(
+            m,
+            torch.optim.SGD(m.parameters(), lr=0.0),
+            layers="w",
+            gamma=gamma,
+            inner_steps=L,
+            inner_lr=lr,
+            noise=eps,
+            alpha=alpha,
+            generator=gen,
+        )
         opt.step(m.closure)
         grads.append(m.w.grad.clone())
     G = torch.stack(grads).numpy()
@@ -142,9 +182,15 @@ def test_noise_is_zero_mean_with_predicted_variance():
 def test_deterministic_given_generator():
     def run(seed):
         m = _problem(3)
-        opt = EntropySGD(m, torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9), gamma=0.5,
-                         inner_steps=4, inner_lr=0.1, noise=0.1,
-                         generator=torch.Generator().manual_seed(seed))
+        opt = EntropySGD(
+            m,
+            torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9),
+            gamma=0.5,
+            inner_steps=4,
+            inner_lr=0.1,
+            noise=0.1,
+            generator=torch.Generator().manual_seed(seed),
+        )
         for _ in range(3):
             opt.step(m.closure)
         return torch.cat([m.w.detach(), m.v.detach()])
@@ -159,31 +205,39 @@ def test_parameters_outside_selection_follow_plain_sgd():
     m = _problem(4, kappa=0.3)
     w0, v0 = m.w.detach().clone(), m.v.detach().clone()
     lr = 0.05
-    opt = EntropySGD(m, torch.optim.SGD(m.parameters(), lr=lr), layers="w", gamma=0.5,
-                     inner_steps=7, inner_lr=0.2, noise=0.3,
-                     generator=torch.Generator().manual_seed(0))
+    opt = EntropySGD(
+        m,
+        torch.optim.SGD(m.parameters(), lr=lr),
+        layers="w",
+        gamma=0.5,
+        inner_steps=7,
+        inner_lr=0.2,
+        noise=0.3,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert opt.entropic_names == ("w",)
     opt.step(m.closure)
     assert len(m.seen_v) == 7 and all(torch.equal(v, v0) for v in m.seen_v)
-    torch.testing.assert_close(m.v.detach(), v0 - lr * ((v0 - m.d) + 0.3 * w0),
-                               rtol=0, atol=1e-15)
+    torch.testing.assert_close(m.v.detach(), v0 - lr * ((v0 - m.d) + 0.3 * w0), rtol=0, atol=1e-15)
     assert not torch.equal(m.w.detach(), w0)
 
 
 def test_all_parameters_by_default_and_scoping_and_state():
     m = _problem(5)
     sched = gamma_scoping(0.1, 0.5)
-    opt = EntropySGD(m, torch.optim.SGD(m.parameters(), lr=0.1), gamma=sched, inner_steps=2,
-                     noise=0.0)
+    opt = EntropySGD(
+        m, torch.optim.SGD(m.parameters(), lr=0.1), gamma=sched, inner_steps=2, noise=0.0
+    )
     assert opt.entropic_names == ("w", "v")
     assert opt.gamma_at() == pytest.approx(0.1)
     opt.step(m.closure)
     opt.step(m.closure)
-    assert opt.gamma_at() == pytest.approx(0.1 * 1.5 ** 2, rel=1e-12)
+    assert opt.gamma_at() == pytest.approx(0.1 * 1.5**2, rel=1e-12)
     st = opt.state_dict()
     m2 = _problem(5)
-    opt2 = EntropySGD(m2, torch.optim.SGD(m2.parameters(), lr=0.1), gamma=sched, inner_steps=2,
-                      noise=0.0)
+    opt2 = EntropySGD(
+        m2, torch.optim.SGD(m2.parameters(), lr=0.1), gamma=sched, inner_steps=2, noise=0.0
+    )
     opt2.load_state_dict(st)
     assert opt2.outer_steps == 2
 
@@ -191,11 +245,17 @@ def test_all_parameters_by_default_and_scoping_and_state():
 def test_bad_input():
     m = _problem()
     base = torch.optim.SGD(m.parameters(), lr=0.1)
-    for kw, word in [(dict(gamma=0.0), "gamma"), (dict(inner_steps=0), "inner_steps"),
-                     (dict(inner_lr=-1.0), "inner_lr"), (dict(alpha=0.0), "alpha"),
-                     (dict(alpha=1.5), "alpha"), (dict(noise=-0.1), "noise"),
-                     (dict(noise=0.1), "generator"), (dict(layers="nope", noise=0.0), "matches no"),
-                     (dict(noise=0.0, layers="w", generator=None, gamma=math.inf), "gamma")]:
+    for kw, word in [
+        (dict(gamma=0.0), "gamma"),
+        (dict(inner_steps=0), "inner_steps"),
+        (dict(inner_lr=-1.0), "inner_lr"),
+        (dict(alpha=0.0), "alpha"),
+        (dict(alpha=1.5), "alpha"),
+        (dict(noise=-0.1), "noise"),
+        (dict(noise=0.1), "generator"),
+        (dict(layers="nope", noise=0.0), "matches no"),
+        (dict(noise=0.0, layers="w", generator=None, gamma=math.inf), "gamma"),
+    ]:
         with pytest.raises(ValueError, match=word):
             EntropySGD(m, base, **kw)
     with pytest.raises(ValueError, match="base_optimizer"):

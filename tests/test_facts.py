@@ -1,4 +1,5 @@
 """Tests of :mod:`analysis.facts`: every fact verifies, the CLI works, wrong facts fail."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,9 @@ def test_main_json_returns_zero_and_parses(json_run):
     assert rc == 0
     rows = json.loads(out)
     assert [r["name"] for r in rows] == NAMES
-    assert all(set(r) >= {"statement", "symbolic", "numeric_error", "numeric_tol", "passed"}
-               for r in rows)
+    assert all(
+        set(r) >= {"statement", "symbolic", "numeric_error", "numeric_tol", "passed"} for r in rows
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -87,7 +89,9 @@ def test_eq11_heat_normaliser_fails_under_eq1_convention():
 
 def test_wrong_variance_fails():
     # the logistic variance with scale 1/k instead of 1/(2k)
-    _assert_fails_both_ways(facts.fact_kernel_variance(lambda R, k: R**2 / 3 + sp.pi**2 / (3 * k**2)))
+    _assert_fails_both_ways(
+        facts.fact_kernel_variance(lambda R, k: R**2 / 3 + sp.pi**2 / (3 * k**2))
+    )
 
 
 def test_crashing_proof_or_check_is_a_failure():

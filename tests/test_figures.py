@@ -1,4 +1,5 @@
 """Statistics, claim verdicts and the figure pipeline (on stand-in results, no training)."""
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,9 @@ def test_welch_null_rejection_rate(rng):
     # under H0 (equal means, unequal variances) the rejection rate at 5 % is about
     # 5 %: 2000 seeded trials, binomial sd 0.0049; Welch's approximation is within
     # ~1 % here (n = 4 vs 6), so the tolerance is 0.01 + 3 sd
-    rej = np.mean([stats.welch(rng.normal(0, 1, 4), rng.normal(0, 2, 6)).p < 0.05
-                   for _ in range(2000)])
+    rej = np.mean(
+        [stats.welch(rng.normal(0, 1, 4), rng.normal(0, 2, 6)).p < 0.05 for _ in range(2000)]
+    )
     assert abs(rej - 0.05) < 0.01 + 3 * math.sqrt(0.05 * 0.95 / 2000)
 
 
@@ -68,8 +70,10 @@ def test_welch_zero_spread_and_bad_input():
 
 
 def test_group_summary_and_tables(tmp_path):
-    rows = [{"status": "complete", "g": g, "v": v} for g, v in
-            [("a", 1.0), ("a", 3.0), ("b", 2.0), ("b", 2.0), ("b", 5.0)]]
+    rows = [
+        {"status": "complete", "g": g, "v": v}
+        for g, v in [("a", 1.0), ("a", 3.0), ("b", 2.0), ("b", 2.0), ("b", 5.0)]
+    ]
     rows.append({"status": "failed", "g": "a", "v": None})
     summ = {s["g"]: s for s in stats.group_summary(rows, ["g"], "v")}
     assert summ["a"]["mean"] == 2.0 and summ["a"]["n"] == 2 and summ["b"]["n"] == 3
@@ -99,12 +103,21 @@ def _vs_R_rows(effect):
     """Rows of a vs-R sweep: accuracy = 0.8 + effect(subset, R), +-0.001 seed noise."""
     rows = []
     for subset in ("none", "fc1", "fc2", "fc1+fc2"):
-        for R in ((0.01,) if subset == "none" else (0.01, 0.03, 0.1)):
+        for R in (0.01,) if subset == "none" else (0.01, 0.03, 0.1):
             for seed, noise in enumerate((-0.001, 0.0, 0.001)):
                 acc = 0.8 + (0.0 if subset == "none" else effect(subset, R)) + noise
-                rows.append({"status": "complete", "smoothing.layers": subset, "smoothing.R": R,
-                             "smoothing.y": 4, "seed": seed, "best_test_acc": acc,
-                             "final_test_acc": acc - 0.01, "optim.weight_decay": 0.0})
+                rows.append(
+                    {
+                        "status": "complete",
+                        "smoothing.layers": subset,
+                        "smoothing.R": R,
+                        "smoothing.y": 4,
+                        "seed": seed,
+                        "best_test_acc": acc,
+                        "final_test_acc": acc - 0.01,
+                        "optim.weight_decay": 0.0,
+                    }
+                )
     return rows
 
 
@@ -114,8 +127,11 @@ def test_vs_R_claims_on_planted_effects():
         return {"fc1": 0.01, "fc2": 0.03 if R == 0.03 else 0.015}.get(subset, -R)
 
     rows = _vs_R_rows(paper_like)
-    out = {r.id: r for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
-           if r.experiment == "fig3"}
+    out = {
+        r.id: r
+        for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
+        if r.experiment == "fig3"
+    }
     assert out["smoothing-improves"].verdict == "holds"
     assert out["interior-maximum"].verdict == "holds"
     assert out["interior-maximum"].numbers["r_star"] == 0.03
@@ -125,15 +141,21 @@ def test_vs_R_claims_on_planted_effects():
     assert out["isotropic-degrades"].numbers["subset"] == "fc1+fc2"
     # the opposite world: first layer best, isotropic best, smoothing hurts
     rows = _vs_R_rows(lambda s, R: {"fc1": -0.02, "fc2": -0.04}.get(s, -0.01))
-    out = {r.id: r for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
-           if r.experiment == "fig3"}
+    out = {
+        r.id: r
+        for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
+        if r.experiment == "fig3"
+    }
     assert out["smoothing-improves"].verdict == "does not hold"
     assert out["single-beats-isotropic"].verdict == "does not hold"
     assert out["deeper-benefits-more"].verdict == "does not hold"
     # accuracy still rising at the largest R: no interior maximum
     rows = _vs_R_rows(lambda s, R: R)
-    out = {r.id: r for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
-           if r.experiment == "fig3"}
+    out = {
+        r.id: r
+        for r in claims.evaluate_claims(lambda e: rows if e == "fig3" else None)
+        if r.experiment == "fig3"
+    }
     assert out["interior-maximum"].verdict == "does not hold"
 
 
@@ -158,16 +180,34 @@ def planted_runner(config, run_dir):
     epochs = config["epochs"]
     lines, best = [], 0.0
     for e in range(1, epochs + 1):
-        acc = top * (1 - 0.5 ** e)
+        acc = top * (1 - 0.5**e)
         best = max(best, acc)
-        lines.append(json.dumps({"epoch": e, "train_loss": 1.0 / e, "smoothed_loss": 1.0 / e,
-                                 "train_acc": min(acc + 0.05, 1.0), "test_loss": 0.5,
-                                 "test_acc": acc, "best_test_acc": best, "wall_time": 0.1 * e,
-                                 "layers": {}}))
+        lines.append(
+            json.dumps(
+                {
+                    "epoch": e,
+                    "train_loss": 1.0 / e,
+                    "smoothed_loss": 1.0 / e,
+                    "train_acc": min(acc + 0.05, 1.0),
+                    "test_loss": 0.5,
+                    "test_acc": acc,
+                    "best_test_acc": best,
+                    "wall_time": 0.1 * e,
+                    "layers": {},
+                }
+            )
+        )
     Path(run_dir, "log.jsonl").write_text("\n".join(lines) + "\n")
-    summary = {"status": "complete", "best_test_acc": best, "best_epoch": epochs,
-               "final_test_acc": acc, "final_train_loss": 1.0 / epochs, "epochs": epochs,
-               "wall_time": 0.1 * epochs, "config": config}
+    summary = {
+        "status": "complete",
+        "best_test_acc": best,
+        "best_epoch": epochs,
+        "final_test_acc": acc,
+        "final_train_loss": 1.0 / epochs,
+        "epochs": epochs,
+        "wall_time": 0.1 * epochs,
+        "config": config,
+    }
     Path(run_dir, "summary.json").write_text(json.dumps(summary))
     return summary
 
@@ -176,22 +216,34 @@ def planted_runner(config, run_dir):
 def quick_results(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     for name in ("fig3", "fig4_left", "fig4_right", "fig5", "fig6", "fig7", "fig8"):
-        run_sweep(load_experiment(name, "quick"), out=runs, runner=planted_runner, threads=None,
-                  log=lambda s: None)
+        run_sweep(
+            load_experiment(name, "quick"),
+            out=runs,
+            runner=planted_runner,
+            threads=None,
+            log=lambda s: None,
+        )
     return runs
 
 
 def _draw(quick_results, out_dir, figures):
-    opts = make.FiguresOptions(scale="quick", runs=str(quick_results), out=str(out_dir),
-                               draw_only=True)
+    opts = make.FiguresOptions(
+        scale="quick", runs=str(quick_results), out=str(out_dir), draw_only=True
+    )
     out = make.make_figures(figures, opts, log=lambda s: None)
     d = out_dir / "quick"
     for fig in figures:
         assert (d / f"fig{fig}.png").stat().st_size > 10_000
         assert (d / f"fig{fig}.pdf").is_file()
         assert out["timings"][fig]["runs_trained"] == 0
-    tables = {"3": ["fig3"], "4": ["fig4_left", "fig4_right"], "5": ["fig5"], "6": ["fig6"],
-              "7": ["fig7"], "8": ["fig8"]}
+    tables = {
+        "3": ["fig3"],
+        "4": ["fig4_left", "fig4_right"],
+        "5": ["fig5"],
+        "6": ["fig6"],
+        "7": ["fig7"],
+        "8": ["fig8"],
+    }
     for fig in figures:
         for stem in tables.get(fig, []):
             assert (d / f"{stem}_table.csv").is_file() and (d / f"{stem}_table.md").is_file()
@@ -208,10 +260,12 @@ def test_figures_are_drawn_from_results_without_training(quick_results, tmp_path
     # the claims are evaluated on every experiment's results either way
     out, d = _draw(quick_results, tmp_path, ["3", "6"])
     # a table cell is the mean over the three seeds of what the runs reported
-    rows = {(r["smoothing.layers"], r["smoothing.R"]): r
-            for r in res_mod.read_results(d / "fig3_table.csv")}
+    rows = {
+        (r["smoothing.layers"], r["smoothing.R"]): r
+        for r in res_mod.read_results(d / "fig3_table.csv")
+    }
     cell = rows[("fc2", 0.01)]
-    expected = np.mean([0.82 + 0.001 * (s - 1) for s in range(3)]) * (1 - 0.5 ** 8)
+    expected = np.mean([0.82 + 0.001 * (s - 1) for s in range(3)]) * (1 - 0.5**8)
     assert cell["best_test_acc_mean"] == pytest.approx(expected) and cell["n"] == 3
     verdicts = {(c.id, c.experiment): c.verdict for c in out["claims"]}
     # planted: fc2 +2 pp with 0.1 pp seed noise, conv5 -3 pp
@@ -237,18 +291,30 @@ def synthetic_cooling_runner(config, run_dir):
 
     spec = SyntheticSpec(n_epochs=150, onset=40.0)
     data, _ = generate(spec, np.random.default_rng(config["seed"] + 7))
-    summary = {"status": "complete", "best_test_acc": 0.9, "final_test_acc": 0.9,
-               "final_train_loss": 0.01, "epochs": 150, "wall_time": 1.0}
+    summary = {
+        "status": "complete",
+        "best_test_acc": 0.9,
+        "final_test_acc": 0.9,
+        "final_train_loss": 0.01,
+        "epochs": 150,
+        "wall_time": 1.0,
+    }
     write_run(data, run_dir, summary=summary)
     return summary
 
 
 def test_figure1_runs_the_cooling_analysis_when_missing(tmp_path):
     runs = tmp_path / "runs"
-    run_sweep(load_experiment("fig1", "quick"), out=runs, runner=synthetic_cooling_runner,
-              threads=None, log=lambda s: None)
-    opts = make.FiguresOptions(scale="quick", runs=str(runs), out=str(tmp_path / "out"),
-                               draw_only=True)
+    run_sweep(
+        load_experiment("fig1", "quick"),
+        out=runs,
+        runner=synthetic_cooling_runner,
+        threads=None,
+        log=lambda s: None,
+    )
+    opts = make.FiguresOptions(
+        scale="quick", runs=str(runs), out=str(tmp_path / "out"), draw_only=True
+    )
     make.make_figures(["1"], opts, log=lambda s: None)
     d = tmp_path / "out" / "quick"
     assert (d / "fig1.png").stat().st_size > 10_000
@@ -264,8 +330,11 @@ def test_figure1_runs_the_cooling_analysis_when_missing(tmp_path):
 
 
 def _claims_on(rows, experiment="fig3", **kw):
-    return {r.id: r for r in claims.evaluate_claims(lambda e: rows if e == experiment else None,
-                                                    **kw) if r.experiment == experiment}
+    return {
+        r.id: r
+        for r in claims.evaluate_claims(lambda e: rows if e == experiment else None, **kw)
+        if r.experiment == experiment
+    }
 
 
 def test_claims_pair_arms_that_share_seeds_and_report_both_tests():
@@ -329,9 +398,11 @@ def test_until_decided_helpers():
     with pytest.raises(ValueError, match="n must be"):
         until_decided.extend_seeds([0], 0)
     exp = load_experiment("fig6", "quick")
-    sub = until_decided.restrict(exp, [{"smoothing.layers": "conv5"},
-                                       {"smoothing.layers": "none", "optim.weight_decay": 0.0}],
-                                 [3, 4])
+    sub = until_decided.restrict(
+        exp,
+        [{"smoothing.layers": "conv5"}, {"smoothing.layers": "none", "optim.weight_decay": 0.0}],
+        [3, 4],
+    )
     assert sub is not None and sub.seeds == [3, 4] and sub.name == exp.name
     assert sub.grid == [{"smoothing.layers": [[]]}, {"smoothing.layers": [["conv5"]]}]
     assert until_decided.restrict(exp, [{"smoothing.layers": "fc9"}], [3]) is None
@@ -341,9 +412,14 @@ def test_figures_until_decided_adds_seeds_to_undecided_arms(tmp_path):
     # planted CNN runs (figure 6): 3 seeds are before the first look; one round adds
     # seed 3 to the four arms the claims read, and the exact planted effects are
     # then decided at the first look (n = 4)
-    opts = make.FiguresOptions(scale="quick", runs=str(tmp_path / "runs"),
-                               out=str(tmp_path / "out"), workers=0, until_decided=True,
-                               max_seeds=8)
+    opts = make.FiguresOptions(
+        scale="quick",
+        runs=str(tmp_path / "runs"),
+        out=str(tmp_path / "out"),
+        workers=0,
+        until_decided=True,
+        max_seeds=8,
+    )
     out = make.make_figures(["6"], opts, log=lambda s: None, runner=planted_runner)
     rounds = out["rounds"]
     assert len(rounds.rounds) == 1 and rounds.seeds["fig6"] == [0, 1, 2, 3]

@@ -1,4 +1,5 @@
 """Local energy (seed 003): closed forms on quadratic losses, limits, selection, errors."""
+
 import math
 
 import pytest
@@ -30,11 +31,11 @@ def _hessian_diag(model, x, layer):
     w1, b1 = model[0].weight.detach(), model[0].bias.detach()
     w2 = model[1].weight.detach()
     B, out = x.shape[0], w2.shape[0]
-    if layer == "1":          # L = 1/(B out) sum ||W2 h + b2 - t||^2, h = W1 x + b1
+    if layer == "1":  # L = 1/(B out) sum ||W2 h + b2 - t||^2, h = W1 x + b1
         h = x @ w1.T + b1
-        return (2.0 / (B * out)) * (h ** 2).sum(0).expand(out, -1)       # H[(o,j),(o,j)]
+        return (2.0 / (B * out)) * (h**2).sum(0).expand(out, -1)  # H[(o,j),(o,j)]
     # layer "0": d output_o / d W1_jk = W2_oj x_k
-    return (2.0 / (B * out)) * torch.outer((w2 ** 2).sum(0), (x ** 2).sum(0))
+    return (2.0 / (B * out)) * torch.outer((w2**2).sum(0), (x**2).sum(0))
 
 
 @pytest.mark.parametrize("fitted", [False, True])
@@ -49,10 +50,19 @@ def test_closed_form_on_quadratic_loss(layer, noise, fitted):
     sigma = 0.3
     hd = _hessian_diag(model, x, layer)
     w = model[int(layer)].weight.detach()
-    exact = 0.5 * sigma ** 2 * float((hd * w ** 2).sum() if noise == "multiplicative" else hd.sum())
-    res = local_energy(model, x, t, sigma=sigma, layers=layer, noise=noise, n=400,
-                       batch_size=64, loss_fn=F.mse_loss,
-                       generator=torch.Generator().manual_seed(7))
+    exact = 0.5 * sigma**2 * float((hd * w**2).sum() if noise == "multiplicative" else hd.sum())
+    res = local_energy(
+        model,
+        x,
+        t,
+        sigma=sigma,
+        layers=layer,
+        noise=noise,
+        n=400,
+        batch_size=64,
+        loss_fn=F.mse_loss,
+        generator=torch.Generator().manual_seed(7),
+    )
     assert isinstance(res, FlatnessResult)
     assert res.n == 400 and res.n_perturbed == w.numel() and res.names == (f"{layer}.weight",)
     assert res.stderr > 0
@@ -65,10 +75,18 @@ def test_scales_as_sigma_squared_with_common_draws():
     """Quadratic loss: L(W + s D) - L(W) = s g.D + s^2 D.H.D/2, so with the same draws
     dE(2s) - 4 dE(s) = -2 s mean(g.D): the curve is exactly that polynomial in s."""
     model, x, t = _two_linear(1)
-    r1, r2, r3 = local_energy_curve(model, x, t, sigmas=(0.1, 0.2, 0.3), layers="1", n=8,
-                                    loss_fn=F.mse_loss, generator=torch.Generator().manual_seed(3))
+    r1, r2, r3 = local_energy_curve(
+        model,
+        x,
+        t,
+        sigmas=(0.1, 0.2, 0.3),
+        layers="1",
+        n=8,
+        loss_fn=F.mse_loss,
+        generator=torch.Generator().manual_seed(3),
+    )
     # a s + b s^2 through three points: second divided difference is b, constant in s
-    a1 = (r2.mean - 4 * r1.mean) / (-2 * 0.1)        # a = linear coefficient
+    a1 = (r2.mean - 4 * r1.mean) / (-2 * 0.1)  # a = linear coefficient
     b = (r1.mean - a1 * 0.1) / 0.01
     assert r3.mean == pytest.approx(a1 * 0.3 + b * 0.09, rel=1e-9, abs=1e-14)
 
@@ -76,8 +94,17 @@ def test_scales_as_sigma_squared_with_common_draws():
 def test_sigma_zero_gives_exactly_zero():
     model, x, t = _two_linear()
     for layer in ("0", "1"):
-        res = local_energy(model, x, t, sigma=0.0, layers=layer, n=5, batch_size=2,
-                           loss_fn=F.mse_loss, generator=torch.Generator().manual_seed(0))
+        res = local_energy(
+            model,
+            x,
+            t,
+            sigma=0.0,
+            layers=layer,
+            n=5,
+            batch_size=2,
+            loss_fn=F.mse_loss,
+            generator=torch.Generator().manual_seed(0),
+        )
         assert res.mean == 0.0 and res.stderr == 0.0
 
 
@@ -89,7 +116,7 @@ def test_deterministic_and_model_untouched():
     b = local_energy(model, x, t, generator=torch.Generator().manual_seed(5), **kw)
     c = local_energy(model, x, t, generator=torch.Generator().manual_seed(6), **kw)
     assert a == b and a.mean != c.mean
-    assert a.names == ("0.weight", "1.weight")         # layers=None: all weights, no biases
+    assert a.names == ("0.weight", "1.weight")  # layers=None: all weights, no biases
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
 
@@ -128,6 +155,6 @@ def test_bad_input():
     bn = nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2)).double()
     with pytest.raises(ValueError, match="model.eval"):
         local_energy(bn, x, t, sigma=0.1, **kw)
-    local_energy(bn.eval(), x, t, sigma=0.1, n=2, **kw)     # fine in eval mode
+    local_energy(bn.eval(), x, t, sigma=0.1, n=2, **kw)  # fine in eval mode
     with pytest.raises(ValueError, match="NaN or inf"):
         local_energy(model, x, t * math.inf, sigma=0.1, n=2, **kw)

@@ -7,6 +7,7 @@ exact relative variance of the weights (references.WeightMoments): twice the
 delta-method bias relvar/(2y) of the log-mean-exp, which also covers the O(1/y)
 bias of the control variate's estimated coefficient.
 """
+
 import math
 import warnings
 
@@ -15,12 +16,18 @@ import pytest
 import torch
 from scipy import integrate
 
+from analysis.free_entropy import (
+    METHODS,
+    RELVAR_LIMIT,
+    UnreliableEstimateWarning,
+    local_free_entropy,
+    paper_m_estimator,
+    paper_m_noiseless,
+)
 from analysis.free_entropy import references as ref
 from analysis.free_entropy.estimators import KernelSpec, jackknife, weight_diagnostics
-from analysis.free_entropy.surrogate import log_surrogate_averages
-from analysis.free_entropy import (METHODS, RELVAR_LIMIT, UnreliableEstimateWarning,
-                                   local_free_entropy, paper_m_estimator, paper_m_noiseless)
 from analysis.free_entropy.layer_loss import layer_loss_function, layer_weight_vector
+from analysis.free_entropy.surrogate import log_surrogate_averages
 from anisotropy.kernels import log_normaliser
 
 W = np.array([0.3, -0.2, 0.1])
@@ -30,19 +37,30 @@ LOSS = ref.quadratic_loss(LAM, C)
 R = 0.6  # 2R != 1, so log Z_K != 0 for the box
 
 CASES = {
-    "box": (dict(R=R), lambda b, m: ref.quadratic_box_weight_moments(W, lam=LAM, c=C, R=R, beta=b,
-                                                                     mask=m)),
-    "finite_k": (dict(R=R, k=4.0), lambda b, m: ref.quadratic_finite_k_weight_moments(
-        W, lam=LAM, c=C, R=R, k=4.0, beta=b, mask=m)),
-    "gaussian": (dict(kernel="gaussian", gamma=8.0), lambda b, m: ref.quadratic_gaussian_weight_moments(
-        W, lam=LAM, c=C, gamma=8.0, beta=b, mask=m)),
+    "box": (
+        dict(R=R),
+        lambda b, m: ref.quadratic_box_weight_moments(W, lam=LAM, c=C, R=R, beta=b, mask=m),
+    ),
+    "finite_k": (
+        dict(R=R, k=4.0),
+        lambda b, m: ref.quadratic_finite_k_weight_moments(
+            W, lam=LAM, c=C, R=R, k=4.0, beta=b, mask=m
+        ),
+    ),
+    "gaussian": (
+        dict(kernel="gaussian", gamma=8.0),
+        lambda b, m: ref.quadratic_gaussian_weight_moments(
+            W, lam=LAM, c=C, gamma=8.0, beta=b, mask=m
+        ),
+    ),
 }
 
 
 def exact_F(moments, n_smoothed, kw):
     """F = -log Z_K - log E[e^{-beta L}] from the exact moments."""
-    spec = KernelSpec.make(kw.get("kernel", "box"), R=kw.get("R"), k=kw.get("k", math.inf),
-                           gamma=kw.get("gamma"))
+    spec = KernelSpec.make(
+        kw.get("kernel", "box"), R=kw.get("R"), k=kw.get("k", math.inf), gamma=kw.get("gamma")
+    )
     return -spec.log_normaliser(n_smoothed) - moments.log_mean
 
 
@@ -80,8 +98,9 @@ def test_control_variate_falls_back_to_mc_when_unusable():
     # estimator warns, flags the result and returns plain MC on the same draws
     # (with grad given, the surrogate consumes no randomness, so they equal mc's).
     with pytest.warns(UnreliableEstimateWarning, match="control variate unusable"):
-        r = local_free_entropy(LOSS, W, R=R, y=64, method="control_variate", seed=4,
-                               grad=np.full(3, 5e3))
+        r = local_free_entropy(
+            LOSS, W, R=R, y=64, method="control_variate", seed=4, grad=np.full(3, 5e3)
+        )
     mc = local_free_entropy(LOSS, W, R=R, y=64, method="mc", seed=4)
     assert not r.reliable and r.notes and r.cv_coefficient is None
     assert r.estimate == pytest.approx(mc.estimate, abs=1e-13)
@@ -104,8 +123,10 @@ def test_variance_reduction_beats_plain_mc():
         "antithetic": dict(method="antithetic", y=1024),
         "control_variate": dict(method="control_variate", y=1024, grad=grad),
     }
-    err = {name: rmse([local_free_entropy(LOSS, W, R=R, seed=s, **kw).estimate - F
-                       for s in range(16)]) for name, kw in runs.items()}
+    err = {
+        name: rmse([local_free_entropy(LOSS, W, R=R, seed=s, **kw).estimate - F for s in range(16)])
+        for name, kw in runs.items()
+    }
     mom = ref.quadratic_box_weight_moments(W, lam=LAM, c=C, R=R)
     assert err["mc"] == pytest.approx(math.sqrt(mom.relative_variance / 1024), rel=0.5)
     assert err["sobol"] < err["mc"] / 10
@@ -174,7 +195,7 @@ def test_jackknife_groups_match_leave_one_out_formula():
     rng = np.random.default_rng(0)
     u = rng.exponential(size=12)
     sums = np.stack([np.ones(12), u], axis=-1)
-    stat = lambda t: -math.log(t[1] / t[0])  # noqa: E731
+    stat = lambda t: -math.log(t[1] / t[0])
     loo = np.array([-math.log((u.sum() - ui) / 11) for ui in u])
     expect = 11 * (loo.mean() - stat(sums.sum(0)))
     assert jackknife(sums, stat) == pytest.approx(expect, rel=1e-12)
@@ -189,7 +210,7 @@ def test_weight_diagnostics_hand_made():
     w = np.exp(lw)
     rv, ess = weight_diagnostics(lw - 5000.0)  # shift invariance, no underflow
     assert rv == pytest.approx(w.var(ddof=1) / w.mean() ** 2)
-    assert ess == pytest.approx(w.sum() ** 2 / (w ** 2).sum())
+    assert ess == pytest.approx(w.sum() ** 2 / (w**2).sum())
 
 
 def test_unreliable_warning_above_relvar_limit():
@@ -244,10 +265,16 @@ def test_paper_m_centre_bias_at_small_y():
     assert abs(vals.mean() - predicted) < 4 * vals.std() / math.sqrt(vals.size)  # ...and predicted
 
 
-@pytest.mark.parametrize("spec", [KernelSpec.make("box", R=0.7), KernelSpec.make("box", R=0.7, k=3.0),
-                                  KernelSpec.make("box", R=0.3, k=0.5),
-                                  KernelSpec.make("box", R=0.7, k=50.0),
-                                  KernelSpec.make("gaussian", gamma=5.0)])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        KernelSpec.make("box", R=0.7),
+        KernelSpec.make("box", R=0.7, k=3.0),
+        KernelSpec.make("box", R=0.3, k=0.5),
+        KernelSpec.make("box", R=0.7, k=50.0),
+        KernelSpec.make("gaussian", gamma=5.0),
+    ],
+)
 def test_surrogate_kernel_averages_against_quad(spec):
     p = np.array([0.0, 0.1, -2.0, 5.0, 30.0, -30.0, 0.3, 1.0, 0.5])
     q = np.array([0.0, 0.0, 1.0, 0.0, 2.0, 200.0, 1e-9, 1e4, 0.0])
@@ -257,26 +284,35 @@ def test_surrogate_kernel_averages_against_quad(spec):
     for pi, qi, gi in zip(p, q, got):
         if spec.kind == "gaussian":
             lo, hi, pts = -np.inf, np.inf, None
-            logk = lambda x: -0.5 * spec.gamma * x * x - 0.5 * math.log(2 * math.pi / spec.gamma)  # noqa
+            logk = lambda x: -0.5 * spec.gamma * x * x - 0.5 * math.log(2 * math.pi / spec.gamma)
         else:
             span = spec.R + (80.0 / spec.k if spec.finite_k else 0.0)
             lo, hi = -span, span
-            pts = sorted({-spec.R, spec.R} | ({-pi / qi} if qi > 0 and abs(pi / qi) < span else set()))
+            pts = sorted(
+                {-spec.R, spec.R} | ({-pi / qi} if qi > 0 and abs(pi / qi) < span else set())
+            )
             lz = log_normaliser(spec.R, spec.k, 1)
             if spec.finite_k:
-                logk = lambda x: -math.log1p(math.exp(-2 * spec.k * (spec.R - x))) - math.log1p(  # noqa
-                    math.exp(-2 * spec.k * (spec.R + x))) - lz
+                logk = lambda x: (
+                    -math.log1p(math.exp(-2 * spec.k * (spec.R - x)))
+                    - math.log1p(
+                        math.exp(-2 * spec.k * (spec.R + x))
+                    )
+                    - lz
+                )
             else:
-                logk = lambda x: -lz  # noqa: E731
+                logk = lambda x: -lz
         xs = np.linspace(lo if np.isfinite(lo) else -50, hi if np.isfinite(hi) else 50, 20001)
         shift = max(-(pi * x + 0.5 * qi * x * x) + logk(x) for x in xs)
-        f = lambda x: math.exp(-(pi * x + 0.5 * qi * x * x) + logk(x) - shift)  # noqa: E731
+        f = lambda x: math.exp(-(pi * x + 0.5 * qi * x * x) + logk(x) - shift)
         if pts is None:
             val = integrate.quad(f, lo, hi, epsabs=0, epsrel=1e-12, limit=500)[0]
         else:
             edges = [lo, *[x for x in pts if lo < x < hi], hi]
-            val = sum(integrate.quad(f, a, b, epsabs=0, epsrel=1e-12, limit=500)[0]
-                      for a, b in zip(edges[:-1], edges[1:]))
+            val = sum(
+                integrate.quad(f, a, b, epsabs=0, epsrel=1e-12, limit=500)[0]
+                for a, b in zip(edges[:-1], edges[1:])
+            )
         assert gi == pytest.approx(shift + math.log(val), abs=1e-9, rel=1e-10), (pi, qi)
 
 
@@ -355,31 +391,36 @@ def nan_loss(X):
     return np.full(X.shape[:-1], np.nan)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(R=0.0), "R must lie"),
-    (dict(R=1.0, k=0.0), "k must lie"),
-    (dict(R=1.0, k=-1.0), "k must lie"),
-    (dict(kernel="gaussian"), "gamma is required"),
-    (dict(kernel="gaussian", gamma=1.0, R=1.0), "R and k apply only"),
-    (dict(kernel="box", gamma=1.0, R=1.0), "gamma applies only"),
-    (dict(kernel="cauchy", R=1.0), "unknown kernel 'cauchy'; valid: 'box', 'gaussian'"),
-    (dict(), "R is required"),
-    (dict(R=1.0, method="importance"),
-     "unknown method 'importance'; valid: 'mc', 'sobol', 'antithetic', 'control_variate'"),
-    (dict(R=1.0, method="sobol", y=100), "power of two"),
-    (dict(R=1.0, method="sobol", y=64, n_scramblings=1), "n_scramblings"),
-    (dict(R=1.0, method="antithetic", y=9), "even"),
-    (dict(R=1.0, y=1), "y must be an integer"),
-    (dict(R=1.0, y=2.5), "y must be an integer"),
-    (dict(R=1.0, mask=np.ones(2, bool)), "mask must have shape"),
-    (dict(R=1.0, mask=np.ones(3)), "mask must be a boolean"),
-    (dict(R=1.0, mask=np.zeros(3, bool)), "mask selects no coordinate"),
-    (dict(R=1.0, beta=0.0), "beta must lie"),
-    (dict(R=1.0, seed="x"), "seed must be"),
-    (dict(R=1.0, batch_size=0), "batch_size"),
-    (dict(R=1.0, method="control_variate", grad=np.ones(2)), "grad must be"),
-    (dict(R=1.0, method="control_variate", hess_diag=np.ones(3)), "hess_diag requires grad"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(R=0.0), "R must lie"),
+        (dict(R=1.0, k=0.0), "k must lie"),
+        (dict(R=1.0, k=-1.0), "k must lie"),
+        (dict(kernel="gaussian"), "gamma is required"),
+        (dict(kernel="gaussian", gamma=1.0, R=1.0), "R and k apply only"),
+        (dict(kernel="box", gamma=1.0, R=1.0), "gamma applies only"),
+        (dict(kernel="cauchy", R=1.0), "unknown kernel 'cauchy'; valid: 'box', 'gaussian'"),
+        (dict(), "R is required"),
+        (
+            dict(R=1.0, method="importance"),
+            "unknown method 'importance'; valid: 'mc', 'sobol', 'antithetic', 'control_variate'",
+        ),
+        (dict(R=1.0, method="sobol", y=100), "power of two"),
+        (dict(R=1.0, method="sobol", y=64, n_scramblings=1), "n_scramblings"),
+        (dict(R=1.0, method="antithetic", y=9), "even"),
+        (dict(R=1.0, y=1), "y must be an integer"),
+        (dict(R=1.0, y=2.5), "y must be an integer"),
+        (dict(R=1.0, mask=np.ones(2, bool)), "mask must have shape"),
+        (dict(R=1.0, mask=np.ones(3)), "mask must be a boolean"),
+        (dict(R=1.0, mask=np.zeros(3, bool)), "mask selects no coordinate"),
+        (dict(R=1.0, beta=0.0), "beta must lie"),
+        (dict(R=1.0, seed="x"), "seed must be"),
+        (dict(R=1.0, batch_size=0), "batch_size"),
+        (dict(R=1.0, method="control_variate", grad=np.ones(2)), "grad must be"),
+        (dict(R=1.0, method="control_variate", hess_diag=np.ones(3)), "hess_diag requires grad"),
+    ],
+)
 def test_bad_inputs(kwargs, match):
     args = dict(y=64, seed=0)
     args.update(kwargs)
@@ -387,11 +428,14 @@ def test_bad_inputs(kwargs, match):
         local_free_entropy(LOSS, W, **args)
 
 
-@pytest.mark.parametrize("loss, match", [
-    (lambda X: np.zeros(X.shape), "loss must map an array of shape"),
-    (lambda X: np.zeros(()), "loss must map an array of shape"),
-    (nan_loss, "loss returned NaN or inf"),
-])
+@pytest.mark.parametrize(
+    "loss, match",
+    [
+        (lambda X: np.zeros(X.shape), "loss must map an array of shape"),
+        (lambda X: np.zeros(()), "loss must map an array of shape"),
+        (nan_loss, "loss returned NaN or inf"),
+    ],
+)
 def test_bad_loss(loss, match):
     with pytest.raises(ValueError, match=match):
         local_free_entropy(loss, W, R=1.0, y=16, seed=0)
@@ -441,6 +485,8 @@ def test_error_bars_are_calibrated(method):
         kw["grad"] = LAM * (W - C)  # linear surrogate: a non-degenerate residual
     t = stats.t.ppf(0.975, dof)
     rng = np.random.default_rng(31)
-    hits = [abs(r.estimate - F) < t * r.stderr
-            for r in (local_free_entropy(LOSS, W, R=R, seed=rng, **kw) for _ in range(400))]
+    hits = [
+        abs(r.estimate - F) < t * r.stderr
+        for r in (local_free_entropy(LOSS, W, R=R, seed=rng, **kw) for _ in range(400))
+    ]
     assert np.mean(hits) == pytest.approx(0.95, abs=0.04)

@@ -1,4 +1,5 @@
 """anisotropy.io: the one JSONL reader (torn-line rule), the strict-JSON policy, atomic writers."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from anisotropy.io import (append_jsonl, nonfinite_to_null, read_jsonl, save_figure_atomic,
-                           write_csv_atomic, write_json_atomic, write_jsonl_atomic)
+from anisotropy.io import (
+    append_jsonl,
+    nonfinite_to_null,
+    read_jsonl,
+    save_figure_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 
 
 def test_torn_last_line_is_ignored_and_other_bad_lines_raise(tmp_path):
@@ -16,7 +24,7 @@ def test_torn_last_line_is_ignored_and_other_bad_lines_raise(tmp_path):
     append_jsonl(p, {"epoch": 1})
     append_jsonl(p, {"epoch": 2})
     with open(p, "a", encoding="utf-8") as fh:
-        fh.write('{"epoch": 3, "lo')          # a crash while appending: no newline
+        fh.write('{"epoch": 3, "lo')  # a crash while appending: no newline
     assert read_jsonl(p) == [{"epoch": 1}, {"epoch": 2}]
     p.write_text('{"epoch": 1}\n{not json\n')  # terminated, hence not torn: an error
     with pytest.raises(ValueError, match="log.jsonl:2: not valid JSON"):
@@ -38,8 +46,13 @@ def test_writers_refuse_non_finite_numbers(tmp_path):
 
 
 def test_nonfinite_to_null_makes_strict_json(tmp_path):
-    obj = {"a": (1.0, np.float64("nan")), 2: np.array([np.inf, 3.0]), "b": np.bool_(True),
-           "n": np.int64(4), "s": "nan"}
+    obj = {
+        "a": (1.0, np.float64("nan")),
+        2: np.array([np.inf, 3.0]),
+        "b": np.bool_(True),
+        "n": np.int64(4),
+        "s": "nan",
+    }
     clean = nonfinite_to_null(obj)
     assert clean == {"a": [1.0, None], "2": [None, 3.0], "b": True, "n": 4, "s": "nan"}
     path = write_json_atomic(tmp_path / "r.json", clean)

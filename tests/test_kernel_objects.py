@@ -8,6 +8,7 @@ uniforms, its variance ``a^2/6``.
 Statistical tests are seeded; a Monte Carlo mean must lie within ``Z_TOL``
 standard errors of its exact value (two-sided Gaussian tail 6e-5 at 4).
 """
+
 import math
 
 import numpy as np
@@ -16,9 +17,18 @@ import torch
 from scipy import integrate
 from torch import nn
 
-from analysis.free_entropy import METHODS, local_free_entropy, references as ref
-from anisotropy import (BoxKernel, GaussianKernel, KERNEL_NAMES, Kernel, PartialLocalEntropy,
-                        SmoothingConfig, as_kernel, local_energy)
+from analysis.free_entropy import METHODS, local_free_entropy
+from analysis.free_entropy import references as ref
+from anisotropy import (
+    KERNEL_NAMES,
+    BoxKernel,
+    GaussianKernel,
+    Kernel,
+    PartialLocalEntropy,
+    SmoothingConfig,
+    as_kernel,
+    local_energy,
+)
 from anisotropy.smoothing.sampling import sample_perturbations
 
 torch.set_num_threads(1)
@@ -90,7 +100,7 @@ def test_every_kernel_is_normalised_and_samples_its_law(kern):
     assert math.exp(kern.log_normaliser()) == pytest.approx(_quad(K, kern), rel=1e-9)
     z = math.exp(kern.log_normaliser())
     m2 = _quad(lambda x: x * x * K(x) / z, kern)
-    m4 = _quad(lambda x: x ** 4 * K(x) / z, kern)
+    m4 = _quad(lambda x: x**4 * K(x) / z, kern)
     n = 40_000
     d = kern.sample((n,), generator=np.random.default_rng(3))
     assert isinstance(d, np.ndarray) and d.shape == (n,) and d.dtype == np.float64
@@ -112,8 +122,9 @@ def test_every_kernel_is_normalised_and_samples_its_law(kern):
 
 def test_triangle_variance_is_a_squared_over_six():
     a = 0.8
-    m2 = integrate.quad(lambda x: x * x * triangle_density(x, a), -a, a, points=[0.0],
-                        epsabs=0, epsrel=QUAD_RTOL)[0]
+    m2 = integrate.quad(
+        lambda x: x * x * triangle_density(x, a), -a, a, points=[0.0], epsabs=0, epsrel=QUAD_RTOL
+    )[0]
     assert m2 == pytest.approx(a * a / 6.0, rel=1e-9)
 
 
@@ -136,13 +147,18 @@ def triangle_free_entropy(a, beta, mask):
     """Exact F = -log int exp(-beta L(W + x)) K(x) dx, per coordinate by quadrature."""
     F = 0.0
     for i in range(W.size):
-        Li = lambda x: 0.5 * LAM[i] * (W[i] + x - C[i]) ** 2  # noqa: E731
+        Li = lambda x: 0.5 * LAM[i] * (W[i] + x - C[i]) ** 2
         if not mask[i]:
             F += beta * Li(0.0)
             continue
-        val = integrate.quad(lambda x: math.exp(-beta * Li(x)) * max(0.0, 1.0 - abs(x) / a),
-                             -a, a, points=[0.0, C[i] - W[i]] if abs(C[i] - W[i]) < a else [0.0],
-                             epsabs=0, epsrel=QUAD_RTOL)[0]
+        val = integrate.quad(
+            lambda x: math.exp(-beta * Li(x)) * max(0.0, 1.0 - abs(x) / a),
+            -a,
+            a,
+            points=[0.0, C[i] - W[i]] if abs(C[i] - W[i]) < a else [0.0],
+            epsabs=0,
+            epsrel=QUAD_RTOL,
+        )[0]
         F -= math.log(val)
     return F
 
@@ -153,24 +169,41 @@ def test_user_kernel_in_free_entropy_matches_quadrature(masked, method):
     a, beta = 0.8, 1.5
     mask = np.array([True, False, True]) if masked else np.ones(3, bool)
     kern = SymmetricTriangle(a) if method == "antithetic" else Triangle(a)
-    r = local_free_entropy(ref.quadratic_loss(LAM, C), W, kernel=kern, mask=mask if masked else None,
-                           y=8192, method=method, beta=beta, seed=5)
+    r = local_free_entropy(
+        ref.quadratic_loss(LAM, C),
+        W,
+        kernel=kern,
+        mask=mask if masked else None,
+        y=8192,
+        method=method,
+        beta=beta,
+        seed=5,
+    )
     exact = triangle_free_entropy(a, beta, mask)
     assert r.kernel == type(kern).__name__ and r.n_smoothed == mask.sum()
     assert r.log_normaliser == pytest.approx(mask.sum() * math.log(a), rel=1e-14)
     # within Z_TOL of the estimator's own standard error, plus relvar/y: twice the
     # delta-method bias relvar/(2y) of the log-mean-exp
     assert abs(r.estimate - exact) < Z_TOL * r.stderr + r.relative_variance / r.y, (
-        r.estimate, exact, r.stderr)
+        r.estimate,
+        exact,
+        r.stderr,
+    )
 
 
-@pytest.mark.parametrize("method, missing", [("control_variate", "log_quadratic_average"),
-                                             ("sobol", "from_uniforms"),
-                                             ("antithetic", "symmetric")])
+@pytest.mark.parametrize(
+    "method, missing",
+    [
+        ("control_variate", "log_quadratic_average"),
+        ("sobol", "from_uniforms"),
+        ("antithetic", "symmetric"),
+    ],
+)
 def test_missing_optional_method_is_named(method, missing):
     with pytest.raises(NotImplementedError, match=f"method='{method}'.*{missing}.*Triangle"):
-        local_free_entropy(ref.quadratic_loss(LAM, C), W, kernel=Triangle(0.8), y=64,
-                           method=method, seed=0)
+        local_free_entropy(
+            ref.quadratic_loss(LAM, C), W, kernel=Triangle(0.8), y=64, method=method, seed=0
+        )
 
 
 def test_optional_defaults_name_the_method_and_the_feature():
@@ -179,19 +212,20 @@ def test_optional_defaults_name_the_method_and_the_feature():
     with pytest.raises(NotImplementedError, match=r"Triangle\.log_quadratic_average .*control"):
         Triangle(1.0).log_quadratic_average([0.0], [0.0])
     with pytest.raises(NotImplementedError, match="with_scale"):
-        PartialLocalEntropy(nn.Sequential(nn.Linear(2, 1)), layers="0", kernel=Triangle(1.0),
-                            R=lambda step: 0.1)
+        PartialLocalEntropy(
+            nn.Sequential(nn.Linear(2, 1)), layers="0", kernel=Triangle(1.0), R=lambda step: 0.1
+        )
 
 
 def test_instance_carries_its_own_parameters():
     with pytest.raises(ValueError, match="R must be left unset"):
         local_free_entropy(ref.quadratic_loss(LAM, C), W, kernel=BoxKernel(0.5), R=0.5, y=8, seed=0)
     with pytest.raises(ValueError, match="gamma must be left unset"):
-        PartialLocalEntropy(nn.Sequential(nn.Linear(2, 1)), layers="0", kernel=Triangle(1.0),
-                            gamma=2.0)
+        PartialLocalEntropy(
+            nn.Sequential(nn.Linear(2, 1)), layers="0", kernel=Triangle(1.0), gamma=2.0
+        )
     with pytest.raises(ValueError, match="R must be left unset"):
-        PartialLocalEntropy(nn.Sequential(nn.Linear(2, 1)), layers="0", kernel=Triangle(1.0),
-                            R=0.1)
+        PartialLocalEntropy(nn.Sequential(nn.Linear(2, 1)), layers="0", kernel=Triangle(1.0), R=0.1)
 
 
 # ---------------------------------------------------------- (b) smoothed loss (PLA)
@@ -203,8 +237,15 @@ def test_user_kernel_in_smoothed_loss_shows_its_variance():
     model = nn.Sequential(nn.Linear(d, 1, bias=False)).double()
     x = torch.randn(32, d, dtype=torch.float64)
     t = model(x).detach()
-    ple = PartialLocalEntropy(model, lambda out, tt: ((out - tt) ** 2).mean(), layers="0",
-                              kernel=Triangle(a), y=y, include_centre=False, reduction="pla")
+    ple = PartialLocalEntropy(
+        model,
+        lambda out, tt: ((out - tt) ** 2).mean(),
+        layers="0",
+        kernel=Triangle(a),
+        y=y,
+        include_centre=False,
+        reduction="pla",
+    )
     g = torch.Generator().manual_seed(11)
     per, losses = [], []
     for step in range(calls):
@@ -256,11 +297,14 @@ def test_names_map_to_classes_and_parameters_are_checked():
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("name_form, instance", [
-    (dict(R=0.6), BoxKernel(0.6)),
-    (dict(R=0.6, k=4.0), BoxKernel(0.6, 4.0)),
-    (dict(kernel="gaussian", gamma=8.0), GaussianKernel(8.0)),
-])
+@pytest.mark.parametrize(
+    "name_form, instance",
+    [
+        (dict(R=0.6), BoxKernel(0.6)),
+        (dict(R=0.6, k=4.0), BoxKernel(0.6, 4.0)),
+        (dict(kernel="gaussian", gamma=8.0), GaussianKernel(8.0)),
+    ],
+)
 def test_free_entropy_instance_equals_name(method, name_form, instance):
     loss = ref.quadratic_loss(LAM, C)
     a = local_free_entropy(loss, W, y=64, method=method, seed=3, **name_form)
@@ -272,14 +316,17 @@ def _schedule(step):
     return 0.01 * (step + 1)
 
 
-@pytest.mark.parametrize("name_form, instance_form", [
-    (dict(R=0.2), dict(kernel=BoxKernel(0.2))),
-    (dict(R=0.2, k=4.0), dict(kernel=BoxKernel(0.2, 4.0))),
-    (dict(kernel="gaussian", gamma=30.0), dict(kernel=GaussianKernel(30.0))),
-    (dict(kernel="gaussian", R=0.2), dict(kernel=GaussianKernel.from_scale(0.2))),
-    (dict(R=_schedule), dict(kernel=BoxKernel(1.0), R=_schedule)),
-    (dict(kernel="gaussian", R=_schedule), dict(kernel=GaussianKernel(1.0), R=_schedule)),
-])
+@pytest.mark.parametrize(
+    "name_form, instance_form",
+    [
+        (dict(R=0.2), dict(kernel=BoxKernel(0.2))),
+        (dict(R=0.2, k=4.0), dict(kernel=BoxKernel(0.2, 4.0))),
+        (dict(kernel="gaussian", gamma=30.0), dict(kernel=GaussianKernel(30.0))),
+        (dict(kernel="gaussian", R=0.2), dict(kernel=GaussianKernel.from_scale(0.2))),
+        (dict(R=_schedule), dict(kernel=BoxKernel(1.0), R=_schedule)),
+        (dict(kernel="gaussian", R=_schedule), dict(kernel=GaussianKernel(1.0), R=_schedule)),
+    ],
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_smoothed_loss_instance_equals_name(name_form, instance_form, dtype):
     torch.manual_seed(0)
@@ -296,15 +343,18 @@ def test_smoothed_loss_instance_equals_name(name_form, instance_form, dtype):
 
 def test_draws_and_local_energy_instance_equals_name():
     p = [("w", torch.zeros(4, 3))]
-    for name_form, inst in [(dict(R=0.1, k=5.0), BoxKernel(0.1, 5.0)),
-                            (dict(kernel="gaussian", gamma=4.0), GaussianKernel(4.0))]:
+    for name_form, inst in [
+        (dict(R=0.1, k=5.0), BoxKernel(0.1, 5.0)),
+        (dict(kernel="gaussian", gamma=4.0), GaussianKernel(4.0)),
+    ]:
         a = sample_perturbations(p, 3, generator=torch.Generator().manual_seed(2), **name_form)
         b = sample_perturbations(p, 3, generator=torch.Generator().manual_seed(2), kernel=inst)
         assert torch.equal(a["w"], b["w"])
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)).eval()
     x, t = torch.randn(10, 4), torch.randint(0, 2, (10,))
-    runs = [local_energy(model, x, t, sigma=0.1, n=8, generator=torch.Generator().manual_seed(1),
-                         **kw) for kw in (dict(), dict(kernel="gaussian"),
-                                          dict(kernel=GaussianKernel(1.0)))]
+    runs = [
+        local_energy(model, x, t, sigma=0.1, n=8, generator=torch.Generator().manual_seed(1), **kw)
+        for kw in (dict(), dict(kernel="gaussian"), dict(kernel=GaussianKernel(1.0)))
+    ]
     assert runs[0] == runs[1] == runs[2]

@@ -5,6 +5,7 @@ Facts used here (d = distance, K = kernel, s = sigmoid) are proved in
 the boundary, Z_1 = 2R/(1 - e^{-4kR}), K/Z_1 = law of U + L with CDF
 [softplus(2k(z+R)) - softplus(2k(z-R))]/(4kR), variance R^2/3 + pi^2/(12k^2).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,7 @@ def d_eq5(x: float, R: float, k: float) -> float:
     # 1 - s(z1) ~ e^{-z1} cancels z1/ln(10) digits; 40 more leave the result exact in float64
     with mpmath.workdps(40 + int(max(z1, 0.0) / math.log(10))):
         x, R, k = mpmath.mpf(x), mpmath.mpf(R), mpmath.mpf(k)
-        s = lambda q: 1 / (1 + mpmath.exp(-q))  # noqa: E731
+        s = lambda q: 1 / (1 + mpmath.exp(-q))
         return float(-mpmath.log((1 - s(2 * k * (x - R))) * s(2 * k * (x + R))))
 
 
@@ -64,7 +65,9 @@ def make_rng(backend, seed):
 
 
 # --- range, signs, overflow ----------------------------------------------------------------
-EXTREME_X = np.concatenate([np.linspace(-1e3, 1e3, 201), [-1e-8, 0.0, 1e-8, 1e-3, 0.999, 1.0, 1.001]])
+EXTREME_X = np.concatenate(
+    [np.linspace(-1e3, 1e3, 201), [-1e-8, 0.0, 1e-8, 1e-3, 0.999, 1.0, 1.001]]
+)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -84,11 +87,14 @@ def test_extremes_finite_nonnegative_no_negative_zero(backend, dtype, R, k):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("R,k", [(1.0, 1.0), (0.3, 5.0), (1e-3, 1.0), (2.0, 0.05), (1.0, 15.0),
-                                 (1e-8, 1e6), (1.0, 1e6)])
+@pytest.mark.parametrize(
+    "R,k", [(1.0, 1.0), (0.3, 5.0), (1e-3, 1.0), (2.0, 0.05), (1.0, 15.0), (1e-8, 1e6), (1.0, 1e6)]
+)
 def test_distance_equals_eq5(backend, R, k):
     # points with 2k|x -+ R| from 0 to ~1e3 (incl. 20..40, where softplus shortcuts bite)
-    xs = R + np.array([-3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0, 10.0, 17.0, 21.0, 25.0, 30.0, 400.0]) / (2 * k)
+    xs = R + np.array(
+        [-3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0, 10.0, 17.0, 21.0, 25.0, 30.0, 400.0]
+    ) / (2 * k)
     xs = np.concatenate([xs, -xs, [0.0]])
     got = to_np(K.distance(arr(xs, backend), R=R, k=k))
     want = np.array([d_eq5(v, R, k) for v in xs])
@@ -103,9 +109,16 @@ def test_k_inf_is_indicator_with_half_on_boundary(backend, dtype):
     want = np.array([0.0, 0.5, 1.0, 1.0, 1.0, 0.5, 0.0, 0.0])
     np.testing.assert_array_equal(to_np(K.kernel(x, R=R, k=math.inf)), want)
     d = to_np(K.distance(x, R=R, k=math.inf))
-    np.testing.assert_array_equal(d, np.where(want == 1, 0.0, np.where(want == 0.5, np.float32(math.log(2))
-                                                                         if dtype == "float32" else
-                                                                         math.log(2), np.inf)))
+    np.testing.assert_array_equal(
+        d,
+        np.where(
+            want == 1,
+            0.0,
+            np.where(
+                want == 0.5, np.float32(math.log(2)) if dtype == "float32" else math.log(2), np.inf
+            ),
+        ),
+    )
     assert not np.signbit(d).any()
     # large finite k converges to it: |K - limit| <= 2 exp(-2k dist) = 2e-8686 here
     kk = to_np(K.kernel(x, R=R, k=1e6))
@@ -120,10 +133,17 @@ def test_numpy_and_torch_agree(dtype, R, k, rng):
         x = np.concatenate([x, [R, -R]]).astype(dtype)
     rtol = 1e-14 if dtype == "float64" else 1e-5  # a few ulps, backends' libm differ
     for f in (K.distance, K.log_kernel, K.kernel):
-        np.testing.assert_allclose(to_np(f(torch.from_numpy(x), R=R, k=k)), f(x, R=R, k=k),
-                                   rtol=rtol, atol=np.finfo(dtype).tiny)
-    np.testing.assert_allclose(to_np(K.heat_log_kernel(torch.from_numpy(x), gamma=3.0)),
-                               K.heat_log_kernel(x, gamma=3.0), rtol=rtol)
+        np.testing.assert_allclose(
+            to_np(f(torch.from_numpy(x), R=R, k=k)),
+            f(x, R=R, k=k),
+            rtol=rtol,
+            atol=np.finfo(dtype).tiny,
+        )
+    np.testing.assert_allclose(
+        to_np(K.heat_log_kernel(torch.from_numpy(x), gamma=3.0)),
+        K.heat_log_kernel(x, gamma=3.0),
+        rtol=rtol,
+    )
 
 
 # --- masked (partial) distance -------------------------------------------------------------
@@ -148,18 +168,22 @@ def test_masked_distance_sums_over_mask_only(backend, R, k, rng):
     # all-True mask = no mask = full sum; all-False = 0
     ones = torch.ones(10, dtype=torch.bool) if backend == "torch" else np.ones(10, bool)
     full = K.distance(dw, R=R, k=k).sum(-1)
-    np.testing.assert_allclose(to_np(K.masked_distance(arr(dw, backend), ones, R=R, k=k)), full,
-                               rtol=1e-14)
-    np.testing.assert_allclose(to_np(K.masked_distance(arr(dw, backend), None, R=R, k=k)), full,
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        to_np(K.masked_distance(arr(dw, backend), ones, R=R, k=k)), full, rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        to_np(K.masked_distance(arr(dw, backend), None, R=R, k=k)), full, rtol=1e-14
+    )
     zero = to_np(K.masked_distance(arr(dw, backend), ~ones, R=R, k=k))
     assert (zero == 0).all() and not np.signbit(zero).any()
 
 
 def test_masked_distance_accepts_list_mask():
     dw = np.array([[0.3, 5.0, -0.2]])
-    np.testing.assert_allclose(K.masked_distance(dw, [True, False, True], R=1.0, k=2.0),
-                               K.distance(dw[:, [0, 2]], R=1.0, k=2.0).sum(-1))
+    np.testing.assert_allclose(
+        K.masked_distance(dw, [True, False, True], R=1.0, k=2.0),
+        K.distance(dw[:, [0, 2]], R=1.0, k=2.0).sum(-1),
+    )
 
 
 # --- normalisers ---------------------------------------------------------------------------
@@ -170,8 +194,10 @@ def quad_kernel(f, R, k):
     return integrate.quad(f, -edge, edge, points=points, limit=500, epsabs=0, epsrel=1e-12)[0]
 
 
-@pytest.mark.parametrize("R,k", [(1.0, 1.0), (1e-6, 1.0), (1e-3, 0.5), (2.0, 0.05), (1.0, 1e4),
-                                 (0.05, 40.0), (1e3, 1e-2)])
+@pytest.mark.parametrize(
+    "R,k",
+    [(1.0, 1.0), (1e-6, 1.0), (1e-3, 0.5), (2.0, 0.05), (1.0, 1e4), (0.05, 40.0), (1e3, 1e-2)],
+)
 def test_log_normaliser_matches_quadrature(R, k):
     q = quad_kernel(lambda v: float(K.kernel(v, R=R, k=k)), R, k)
     assert math.exp(K.log_normaliser(R, k)) == pytest.approx(q, rel=QUAD_RTOL)
@@ -190,10 +216,19 @@ def test_log_normaliser_limits():
 @pytest.mark.parametrize("gamma", [1e-4, 1.0, 30.0, 1e4])
 def test_heat_log_normaliser_matches_quadrature(gamma):
     edge = 40.0 / math.sqrt(gamma)
-    q = integrate.quad(lambda v: math.exp(float(K.heat_log_kernel(v, gamma=gamma))), -edge, edge,
-                       points=[0.0], limit=200, epsabs=0, epsrel=1e-12)[0]
+    q = integrate.quad(
+        lambda v: math.exp(float(K.heat_log_kernel(v, gamma=gamma))),
+        -edge,
+        edge,
+        points=[0.0],
+        limit=200,
+        epsabs=0,
+        epsrel=1e-12,
+    )[0]
     assert math.exp(K.heat_log_normaliser(gamma)) == pytest.approx(q, rel=QUAD_RTOL)
-    assert K.heat_log_normaliser(gamma, 5) == pytest.approx(5 * math.log(q), rel=QUAD_RTOL, abs=1e-12)
+    assert K.heat_log_normaliser(gamma, 5) == pytest.approx(
+        5 * math.log(q), rel=QUAD_RTOL, abs=1e-12
+    )
     np.testing.assert_allclose(K.heat_distance(np.array([2.0]), gamma=gamma), [2.0 * gamma])
 
 
@@ -205,8 +240,13 @@ SAMPLER_PARAMS = [(1.0, 1.0), (0.1, 50.0), (1e-3, 1.0), (1.0, math.inf)]
 @pytest.mark.parametrize("R,k", SAMPLER_PARAMS)
 def test_sample_kernel_ks(backend, R, k):
     n = 20_000
-    draws = K.sample_kernel((n,), R=R, k=k, rng=make_rng(backend, 11), dtype=(
-        torch.float64 if backend == "torch" else np.float64))
+    draws = K.sample_kernel(
+        (n,),
+        R=R,
+        k=k,
+        rng=make_rng(backend, 11),
+        dtype=(torch.float64 if backend == "torch" else np.float64),
+    )
     assert type(draws) is (torch.Tensor if backend == "torch" else np.ndarray)
     assert tuple(draws.shape) == (n,)
     p = stats.kstest(to_np(draws), lambda z: kernel_cdf(z, R, k)).pvalue
@@ -231,8 +271,15 @@ def test_sample_kernel_float32_torch_ks():
 @pytest.mark.parametrize("R,k", [(1.0, 2.0), (0.5, math.inf), (1e-2, 1.0)])
 def test_sample_kernel_moments(backend, R, k):
     n = 200_000
-    x = to_np(K.sample_kernel((n,), R=R, k=k, rng=make_rng(backend, 3), dtype=(
-        torch.float64 if backend == "torch" else np.float64)))
+    x = to_np(
+        K.sample_kernel(
+            (n,),
+            R=R,
+            k=k,
+            rng=make_rng(backend, 3),
+            dtype=(torch.float64 if backend == "torch" else np.float64),
+        )
+    )
     var_true = R**2 / 3 + (0.0 if math.isinf(k) else math.pi**2 / (12 * k**2))
     var_hat = x.var()
     m4_hat = ((x - x.mean()) ** 4).mean()
@@ -248,7 +295,9 @@ def test_sample_kernel_deterministic_given_seed(backend):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     h1 = to_np(K.sample_heat((40,), gamma=2.0, rng=make_rng(backend, 9)))
-    np.testing.assert_array_equal(h1, to_np(K.sample_heat((40,), gamma=2.0, rng=make_rng(backend, 9))))
+    np.testing.assert_array_equal(
+        h1, to_np(K.sample_heat((40,), gamma=2.0, rng=make_rng(backend, 9)))
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -261,16 +310,26 @@ def test_sample_heat_ks(backend):
 
 # --- bad input -----------------------------------------------------------------------------
 NAN = float("nan")
-BAD_RK = [(0.0, 1.0, "R"), (-1.0, 1.0, "R"), (NAN, 1.0, "R"), (math.inf, 1.0, "R"),
-          (1.0, 0.0, "k"), (1.0, -2.0, "k"), (1.0, NAN, "k")]
+BAD_RK = [
+    (0.0, 1.0, "R"),
+    (-1.0, 1.0, "R"),
+    (NAN, 1.0, "R"),
+    (math.inf, 1.0, "R"),
+    (1.0, 0.0, "k"),
+    (1.0, -2.0, "k"),
+    (1.0, NAN, "k"),
+]
 
 
 @pytest.mark.parametrize("R,k,name", BAD_RK)
 def test_bad_R_k_raise_naming_argument(R, k, name):
-    calls = [lambda: K.distance(np.zeros(3), R=R, k=k), lambda: K.kernel(torch.zeros(3), R=R, k=k),
-             lambda: K.masked_distance(np.zeros((2, 3)), np.ones(3, bool), R=R, k=k),
-             lambda: K.log_normaliser(R, k),
-             lambda: K.sample_kernel((3,), R=R, k=k, rng=np.random.default_rng(0))]
+    calls = [
+        lambda: K.distance(np.zeros(3), R=R, k=k),
+        lambda: K.kernel(torch.zeros(3), R=R, k=k),
+        lambda: K.masked_distance(np.zeros((2, 3)), np.ones(3, bool), R=R, k=k),
+        lambda: K.log_normaliser(R, k),
+        lambda: K.sample_kernel((3,), R=R, k=k, rng=np.random.default_rng(0)),
+    ]
     for call in calls:
         with pytest.raises(ValueError, match=rf"^{name} "):
             call()
@@ -278,8 +337,11 @@ def test_bad_R_k_raise_naming_argument(R, k, name):
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, NAN, math.inf])
 def test_bad_gamma_raises(bad):
-    for call in (lambda: K.heat_distance(np.zeros(2), gamma=bad), lambda: K.heat_log_normaliser(bad),
-                 lambda: K.sample_heat((2,), gamma=bad, rng=np.random.default_rng(0))):
+    for call in (
+        lambda: K.heat_distance(np.zeros(2), gamma=bad),
+        lambda: K.heat_log_normaliser(bad),
+        lambda: K.sample_heat((2,), gamma=bad, rng=np.random.default_rng(0)),
+    ):
         with pytest.raises(ValueError, match="^gamma "):
             call()
 
@@ -287,8 +349,11 @@ def test_bad_gamma_raises(bad):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_in_data_raises(backend):
     x = arr([0.0, NAN, 1.0], backend)
-    for call in (lambda: K.distance(x, R=1.0, k=2.0), lambda: K.kernel(x, R=1.0),
-                 lambda: K.heat_log_kernel(x, gamma=1.0)):
+    for call in (
+        lambda: K.distance(x, R=1.0, k=2.0),
+        lambda: K.kernel(x, R=1.0),
+        lambda: K.heat_log_kernel(x, gamma=1.0),
+    ):
         with pytest.raises(ValueError, match="^x "):
             call()
     with pytest.raises(ValueError, match="^dw "):
@@ -296,8 +361,16 @@ def test_nan_in_data_raises(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("mask", [np.array([1, 0, 1]), np.array([1.0, 0.0, 1.0]),
-                                  np.ones(4, bool), np.ones((1, 3), bool), [1, 0, 1]])
+@pytest.mark.parametrize(
+    "mask",
+    [
+        np.array([1, 0, 1]),
+        np.array([1.0, 0.0, 1.0]),
+        np.ones(4, bool),
+        np.ones((1, 3), bool),
+        [1, 0, 1],
+    ],
+)
 def test_bad_mask_raises(backend, mask):
     if backend == "torch" and isinstance(mask, np.ndarray):
         mask = torch.from_numpy(mask)

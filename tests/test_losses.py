@@ -1,4 +1,5 @@
 """Tests of the partial local entropy losses (eqs 22-23 and the beta family)."""
+
 from __future__ import annotations
 
 import copy
@@ -9,8 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from anisotropy.smoothing.losses import PartialLocalEntropy, SmoothedLoss, reduce_losses
 from anisotropy.models import conv_net, mlp
+from anisotropy.smoothing.losses import PartialLocalEntropy, SmoothedLoss, reduce_losses
 from anisotropy.smoothing.sampling import BLOCK, sample_perturbations, select_parameters
 
 # float64 agreement of two implementations of the same sums: a few hundred ulps
@@ -102,26 +103,43 @@ def assert_matches_naive(model, ple, x, t, seed=7):
 # --------------------------------------------------------------------- gradients
 @pytest.mark.parametrize("reduction", ["pla", "plea", "beta"])
 @pytest.mark.parametrize("cut", ["auto", "off"])
-@pytest.mark.parametrize("kind,layers", [("mlp", ("fc2",)), ("mlp", ("fc1",)),
-                                         ("mlp", ("fc1", "fc2")), ("cnn", ("fc1",)),
-                                         ("cnn", ("fc2",)), ("cnn", ("conv3", "fc2"))])
+@pytest.mark.parametrize(
+    "kind,layers",
+    [
+        ("mlp", ("fc2",)),
+        ("mlp", ("fc1",)),
+        ("mlp", ("fc1", "fc2")),
+        ("cnn", ("fc1",)),
+        ("cnn", ("fc2",)),
+        ("cnn", ("conv3", "fc2")),
+    ],
+)
 def test_matches_naive_loop(kind, layers, cut, reduction):
     model = small_mlp() if kind == "mlp" else small_cnn()
     x, t = batch(kind)
-    ple = PartialLocalEntropy(model, layers=layers, reduction=reduction, beta=2.5, R=0.3, y=3,
-                              cut=cut)
+    ple = PartialLocalEntropy(
+        model, layers=layers, reduction=reduction, beta=2.5, R=0.3, y=3, cut=cut
+    )
     assert ple.uses_cut == (cut == "auto")
     assert_matches_naive(model, ple, x, t)
 
 
-@pytest.mark.parametrize("kernel,kw", [("box", dict(k=math.inf)), ("box", dict(k=4.0)),
-                                       ("gaussian", dict(gamma=30.0)), ("gaussian", dict())])
+@pytest.mark.parametrize(
+    "kernel,kw",
+    [
+        ("box", dict(k=math.inf)),
+        ("box", dict(k=4.0)),
+        ("gaussian", dict(gamma=30.0)),
+        ("gaussian", dict()),
+    ],
+)
 @pytest.mark.parametrize("cut", ["auto", "off"])
 def test_matches_naive_each_kernel(kernel, kw, cut):
     model = small_mlp(seed=3)
     x, t = batch("mlp", seed=4)
-    ple = PartialLocalEntropy(model, layers=("fc2",), kernel=kernel, R=0.2, y=4, cut=cut,
-                              reduction="plea", **kw)
+    ple = PartialLocalEntropy(
+        model, layers=("fc2",), kernel=kernel, R=0.2, y=4, cut=cut, reduction="plea", **kw
+    )
     assert_matches_naive(model, ple, x, t)
 
 
@@ -130,8 +148,16 @@ def test_matches_naive_each_kernel(kernel, kw, cut):
 def test_matches_naive_biases_and_centre(kind, centre):
     model = small_mlp() if kind == "mlp" else small_cnn()
     x, t = batch(kind)
-    ple = PartialLocalEntropy(model, layers=("fc1", "fc2"), include_biases=True, R=0.3, y=3,
-                              include_centre=centre, reduction="beta", beta=0.7)
+    ple = PartialLocalEntropy(
+        model,
+        layers=("fc1", "fc2"),
+        include_biases=True,
+        R=0.3,
+        y=3,
+        include_centre=centre,
+        reduction="beta",
+        beta=0.7,
+    )
     assert_matches_naive(model, ple, x, t)
 
 
@@ -157,8 +183,18 @@ def test_matches_naive_generic_module():
 @pytest.mark.parametrize("train", [True, False])
 def test_matches_naive_batchnorm_after_cut(train):
     torch.manual_seed(5)
-    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 6), nn.BatchNorm1d(6),
-                          nn.Tanh(), nn.Linear(6, 3)).double().train(train)
+    model = (
+        nn.Sequential(
+            nn.Linear(5, 7),
+            nn.Tanh(),
+            nn.Linear(7, 6),
+            nn.BatchNorm1d(6),
+            nn.Tanh(),
+            nn.Linear(6, 3),
+        )
+        .double()
+        .train(train)
+    )
     x, t = batch("mlp", n=8)
     ple = PartialLocalEntropy(model, layers=("2",), R=0.3, y=3, reduction="pla")
     assert ple.uses_cut
@@ -173,8 +209,9 @@ def test_gradient_matches_finite_differences(kind, reduction):
     # rounding ~1e-16/h = 1e-10, so 1e-7 leaves a wide margin.
     model = small_mlp(activation="tanh") if kind == "mlp" else small_cnn()
     x, t = batch(kind)
-    ple = PartialLocalEntropy(model, layers=("fc1", "fc2"), reduction=reduction, beta=3.0, R=0.25,
-                              y=3)
+    ple = PartialLocalEntropy(
+        model, layers=("fc1", "fc2"), reduction=reduction, beta=3.0, R=0.25, y=3
+    )
     _, g = smoothed_grads(model, ple, x, t, seed=11)
     h, pick = 1e-6, torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -235,19 +272,19 @@ def test_jensen_and_beta_limits():
     x, t = batch("mlp")
     vals = {}
     for red, beta in [("pla", 1.0), ("plea", 1.0), ("beta", 1e-6), ("beta", 0.5), ("beta", 4.0)]:
-        ple = PartialLocalEntropy(model, layers=("fc1", "fc2"), R=0.5, y=6, reduction=red,
-                                  beta=beta)
+        ple = PartialLocalEntropy(
+            model, layers=("fc1", "fc2"), R=0.5, y=6, reduction=red, beta=beta
+        )
         out = ple(x, t, generator=torch.Generator().manual_seed(9))
         vals[red, beta] = out.loss.item()
         L = out.per_sample
-    assert vals["plea", 1.0] <= vals["pla", 1.0]                    # Jensen
+    assert vals["plea", 1.0] <= vals["pla", 1.0]  # Jensen
     assert vals["beta", 4.0] <= vals["plea", 1.0] <= vals["beta", 0.5] <= vals["pla", 1.0]
     # beta -> 0: F_beta = mean L - (beta/2) Var L + O(beta^2) (cumulant expansion)
     var = L.var(unbiased=False).item()
     assert vals["beta", 1e-6] - vals["pla", 1.0] == pytest.approx(-0.5e-6 * var, rel=1e-3)
     # beta -> inf: F_beta -> min L (within log(S)/beta)
-    ple = PartialLocalEntropy(model, layers=("fc1", "fc2"), R=0.5, y=6, reduction="beta",
-                              beta=1e4)
+    ple = PartialLocalEntropy(model, layers=("fc1", "fc2"), R=0.5, y=6, reduction="beta", beta=1e4)
     big = ple(x, t, generator=torch.Generator().manual_seed(9)).loss.item()
     assert L.min().item() <= big <= L.min().item() + math.log(7) / 1e4
 
@@ -257,16 +294,19 @@ def test_include_centre_false_drops_centre():
     x, t = batch("mlp")
     kw = dict(layers=("fc2",), R=0.3, y=4)
     with_c = PartialLocalEntropy(model, include_centre=True, **kw)(
-        x, t, generator=torch.Generator().manual_seed(2))
+        x, t, generator=torch.Generator().manual_seed(2)
+    )
     without = PartialLocalEntropy(model, include_centre=False, **kw)(
-        x, t, generator=torch.Generator().manual_seed(2))
+        x, t, generator=torch.Generator().manual_seed(2)
+    )
     assert without.per_sample.shape == (4,) and with_c.per_sample.shape == (5,)
     assert without.centre_output is None
     torch.testing.assert_close(without.per_sample, with_c.per_sample[1:], rtol=0, atol=TIGHT)
     torch.testing.assert_close(without.loss, with_c.per_sample[1:].mean(), rtol=0, atol=TIGHT)
     torch.testing.assert_close(with_c.centre_output, model(x).detach(), rtol=0, atol=TIGHT)
-    assert with_c.per_sample[0].item() == pytest.approx(F.cross_entropy(model(x), t).item(),
-                                                        abs=TIGHT)
+    assert with_c.per_sample[0].item() == pytest.approx(
+        F.cross_entropy(model(x), t).item(), abs=TIGHT
+    )
 
 
 @pytest.mark.parametrize("cut", ["auto", "off"])
@@ -274,8 +314,10 @@ def test_only_selected_parameters_are_perturbed(cut):
     model = small_mlp()
     x, t = batch("mlp")
     seen = {"fc1": [], "fc2": []}
-    hooks = [getattr(model, n).register_forward_hook(
-        lambda m, i, o, n=n: seen[n].append(o.detach())) for n in seen]
+    hooks = [
+        getattr(model, n).register_forward_hook(lambda m, i, o, n=n: seen[n].append(o.detach()))
+        for n in seen
+    ]
     ple = PartialLocalEntropy(model, layers=("fc2",), R=0.3, y=3, cut=cut)
     ple(x, t, generator=torch.Generator().manual_seed(1))
     for h in hooks:
@@ -296,7 +338,10 @@ def test_selection_rules():
     assert select_parameters(model, ("fc*",)) == ("fc1.weight", "fc2.weight", "fc3.weight")
     assert select_parameters(model, ("fc3.weight", "fc1")) == ("fc1.weight", "fc3.weight")
     assert select_parameters(model, "*.bias", include_biases=True) == (
-        "fc1.bias", "fc2.bias", "fc3.bias")
+        "fc1.bias",
+        "fc2.bias",
+        "fc3.bias",
+    )
     ple = PartialLocalEntropy(model, layers=("fc1",), include_biases=True)
     assert ple.smoothed_names == ("fc1.weight", "fc1.bias")
     with pytest.raises(ValueError, match="include_biases"):
@@ -333,8 +378,9 @@ def test_box_perturbations_within_box_and_schedule_called():
             assert d.abs().max().item() > 0.99 * R
 
 
-@pytest.mark.parametrize("kernel,kw", [("box", dict(R=0.1)), ("box", dict(R=0.1, k=5.0)),
-                                       ("gaussian", dict(gamma=4.0))])
+@pytest.mark.parametrize(
+    "kernel,kw", [("box", dict(R=0.1)), ("box", dict(R=0.1, k=5.0)), ("gaussian", dict(gamma=4.0))]
+)
 def test_draws_independent_of_thread_count(kernel, kw):
     # several blocks per tensor, filled by 1 or 3 threads: bitwise the same draws
     p = [("a", torch.zeros(3, BLOCK // 2 + 5)), ("b", torch.zeros(7, dtype=torch.float64))]
@@ -343,8 +389,11 @@ def test_draws_independent_of_thread_count(kernel, kw):
     try:
         for threads in (1, 3):
             torch.set_num_threads(threads)
-            draws.append(sample_perturbations(p, 2, generator=torch.Generator().manual_seed(4),
-                                              kernel=kernel, **kw))
+            draws.append(
+                sample_perturbations(
+                    p, 2, generator=torch.Generator().manual_seed(4), kernel=kernel, **kw
+                )
+            )
     finally:
         torch.set_num_threads(old)
     for n, _ in p:
@@ -353,7 +402,7 @@ def test_draws_independent_of_thread_count(kernel, kw):
     assert draws[0]["b"].dtype == torch.float64
     # different blocks are different streams
     flat = draws[0]["a"].reshape(-1)
-    assert not torch.equal(flat[:1000], flat[BLOCK:BLOCK + 1000])
+    assert not torch.equal(flat[:1000], flat[BLOCK : BLOCK + 1000])
 
 
 def test_background_draws_match_naive():
@@ -375,8 +424,12 @@ def test_box_draws_uniform_moments(dtype):
     # the variance sqrt(0.8/n) ~ 1.2e-3; the bounds are > 5 sigma.  A bin count test
     # (20 bins, expected 3e4 each, s.e. ~170) catches a non-uniform shape.
     R, n = 0.3, 600_000
-    raw = sample_perturbations([("w", torch.zeros(n // 2, dtype=dtype))], 2,
-                               generator=torch.Generator().manual_seed(8), R=R)["w"]
+    raw = sample_perturbations(
+        [("w", torch.zeros(n // 2, dtype=dtype))],
+        2,
+        generator=torch.Generator().manual_seed(8),
+        R=R,
+    )["w"]
     assert raw.dtype == dtype and raw.abs().max() <= R
     d = raw.double()
     assert abs(d.mean().item()) < 5 * R / math.sqrt(3 * n)
@@ -418,17 +471,26 @@ def test_deterministic_bitwise_float32():
 
 
 # -------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("kw,msg", [
-    (dict(reduction="mean"), "'pla', 'plea', 'beta'"),
-    (dict(kernel="tent"), "'box', 'gaussian'"),
-    (dict(cut="on"), "'auto', 'off'"),
-    (dict(y=-1), "y must"), (dict(y=2.5), "y must"), (dict(y=True), "y must"),
-    (dict(R=0.0), "R must"), (dict(R=-1.0), "R must"), (dict(R=math.nan), "R must"),
-    (dict(k=0.0), "k must"), (dict(k=-2.0), "k must"),
-    (dict(gamma=0.0), "gamma must"), (dict(gamma=math.inf), "gamma must"),
-    (dict(beta=0.0), "beta must"),
-    (dict(y=0, include_centre=False), "include_centre"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(reduction="mean"), "'pla', 'plea', 'beta'"),
+        (dict(kernel="tent"), "'box', 'gaussian'"),
+        (dict(cut="on"), "'auto', 'off'"),
+        (dict(y=-1), "y must"),
+        (dict(y=2.5), "y must"),
+        (dict(y=True), "y must"),
+        (dict(R=0.0), "R must"),
+        (dict(R=-1.0), "R must"),
+        (dict(R=math.nan), "R must"),
+        (dict(k=0.0), "k must"),
+        (dict(k=-2.0), "k must"),
+        (dict(gamma=0.0), "gamma must"),
+        (dict(gamma=math.inf), "gamma must"),
+        (dict(beta=0.0), "beta must"),
+        (dict(y=0, include_centre=False), "include_centre"),
+    ],
+)
 def test_bad_arguments_raise(kw, msg):
     with pytest.raises(ValueError, match=msg):
         PartialLocalEntropy(small_mlp(), **kw)
@@ -445,4 +507,5 @@ def test_bad_call_arguments_raise():
         PartialLocalEntropy(model).radius(-1)
     with pytest.raises(ValueError, match="scalar"):
         PartialLocalEntropy(model, base_loss=lambda o, t: F.cross_entropy(o, t, reduction="none"))(
-            x, t, generator=torch.Generator())
+            x, t, generator=torch.Generator()
+        )

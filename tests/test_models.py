@@ -1,4 +1,5 @@
 """The paper's architectures: layer names, feature sizes of tables 24/25, initialisation."""
+
 import math
 
 import pytest
@@ -14,11 +15,14 @@ def test_mlp_layer_names_and_shapes():
     assert net(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 
 
-@pytest.mark.parametrize("factory,size,padding,features", [
-    (cnn_table24, 32, 0, 128 * 4 * 4),    # table 24 on CIFAR10
-    (cnn_table25, 96, 0, 16 * 20 * 20),   # table 25 on STL10
-    (cnn_table25, 28, 1, 16 * 7 * 7),     # PAPER-NOTES section 7 stand-in: 784-784-10 head
-])
+@pytest.mark.parametrize(
+    "factory,size,padding,features",
+    [
+        (cnn_table24, 32, 0, 128 * 4 * 4),  # table 24 on CIFAR10
+        (cnn_table25, 96, 0, 16 * 20 * 20),  # table 25 on STL10
+        (cnn_table25, 28, 1, 16 * 7 * 7),  # PAPER-NOTES section 7 stand-in: 784-784-10 head
+    ],
+)
 def test_cnn_head_width_matches_tables(factory, size, padding, features):
     in_ch = 1 if size == 28 else 3
     net = factory(in_channels=in_ch, input_size=size, padding=padding)
@@ -51,10 +55,16 @@ def test_kaiming_normal_variance():
     assert math.isfinite(var)
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    ({"depth": 0}, "depth"), ({"width": 0}, "width"), ({"activation": "gelu"}, "activation"),
-    ({"classes": 1}, "classes"), ({"depth": 1.5}, "depth"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"depth": 0}, "depth"),
+        ({"width": 0}, "width"),
+        ({"activation": "gelu"}, "activation"),
+        ({"classes": 1}, "classes"),
+        ({"depth": 1.5}, "depth"),
+    ],
+)
 def test_mlp_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=name):
         mlp(**kwargs)

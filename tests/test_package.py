@@ -1,4 +1,5 @@
 """The package's public API: every name in ``__all__`` resolves, lazily for torch parts."""
+
 import subprocess
 import sys
 
@@ -18,6 +19,8 @@ def test_unknown_attribute_raises():
 
 
 def test_kernels_import_without_torch():
-    code = "import sys, anisotropy; anisotropy.log_kernel([0.0], R=1.0); print('torch' in sys.modules)"
+    code = (
+        "import sys, anisotropy; anisotropy.log_kernel([0.0], R=1.0); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -6,6 +6,7 @@ taken from anisotropy.kernels (independent of the closed forms under test); the
 tolerances (1e-9 relative on the integral unless stated) are a few hundred
 times quad's requested accuracy (epsrel 1e-12).
 """
+
 import math
 
 import mpmath
@@ -34,7 +35,7 @@ def quad_box_F(w, lam, c, R, beta, mask):
     """F by 1-D quad per smoothed coordinate (the loss is separable)."""
     F = 0.0
     for i in range(len(w)):
-        L = lambda x, i=i: 0.5 * lam[i] * (w[i] + x - c[i]) ** 2  # noqa: E731
+        L = lambda x, i=i: 0.5 * lam[i] * (w[i] + x - c[i]) ** 2
         if mask is not None and not mask[i]:
             F += beta * L(0.0)
         else:
@@ -57,11 +58,17 @@ def test_quadratic_box_matches_quad(beta, mask):
 def test_quadratic_box_two_dims_dblquad():
     # The full 2-D defining integral (not separated) against the product formula.
     w, lam, c, R = W[:2], LAM[:2], C[:2], 0.45
-    f = lambda x2, x1: math.exp(-0.5 * (lam[0] * (w[0] + x1 - c[0]) ** 2  # noqa: E731
-                                       + lam[1] * (w[1] + x2 - c[1]) ** 2))
+    f = lambda x2, x1: math.exp(
+        -0.5
+        * (
+            lam[0] * (w[0] + x1 - c[0]) ** 2
+            + lam[1] * (w[1] + x2 - c[1]) ** 2
+        )
+    )
     val, _ = integrate.dblquad(f, -R, R, -R, R, epsabs=0, epsrel=1e-11)
     assert ref.quadratic_box_free_entropy(w, lam=lam, c=c, R=R) == pytest.approx(
-        -math.log(val), rel=1e-8)
+        -math.log(val), rel=1e-8
+    )
 
 
 def test_quadratic_box_extreme_curvature_and_flat():
@@ -81,20 +88,34 @@ def test_quadratic_box_extreme_curvature_and_flat():
         a = mpmath.sqrt(mpmath.mpf(li) / 2)
         # erfc difference: no cancellation in the far tail at 50 digits
         integral = mpmath.sqrt(mpmath.pi / (2 * mpmath.mpf(li))) * (
-            mpmath.erfc(a * (wi - R)) - mpmath.erfc(a * (wi + R)))
+            mpmath.erfc(a * (wi - R)) - mpmath.erfc(a * (wi + R))
+        )
         expect -= mpmath.log(integral)
     assert got == pytest.approx(float(expect), rel=1e-12)
 
 
-@pytest.mark.parametrize("a,b", [(-1e-9, 1e-9), (30.0, 31.0), (30.0, 30.0 + 1e-7), (-40.0, -39.0),
-                                 (-3.0, 3.0), (5.0, 1e3), (-0.3, 0.2), (1e-3, 2e-3)])
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        (-1e-9, 1e-9),
+        (30.0, 31.0),
+        (30.0, 30.0 + 1e-7),
+        (-40.0, -39.0),
+        (-3.0, 3.0),
+        (5.0, 1e3),
+        (-0.3, 0.2),
+        (1e-3, 2e-3),
+    ],
+)
 def test_log_normal_interval_mpmath(a, b):
     mpmath.mp.dps = 60
     if a + b < 0:  # reflect to the right tail, where erfc differences do not cancel
         a, b = -b, -a
     s2 = mpmath.sqrt(2)
     expect = mpmath.log((mpmath.erfc(mpmath.mpf(a) / s2) - mpmath.erfc(mpmath.mpf(b) / s2)) / 2)
-    assert float(ref.log_normal_interval(a, b)) == pytest.approx(float(expect), rel=1e-13, abs=1e-13)
+    assert float(ref.log_normal_interval(a, b)) == pytest.approx(
+        float(expect), rel=1e-13, abs=1e-13
+    )
 
 
 @pytest.mark.parametrize("x", [0.0, 1e-8, 1e-4, 1e-3, 0.7, 30.0, 800.0, -5.0])
@@ -110,12 +131,13 @@ def test_gaussian_matches_quad(mask):
     got = ref.quadratic_gaussian_free_entropy(W, lam=LAM, c=C, gamma=gamma, beta=beta, mask=mask)
     F = 0.0
     for i in range(3):
-        L = lambda x, i=i: 0.5 * LAM[i] * (W[i] + x - C[i]) ** 2  # noqa: E731
+        L = lambda x, i=i: 0.5 * LAM[i] * (W[i] + x - C[i]) ** 2
         if mask is not None and not mask[i]:
             F += beta * L(0.0)
         else:
-            F -= math.log(brute_1d(lambda x: math.exp(-beta * L(x) - 0.5 * gamma * x * x),
-                                   -np.inf, np.inf))
+            F -= math.log(
+                brute_1d(lambda x: math.exp(-beta * L(x) - 0.5 * gamma * x * x), -np.inf, np.inf)
+            )
     assert got == pytest.approx(F, rel=TOL)
 
 
@@ -129,8 +151,12 @@ def test_finite_k_matches_brute_force(k):
     F = beta * 0.5 * LAM[1] * (W[1] - C[1]) ** 2
     span = R + 60.0 / k
     for i in (0, 2):
-        f = lambda x, i=i: math.exp(-beta * 0.5 * LAM[i] * (W[i] + x - C[i]) ** 2) * float(  # noqa: E731
-            kernel(np.float64(x), R=R, k=k))
+        f = lambda x, i=i: (
+            math.exp(-beta * 0.5 * LAM[i] * (W[i] + x - C[i]) ** 2)
+            * float(
+                kernel(np.float64(x), R=R, k=k)
+            )
+        )
         F -= math.log(brute_1d(f, -span, span, points=[-R, R, C[i] - W[i]]))
     assert got == pytest.approx(F, rel=1e-8)
 
@@ -141,8 +167,11 @@ def test_finite_k_two_dims_dblquad():
     span = R + 30.0 / k  # the kernel mass beyond carries < e^-60
 
     def f(x2, x1):
-        return math.exp(-0.5 * (lam[0] * (w[0] + x1 - c[0]) ** 2 + lam[1] * (w[1] + x2 - c[1]) ** 2)
-                        ) * kernel_eq6(x1, R, k) * kernel_eq6(x2, R, k)
+        return (
+            math.exp(-0.5 * (lam[0] * (w[0] + x1 - c[0]) ** 2 + lam[1] * (w[1] + x2 - c[1]) ** 2))
+            * kernel_eq6(x1, R, k)
+            * kernel_eq6(x2, R, k)
+        )
 
     val, _ = integrate.dblquad(f, -span, span, -span, span, epsabs=0, epsrel=1e-10)
     got = ref.quadratic_finite_k_free_entropy(w, lam=lam, c=c, R=R, k=k)
@@ -153,9 +182,12 @@ def test_finite_k_tends_to_box():
     # K_{R,k} -> box as k -> inf; the difference is O(1/k) (edge layers of width 1/(2k)).
     box = ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=0.5)
     assert ref.quadratic_finite_k_free_entropy(W, lam=LAM, c=C, R=0.5, k=math.inf) == pytest.approx(
-        box, rel=1e-10)
-    errs = [abs(ref.quadratic_finite_k_free_entropy(W, lam=LAM, c=C, R=0.5, k=k) - box)
-            for k in (1e2, 1e3, 1e4)]
+        box, rel=1e-10
+    )
+    errs = [
+        abs(ref.quadratic_finite_k_free_entropy(W, lam=LAM, c=C, R=0.5, k=k) - box)
+        for k in (1e2, 1e3, 1e4)
+    ]
     assert errs[1] < errs[0] / 5 and errs[2] < errs[1] / 5
 
 
@@ -179,16 +211,32 @@ def test_full_box_2d_and_masked_3d_against_dblquad():
     # 2-D (A restricted, unmasked)
     A2, c2, w2 = A[:2, :2], c[:2], w[:2]
     loss2 = ref.full_quadratic_loss(A2, c2)
-    val, _ = integrate.dblquad(lambda x2, x1: math.exp(-beta * loss2(w2 + np.array([x1, x2]))),
-                               -R, R, -R, R, epsabs=0, epsrel=1e-11)
+    val, _ = integrate.dblquad(
+        lambda x2, x1: math.exp(-beta * loss2(w2 + np.array([x1, x2]))),
+        -R,
+        R,
+        -R,
+        R,
+        epsabs=0,
+        epsrel=1e-11,
+    )
     assert ref.quadratic_full_box_free_entropy(w2, A=A2, c=c2, R=R, beta=beta) == pytest.approx(
-        -math.log(val), rel=1e-8)
+        -math.log(val), rel=1e-8
+    )
     # 3-D with coordinate 1 masked out (stays at w): a 2-D integral over (x0, x2)
     mask = np.array([True, False, True])
-    val, _ = integrate.dblquad(lambda x2, x0: math.exp(-beta * loss(w + np.array([x0, 0.0, x2]))),
-                               -R, R, -R, R, epsabs=0, epsrel=1e-11)
-    assert ref.quadratic_full_box_free_entropy(w, A=A, c=c, R=R, beta=beta, mask=mask) == \
-        pytest.approx(-math.log(val), rel=1e-8)
+    val, _ = integrate.dblquad(
+        lambda x2, x0: math.exp(-beta * loss(w + np.array([x0, 0.0, x2]))),
+        -R,
+        R,
+        -R,
+        R,
+        epsabs=0,
+        epsrel=1e-11,
+    )
+    assert ref.quadratic_full_box_free_entropy(
+        w, A=A, c=c, R=R, beta=beta, mask=mask
+    ) == pytest.approx(-math.log(val), rel=1e-8)
 
 
 def test_full_box_diagonal_equals_separable_any_dim():
@@ -207,24 +255,24 @@ def test_full_box_diagonal_equals_separable_any_dim():
 def test_weight_moments_against_quad(which):
     beta, R, gamma, k = 1.5, 0.5, 6.0, 4.0
     w, lam, c = W[:1], LAM[:1], C[:1]
-    L = lambda x: 0.5 * lam[0] * (w[0] + x - c[0]) ** 2  # noqa: E731
+    L = lambda x: 0.5 * lam[0] * (w[0] + x - c[0]) ** 2
     if which == "box":
         mom = ref.quadratic_box_weight_moments(w, lam=lam, c=c, R=R, beta=beta)
         dens, lo, hi = (lambda x: 1.0 / (2 * R)), -R, R
     elif which == "gaussian":
         mom = ref.quadratic_gaussian_weight_moments(w, lam=lam, c=c, gamma=gamma, beta=beta)
-        dens = lambda x: math.sqrt(gamma / (2 * math.pi)) * math.exp(-0.5 * gamma * x * x)  # noqa: E731
+        dens = lambda x: math.sqrt(gamma / (2 * math.pi)) * math.exp(-0.5 * gamma * x * x)
         lo, hi = -np.inf, np.inf
     else:
         mom = ref.quadratic_finite_k_weight_moments(w, lam=lam, c=c, R=R, k=k, beta=beta)
         z1 = math.exp(log_normaliser(R, k, 1))
-        dens = lambda x: float(kernel(np.float64(x), R=R, k=k)) / z1  # noqa: E731
+        dens = lambda x: float(kernel(np.float64(x), R=R, k=k)) / z1
         lo, hi = -R - 60 / k, R + 60 / k
     m1 = brute_1d(lambda x: dens(x) * math.exp(-beta * L(x)), lo, hi)
     m2 = brute_1d(lambda x: dens(x) * math.exp(-2 * beta * L(x)), lo, hi)
     assert mom.log_mean == pytest.approx(math.log(m1), rel=1e-8)
     assert mom.log_second_moment == pytest.approx(math.log(m2), rel=1e-8)
-    assert mom.relative_variance == pytest.approx(m2 / m1 ** 2 - 1, rel=1e-6)
+    assert mom.relative_variance == pytest.approx(m2 / m1**2 - 1, rel=1e-6)
 
 
 def test_paper_m_limit():
@@ -232,12 +280,18 @@ def test_paper_m_limit():
     R = 0.7
     F = ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=R)
     assert ref.quadratic_paper_m_limit(W, lam=LAM, c=C, R=R) == pytest.approx(
-        F + 3 * math.log(2 * R), rel=1e-10)
+        F + 3 * math.log(2 * R), rel=1e-10
+    )
     k = 2.0
     expect = 0.0
     for i in range(3):
-        f = lambda x, i=i: math.exp(-0.5 * LAM[i] * (W[i] + x - C[i]) ** 2) * float(  # noqa: E731
-            kernel(np.float64(x), R=R, k=k)) / (2 * R)
+        f = lambda x, i=i: (
+            math.exp(-0.5 * LAM[i] * (W[i] + x - C[i]) ** 2)
+            * float(
+                kernel(np.float64(x), R=R, k=k)
+            )
+            / (2 * R)
+        )
         expect -= math.log(brute_1d(f, -R, R))
     assert ref.quadratic_paper_m_limit(W, lam=LAM, c=C, R=R, k=k) == pytest.approx(expect, rel=1e-9)
 
@@ -253,20 +307,34 @@ def test_losses_vectorised():
     assert np.allclose(ref.quadratic_loss(LAM, C)(X), ref.full_quadratic_loss(np.diag(LAM), C)(X))
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=0.0), "R must lie"),
-    (lambda: ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=1.0, beta=-1), "beta must lie"),
-    (lambda: ref.quadratic_box_free_entropy(W, lam=-LAM, c=C, R=1.0), "lam must be >= 0"),
-    (lambda: ref.quadratic_box_free_entropy(W, lam=LAM[:2], c=C, R=1.0), "lam must have shape"),
-    (lambda: ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=1.0, mask=np.ones(2, bool)), "mask"),
-    (lambda: ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=1.0, mask=np.ones(3)), "mask"),
-    (lambda: ref.quadratic_finite_k_free_entropy(W, lam=LAM, c=C, R=1.0, k=0.0), "k must lie"),
-    (lambda: ref.quadratic_gaussian_free_entropy(W, lam=LAM, c=C, gamma=0.0), "gamma must lie"),
-    (lambda: ref.quadratic_box_free_entropy(np.array([np.nan, 0, 0]), lam=LAM, c=C, R=1.0), "NaN"),
-    (lambda: ref.quadratic_full_box_free_entropy(W, A=-np.eye(3), c=C, R=1.0), "positive definite"),
-    (lambda: ref.quadratic_full_box_free_entropy(W, A=np.triu(np.ones((3, 3))), c=C, R=1.0),
-     "symmetric"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=0.0), "R must lie"),
+        (lambda: ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=1.0, beta=-1), "beta must lie"),
+        (lambda: ref.quadratic_box_free_entropy(W, lam=-LAM, c=C, R=1.0), "lam must be >= 0"),
+        (lambda: ref.quadratic_box_free_entropy(W, lam=LAM[:2], c=C, R=1.0), "lam must have shape"),
+        (
+            lambda: ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=1.0, mask=np.ones(2, bool)),
+            "mask",
+        ),
+        (lambda: ref.quadratic_box_free_entropy(W, lam=LAM, c=C, R=1.0, mask=np.ones(3)), "mask"),
+        (lambda: ref.quadratic_finite_k_free_entropy(W, lam=LAM, c=C, R=1.0, k=0.0), "k must lie"),
+        (lambda: ref.quadratic_gaussian_free_entropy(W, lam=LAM, c=C, gamma=0.0), "gamma must lie"),
+        (
+            lambda: ref.quadratic_box_free_entropy(np.array([np.nan, 0, 0]), lam=LAM, c=C, R=1.0),
+            "NaN",
+        ),
+        (
+            lambda: ref.quadratic_full_box_free_entropy(W, A=-np.eye(3), c=C, R=1.0),
+            "positive definite",
+        ),
+        (
+            lambda: ref.quadratic_full_box_free_entropy(W, A=np.triu(np.ones((3, 3))), c=C, R=1.0),
+            "symmetric",
+        ),
+    ],
+)
 def test_bad_inputs(call, match):
     with pytest.raises(ValueError, match=match):
         call()

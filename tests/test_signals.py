@@ -1,4 +1,5 @@
 """Layer signals s_I (eq. 2): direct and finite-difference checks, running statistics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,16 @@ def _model():
 def test_weight_layers_are_the_weight_matrices_by_layer_name():
     assert list(weight_layers(_model())) == ["fc1", "fc2", "fc3"]
     cnn = models.cnn_table25(in_channels=1, input_size=12, padding=1)
-    assert list(weight_layers(cnn)) == ["conv1", "conv2", "conv3", "conv4", "conv5",
-                                        "fc1", "fc2", "fc3"]
+    assert list(weight_layers(cnn)) == [
+        "conv1",
+        "conv2",
+        "conv3",
+        "conv4",
+        "conv5",
+        "fc1",
+        "fc2",
+        "fc3",
+    ]
     assert all(p.ndim >= 2 for p in weight_layers(cnn).values())
 
 
@@ -75,8 +84,9 @@ def test_running_statistics_match_a_direct_computation_over_batches():
         assert summ[k]["signal_std"] == pytest.approx(s.std(), rel=1e-9)
         assert summ[k]["grad_mean_norm"] == pytest.approx(np.linalg.norm(G.mean(0)), rel=1e-12)
         assert summ[k]["grad_std_norm"] == pytest.approx(np.sqrt(G.var(0).sum()), rel=1e-9)
-        assert summ[k]["weight_norm"] == pytest.approx(np.linalg.norm(layers[k].detach().numpy()),
-                                                       rel=1e-12)
+        assert summ[k]["weight_norm"] == pytest.approx(
+            np.linalg.norm(layers[k].detach().numpy()), rel=1e-12
+        )
         assert summ[k]["numel"] == G.shape[1]
     acc.reset()
     assert acc.n == 0

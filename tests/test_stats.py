@@ -1,4 +1,5 @@
 """Paired tests, verdict rules and the group-sequential design (seeded simulations)."""
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,7 @@ def test_compare_pairs_only_arms_with_the_same_seeds(rng):
 
 def test_verdict_vocabulary_and_rules():
     assert verdicts.VERDICTS == ("holds", "does not hold", "negligible", "inconclusive")
-    assert verdicts.OUTCOMES == (*verdicts.VERDICTS, "not run")
+    assert (*verdicts.VERDICTS, "not run") == verdicts.OUTCOMES
     d = verdicts.decide
     m = MARGIN
     assert d(0.001, 0.02) == "holds"
@@ -108,8 +109,9 @@ def test_spending_and_boundaries_match_published_values():
     assert np.all(np.diff(sq.spending(t)) > 0)
     # Lan-DeMets O'Brien-Fleming, 4 equally spaced looks, two-sided 0.05 (gsDesign
     # sfLDOF / ldbounds): 4.3326, 2.9631, 2.3590, 2.0141, tabled to 1e-4
-    assert sq.boundaries((4, 8, 12, 16)) == pytest.approx([4.3326, 2.9631, 2.3590, 2.0141],
-                                                          abs=2e-4)
+    assert sq.boundaries((4, 8, 12, 16)) == pytest.approx(
+        [4.3326, 2.9631, 2.3590, 2.0141], abs=2e-4
+    )
     assert sq.boundaries((16,)) == pytest.approx([sps.norm.isf(0.025)])
     # the first boundary in closed form: the alpha spent by t_1 alone
     assert sq.boundaries((3, 10))[0] == pytest.approx(sps.norm.isf(sq.spending(0.3) / 2))
@@ -169,8 +171,11 @@ def _null_rates(rng: np.random.Generator, r: int) -> None:
     assert false_any <= ALPHA + _tol(ALPHA, r)
     # naive repeated testing at the nominal 5 % at every look, no spending:
     # the same samples reject far more often than alpha (about 13 %)
-    naive = _rates(sq.sequential_decisions(d, margin=NO_MARGIN,
-                                           z_boundaries=[sps.norm.isf(ALPHA / 2)] * 4)["verdict"])
+    naive = _rates(
+        sq.sequential_decisions(d, margin=NO_MARGIN, z_boundaries=[sps.norm.isf(ALPHA / 2)] * 4)[
+            "verdict"
+        ]
+    )
     assert naive["holds"] + naive["does not hold"] > ALPHA + _tol(ALPHA, r)
     assert naive["holds"] > ALPHA / 2 + _tol(ALPHA / 2, r)
 
@@ -213,4 +218,5 @@ def test_sequential_decision_of_one_sample():
     design = sq.SequentialDesign()
     assert design.next_look(3) == 4 and design.next_look(8) == 12 and design.next_look(16) is None
     assert design.critical(3, alpha=ALPHA, df=15) == pytest.approx(
-        sq.t_boundaries(design.looks, 15)[3])
+        sq.t_boundaries(design.looks, 15)[3]
+    )

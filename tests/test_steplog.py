@@ -21,8 +21,7 @@ def test_short_runs_and_bad_input():
     assert geometric_steps(7, dense=100) == list(range(1, 8))
     assert geometric_steps(1) == [1]
     assert geometric_steps(150, dense=100, per_decade=1) == [*range(1, 101), 150]
-    for kw in ({"last": 0}, {"last": 10, "dense": 0}, {"last": 10, "per_decade": 0},
-               {"last": 2.5}):
+    for kw in ({"last": 0}, {"last": 10, "dense": 0}, {"last": 10, "per_decade": 0}, {"last": 2.5}):
         with pytest.raises(ValueError, match=next(iter(kw)) if len(kw) == 1 else "must be"):
             geometric_steps(**kw)
     # a 10^9-step run: 100 dense steps + 7 decades x 20 = 240 records
@@ -32,12 +31,17 @@ def test_short_runs_and_bad_input():
 def _steps_config(tmp_path, **logging):
     from anisotropy.training.config import config_from_dict
 
-    return config_from_dict({
-        "seed": 0, "epochs": 2, "threads": 1,
-        "model": {"name": "mlp", "depth": 2, "width": 8},
-        "data": {"name": "synthetic", "synthetic_size": 160, "synthetic_features": 6},
-        "optim": {"lr": 0.05, "batch_size": 16},
-        "logging": {"steps": True, "steps_dense": 3, "steps_per_decade": 4, **logging}})
+    return config_from_dict(
+        {
+            "seed": 0,
+            "epochs": 2,
+            "threads": 1,
+            "model": {"name": "mlp", "depth": 2, "width": 8},
+            "data": {"name": "synthetic", "synthetic_size": 160, "synthetic_features": 6},
+            "optim": {"lr": 0.05, "batch_size": 16},
+            "logging": {"steps": True, "steps_dense": 3, "steps_per_decade": 4, **logging},
+        }
+    )
 
 
 def test_trainer_writes_step_records_whose_windows_tile_the_run(tmp_path):
@@ -50,8 +54,12 @@ def test_trainer_writes_step_records_whose_windows_tile_the_run(tmp_path):
     cfg = _steps_config(tmp_path)
     summary = train(cfg, tmp_path / "run", progress=False)
     assert summary["status"] == "complete"
-    recs = [json.loads(line) for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()]
-    epochs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    recs = [
+        json.loads(line) for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()
+    ]
+    epochs = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
     total = epochs[-1]["step"]
     # synthetic: 80 % of 160 samples train -> 128 / 16 = 8 steps per epoch, 16 in all
     assert total == 16

@@ -5,6 +5,7 @@ the integration tests train two one-epoch points on synthetic data with the real
 trainer, on a Dask LocalCluster over loopback and in a subprocess that is killed
 mid-sweep and rerun.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -40,8 +41,15 @@ def fake_runner(config, run_dir):
     if R < 0:
         raise RuntimeError("negative radius")
     acc = 0.5 + R + 0.001 * config["seed"]
-    summary = {"status": "complete", "best_test_acc": acc, "final_test_acc": acc - 0.01,
-               "final_train_loss": 1.0 - acc, "epochs": 1, "wall_time": 0.0, "config": config}
+    summary = {
+        "status": "complete",
+        "best_test_acc": acc,
+        "final_test_acc": acc - 0.01,
+        "final_train_loss": 1.0 - acc,
+        "epochs": 1,
+        "wall_time": 0.0,
+        "config": config,
+    }
     Path(run_dir, "log.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": acc}) + "\n")
     Path(run_dir, "summary.json").write_text(json.dumps(summary))
     return summary
@@ -49,9 +57,14 @@ def fake_runner(config, run_dir):
 
 def tiny_experiment(**kw) -> Experiment:
     base = {"smoothing.layers": ["fc1"], "epochs": 1}
-    return Experiment(name=kw.pop("name", "tiny"), scale="quick", base=base,
-                      grid=kw.pop("grid", [{"smoothing.R": [0.1, 0.2]}]),
-                      seeds=kw.pop("seeds", [0, 1]), **kw)
+    return Experiment(
+        name=kw.pop("name", "tiny"),
+        scale="quick",
+        base=base,
+        grid=kw.pop("grid", [{"smoothing.R": [0.1, 0.2]}]),
+        seeds=kw.pop("seeds", [0, 1]),
+        **kw,
+    )
 
 
 # ----------------------------------------------------------------------------- grid
@@ -63,7 +76,8 @@ def test_expand_grid_is_product_of_axes_times_seeds_concatenated_over_groups():
     assert len(pts) == (3 * 2 + 1) * 2
     assert pts[0] == {"a": 1, "b": "x", "seed": 0} and pts[1] == {"a": 1, "b": "x", "seed": 1}
     assert {(p["a"], p.get("b"), p["seed"]) for p in pts} == (
-        {(a, b, s) for a in (1, 2, 3) for b in "xy" for s in (0, 1)} | {(0, None, 0), (0, None, 1)})
+        {(a, b, s) for a in (1, 2, 3) for b in "xy" for s in (0, 1)} | {(0, None, 0), (0, None, 1)}
+    )
 
 
 def test_expand_grid_drops_duplicates_and_rejects_bad_axes():
@@ -108,10 +122,17 @@ def test_run_name_depends_on_the_configuration_only():
 
 
 def test_parse_experiment_merges_common_and_scale_base():
-    data = {"figure": "3", "title": "t",
-            "common": {"base": {"epochs": 5, "model": {"name": "mlp", "depth": 2}}},
-            "quick": {"note": "stand-in", "seeds": [0, 1], "base": {"epochs": 2},
-                      "grid": [{"smoothing": {"R": [0.1, 0.2]}}, {"smoothing.layers": [[]]}]}}
+    data = {
+        "figure": "3",
+        "title": "t",
+        "common": {"base": {"epochs": 5, "model": {"name": "mlp", "depth": 2}}},
+        "quick": {
+            "note": "stand-in",
+            "seeds": [0, 1],
+            "base": {"epochs": 2},
+            "grid": [{"smoothing": {"R": [0.1, 0.2]}}, {"smoothing.layers": [[]]}],
+        },
+    }
     e = parse_experiment(data, name="x", scale="quick")
     assert e.base == {"epochs": 2, "model.name": "mlp", "model.depth": 2}
     assert e.grid == [{"smoothing.R": [0.1, 0.2]}, {"smoothing.layers": [[]]}]
@@ -152,8 +173,9 @@ def test_points_report_the_bad_point():
 def test_sweep_collects_results_and_skips_complete_points(tmp_path):
     e = tiny_experiment()
     lines: list[str] = []
-    res = sweep.run_sweep(e, out=tmp_path, runner=fake_runner, normalise=passthrough,
-                          threads=None, log=lines.append)
+    res = sweep.run_sweep(
+        e, out=tmp_path, runner=fake_runner, normalise=passthrough, threads=None, log=lines.append
+    )
     assert (res.n_points, res.n_skipped, res.n_run, res.n_failed) == (4, 0, 4, 0)
     rows = results.read_results(res.results_path)
     assert len(rows) == 4 and all(r["status"] == "complete" for r in rows)
@@ -168,8 +190,9 @@ def test_sweep_collects_results_and_skips_complete_points(tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
     # rerun with one more R value: only the two new points run, old files untouched
     e2 = tiny_experiment(grid=[{"smoothing.R": [0.1, 0.2, 0.3]}])
-    res2 = sweep.run_sweep(e2, out=tmp_path, runner=fake_runner, normalise=passthrough,
-                           threads=None, log=lines.append)
+    res2 = sweep.run_sweep(
+        e2, out=tmp_path, runner=fake_runner, normalise=passthrough, threads=None, log=lines.append
+    )
     assert (res2.n_points, res2.n_skipped, res2.n_run) == (6, 4, 2)
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     assert len(results.read_results(res2.results_path)) == 6
@@ -182,61 +205,89 @@ def test_shared_store_reuses_runs_across_experiments(tmp_path):
         calls.append(run_dir)
         return fake_runner(config, run_dir)
 
-    sweep.run_sweep(tiny_experiment(name="a"), out=tmp_path, runner=counting,
-                    normalise=passthrough, threads=None, log=lambda s: None)
-    res = sweep.run_sweep(tiny_experiment(name="b", grid=[{"smoothing.R": [0.2, 0.4]}]),
-                          out=tmp_path, runner=counting, normalise=passthrough, threads=None,
-                          log=lambda s: None)
+    sweep.run_sweep(
+        tiny_experiment(name="a"),
+        out=tmp_path,
+        runner=counting,
+        normalise=passthrough,
+        threads=None,
+        log=lambda s: None,
+    )
+    res = sweep.run_sweep(
+        tiny_experiment(name="b", grid=[{"smoothing.R": [0.2, 0.4]}]),
+        out=tmp_path,
+        runner=counting,
+        normalise=passthrough,
+        threads=None,
+        log=lambda s: None,
+    )
     assert len(calls) == 4 + 2 and res.n_skipped == 2
     assert len(results.read_results(res.results_path)) == 4
 
 
 def test_failed_point_is_recorded_and_the_others_still_run(tmp_path):
     e = tiny_experiment(grid=[{"smoothing.R": [0.1, -0.5]}], seeds=[0])
-    res = sweep.run_sweep(e, out=tmp_path, runner=fake_runner, normalise=passthrough,
-                          threads=None, log=lambda s: None)
+    res = sweep.run_sweep(
+        e, out=tmp_path, runner=fake_runner, normalise=passthrough, threads=None, log=lambda s: None
+    )
     assert (res.n_run, res.n_failed) == (1, 1)
     rows = {r["smoothing.R"]: r for r in results.read_results(res.results_path)}
     assert rows[0.1]["status"] == "complete" and rows[-0.5]["status"] == "failed"
     err = res.results_path.parent / rows[-0.5]["run_dir"] / "error.txt"
     assert "negative radius" in err.read_text()
     # the failed point is retried on the next run
-    res2 = sweep.run_sweep(e, out=tmp_path, runner=fake_runner, normalise=passthrough,
-                           threads=None, log=lambda s: None)
+    res2 = sweep.run_sweep(
+        e, out=tmp_path, runner=fake_runner, normalise=passthrough, threads=None, log=lambda s: None
+    )
     assert (res2.n_skipped, res2.n_failed) == (1, 1)
 
 
 def test_sweep_runs_on_a_thread_pool_executor(tmp_path):
     with cf.ThreadPoolExecutor(2) as ex:
-        res = sweep.run_sweep(tiny_experiment(), out=tmp_path, runner=fake_runner,
-                              normalise=passthrough, executor=ex, threads=None,
-                              log=lambda s: None)
+        res = sweep.run_sweep(
+            tiny_experiment(),
+            out=tmp_path,
+            runner=fake_runner,
+            normalise=passthrough,
+            executor=ex,
+            threads=None,
+            log=lambda s: None,
+        )
     assert res.n_run == 4
     assert sorted(r["run"] for r in results.read_results(res.results_path)) == sorted(
-        p.name for p in tiny_experiment().points(passthrough))
+        p.name for p in tiny_experiment().points(passthrough)
+    )
 
 
 def test_dry_run_trains_nothing(tmp_path):
     lines: list[str] = []
-    res = sweep.run_sweep(tiny_experiment(), out=tmp_path, runner=fake_runner,
-                          normalise=passthrough, threads=None, log=lines.append, dry_run=True)
+    res = sweep.run_sweep(
+        tiny_experiment(),
+        out=tmp_path,
+        runner=fake_runner,
+        normalise=passthrough,
+        threads=None,
+        log=lines.append,
+        dry_run=True,
+    )
     assert res.n_run == 0 and not any(tmp_path.rglob("summary.json"))
     assert sum("pending" in line for line in lines) == 4
 
 
 def test_results_reader_rejects_non_finite_metrics(tmp_path):
     cols = results.result_columns()
-    path = write_csv_atomic(tmp_path / "r.csv", [{"run": "a", "status": "complete",
-                                                  "best_test_acc": "nan", "final_test_acc": 0.5}],
-                            cols)
+    path = write_csv_atomic(
+        tmp_path / "r.csv",
+        [{"run": "a", "status": "complete", "best_test_acc": "nan", "final_test_acc": 0.5}],
+        cols,
+    )
     with pytest.raises(ValueError, match="finite"):
         results.read_results(path)
 
 
 def test_make_executor_rejects_bad_worker_counts():
-    with pytest.raises(ValueError, match="workers"):
-        with sweep.make_executor(workers=-1):
-            pass
+    with pytest.raises(ValueError, match="workers"), sweep.make_executor(workers=-1):
+        pass
 
 
 # ----------------------------------------------------------------------------- real trainer
@@ -270,14 +321,19 @@ def write_tiny(tmp_path: Path, epochs=(1,), layers='[["fc1"]]') -> Path:
 def test_dask_local_cluster_runs_the_sweep_over_loopback(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     exp = load_experiment(write_tiny(tmp_path, layers='[["fc1"], []]'), "quick")
-    with _quiet_dask():
-        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                      host="127.0.0.1", protocol="tcp://",
-                                      dashboard_address=None) as cluster:
-            assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
-            with sweep.make_executor(scheduler=cluster.scheduler_address) as ex:
-                res = sweep.run_sweep(exp, out=tmp_path / "out", executor=ex, threads=1,
-                                      log=lambda s: None)
+    with _quiet_dask(), distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        host="127.0.0.1",
+        protocol="tcp://",
+        dashboard_address=None,
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        with sweep.make_executor(scheduler=cluster.scheduler_address) as ex:
+            res = sweep.run_sweep(
+                exp, out=tmp_path / "out", executor=ex, threads=1, log=lambda s: None
+            )
     assert (res.n_points, res.n_run, res.n_failed) == (2, 2, 0)
     rows = results.read_results(res.results_path)
     assert {r["smoothing.layers"] for r in rows} == {"fc1", "none"}
@@ -297,9 +353,11 @@ def _quiet_dask():
     @contextlib.contextmanager
     def cm():
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*[Pp]ort \d+ is already in use.*",
-                                    category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message=r".*[Pp]ort \d+ is already in use.*", category=UserWarning
+            )
             yield
+
     return cm()
 
 
@@ -310,9 +368,14 @@ def test_killed_sweep_resumes_only_the_missing_points(tmp_path):
     first, second = exp.points()
     store = sweep.sweep_paths(out, "quick", exp.name)[0]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.sweep", str(toml), "--workers", "1",
-                             "--out", str(out)], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.sweep", str(toml), "--workers", "1", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not results.is_complete(store / first.name):
@@ -342,8 +405,9 @@ def test_killed_sweep_resumes_only_the_missing_points(tmp_path):
 def test_overrides_reach_every_point():
     e = tiny_experiment().with_overrides(["data.root=/data/x", "optim.lr=0.5"])
     pts = e.points(passthrough)
-    assert all(p.config["data"]["root"] == "/data/x" and p.config["optim"]["lr"] == 0.5
-               for p in pts)
+    assert all(
+        p.config["data"]["root"] == "/data/x" and p.config["optim"]["lr"] == 0.5 for p in pts
+    )
     assert {p.name for p in pts}.isdisjoint(q.name for q in tiny_experiment().points(passthrough))
     with pytest.raises(ValueError, match="KEY=VALUE"):
         tiny_experiment().with_overrides(["nonsense"])
@@ -359,12 +423,18 @@ def _runner_with_checkpoint(config, run_dir):
 @pytest.mark.parametrize("keep", [True, False])
 def test_checkpoints_of_complete_runs_are_deleted_only_on_request(tmp_path, keep):
     e = tiny_experiment(grid=[{"smoothing.R": [0.1, 0.2]}], seeds=[0])
-    sweep.run_sweep(e, out=tmp_path, runner=_runner_with_checkpoint, normalise=passthrough,
-                    log=lambda s: None, keep_checkpoints=keep)
+    sweep.run_sweep(
+        e,
+        out=tmp_path,
+        runner=_runner_with_checkpoint,
+        normalise=passthrough,
+        log=lambda s: None,
+        keep_checkpoints=keep,
+    )
     store, _ = sweep.sweep_paths(tmp_path, "quick", e.name)
     by_r = {p.settings["smoothing.R"]: store / p.name for p in e.points(passthrough)}
-    assert (by_r[0.1] / "checkpoint.pt").exists() == keep      # complete run
-    assert (by_r[0.2] / "checkpoint.pt").exists()              # unfinished: kept to resume
+    assert (by_r[0.1] / "checkpoint.pt").exists() == keep  # complete run
+    assert (by_r[0.2] / "checkpoint.pt").exists()  # unfinished: kept to resume
 
 
 def test_run_identity_ignores_settings_at_their_default():

@@ -1,4 +1,5 @@
 """Training loop: log format, exact limits (y = 0, R -> 0), Jensen, resume, NaN stop, errors."""
+
 from __future__ import annotations
 
 import functools
@@ -9,29 +10,49 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from anisotropy.training.config import TrainConfig, apply_overrides, config_from_dict, load_config
+from anisotropy.cli.train import main
 from anisotropy.data.datasets import load_dataset
 from anisotropy.io import load_checkpoint, read_jsonl
 from anisotropy.smoothing.losses import PartialLocalEntropy, reduce_losses
 from anisotropy.smoothing.schedules import radius_schedule
-from anisotropy.training.signals import weight_layers
-from anisotropy.cli.train import main
+from anisotropy.training.config import TrainConfig, apply_overrides, config_from_dict, load_config
 from anisotropy.training.hooks import Callback
+from anisotropy.training.signals import weight_layers
 from anisotropy.training.trainer import build_model, derive_seeds, train
 
-LOG_KEYS = {"epoch", "step", "train_loss", "smoothed_loss", "train_acc", "test_loss", "test_acc",
-            "best_test_acc", "wall_time", "lr", "R", "layers"}
+LOG_KEYS = {
+    "epoch",
+    "step",
+    "train_loss",
+    "smoothed_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "best_test_acc",
+    "wall_time",
+    "lr",
+    "R",
+    "layers",
+}
 LAYER_KEYS = {"signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight_norm", "numel"}
 
 
 def small(**over) -> TrainConfig:
     """A run of a second or less: 16-8-8-3 MLP on a 240-sample Gaussian mixture."""
-    d = {"seed": 1, "epochs": 2, "threads": 1,
-         "model": {"name": "mlp", "depth": 2, "width": 8},
-         "data": {"name": "synthetic", "synthetic_size": 240, "synthetic_features": 16,
-                  "synthetic_classes": 3},
-         "optim": {"lr": 0.05, "batch_size": 32},
-         "smoothing": {"layers": ["fc2"], "R": 0.05, "y": 3}}
+    d = {
+        "seed": 1,
+        "epochs": 2,
+        "threads": 1,
+        "model": {"name": "mlp", "depth": 2, "width": 8},
+        "data": {
+            "name": "synthetic",
+            "synthetic_size": 240,
+            "synthetic_features": 16,
+            "synthetic_classes": 3,
+        },
+        "optim": {"lr": 0.05, "batch_size": 32},
+        "smoothing": {"layers": ["fc2"], "R": 0.05, "y": 3},
+    }
     cfg = config_from_dict(d)
     over = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in over.items()}
     return apply_overrides(cfg, [f"{k}={v}" for k, v in over.items()])
@@ -57,8 +78,9 @@ def test_log_summary_and_run_directory(tmp_path):
         assert all(set(v) == LAYER_KEYS for v in r["layers"].values())
         assert r["lr"] == 0.05 and r["R"] == 0.05
         assert 0 <= r["train_acc"] <= 1 and 0 <= r["test_acc"] <= 1
-    assert [r["best_test_acc"] for r in lines] == [max(x["test_acc"] for x in lines[:i + 1])
-                                                  for i in range(3)]
+    assert [r["best_test_acc"] for r in lines] == [
+        max(x["test_acc"] for x in lines[: i + 1]) for i in range(3)
+    ]
     assert all(a["wall_time"] < b["wall_time"] for a, b in zip(lines, lines[1:]))
     assert summary["status"] == "complete" and summary["epochs"] == 3 and summary["steps"] == 18
     assert summary["final_test_acc"] == lines[-1]["test_acc"]
@@ -81,7 +103,9 @@ def test_y0_and_plain_cross_entropy_give_identical_runs(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     la, lb = read_jsonl(tmp_path / "plain" / "log.jsonl"), read_jsonl(tmp_path / "y0" / "log.jsonl")
     assert strip(la, "wall_time", "R") == strip(lb, "wall_time", "R")
-    assert all(r["R"] is None for r in la) and all(r["smoothed_loss"] == r["train_loss"] for r in lb)
+    assert all(r["R"] is None for r in la) and all(
+        r["smoothed_loss"] == r["train_loss"] for r in lb
+    )
     assert plain["smoothed_parameters"] == [] and y0["smoothed_parameters"] == ["fc2.weight"]
 
 
@@ -90,12 +114,18 @@ def test_vanishing_radius_reproduces_plain_training(tmp_path):
     plain loss; its gradient differs from the plain one only by the rounding of that
     average (~1e-7 relative per step), amplified over 12 steps: tolerance 1e-5."""
     train(small(**{"smoothing.layers": "[]"}), tmp_path / "plain", progress=False)
-    train(small(**{"smoothing.R": 1e-30, "smoothing.layers": '["fc1", "fc2", "fc3"]'}),
-          tmp_path / "tiny", progress=False)
+    train(
+        small(**{"smoothing.R": 1e-30, "smoothing.layers": '["fc1", "fc2", "fc3"]'}),
+        tmp_path / "tiny",
+        progress=False,
+    )
     a, b = weights(tmp_path / "plain"), weights(tmp_path / "tiny")
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6), k
-    la, lb = read_jsonl(tmp_path / "plain" / "log.jsonl"), read_jsonl(tmp_path / "tiny" / "log.jsonl")
+    la, lb = (
+        read_jsonl(tmp_path / "plain" / "log.jsonl"),
+        read_jsonl(tmp_path / "tiny" / "log.jsonl"),
+    )
     for ra, rb in zip(la, lb):
         assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
         assert rb["smoothed_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
@@ -116,15 +146,24 @@ def test_plea_is_below_pla_at_every_step(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(PartialLocalEntropy, "__call__", recording)
-    train(small(**{"smoothing.reduction": "plea", "smoothing.R": 0.5, "smoothing.layers":
-                   '["fc1", "fc2"]'}), tmp_path, progress=False)
+    train(
+        small(
+            **{
+                "smoothing.reduction": "plea",
+                "smoothing.R": 0.5,
+                "smoothing.layers": '["fc1", "fc2"]',
+            }
+        ),
+        tmp_path,
+        progress=False,
+    )
     assert len(seen) == 12
     assert all(plea <= pla for plea, pla, _ in seen)
     assert any(plea < pla - 1e-6 for plea, pla, _ in seen)  # the perturbations matter at R = 0.5
     assert all(loss == pytest.approx(plea, rel=1e-6) for plea, _, loss in seen)
     lines = read_jsonl(tmp_path / "log.jsonl")
     for e, rec in enumerate(lines):
-        epoch = seen[6 * e: 6 * (e + 1)]
+        epoch = seen[6 * e : 6 * (e + 1)]
         assert rec["smoothed_loss"] == pytest.approx(sum(s[0] for s in epoch) / 6, rel=1e-6)
         assert rec["smoothed_loss"] <= sum(s[1] for s in epoch) / 6
 
@@ -140,8 +179,12 @@ def test_logged_signal_is_eq2_of_the_optimised_loss(tmp_path):
     model = build_model(cfg, data.input_shape, data.classes, seed=init)
     idx = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(data_seed))
     ple = PartialLocalEntropy(model, F.cross_entropy, layers=["fc2"], R=0.3, y=3)
-    out = ple(data.normalise(data.x_train[idx]), data.y_train[idx],
-              generator=torch.Generator().manual_seed(pert_seed), step=0)
+    out = ple(
+        data.normalise(data.x_train[idx]),
+        data.y_train[idx],
+        generator=torch.Generator().manual_seed(pert_seed),
+        step=0,
+    )
     out.loss.backward()
     for name, p in weight_layers(model).items():
         got = rec["layers"][name]
@@ -156,12 +199,18 @@ def test_resume_follows_the_uninterrupted_trajectory_bitwise(tmp_path):
     """4 epochs straight vs. a run killed in epoch 4 (after the epoch-3 log line, past the
     epoch-2 checkpoint) and resumed: same weights, same log lines except wall_time.
     Heavy augmentation and PLA exercise both generators."""
-    cfg = config_from_dict({
-        "seed": 3, "epochs": 4, "threads": 1, "model": {"depth": 1, "width": 16},
-        "data": {"name": "digits", "n_train": 96, "n_test": 64, "augment": "heavy"},
-        "optim": {"lr": 0.02, "batch_size": 32},
-        "smoothing": {"layers": ["fc1"], "R": 0.02, "y": 2},
-        "logging": {"checkpoint_every": 2}})
+    cfg = config_from_dict(
+        {
+            "seed": 3,
+            "epochs": 4,
+            "threads": 1,
+            "model": {"depth": 1, "width": 16},
+            "data": {"name": "digits", "n_train": 96, "n_test": 64, "augment": "heavy"},
+            "optim": {"lr": 0.02, "batch_size": 32},
+            "smoothing": {"layers": ["fc1"], "R": 0.02, "y": 2},
+            "logging": {"checkpoint_every": 2},
+        }
+    )
     train(cfg, tmp_path / "straight", progress=False)
 
     class Dying(Callback):
@@ -205,7 +254,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
                     state.model.fc1.weight[0, 0] = math.nan
 
     summary = train(small(epochs=4), tmp_path / "a", progress=False, callbacks=[Poison()])
-    assert summary["status"].startswith("stopped: non-finite training loss (nan) at epoch 3, step 14")
+    assert summary["status"].startswith(
+        "stopped: non-finite training loss (nan) at epoch 3, step 14"
+    )
     assert summary["epochs"] == 2 and summary["steps"] == 12
     assert len(read_jsonl(tmp_path / "a" / "log.jsonl")) == 2
     ck = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
@@ -214,9 +265,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
     # the command line reports it and exits with status 3 (the public train(), with the
     # poisoning callback added, stands in for the one the command calls)
     import anisotropy.training.trainer as trainer_mod
+
     monkeypatch.setattr(trainer_mod, "train", functools.partial(train, callbacks=[Poison()]))
     cfg_file = tmp_path / "c.toml"
     from anisotropy.training.config import config_to_toml
+
     cfg_file.write_text(config_to_toml(small(epochs=4)))
     assert main([str(cfg_file), "--out", str(tmp_path / "b"), "--no-progress"]) == 3
     err = capsys.readouterr().err
@@ -242,12 +295,13 @@ def test_callbacks_see_every_step_and_every_log_line(tmp_path):
     assert steps == [(e, s) for e in (0, 1) for s in range(6 * e + 1, 6 * e + 7)]
     assert records == read_jsonl(tmp_path / "log.jsonl")
     for e, rec in enumerate(records):
-        assert rec["smoothed_loss"] == pytest.approx(sum(losses[6 * e: 6 * e + 6]) / 6, rel=1e-6)
+        assert rec["smoothed_loss"] == pytest.approx(sum(losses[6 * e : 6 * e + 6]) / 6, rel=1e-6)
 
 
 def test_a_raising_callback_stops_the_run_cleanly(tmp_path):
     """The run stops with a status naming the callback; summary, log and checkpoint are
     kept, and resuming completes the run."""
+
     class Stop(Callback):
         def on_epoch(self, state, record):
             if state.epoch == 2:
@@ -274,7 +328,9 @@ def test_radius_schedules():
         vals = [f(i) for i in range(11)]
         assert all(a >= b for a, b in zip(vals, vals[1:]))
     assert radius_schedule("linear", R=0.1, R_final=0.0, total_steps=4)(2) == pytest.approx(0.05)
-    assert radius_schedule("exponential", R=0.1, R_final=0.001, total_steps=4)(2) == pytest.approx(0.01)
+    assert radius_schedule("exponential", R=0.1, R_final=0.001, total_steps=4)(2) == pytest.approx(
+        0.01
+    )
     assert radius_schedule("cosine", R=0.1, R_final=0.0, total_steps=4)(2) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="R_final must lie in"):
         radius_schedule("exponential", R=0.1, R_final=0.0)
@@ -285,8 +341,14 @@ def test_radius_schedules():
 
 
 def test_fading_radius_is_logged_and_ends_in_plain_steps(tmp_path):
-    cfg = small(epochs=3, **{"smoothing.schedule": "linear", "smoothing.R_final": 0.0,
-                             "smoothing.schedule_epochs": 2})
+    cfg = small(
+        epochs=3,
+        **{
+            "smoothing.schedule": "linear",
+            "smoothing.R_final": 0.0,
+            "smoothing.schedule_epochs": 2,
+        },
+    )
     train(cfg, tmp_path, progress=False)
     lines = read_jsonl(tmp_path / "log.jsonl")
     f = radius_schedule("linear", R=0.05, R_final=0.0, total_steps=12)
@@ -297,8 +359,18 @@ def test_fading_radius_is_logged_and_ends_in_plain_steps(tmp_path):
 
 def test_command_line_smoke_run_and_errors(tmp_path, monkeypatch, capsys):
     out = tmp_path / "smoke"
-    argv = ["experiments/smoke.toml", "--out", str(out), "--no-progress", "--set", "epochs=1",
-            "--set", "data.n_train=128", "--set", "model.width=32"]
+    argv = [
+        "experiments/smoke.toml",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "epochs=1",
+        "--set",
+        "data.n_train=128",
+        "--set",
+        "model.width=32",
+    ]
     monkeypatch.chdir(tmp_path)  # the shipped configuration is found without the repository
     assert main(argv) == 0
     text = capsys.readouterr().out
@@ -310,23 +382,44 @@ def test_command_line_smoke_run_and_errors(tmp_path, monkeypatch, capsys):
         return capsys.readouterr().err
 
     assert "KEY=VALUE" in error_of(["experiments/smoke.toml", "--set", "epochs"])
-    assert "unknown key 'optim.rate'" in error_of(["experiments/smoke.toml", "--set", "optim.rate=1"])
+    assert "unknown key 'optim.rate'" in error_of(
+        ["experiments/smoke.toml", "--set", "optim.rate=1"]
+    )
     assert "does not exist" in error_of(["no/such/config.toml"])
     assert "already holds a run" in error_of(argv)
-    msg = error_of(["experiments/smoke.toml", "--out", str(tmp_path / "x"), "--set",
-                    "data.name=fashion_mnist", "--set", f"data.root={tmp_path / 'none'}"])
+    msg = error_of(
+        [
+            "experiments/smoke.toml",
+            "--out",
+            str(tmp_path / "x"),
+            "--set",
+            "data.name=fashion_mnist",
+            "--set",
+            f"data.root={tmp_path / 'none'}",
+        ]
+    )
     assert "apt-get install dataset-fashion-mnist" in msg
-    msg = error_of(["experiments/smoke.toml", "--out", str(tmp_path / "y"), "--set",
-                    'smoothing.layers=["fc9"]'])
+    msg = error_of(
+        [
+            "experiments/smoke.toml",
+            "--out",
+            str(tmp_path / "y"),
+            "--set",
+            'smoothing.layers=["fc9"]',
+        ]
+    )
     assert "fc9" in msg and "fc1" in msg
 
 
-@pytest.mark.parametrize("over", [
-    {"smoothing.reduction": "beta", "smoothing.beta": 4.0},
-    {"smoothing.include_centre": False},
-    {"smoothing.kernel": "gaussian", "smoothing.R": 0.02},
-    {"smoothing.k": 50.0, "optim.weight_decay": 1e-3, "optim.nesterov": True},
-])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"smoothing.reduction": "beta", "smoothing.beta": 4.0},
+        {"smoothing.include_centre": False},
+        {"smoothing.kernel": "gaussian", "smoothing.R": 0.02},
+        {"smoothing.k": 50.0, "optim.weight_decay": 1e-3, "optim.nesterov": True},
+    ],
+)
 def test_every_smoothing_option_reaches_the_loss(tmp_path, over):
     summary = train(small(epochs=1, **over), tmp_path, progress=False)
     rec = read_jsonl(tmp_path / "log.jsonl")[0]
@@ -343,9 +436,15 @@ def _foreign_generator_checkpoint(tmp_path, layers):
     from anisotropy.training.config import config_from_dict
     from anisotropy.training.trainer import train
 
-    d = {"seed": 0, "epochs": 1, "threads": 1, "model": {"name": "mlp", "depth": 1, "width": 8},
-         "data": {"name": "synthetic", "synthetic_size": 64, "synthetic_features": 4},
-         "optim": {"lr": 0.05, "batch_size": 16}, "smoothing": {"layers": layers}}
+    d = {
+        "seed": 0,
+        "epochs": 1,
+        "threads": 1,
+        "model": {"name": "mlp", "depth": 1, "width": 8},
+        "data": {"name": "synthetic", "synthetic_size": 64, "synthetic_features": 4},
+        "optim": {"lr": 0.05, "batch_size": 16},
+        "smoothing": {"layers": layers},
+    }
     train(config_from_dict(d), tmp_path / "run", progress=False)
     ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     ck["perturb_generator"] = torch.zeros(16, dtype=torch.uint8)

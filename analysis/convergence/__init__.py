@@ -2,13 +2,32 @@
 constants: references, theory, fits, the study, its output and plot.
 """
 
-from .rates import RepetitionStats, LinearFit, repetition_stats, weighted_linear_fit, log_std_se
-from .theory import DeltaMethod, delta_method_from_moments, finite_k_coefficient, finite_k_coefficient_fd, quadratic_box_antithetic_moment
-from .reference import QuadraticReference, quadratic_box_log_average
-from .fits import fit_method, fit_k_study
-from .study import Method, METHODS, CSV_COLUMNS, ConvergeOptions, QuadraticReference, ConvergenceStudy, resolve_options, reference_from_options, replicate, run_convergence, write_study, main
+from .fits import fit_k_study, fit_method
 from .output import CSV_COLUMNS, write_study
 from .plot import plot_study
+from .rates import LinearFit, RepetitionStats, log_std_se, repetition_stats, weighted_linear_fit
+from .reference import QuadraticReference, quadratic_box_log_average
+from .study import (
+    CSV_COLUMNS,
+    METHODS,
+    ConvergenceStudy,
+    ConvergeOptions,
+    Method,
+    QuadraticReference,
+    main,
+    reference_from_options,
+    replicate,
+    resolve_options,
+    run_convergence,
+    write_study,
+)
+from .theory import (
+    DeltaMethod,
+    delta_method_from_moments,
+    finite_k_coefficient,
+    finite_k_coefficient_fd,
+    quadratic_box_antithetic_moment,
+)
 
 __all__ = [
     "RepetitionStats",

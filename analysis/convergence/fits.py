@@ -6,14 +6,15 @@ Input rows are the per-grid-point repetition statistics (keys of
 :mod:`analysis.convergence.rates`, and compare with the predictions of
 :mod:`analysis.convergence.theory`.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from analysis.convergence.theory import DeltaMethod
 from analysis.convergence.rates import LinearFit, weighted_linear_fit
+from analysis.convergence.theory import DeltaMethod
 
 __all__ = ["fit_method", "fit_k_study"]
 
@@ -29,14 +30,27 @@ def _constant(fit: LinearFit | None, predicted: float, slope_predicted: float) -
     """Intercept of ``value * y^p`` vs ``1/y`` (the ``y -> inf`` constant) against the prediction."""
     if fit is None or fit.n_points < 3:
         return None
-    return dict(measured=fit.intercept, se=fit.intercept_se, predicted=predicted,
-                ratio=fit.intercept / predicted, z=(fit.intercept - predicted) / fit.intercept_se,
-                inv_y_coefficient=fit.slope, inv_y_coefficient_se=fit.slope_se,
-                inv_y_coefficient_predicted=slope_predicted, n_points=fit.n_points)
+    return dict(
+        measured=fit.intercept,
+        se=fit.intercept_se,
+        predicted=predicted,
+        ratio=fit.intercept / predicted,
+        z=(fit.intercept - predicted) / fit.intercept_se,
+        inv_y_coefficient=fit.slope,
+        inv_y_coefficient_se=fit.slope_se,
+        inv_y_coefficient_predicted=slope_predicted,
+        n_points=fit.n_points,
+    )
 
 
-def fit_method(rows: list[dict], dm: DeltaMethod | None, *, std_fit_y_min: float,
-               bias_fit_y_min: float, bias_z: float) -> dict:
+def fit_method(
+    rows: list[dict],
+    dm: DeltaMethod | None,
+    *,
+    std_fit_y_min: float,
+    bias_fit_y_min: float,
+    bias_z: float,
+) -> dict:
     """Slopes and constants of one method's y-study rows (see the module docstring).
 
     * std slope: WLS of ``log std`` on ``log y`` for ``y >= std_fit_y_min``,
@@ -66,34 +80,48 @@ def fit_method(rows: list[dict], dm: DeltaMethod | None, *, std_fit_y_min: float
     resolvable = (y >= bias_fit_y_min) & (std * np.sqrt(n) > 2 * bias_z)
     b_sel = resolvable & (bias > 0)
     std_fit = _fit_or_none(np.log(y[s_sel]), np.log(std[s_sel]), lse[s_sel])
-    bias_fit = _fit_or_none(np.log(y[b_sel]), np.log(np.abs(bias[b_sel])),
-                            bias_se[b_sel] / np.abs(bias[b_sel]))
-    out = dict(std_slope=std_fit.to_dict() if std_fit else None,
-               bias_slope=bias_fit.to_dict() if bias_fit else None,
-               std_fit_y=y[s_sel].astype(int).tolist(),
-               bias_fit_y=y[b_sel].astype(int).tolist(),
-               bias_dropped=int(np.sum(resolvable & ~b_sel)),
-               expected_std_slope=-0.5, expected_bias_slope=-1.0)
+    bias_fit = _fit_or_none(
+        np.log(y[b_sel]), np.log(np.abs(bias[b_sel])), bias_se[b_sel] / np.abs(bias[b_sel])
+    )
+    out = dict(
+        std_slope=std_fit.to_dict() if std_fit else None,
+        bias_slope=bias_fit.to_dict() if bias_fit else None,
+        std_fit_y=y[s_sel].astype(int).tolist(),
+        bias_fit_y=y[b_sel].astype(int).tolist(),
+        bias_dropped=int(np.sum(resolvable & ~b_sel)),
+        expected_std_slope=-0.5,
+        expected_bias_slope=-1.0,
+    )
     if dm is None:
         return out
     out["relvar"] = dm.relvar
     if std_fit and math.isfinite(dm.skew3):
         ys = y[s_sel]
         out["expected_std_slope_finite_y"] = weighted_linear_fit(
-            np.log(ys), 0.5 * np.log(dm.relvar / ys + dm.var_second_order / ys**2),
-            lse[s_sel]).slope
+            np.log(ys), 0.5 * np.log(dm.relvar / ys + dm.var_second_order / ys**2), lse[s_sel]
+        ).slope
     if bias_fit and math.isfinite(dm.skew3):
         yb = y[b_sel]
         out["expected_bias_slope_finite_y"] = weighted_linear_fit(
-            np.log(yb), np.log(dm.bias(yb) + dm.bias_second_order / yb**2),
-            bias_se[b_sel] / np.abs(bias[b_sel])).slope
+            np.log(yb),
+            np.log(dm.bias(yb) + dm.bias_second_order / yb**2),
+            bias_se[b_sel] / np.abs(bias[b_sel]),
+        ).slope
     sq = np.sqrt(y[s_sel])
     out["std_constant"] = _constant(
-        _fit_or_none(1 / y[s_sel], std[s_sel] * sq, std_se[s_sel] * sq), dm.std_constant,
-        dm.var_second_order / (2 * dm.std_constant))
-    out["bias_constant"] = None if not dm.predicts_bias else _constant(
-        _fit_or_none(1 / y[b_sel], bias[b_sel] * y[b_sel], bias_se[b_sel] * y[b_sel]),
-        dm.bias_constant, dm.bias_second_order)
+        _fit_or_none(1 / y[s_sel], std[s_sel] * sq, std_se[s_sel] * sq),
+        dm.std_constant,
+        dm.var_second_order / (2 * dm.std_constant),
+    )
+    out["bias_constant"] = (
+        None
+        if not dm.predicts_bias
+        else _constant(
+            _fit_or_none(1 / y[b_sel], bias[b_sel] * y[b_sel], bias_se[b_sel] * y[b_sel]),
+            dm.bias_constant,
+            dm.bias_second_order,
+        )
+    )
     return out
 
 
@@ -111,9 +139,16 @@ def fit_k_study(rows: list[dict], c2: float, *, R: float, k_fit_min: float) -> d
     scaled = k**2 * d
     err = scaled - c2
     ratios = [float(a / b) for a, b in zip(err[sel][:-1], err[sel][1:]) if b != 0]
-    return dict(slope=fit.slope if fit else None,
-                # unit weights: the OLS standard error is slope_se times the residual scale
-                slope_se=fit.slope_se * fit.birge_ratio if fit else None,
-                expected_slope=-2.0, fit_k=k[sel].tolist(), c2_predicted=c2,
-                c2_measured_at_kmax=float(scaled[-1]), c2_ratio_at_kmax=float(scaled[-1] / c2),
-                k2_delta=scaled.tolist(), doubling_ratios=ratios, expected_doubling_ratio=4.0)
+    return dict(
+        slope=fit.slope if fit else None,
+        # unit weights: the OLS standard error is slope_se times the residual scale
+        slope_se=fit.slope_se * fit.birge_ratio if fit else None,
+        expected_slope=-2.0,
+        fit_k=k[sel].tolist(),
+        c2_predicted=c2,
+        c2_measured_at_kmax=float(scaled[-1]),
+        c2_ratio_at_kmax=float(scaled[-1] / c2),
+        k2_delta=scaled.tolist(),
+        doubling_ratios=ratios,
+        expected_doubling_ratio=4.0,
+    )

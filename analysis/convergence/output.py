@@ -1,5 +1,6 @@
 """Files written by ``anisotropy converge``: ``convergence.csv``, ``summary.json`` and
 ``convergence.png``, each written atomically (temporary file + ``os.replace``)."""
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,23 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CSV_COLUMNS", "write_study"]
 
 #: Columns of ``convergence.csv``: one row per study / method / grid point.
-CSV_COLUMNS = ("study", "method", "y", "k", "n_rep", "mean", "exact", "bias", "bias_se",
-               "std", "std_se", "rmse", "predicted_bias", "predicted_std", "n_unreliable")
+CSV_COLUMNS = (
+    "study",
+    "method",
+    "y",
+    "k",
+    "n_rep",
+    "mean",
+    "exact",
+    "bias",
+    "bias_se",
+    "std",
+    "std_se",
+    "rmse",
+    "predicted_bias",
+    "predicted_std",
+    "n_unreliable",
+)
 
 
 def _csv_text(rows: list[dict]) -> str:
@@ -27,9 +43,18 @@ def _csv_text(rows: list[dict]) -> str:
     writer.writeheader()
     for r in rows:
         # empty field = not applicable (y of the k-study, std of an exact value); inf kept
-        writer.writerow({c: ("" if isinstance(r[c], float) and math.isnan(r[c]) else
-                             repr(float(r[c])) if isinstance(r[c], float) else r[c])
-                         for c in CSV_COLUMNS})
+        writer.writerow(
+            {
+                c: (
+                    ""
+                    if isinstance(r[c], float) and math.isnan(r[c])
+                    else repr(float(r[c]))
+                    if isinstance(r[c], float)
+                    else r[c]
+                )
+                for c in CSV_COLUMNS
+            }
+        )
     return buf.getvalue()
 
 

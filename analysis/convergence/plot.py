@@ -1,5 +1,6 @@
 """The figure of ``anisotropy converge``: log-log panels of bias, std and RMSE vs y, and of
 ``F(R,k) - F(R,inf)`` vs k, with the predicted lines (a bare Figure with the Agg canvas: no pyplot state, no display)."""
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,6 @@ def plot_study(study: ConvergenceStudy, path) -> None:
     one panel of ``F(R,k) - F(R,inf)`` with ``C_2/k^2``.
     """
     import matplotlib
-
     from matplotlib.figure import Figure
 
     o = study.options
@@ -43,10 +43,25 @@ def plot_study(study: ConvergenceStudy, path) -> None:
         rows = [r for r in study.rows if r["study"] == "y" and r["method"] == method]
         y, bias, bse, std, n = (_column(rows, k) for k in ("y", "bias", "bias_se", "std", "n_rep"))
         sig = (std * np.sqrt(n) > 2 * o.bias_z) & (bias > 0) & (y >= o.bias_fit_y_min)
-        ax.errorbar(y[sig], np.abs(bias[sig]), yerr=bse[sig], fmt="o", ms=4, color=colours[0],
-                    label=f"bias (resolvable at {o.bias_z:g} se)")
-        ax.plot(y[~sig], np.abs(bias[~sig]), "o", ms=4, mfc="none", color=colours[0], alpha=0.5,
-                label="|bias| (not resolvable)")
+        ax.errorbar(
+            y[sig],
+            np.abs(bias[sig]),
+            yerr=bse[sig],
+            fmt="o",
+            ms=4,
+            color=colours[0],
+            label=f"bias (resolvable at {o.bias_z:g} se)",
+        )
+        ax.plot(
+            y[~sig],
+            np.abs(bias[~sig]),
+            "o",
+            ms=4,
+            mfc="none",
+            color=colours[0],
+            alpha=0.5,
+            label="|bias| (not resolvable)",
+        )
         ax.plot(y, std, "s", ms=4, color=colours[1], label="std")
         pb, ps = _column(rows, "predicted_bias"), _column(rows, "predicted_std")
         if np.all(np.isfinite(pb)):
@@ -56,23 +71,39 @@ def plot_study(study: ConvergenceStudy, path) -> None:
         f = study.y_fits[method]
         slope = f"{f['std_slope']['slope']:+.3f}" if f["std_slope"] else "n/a"
         bslope = f"{f['bias_slope']['slope']:+.3f}" if f["bias_slope"] else "n/a"
-        ax.set(xscale="log", yscale="log", xlabel="y (loss evaluations per estimate)",
-               title=f"{method}: std slope {slope}, bias slope {bslope}")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="y (loss evaluations per estimate)",
+            title=f"{method}: std slope {slope}, bias slope {bslope}",
+        )
         ax.title.set_fontsize(9)
         ax.legend(fontsize=6)
     ax = axes[len(methods)]
     for i, method in enumerate(methods):
         rows = [r for r in study.rows if r["study"] == "y" and r["method"] == method]
-        ax.plot(_column(rows, "y"), _column(rows, "rmse"), "o-", ms=3, lw=1,
-                color=colours[i % len(colours)], label=method)
+        ax.plot(
+            _column(rows, "y"),
+            _column(rows, "rmse"),
+            "o-",
+            ms=3,
+            lw=1,
+            color=colours[i % len(colours)],
+            label=method,
+        )
     ax.set(xscale="log", yscale="log", xlabel="y", ylabel="RMSE", title="RMSE of each method")
     ax.legend(fontsize=7)
     ax = axes[len(methods) + 1]
     krows = [r for r in study.rows if r["study"] == "k"]
     k, d, pred = (_column(krows, c) for c in ("k", "bias", "predicted_bias"))
     ax.plot(k, np.abs(d), "o", ms=4, label="|F(R,k) - F(R,inf)| (quadrature)")
-    ax.plot(k, np.abs(pred), "-", lw=1,
-            label=f"C2/k^2 + N log(1-e^-4kR), C2={study.k_fit['c2_predicted']:.4f}")
+    ax.plot(
+        k,
+        np.abs(pred),
+        "-",
+        lw=1,
+        label=f"C2/k^2 + N log(1-e^-4kR), C2={study.k_fit['c2_predicted']:.4f}",
+    )
     ks = study.k_fit
     title = "k-study" if ks["slope"] is None else f"k-study: slope {ks['slope']:+.3f} (expected -2)"
     ax.set(xscale="log", yscale="log", xlabel="k", title=title)
@@ -80,7 +111,10 @@ def plot_study(study: ConvergenceStudy, path) -> None:
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     ref = study.reference
-    fig.suptitle(f"convergence on the quadratic reference (N={ref.n}, lam={list(ref.lam)}, "
-                 f"coupling={ref.coupling}, R={ref.R}, exact F={study.exact:.6f}); "
-                 f"k-study on its separable part", fontsize=10)
+    fig.suptitle(
+        f"convergence on the quadratic reference (N={ref.n}, lam={list(ref.lam)}, "
+        f"coupling={ref.coupling}, R={ref.R}, exact F={study.exact:.6f}); "
+        f"k-study on its separable part",
+        fontsize=10,
+    )
     save_figure_atomic(fig, path, format="png", dpi=110)

@@ -15,6 +15,7 @@ point weighted by the inverse variance implied by the repetition count:
   method, meaningful only where ``|bias|`` is several ``se(bias)`` away from 0,
   which is why bias rates are fitted on *significant* points only).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -111,9 +112,17 @@ def repetition_stats(estimates: np.ndarray, exact: float) -> RepetitionStats:
         excess = 0.0
     lse = log_std_se(n, excess)
     bias = mean - exact
-    return RepetitionStats(n=n, mean=mean, exact=exact, bias=bias, bias_se=std / math.sqrt(n),
-                           std=std, std_se=std * lse, log_std_se=lse,
-                           rmse=math.sqrt(bias**2 + var * (n - 1) / n))
+    return RepetitionStats(
+        n=n,
+        mean=mean,
+        exact=exact,
+        bias=bias,
+        bias_se=std / math.sqrt(n),
+        std=std,
+        std_se=std * lse,
+        log_std_se=lse,
+        rmse=math.sqrt(bias**2 + var * (n - 1) / n),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +191,9 @@ def weighted_linear_fit(x: np.ndarray, v: np.ndarray, se: np.ndarray) -> LinearF
     """
     x, v, se = (np.asarray(a, dtype=np.float64).ravel() for a in (x, v, se))
     if not (x.shape == v.shape == se.shape):
-        raise ValueError(f"x, v and se must have the same length, got {x.size}, {v.size}, {se.size}")
+        raise ValueError(
+            f"x, v and se must have the same length, got {x.size}, {v.size}, {se.size}"
+        )
     check_int("number of points", x.size, minimum=2)
     for name, a in (("x", x), ("v", v), ("se", se)):
         check_finite(name, a)
@@ -197,7 +208,13 @@ def weighted_linear_fit(x: np.ndarray, v: np.ndarray, se: np.ndarray) -> LinearF
     coef = cov @ (X.T @ (wts * v))
     resid = v - X @ coef
     chi2 = float(np.sum(wts * resid**2))
-    return LinearFit(intercept=float(coef[0]), slope=float(coef[1]),
-                     intercept_se=math.sqrt(cov[0, 0]), slope_se=math.sqrt(cov[1, 1]),
-                     cov=((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
-                     chi2=chi2, dof=x.size - 2, n_points=int(x.size))
+    return LinearFit(
+        intercept=float(coef[0]),
+        slope=float(coef[1]),
+        intercept_se=math.sqrt(cov[0, 0]),
+        slope_se=math.sqrt(cov[1, 1]),
+        cov=((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
+        chi2=chi2,
+        dof=x.size - 2,
+        n_points=int(x.size),
+    )

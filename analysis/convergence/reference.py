@@ -23,6 +23,7 @@ quantity the studies compare with is exact (:mod:`analysis.free_entropy.referenc
 The k-study needs ``F(R, k)`` at finite ``k``, whose exact reference exists for
 separable losses only: it uses the separable part (``A -> diag(lam)``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -94,16 +95,22 @@ class QuadraticReference:
     def __post_init__(self):
         n = len(self.lam)
         if n == 0 or len(self.c) != n or len(self.w) != n:
-            raise ValueError(f"lam, c and w must have the same length >= 1, got {len(self.lam)}, "
-                             f"{len(self.c)}, {len(self.w)}")
+            raise ValueError(
+                f"lam, c and w must have the same length >= 1, got {len(self.lam)}, "
+                f"{len(self.c)}, {len(self.w)}"
+            )
         if not all(v > 0 and math.isfinite(v) for v in self.lam):
-            raise ValueError(f"lam must be finite and > 0 in every coordinate, got {list(self.lam)}")
+            raise ValueError(
+                f"lam must be finite and > 0 in every coordinate, got {list(self.lam)}"
+            )
         if not all(math.isfinite(v) for v in (*self.c, *self.w)):
             raise ValueError("c and w must be finite")
         lo = -1.0 / (n - 1) if n > 1 else -math.inf
         if not lo < self.coupling < 1.0:
-            raise ValueError(f"coupling must lie in ({lo:g}, 1) for a positive definite A with "
-                             f"N = {n}, got {self.coupling!r}")
+            raise ValueError(
+                f"coupling must lie in ({lo:g}, 1) for a positive definite A with "
+                f"N = {n}, got {self.coupling!r}"
+            )
         if self.coupling != 0 and n > 3:
             # N > 3 would fall back on Genz's randomised CDF (absolute error ~1e-8): too
             # coarse for biases of 1e-5 at the largest y.
@@ -143,8 +150,9 @@ class QuadraticReference:
         w, c = self._arrays()
         b = beta_multiple * self.beta
         if self.coupling == 0:
-            return float(ref.quadratic_box_free_entropy(w, lam=np.asarray(self.lam), c=c, R=self.R,
-                                                        beta=b))
+            return float(
+                ref.quadratic_box_free_entropy(w, lam=np.asarray(self.lam), c=c, R=self.R, beta=b)
+            )
         return float(ref.quadratic_full_box_free_entropy(w, A=self.A, c=c, R=self.R, beta=b))
 
     def separable_exact(self, k: float = math.inf) -> float:
@@ -155,8 +163,9 @@ class QuadraticReference:
         lam = np.asarray(self.lam)
         if math.isinf(k):
             return float(ref.quadratic_box_free_entropy(w, lam=lam, c=c, R=self.R, beta=self.beta))
-        return float(ref.quadratic_finite_k_free_entropy(w, lam=lam, c=c, R=self.R, k=k,
-                                                         beta=self.beta))
+        return float(
+            ref.quadratic_finite_k_free_entropy(w, lam=lam, c=c, R=self.R, k=k, beta=self.beta)
+        )
 
     def finite_k_coefficient(self) -> float:
         """Exact :math:`C_2` of the separable part: ``F(R,k) - F(R,inf) ~ C_2/k^2``."""
@@ -170,8 +179,9 @@ class QuadraticReference:
         log_z = self.n * math.log(2 * self.R)
         return {m: -self.exact(float(m)) - log_z for m in (1, 2, 3)}
 
-    def delta_method(self, method: str, log_moments: dict[int, float] | None = None
-                     ) -> DeltaMethod | None:
+    def delta_method(
+        self, method: str, log_moments: dict[int, float] | None = None
+    ) -> DeltaMethod | None:
         """Delta-method constants of ``method``; ``None`` for ``sobol`` (no closed form).
 
         ``mc``: ``v = Var X / mu^2`` and the skewness (second-order terms);
@@ -191,7 +201,9 @@ class QuadraticReference:
         d = w - c
         bl0 = self.beta * 0.5 * float(d @ A @ d)  # beta L(W)
         if method == "antithetic":
-            pair = -2 * bl0 + quadratic_box_log_average(2 * self.beta * A, np.zeros(self.n), R=self.R)
+            pair = -2 * bl0 + quadratic_box_log_average(
+                2 * self.beta * A, np.zeros(self.n), R=self.R
+            )
             return DeltaMethod(relvar=dm.relvar + math.expm1(pair - 2 * logm[1]))
         if method == "control_variate":
             g = self.beta * (A @ d)
@@ -203,8 +215,9 @@ class QuadraticReference:
             cov = math.expm1(log_xg - logm[1] - log_g1)  # Cov(X, G)/(mu_X mu_G)
             relvar = max(dm.relvar - cov**2 / v_g, 0.0) if v_g > 0 else 0.0
             return DeltaMethod(relvar=relvar, predicts_bias=False)
-        raise ValueError(f"unknown method {method!r}; valid: 'mc', 'sobol', 'antithetic', "
-                         f"'control_variate'")
+        raise ValueError(
+            f"unknown method {method!r}; valid: 'mc', 'sobol', 'antithetic', 'control_variate'"
+        )
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -29,6 +29,7 @@ Outputs in ``--out`` (written atomically): ``convergence.csv`` (columns
 :data:`CSV_COLUMNS`), ``summary.json`` (slopes with standard errors, predicted
 vs measured constants, wall time, settings) and ``convergence.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,14 +41,13 @@ import warnings
 
 import numpy as np
 
-from anisotropy.validation import check_choice, check_int, check_positive
-from anisotropy.cli.args import add_dataclass_arguments, from_namespace
-
 from analysis.convergence.fits import fit_k_study, fit_method
 from analysis.convergence.output import CSV_COLUMNS, write_study
+from analysis.convergence.rates import RepetitionStats, repetition_stats
 from analysis.convergence.reference import QuadraticReference
 from analysis.free_entropy import METHODS, Method
-from analysis.convergence.rates import RepetitionStats, repetition_stats
+from anisotropy.cli.args import add_dataclass_arguments, from_namespace
+from anisotropy.validation import check_choice, check_int, check_positive
 
 __all__ = [
     "Method",
@@ -81,46 +81,81 @@ def _help(text: str) -> dict:
 class ConvergeOptions:
     """Settings of ``anisotropy converge`` (``None``: full or ``--quick`` default)."""
 
-    quick: bool = dataclasses.field(default=False, metadata=_help(
-        "reduced grids and repetition counts (well under a minute on 2 cores)"))
+    quick: bool = dataclasses.field(
+        default=False,
+        metadata=_help("reduced grids and repetition counts (well under a minute on 2 cores)"),
+    )
     out: str = dataclasses.field(default="runs/converge", metadata=_help("output directory"))
     seed: int = dataclasses.field(default=20261122, metadata=_help("master seed"))
-    methods: list[Method] = dataclasses.field(default_factory=lambda: list(METHODS),
-                                              metadata=_help("estimators to study"))
+    methods: list[Method] = dataclasses.field(
+        default_factory=lambda: list(METHODS), metadata=_help("estimators to study")
+    )
     y_min_log2: int = dataclasses.field(default=1, metadata=_help("smallest y = 2^this (>= 1)"))
-    y_max_log2: int | None = dataclasses.field(default=None, metadata=_help(
-        "largest y = 2^this (full 17, quick 12)"))
-    n_rep: int | None = dataclasses.field(default=None, metadata=_help(
-        "minimum repetitions per y (full 200, quick 50)"))
-    budget: int | None = dataclasses.field(default=None, metadata=_help(
-        "loss evaluations per grid point for mc/antithetic: n = clip(budget // y, n_rep, max_rep) "
-        "(full 2^24, quick 2^21)"))
+    y_max_log2: int | None = dataclasses.field(
+        default=None, metadata=_help("largest y = 2^this (full 17, quick 12)")
+    )
+    n_rep: int | None = dataclasses.field(
+        default=None, metadata=_help("minimum repetitions per y (full 200, quick 50)")
+    )
+    budget: int | None = dataclasses.field(
+        default=None,
+        metadata=_help(
+            "loss evaluations per grid point for mc/antithetic: n = clip(budget // y, n_rep, max_rep) "
+            "(full 2^24, quick 2^21)"
+        ),
+    )
     max_rep: int = dataclasses.field(default=2**17, metadata=_help("most repetitions per y"))
     k_min_log2: int = dataclasses.field(default=1, metadata=_help("smallest k = 2^this"))
-    k_max_log2: int | None = dataclasses.field(default=None, metadata=_help(
-        "largest k = 2^this (full 10, quick 8)"))
-    lam: list[float] = dataclasses.field(default_factory=lambda: [1.0, 3.0, 9.0], metadata=_help(
-        "diagonal curvatures of the quadratic reference"))
-    coupling: float = dataclasses.field(default=0.5, metadata=_help(
-        "rho of A = D^1/2 ((1-rho) I + rho 11^T) D^1/2 (0: separable; != 0 needs N <= 3)"))
-    c: list[float] = dataclasses.field(default_factory=lambda: [0.2, -0.1, 0.3],
-                                       metadata=_help("minimum of the quadratic reference"))
-    w: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0],
-                                       metadata=_help("centre W at which F is estimated"))
+    k_max_log2: int | None = dataclasses.field(
+        default=None, metadata=_help("largest k = 2^this (full 10, quick 8)")
+    )
+    lam: list[float] = dataclasses.field(
+        default_factory=lambda: [1.0, 3.0, 9.0],
+        metadata=_help("diagonal curvatures of the quadratic reference"),
+    )
+    coupling: float = dataclasses.field(
+        default=0.5,
+        metadata=_help(
+            "rho of A = D^1/2 ((1-rho) I + rho 11^T) D^1/2 (0: separable; != 0 needs N <= 3)"
+        ),
+    )
+    c: list[float] = dataclasses.field(
+        default_factory=lambda: [0.2, -0.1, 0.3],
+        metadata=_help("minimum of the quadratic reference"),
+    )
+    w: list[float] = dataclasses.field(
+        default_factory=lambda: [0.0, 0.0, 0.0], metadata=_help("centre W at which F is estimated")
+    )
     R: float = dataclasses.field(default=1.25, metadata=_help("box half side"))
     beta: float = dataclasses.field(default=1.0, metadata=_help("inverse temperature"))
-    sobol_scramblings: int = dataclasses.field(default=2, metadata=_help(
-        "sobol: y points = this many scrambled sequences of y/this points (a power of two >= 2)"))
-    bias_z: float = dataclasses.field(default=3.0, metadata=_help(
-        "a point enters the bias fit only if its expected bias std^2/2 > bias_z * bias_se"))
-    std_fit_y_min: int = dataclasses.field(default=64, metadata=_help(
-        "std slopes and constants are fitted on y >= this"))
-    bias_fit_y_min: int = dataclasses.field(default=16, metadata=_help(
-        "bias slopes and constants are fitted on y >= this"))
-    k_fit_min: float = dataclasses.field(default=16.0, metadata=_help(
-        "the k-slope is fitted on k * R >= this (for the default reference the O(k^-4) term is "
-        "about 1 percent of the O(k^-2) one there, and the normaliser term e^{-4kR} < 1e-27)"))
-    progress: bool = dataclasses.field(default=True, metadata=_help("a line per grid point on stderr"))
+    sobol_scramblings: int = dataclasses.field(
+        default=2,
+        metadata=_help(
+            "sobol: y points = this many scrambled sequences of y/this points (a power of two >= 2)"
+        ),
+    )
+    bias_z: float = dataclasses.field(
+        default=3.0,
+        metadata=_help(
+            "a point enters the bias fit only if its expected bias std^2/2 > bias_z * bias_se"
+        ),
+    )
+    std_fit_y_min: int = dataclasses.field(
+        default=64, metadata=_help("std slopes and constants are fitted on y >= this")
+    )
+    bias_fit_y_min: int = dataclasses.field(
+        default=16, metadata=_help("bias slopes and constants are fitted on y >= this")
+    )
+    k_fit_min: float = dataclasses.field(
+        default=16.0,
+        metadata=_help(
+            "the k-slope is fitted on k * R >= this (for the default reference the O(k^-4) term is "
+            "about 1 percent of the O(k^-2) one there, and the normaliser term e^{-4kR} < 1e-27)"
+        ),
+    )
+    progress: bool = dataclasses.field(
+        default=True, metadata=_help("a line per grid point on stderr")
+    )
 
 
 def resolve_options(options: ConvergeOptions) -> ConvergeOptions:
@@ -132,8 +167,9 @@ def resolve_options(options: ConvergeOptions) -> ConvergeOptions:
         Naming the offending option and its accepted range.
     """
     defaults = QUICK_DEFAULTS if options.quick else FULL_DEFAULTS
-    o = dataclasses.replace(options, **{k: v for k, v in defaults.items()
-                                         if getattr(options, k) is None})
+    o = dataclasses.replace(
+        options, **{k: v for k, v in defaults.items() if getattr(options, k) is None}
+    )
     if not o.methods:
         raise ValueError(f"methods must name at least one of {', '.join(METHODS)}")
     for m in o.methods:
@@ -158,13 +194,19 @@ def resolve_options(options: ConvergeOptions) -> ConvergeOptions:
 
 def reference_from_options(o: ConvergeOptions) -> QuadraticReference:
     """The :class:`~analysis.convergence.reference.QuadraticReference` the options describe."""
-    return QuadraticReference(lam=tuple(map(float, o.lam)), c=tuple(map(float, o.c)),
-                              w=tuple(map(float, o.w)), R=float(o.R),
-                              coupling=float(o.coupling), beta=float(o.beta))
+    return QuadraticReference(
+        lam=tuple(map(float, o.lam)),
+        c=tuple(map(float, o.c)),
+        w=tuple(map(float, o.w)),
+        R=float(o.R),
+        coupling=float(o.coupling),
+        beta=float(o.beta),
+    )
 
 
-def _vectorised(method: str, ref: QuadraticReference, y: int, n_rep: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _vectorised(
+    method: str, ref: QuadraticReference, y: int, n_rep: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     r"""All repetitions of ``mc`` / ``antithetic`` at once, in chunks of :data:`CHUNK_DRAWS`.
 
     The normalised estimator of the free entropy (eq 10, normalised kernel),
@@ -176,9 +218,8 @@ def _vectorised(method: str, ref: QuadraticReference, y: int, n_rep: int,
     """
     from scipy.special import logsumexp
 
-    from anisotropy.kernels import log_normaliser, sample_kernel
-
     from analysis.free_entropy import RELVAR_LIMIT
+    from anisotropy.kernels import log_normaliser, sample_kernel
 
     loss = ref.loss()
     w = np.asarray(ref.w, dtype=np.float64)
@@ -194,9 +235,9 @@ def _vectorised(method: str, ref: QuadraticReference, y: int, n_rep: int,
         else:
             dw = sample_kernel((m, y, ref.n), R=ref.R, rng=rng)
         log_x = -ref.beta * loss(w + dw)
-        out[start:start + m] = -log_z - (logsumexp(log_x, axis=1) - math.log(y))
+        out[start : start + m] = -log_z - (logsumexp(log_x, axis=1) - math.log(y))
         u = np.exp(log_x - log_x.max(axis=1, keepdims=True))
-        reliable[start:start + m] = u.var(axis=1, ddof=1) <= RELVAR_LIMIT * u.mean(axis=1) ** 2
+        reliable[start : start + m] = u.var(axis=1, ddof=1) <= RELVAR_LIMIT * u.mean(axis=1) ** 2
     return out, reliable
 
 
@@ -210,9 +251,16 @@ def min_y(method: str, sobol_scramblings: int = 2) -> int:
     return {"sobol": 2 * sobol_scramblings, "control_variate": 4}.get(method, 2)
 
 
-def replicate(method: str, ref: QuadraticReference, y: int, n_rep: int,
-              seed: np.random.SeedSequence, *, vectorised: bool = True,
-              sobol_scramblings: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def replicate(
+    method: str,
+    ref: QuadraticReference,
+    y: int,
+    n_rep: int,
+    seed: np.random.SeedSequence,
+    *,
+    vectorised: bool = True,
+    sobol_scramblings: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
     """``n_rep`` independent estimates of ``F(R, inf; W)``, each from ``y`` loss evaluations.
 
     ``mc`` and ``antithetic`` are drawn all at once (``vectorised=True``: the
@@ -262,8 +310,9 @@ def replicate(method: str, ref: QuadraticReference, y: int, n_rep: int,
     for i, s in enumerate(seed.generate_state(n_rep, dtype=np.uint64)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnreliableEstimateWarning)
-            res = local_free_entropy(loss, w, R=ref.R, method=method, beta=ref.beta,
-                                     seed=int(s), **kwargs)
+            res = local_free_entropy(
+                loss, w, R=ref.R, method=method, beta=ref.beta, seed=int(s), **kwargs
+            )
         out[i] = res.estimate
         reliable[i] = res.reliable
     return out, reliable
@@ -286,13 +335,35 @@ def repetitions_for(method: str, y: int, o: ConvergeOptions) -> int:
     return int(o.n_rep)
 
 
-def _row(study: str, method: str, y: float, k: float, st: RepetitionStats | None, *, mean: float,
-         exact: float, predicted_bias: float, predicted_std: float) -> dict:
-    row = dict(study=study, method=method, y=y, k=k, n_rep=st.n if st else 0, mean=mean,
-               exact=exact, bias=mean - exact, bias_se=st.bias_se if st else math.nan,
-               std=st.std if st else math.nan, std_se=st.std_se if st else math.nan,
-               rmse=st.rmse if st else abs(mean - exact), predicted_bias=predicted_bias,
-               predicted_std=predicted_std, n_unreliable=0)
+def _row(
+    study: str,
+    method: str,
+    y: float,
+    k: float,
+    st: RepetitionStats | None,
+    *,
+    mean: float,
+    exact: float,
+    predicted_bias: float,
+    predicted_std: float,
+) -> dict:
+    row = dict(
+        study=study,
+        method=method,
+        y=y,
+        k=k,
+        n_rep=st.n if st else 0,
+        mean=mean,
+        exact=exact,
+        bias=mean - exact,
+        bias_se=st.bias_se if st else math.nan,
+        std=st.std if st else math.nan,
+        std_se=st.std_se if st else math.nan,
+        rmse=st.rmse if st else abs(mean - exact),
+        predicted_bias=predicted_bias,
+        predicted_std=predicted_std,
+        n_unreliable=0,
+    )
     return row
 
 
@@ -326,9 +397,15 @@ class ConvergenceStudy:
 
     def summary(self) -> dict:
         """JSON-ready summary (what ``summary.json`` holds)."""
-        return dict(settings=dataclasses.asdict(self.options), reference=self.reference.to_dict(),
-                    exact_free_entropy=self.exact, y_study=self.y_fits, k_study=self.k_fit,
-                    wall_time_s=self.wall_time_s, notes=self.notes())
+        return dict(
+            settings=dataclasses.asdict(self.options),
+            reference=self.reference.to_dict(),
+            exact_free_entropy=self.exact,
+            y_study=self.y_fits,
+            k_study=self.k_fit,
+            wall_time_s=self.wall_time_s,
+            notes=self.notes(),
+        )
 
     def notes(self) -> list[str]:
         """How the slopes and constants were obtained (also in ``summary.json``)."""
@@ -354,29 +431,42 @@ class ConvergenceStudy:
 
     def report(self) -> str:
         """Human-readable digest of slopes and constants."""
+
         def pm(fit, key="slope"):
             return "n/a" if not fit else f"{fit[key]:+.4f} +- {fit[key + '_se']:.4f}"
 
         ref = self.reference
-        lines = [f"reference: N={ref.n} lam={list(ref.lam)} coupling={ref.coupling} R={ref.R}"
-                 f" beta={ref.beta}; exact F = {self.exact:.10g}"]
+        lines = [
+            f"reference: N={ref.n} lam={list(ref.lam)} coupling={ref.coupling} R={ref.R}"
+            f" beta={ref.beta}; exact F = {self.exact:.10g}"
+        ]
         for m, f in self.y_fits.items():
-            line = (f"{m:>15}: std slope {pm(f['std_slope'])} (y>={self.options.std_fit_y_min}), "
-                    f"bias slope {pm(f['bias_slope'])} on {len(f['bias_fit_y'])} resolvable points")
+            line = (
+                f"{m:>15}: std slope {pm(f['std_slope'])} (y>={self.options.std_fit_y_min}), "
+                f"bias slope {pm(f['bias_slope'])} on {len(f['bias_fit_y'])} resolvable points"
+            )
             for name in ("std_constant", "bias_constant"):
                 cst = f.get(name)
                 if cst:
-                    line += (f"; {name.split('_')[0]}*y^p -> {cst['measured']:.4f} +- {cst['se']:.4f}"
-                             f" (predicted {cst['predicted']:.4f}, ratio {cst['ratio']:.3f})")
+                    line += (
+                        f"; {name.split('_')[0]}*y^p -> {cst['measured']:.4f} +- {cst['se']:.4f}"
+                        f" (predicted {cst['predicted']:.4f}, ratio {cst['ratio']:.3f})"
+                    )
             if "rmse_ratio_vs_mc" in f:
-                line += f"; RMSE/RMSE_mc (y>={self.options.std_fit_y_min}) {f['rmse_ratio_vs_mc']:.3g}"
+                line += (
+                    f"; RMSE/RMSE_mc (y>={self.options.std_fit_y_min}) {f['rmse_ratio_vs_mc']:.3g}"
+                )
             lines.append(line)
         k = self.k_fit
         slope = "n/a" if k["slope"] is None else f"{k['slope']:+.4f} +- {k['slope_se']:.4f}"
-        lines.append(f"k-study: slope {slope} (expected -2); k^2 dF at k={k['fit_k'][-1]:g}: "
-                     f"{k['c2_measured_at_kmax']:.6f} vs C2 = {k['c2_predicted']:.6f}")
-        lines.append(f"bias slopes use only points with resolvable bias (std^2/2 > {self.options.bias_z:g}"
-                     f" bias_se, y >= {self.options.bias_fit_y_min}); see summary.json notes")
+        lines.append(
+            f"k-study: slope {slope} (expected -2); k^2 dF at k={k['fit_k'][-1]:g}: "
+            f"{k['c2_measured_at_kmax']:.6f} vs C2 = {k['c2_predicted']:.6f}"
+        )
+        lines.append(
+            f"bias slopes use only points with resolvable bias (std^2/2 > {self.options.bias_z:g}"
+            f" bias_se, y >= {self.options.bias_fit_y_min}); see summary.json notes"
+        )
         lines.append(f"wall time {self.wall_time_s:.1f} s")
         return "\n".join(lines)
 
@@ -413,22 +503,41 @@ def run_convergence(options: ConvergeOptions) -> ConvergenceStudy:
             seq = np.random.SeedSequence([o.seed, METHODS.index(method), y])
             est, ok = replicate(method, ref, y, n, seq, sobol_scramblings=o.sobol_scramblings)
             st = repetition_stats(est, exact)
-            row = _row("y", method, y, math.inf, st, mean=st.mean, exact=exact,
-                       predicted_bias=float(dm.bias(y)) if dm else math.nan,
-                       predicted_std=float(dm.std(y)) if dm else math.nan)
+            row = _row(
+                "y",
+                method,
+                y,
+                math.inf,
+                st,
+                mean=st.mean,
+                exact=exact,
+                predicted_bias=float(dm.bias(y)) if dm else math.nan,
+                predicted_std=float(dm.std(y)) if dm else math.nan,
+            )
             row["n_unreliable"] = int(np.sum(~ok))
             mrows.append(row)
-            _log(o.progress, f"y-study {method:<15} y={y:<7d} n={n:<7d} "
-                             f"bias={st.bias:+.3e}+-{st.bias_se:.1e} std={st.std:.3e} "
-                             f"unreliable={row['n_unreliable']} ({time.perf_counter() - t:.2f} s)")
+            _log(
+                o.progress,
+                f"y-study {method:<15} y={y:<7d} n={n:<7d} "
+                f"bias={st.bias:+.3e}+-{st.bias_se:.1e} std={st.std:.3e} "
+                f"unreliable={row['n_unreliable']} ({time.perf_counter() - t:.2f} s)",
+            )
         rows += mrows
-        y_fits[method] = fit_method(mrows, dm, std_fit_y_min=o.std_fit_y_min,
-                                    bias_fit_y_min=o.bias_fit_y_min, bias_z=o.bias_z)
+        y_fits[method] = fit_method(
+            mrows,
+            dm,
+            std_fit_y_min=o.std_fit_y_min,
+            bias_fit_y_min=o.bias_fit_y_min,
+            bias_z=o.bias_z,
+        )
     if "mc" in y_fits:
         rmse_mc = {r["y"]: r["rmse"] for r in rows if r["method"] == "mc"}
         for method in y_fits:
-            ratios = [r["rmse"] / rmse_mc[r["y"]] for r in rows if r["method"] == method
-                      and r["y"] in rmse_mc and r["y"] >= o.std_fit_y_min]
+            ratios = [
+                r["rmse"] / rmse_mc[r["y"]]
+                for r in rows
+                if r["method"] == method and r["y"] in rmse_mc and r["y"] >= o.std_fit_y_min
+            ]
             if ratios:  # geometric mean over the large-y points
                 y_fits[method]["rmse_ratio_vs_mc"] = float(np.exp(np.mean(np.log(ratios))))
     # k-study on the separable part A -> diag(lam): the finite-k reference is separable-only
@@ -439,20 +548,40 @@ def run_convergence(options: ConvergeOptions) -> ConvergenceStudy:
         t = time.perf_counter()
         fk = ref.separable_exact(float(k))
         pred = c2 / k**2 + ref.n * math.log1p(-math.exp(-4 * k * ref.R))
-        krows.append(_row("k", "quadrature", math.nan, float(k), None, mean=fk, exact=f_inf,
-                          predicted_bias=pred, predicted_std=math.nan))
-        _log(o.progress, f"k-study k={k:<8g} F(k)-F(inf)={fk - f_inf:.6e} predicted {pred:.6e} "
-                         f"({time.perf_counter() - t:.2f} s)")
+        krows.append(
+            _row(
+                "k",
+                "quadrature",
+                math.nan,
+                float(k),
+                None,
+                mean=fk,
+                exact=f_inf,
+                predicted_bias=pred,
+                predicted_std=math.nan,
+            )
+        )
+        _log(
+            o.progress,
+            f"k-study k={k:<8g} F(k)-F(inf)={fk - f_inf:.6e} predicted {pred:.6e} "
+            f"({time.perf_counter() - t:.2f} s)",
+        )
     rows += krows
     k_fit = fit_k_study(krows, c2, R=o.R, k_fit_min=o.k_fit_min)
-    return ConvergenceStudy(options=o, reference=ref, exact=exact, rows=rows, y_fits=y_fits,
-                            k_fit=k_fit, wall_time_s=time.perf_counter() - t0)
+    return ConvergenceStudy(
+        options=o,
+        reference=ref,
+        exact=exact,
+        rows=rows,
+        y_fits=y_fits,
+        k_fit=k_fit,
+        wall_time_s=time.perf_counter() - t0,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """``anisotropy converge [--quick] [--out DIR] ...``: run the studies and write the files."""
-    parser = argparse.ArgumentParser(prog="anisotropy converge",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="anisotropy converge", description=__doc__.split("\n")[0])
     add_dataclass_arguments(parser, ConvergeOptions)
     opts = from_namespace(ConvergeOptions, parser.parse_args(argv))
     try:

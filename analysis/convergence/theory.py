@@ -39,6 +39,7 @@ adds :math:`N\log(1 - e^{-4kR})`, exponentially small.  Hence
 
 a rate of exactly ``k^-2`` (slope -2 on log-log axes) with a computable constant.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -129,8 +130,12 @@ def delta_method_from_moments(log_moments: dict[int, float]) -> DeltaMethod:
     """
     for m in (1, 2):
         if m not in log_moments:
-            raise ValueError(f"log_moments must contain m = 1 and 2, got keys {sorted(log_moments)}")
-    vals = {m: float(check_finite(f"log_moments[{m}]", np.float64(v))) for m, v in log_moments.items()}
+            raise ValueError(
+                f"log_moments must contain m = 1 and 2, got keys {sorted(log_moments)}"
+            )
+    vals = {
+        m: float(check_finite(f"log_moments[{m}]", np.float64(v))) for m, v in log_moments.items()
+    }
     r = {m: math.exp(lv - m * vals[1]) for m, lv in vals.items()}
     relvar = r[2] - 1.0
     # Jensen: E X^2 >= (E X)^2; allow a relative rounding of 1e-12 (a few float64 ulps
@@ -151,8 +156,9 @@ def _separable_inputs(w, lam, c, R, beta):
     return w, lam, c, R, beta * lam
 
 
-def quadratic_box_antithetic_moment(w: np.ndarray, *, lam: np.ndarray, c: np.ndarray, R: float,
-                                    beta: float = 1.0) -> float:
+def quadratic_box_antithetic_moment(
+    w: np.ndarray, *, lam: np.ndarray, c: np.ndarray, R: float, beta: float = 1.0
+) -> float:
     r""":math:`\log E[e^{-\beta L(W+U) - \beta L(W-U)}]`, U uniform on the box, separable quadratic.
 
     For :math:`L = \tfrac12\sum_i\lambda_i(W_i - c_i)^2`,
@@ -173,8 +179,9 @@ def quadratic_box_antithetic_moment(w: np.ndarray, *, lam: np.ndarray, c: np.nda
     return float(np.sum(log_1d))
 
 
-def finite_k_coefficient(w: np.ndarray, *, lam: np.ndarray, c: np.ndarray, R: float,
-                         beta: float = 1.0) -> float:
+def finite_k_coefficient(
+    w: np.ndarray, *, lam: np.ndarray, c: np.ndarray, R: float, beta: float = 1.0
+) -> float:
     r"""Exact :math:`C_2` in :math:`F(R,k) - F(R,\infty) = C_2/k^2 + O(k^{-4})`, separable quadratic.
 
     :math:`C_2 = \tfrac{\pi^2}{24}(\Delta F_\infty - |\nabla F_\infty|^2)`
@@ -204,8 +211,9 @@ def finite_k_coefficient(w: np.ndarray, *, lam: np.ndarray, c: np.ndarray, R: fl
 FD_STEP = 1e-4
 
 
-def finite_k_coefficient_fd(free_entropy: Callable[[np.ndarray], float], w: np.ndarray,
-                            *, h: float = FD_STEP) -> float:
+def finite_k_coefficient_fd(
+    free_entropy: Callable[[np.ndarray], float], w: np.ndarray, *, h: float = FD_STEP
+) -> float:
     r""":math:`C_2 = \tfrac{\pi^2}{24}(\Delta F - |\nabla F|^2)` by central differences.
 
     Works for any closed-form box free entropy ``free_entropy(w) -> float``

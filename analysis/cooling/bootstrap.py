@@ -27,6 +27,7 @@ Gauss-Newton iterations therefore cost ``O(n_epochs)`` instead of
 this is the same least-squares problem that :func:`scipy.optimize.least_squares` solves
 for the point estimate, minimised from a start that is already close to the optimum.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,22 +67,27 @@ class ReducedProblem:
         self.diag = np.bincount(p.col, A * A, n_e) + np.bincount(self.prev, B[self.hp] ** 2, n_e)
         d = p.col[self.hp] - self.prev
         ab = -(A * B)[self.hp]
-        if np.all(d == 1):                             # no missing epochs: one band
+        if np.all(d == 1):  # no missing epochs: one band
             self.offs = {1: np.bincount(p.col[self.hp], ab, n_e)}
         else:
-            self.offs = {int(dd): np.bincount(p.col[self.hp][d == dd], ab[d == dd], n_e)
-                         for dd in np.unique(d)}
+            self.offs = {
+                int(dd): np.bincount(p.col[self.hp][d == dd], ab[d == dd], n_e)
+                for dd in np.unique(d)
+            }
         self.w1 = prob.w1
         self.hw = prob.hw
         # V_I = S^T (w1 on the points of layer I): two bincounts over (layer, epoch) cells
         lh = p.layer[self.hp]
-        self.V = (np.bincount(p.layer * n_e + p.col, A * self.w1, L * n_e)
-                  - np.bincount(lh * n_e + self.prev, (B * self.w1)[self.hp], L * n_e)).reshape(L, n_e)
+        self.V = (
+            np.bincount(p.layer * n_e + p.col, A * self.w1, L * n_e)
+            - np.bincount(lh * n_e + self.prev, (B * self.w1)[self.hp], L * n_e)
+        ).reshape(L, n_e)
 
     def St(self, x: np.ndarray) -> np.ndarray:
         """``S^T x`` for a vector over the points (shape ``(n_e,)``)."""
-        return (np.bincount(self.col, self.A * x, self.n_e)
-                - np.bincount(self.prev, (self.B * x)[self.hp], self.n_e))
+        return np.bincount(self.col, self.A * x, self.n_e) - np.bincount(
+            self.prev, (self.B * x)[self.hp], self.n_e
+        )
 
     def Q(self, G: np.ndarray) -> np.ndarray:
         """``Q G`` for ``G`` of shape ``(n_e,)`` or ``(n_e, p)``."""
@@ -140,13 +146,13 @@ def _resamples(prob: WhitenedProblem, panel: Panel, z, rho, sigma, e, n_boot, rn
     ok = np.isfinite(x0) & np.isfinite(x1)
     rho_e = float(np.sum(np.where(ok, x0 * x1, 0)) / max(np.sum(np.where(ok, x0 * x0, 0)), 1e-300))
     idx = block_indices(n_e, block_length(rho_e, n_e), n_boot, rng)
-    Estar = np.nan_to_num(E[:, idx], nan=0.0)          # (L, B, n_e); invalid sources -> 0
+    Estar = np.nan_to_num(E[:, idx], nan=0.0)  # (L, B, n_e); invalid sources -> 0
     prob.set_y(panel.y)
     fitted = prob.amplitudes(z)[lay] + prob.curve(z)[0]
     ystar = np.empty((n_boot, panel.y.size))
     for i in range(L):
         m = lay == i
-        es = Estar[i][:, panel.col[m]] * sigma[i]        # (B, n_i) innovations on the u scale
+        es = Estar[i][:, panel.col[m]] * sigma[i]  # (B, n_i) innovations on the u scale
         if np.all(panel.gap[m][1:] == 1):
             s = np.sqrt(1 - rho[i] ** 2)
             u = signal.lfilter([s], [1.0, -rho[i]], es, axis=-1, zi=es[:, :1] * (1.0 - s))[0]
@@ -157,8 +163,20 @@ def _resamples(prob: WhitenedProblem, panel: Panel, z, rho, sigma, e, n_boot, rn
     return ystar
 
 
-def bootstrap_fits(prob: WhitenedProblem, panel: Panel, z, rho, sigma, e, lo, hi, n_boot: int,
-                   rng: np.random.Generator, noise_model: str, k: int):
+def bootstrap_fits(
+    prob: WhitenedProblem,
+    panel: Panel,
+    z,
+    rho,
+    sigma,
+    e,
+    lo,
+    hi,
+    n_boot: int,
+    rng: np.random.Generator,
+    noise_model: str,
+    k: int,
+):
     """Refit ``n_boot`` block-bootstrap resamples (see the module docstring).
 
     Returns ``(estimates (B, p), model-based standard errors (B, p), number not converged)``.
@@ -192,8 +210,9 @@ def bootstrap_fits(prob: WhitenedProblem, panel: Panel, z, rho, sigma, e, lo, hi
     return out, se, failed
 
 
-def percentile_t_intervals(z: np.ndarray, boot: np.ndarray, boot_se: np.ndarray, se0: np.ndarray,
-                           level: float) -> np.ndarray:
+def percentile_t_intervals(
+    z: np.ndarray, boot: np.ndarray, boot_se: np.ndarray, se0: np.ndarray, level: float
+) -> np.ndarray:
     """Symmetric percentile-t intervals ``(p, 2)`` on the internal scale.
 
     The ``level``-quantile of ``|z* - z| / se*`` over the resamples times the model-based

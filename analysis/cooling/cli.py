@@ -4,6 +4,7 @@
 in :mod:`analysis.cooling.io`).  ``--out`` defaults to the run directory, or the directory of
 the file.  The options are the fields of :class:`~analysis.cooling.pipeline.CoolingConfig`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,17 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anisotropy cooling",
-                                description="cooling-law analysis of logged layer signals "
-                                            "(section 2.1 of the paper)")
+    p = argparse.ArgumentParser(
+        prog="anisotropy cooling",
+        description="cooling-law analysis of logged layer signals (section 2.1 of the paper)",
+    )
     p.add_argument("log", metavar="LOG", help="run directory, log.jsonl or CSV")
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="output directory (default: the run directory / the file's directory)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="output directory (default: the run directory / the file's directory)",
+    )
     add_dataclass_arguments(p, CoolingConfig)
     return p
 

@@ -9,6 +9,7 @@ shared reference), and the joint Wald test of "all slopes are 0" decides: common
 decay is *not rejected* when its p value is at least ``1 - level``.  The test is run
 for the signal and, separately, for its noise (``signal_std``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ class Factorisation:
     reference: str
     window: tuple
     level: float
-    tests: dict           # channel -> TrendTest or None (channel not usable)
-    notes: dict           # channel -> str
+    tests: dict  # channel -> TrendTest or None (channel not usable)
+    notes: dict  # channel -> str
 
     def common(self, channel: str = "signal") -> bool | None:
         """True when common decay is not rejected for ``channel`` (None: not tested)."""
@@ -39,29 +40,44 @@ class Factorisation:
         return None if t is None else bool(t.p_value >= 1 - self.level)
 
     def to_dict(self) -> dict:
-        return {"reference": self.reference, "window": list(self.window), "level": self.level,
-                **{ch: ({**t.to_dict(), "common_decay": self.common(ch)} if t is not None
-                        else {"common_decay": None, "note": self.notes[ch]})
-                   for ch, t in self.tests.items()}}
+        return {
+            "reference": self.reference,
+            "window": list(self.window),
+            "level": self.level,
+            **{
+                ch: (
+                    {**t.to_dict(), "common_decay": self.common(ch)}
+                    if t is not None
+                    else {"common_decay": None, "note": self.notes[ch]}
+                )
+                for ch, t in self.tests.items()
+            },
+        }
 
     def report(self) -> str:
-        lines = [f"factorisation test (ln s_I/s_{self.reference} constant in "
-                 f"[{self.window[0]:g}, {self.window[1]:g}]):"]
+        lines = [
+            f"factorisation test (ln s_I/s_{self.reference} constant in "
+            f"[{self.window[0]:g}, {self.window[1]:g}]):"
+        ]
         for ch, t in self.tests.items():
             if t is None:
                 lines.append(f"  {ch}: not tested ({self.notes[ch]})")
                 continue
             verdict = "common decay not rejected" if self.common(ch) else "common decay REJECTED"
-            lines.append(f"  {ch}: joint Wald chi2({t.df}) = {t.wald:.2f}, p = {t.p_value:.3g} "
-                         f"-> {verdict}")
+            lines.append(
+                f"  {ch}: joint Wald chi2({t.df}) = {t.wald:.2f}, p = {t.p_value:.3g} -> {verdict}"
+            )
             for n, b, c in zip(t.names, t.slope, t.ci):
-                lines.append(f"    d ln({n})/dt = {b:+.3e} [{c[0]:+.3e}, {c[1]:+.3e}]"
-                             f"  (change over window {b * t.span:+.3f})")
+                lines.append(
+                    f"    d ln({n})/dt = {b:+.3e} [{c[0]:+.3e}, {c[1]:+.3e}]"
+                    f"  (change over window {b * t.span:+.3f})"
+                )
         return "\n".join(lines)
 
 
-def factorisation_test(data: CoolingData, window: tuple, *, level: float = 0.95,
-                       reference: str | None = None) -> Factorisation:
+def factorisation_test(
+    data: CoolingData, window: tuple, *, level: float = 0.95, reference: str | None = None
+) -> Factorisation:
     """Run the factorisation test on ``window = (t_lo, t_hi)`` for signal and noise.
 
     ``reference`` defaults to the first layer.  With a single layer nothing is tested.
@@ -85,8 +101,9 @@ def factorisation_test(data: CoolingData, window: tuple, *, level: float = 0.95,
             ly = np.where(ok, np.log(np.where(ok, getattr(data, ch)[:, win], 1.0)), np.nan)
         Y = ly[others] - ly[r]
         try:
-            tests[ch] = trend_test(t, Y, names=[f"{data.layers[i]}/{ref}" for i in others],
-                                   level=level, step=data.step)
+            tests[ch] = trend_test(
+                t, Y, names=[f"{data.layers[i]}/{ref}" for i in others], level=level, step=data.step
+            )
             notes[ch] = ""
         except ValueError as exc:
             tests[ch], notes[ch] = None, str(exc)

@@ -42,6 +42,7 @@ and mapped to the natural parameters.
 (HAC sandwich, model-based Jacobian, effective dimension), :func:`intervals` (incl. the
 block bootstrap), :func:`natural_scale`, :func:`goodness_of_fit`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,10 +59,29 @@ from .panel import MIN_POINTS_PER_LAYER, WEIGHT_SMOOTH, Panel, Weights, build_pa
 from .problem import WhitenedProblem, innovations, solve
 from .timeseries import estimate_rho, hac_covariance
 
-__all__ = ["NoiseModel", "Uncertainty", "Weights", "Panel", "LawFit", "build_panel", "fit_law",
-           "MIN_POINTS_PER_LAYER", "WEIGHT_SMOOTH", "GlsEstimate", "Covariances", "Intervals",
-           "start_points", "fgls", "n_parameters", "log_likelihood", "covariances", "intervals",
-           "natural_scale", "params_at_bound", "goodness_of_fit"]
+__all__ = [
+    "NoiseModel",
+    "Uncertainty",
+    "Weights",
+    "Panel",
+    "LawFit",
+    "build_panel",
+    "fit_law",
+    "MIN_POINTS_PER_LAYER",
+    "WEIGHT_SMOOTH",
+    "GlsEstimate",
+    "Covariances",
+    "Intervals",
+    "start_points",
+    "fgls",
+    "n_parameters",
+    "log_likelihood",
+    "covariances",
+    "intervals",
+    "natural_scale",
+    "params_at_bound",
+    "goodness_of_fit",
+]
 
 NoiseModel = Literal["ar1", "white"]
 Uncertainty = Literal["sandwich", "bootstrap", "jacobian"]
@@ -110,11 +130,11 @@ class LawFit:
     uncertainty: str
     at_bound: list
     gof: dict
-    pointwise: np.ndarray = field(repr=False)          # log-lik per epoch of the window
+    pointwise: np.ndarray = field(repr=False)  # log-lik per epoch of the window
     boot: np.ndarray | None = field(default=None, repr=False)
     n_boot_failed: int = 0
-    shape_dimension: float = 0.0                       # sum of max(1, eigenvalues of H^-1 Omega)
-    inflation: dict = field(default_factory=dict)      # sandwich / model variance per parameter
+    shape_dimension: float = 0.0  # sum of max(1, eigenvalues of H^-1 Omega)
+    inflation: dict = field(default_factory=dict)  # sandwich / model variance per parameter
     model: Law | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -139,16 +159,32 @@ class LawFit:
         return self.model if self.model is not None else get_law(self.law)
 
     def to_dict(self) -> dict:
-        return {"params": self.params, "stderr": self.stderr,
-                "ci": {k: list(v) for k, v in self.ci.items()}, "level": self.level,
-                "aic": self.aic, "bic": self.bic, "loglik": self.loglik, "n_obs": self.n_obs,
-                "n_params": self.n_params, "n_params_effective": self.n_params_effective,
-                "variance_inflation": self.inflation, "window": list(self.window),
-                "log_amplitudes": self.log_amplitudes, "rho": self.rho, "sigma": self.sigma,
-                "noise_model": self.noise_model, "uncertainty": self.uncertainty,
-                "at_bound": self.at_bound, "gof": self.gof,
-                **({"n_boot": int(self.boot.shape[0]), "n_boot_failed": self.n_boot_failed}
-                   if self.boot is not None else {})}
+        return {
+            "params": self.params,
+            "stderr": self.stderr,
+            "ci": {k: list(v) for k, v in self.ci.items()},
+            "level": self.level,
+            "aic": self.aic,
+            "bic": self.bic,
+            "loglik": self.loglik,
+            "n_obs": self.n_obs,
+            "n_params": self.n_params,
+            "n_params_effective": self.n_params_effective,
+            "variance_inflation": self.inflation,
+            "window": list(self.window),
+            "log_amplitudes": self.log_amplitudes,
+            "rho": self.rho,
+            "sigma": self.sigma,
+            "noise_model": self.noise_model,
+            "uncertainty": self.uncertainty,
+            "at_bound": self.at_bound,
+            "gof": self.gof,
+            **(
+                {"n_boot": int(self.boot.shape[0]), "n_boot_failed": self.n_boot_failed}
+                if self.boot is not None
+                else {}
+            ),
+        }
 
 
 # ------------------------------------------------------------------ stage 1: start points
@@ -160,7 +196,8 @@ def start_points(panel: Panel, law: Law, z0: np.ndarray | None = None) -> list[n
     L, lay = panel.n_layers, panel.layer
     yc = panel.y - (np.bincount(lay, panel.y, L) / np.bincount(lay, minlength=L))[lay]
     ybar = np.bincount(panel.col, yc, panel.epochs.size) / np.maximum(
-        np.bincount(panel.col, minlength=panel.epochs.size), 1)
+        np.bincount(panel.col, minlength=panel.epochs.size), 1
+    )
     present = np.bincount(panel.col, minlength=panel.epochs.size) > 0
     return initial_guess(law, panel.epochs[present], ybar[present])
 
@@ -188,8 +225,9 @@ class GlsEstimate:
     converged: bool
 
 
-def fgls(panel: Panel, law: Law, starts: list[np.ndarray], *, noise_model: NoiseModel = "ar1"
-         ) -> GlsEstimate:
+def fgls(
+    panel: Panel, law: Law, starts: list[np.ndarray], *, noise_model: NoiseModel = "ar1"
+) -> GlsEstimate:
     """Maximum likelihood as iterated feasible GLS.
 
     Fit at ``rho = 0, sigma = 1`` from the best of ``starts``, then re-estimate ``rho``
@@ -207,8 +245,10 @@ def fgls(panel: Panel, law: Law, starts: list[np.ndarray], *, noise_model: Noise
         new_rho = estimate_rho(u, panel.gap, lay, L) if noise_model == "ar1" else rho
         _, e, _ = innovations(prob, panel, res.x, new_rho)
         new_sigma = np.sqrt(np.bincount(lay, e * e, L) / np.bincount(lay, minlength=L))
-        done = (np.max(np.abs(new_rho - rho)) < RHO_TOL
-                and np.max(np.abs(np.log(new_sigma / sigma))) < RHO_TOL)
+        done = (
+            np.max(np.abs(new_rho - rho)) < RHO_TOL
+            and np.max(np.abs(np.log(new_sigma / sigma))) < RHO_TOL
+        )
         rho, sigma = new_rho, new_sigma
         prob = WhitenedProblem(panel, law, rho, sigma)
         res = solve(prob, res.x, lo, hi)
@@ -218,9 +258,19 @@ def fgls(panel: Panel, law: Law, starts: list[np.ndarray], *, noise_model: Noise
     _, e_raw, a = innovations(prob, panel, z, rho)
     sigma = np.sqrt(np.bincount(lay, e_raw * e_raw, L) / np.bincount(lay, minlength=L))
     prob = WhitenedProblem(panel, law, rho, sigma)
-    return GlsEstimate(law=law, z=z, rho=rho, sigma=sigma, problem=prob, e=prob.fun(z),
-                       jac=prob.jac_rows(z).T, amplitudes=a, lo=lo, hi=hi,
-                       converged=bool(res.success))
+    return GlsEstimate(
+        law=law,
+        z=z,
+        rho=rho,
+        sigma=sigma,
+        problem=prob,
+        e=prob.fun(z),
+        jac=prob.jac_rows(z).T,
+        amplitudes=a,
+        lo=lo,
+        hi=hi,
+        converged=bool(res.success),
+    )
 
 
 # ------------------------------------------------------------------ stage 3: likelihood
@@ -233,8 +283,13 @@ def log_likelihood(est: GlsEstimate, panel: Panel) -> tuple[np.ndarray, float]:
     """Gaussian (AR(1) or white) log-likelihood of the log values per epoch of the window,
     and its sum."""
     lay = panel.layer
-    ll_point = (-0.5 * np.log(2 * np.pi) - np.log(est.sigma[lay]) - 0.5 * est.e * est.e
-                + est.problem.logdet - np.log(panel.r))
+    ll_point = (
+        -0.5 * np.log(2 * np.pi)
+        - np.log(est.sigma[lay])
+        - 0.5 * est.e * est.e
+        + est.problem.logdet
+        - np.log(panel.r)
+    )
     pointwise = np.bincount(panel.col, ll_point, panel.epochs.size)
     return pointwise, float(pointwise.sum())
 
@@ -244,12 +299,12 @@ def log_likelihood(est: GlsEstimate, panel: Panel) -> tuple[np.ndarray, float]:
 class Covariances:
     """Covariances of the internal parameters (:func:`covariances`)."""
 
-    H: np.ndarray                 # Gauss-Newton Hessian J^T J
+    H: np.ndarray  # Gauss-Newton Hessian J^T J
     Hinv: np.ndarray
-    sandwich: np.ndarray          # H^-1 Omega H^-1, Omega the Newey-West covariance of the scores
-    model: np.ndarray             # s^2 H^-1
-    shape_dimension: float        # sum_j max(1, eig_j(H^-1 Omega))
-    inflation: np.ndarray         # diag(sandwich) / diag(model)
+    sandwich: np.ndarray  # H^-1 Omega H^-1, Omega the Newey-West covariance of the scores
+    model: np.ndarray  # s^2 H^-1
+    shape_dimension: float  # sum_j max(1, eig_j(H^-1 Omega))
+    inflation: np.ndarray  # diag(sandwich) / diag(model)
 
 
 def covariances(est: GlsEstimate, panel: Panel, *, k: int) -> Covariances:
@@ -259,8 +314,9 @@ def covariances(est: GlsEstimate, panel: Panel, *, k: int) -> Covariances:
     n_obs = int(panel.y.size)
     H = J.T @ J
     Hinv = np.linalg.pinv(H)
-    S = np.column_stack([np.bincount(panel.col, J[:, j] * e, panel.epochs.size)
-                         for j in range(J.shape[1])])
+    S = np.column_stack(
+        [np.bincount(panel.col, J[:, j] * e, panel.epochs.size) for j in range(J.shape[1])]
+    )
     cov_sandwich = Hinv @ hac_covariance(S) @ Hinv
     cov_model = Hinv * float(e @ e) / max(n_obs - k, 1)
     # composite-likelihood effective dimension of the shape parameters, tr(H^-1 Omega)
@@ -271,9 +327,17 @@ def covariances(est: GlsEstimate, panel: Panel, *, k: int) -> Covariances:
     eig = np.real(np.linalg.eigvals(cov_sandwich @ H))
     p_eff = float(np.sum(np.maximum(eig, 1.0)))
     with np.errstate(divide="ignore", invalid="ignore"):
-        inflation = np.where(np.diag(cov_model) > 0, np.diag(cov_sandwich) / np.diag(cov_model), 1.0)
-    return Covariances(H=H, Hinv=Hinv, sandwich=cov_sandwich, model=cov_model,
-                       shape_dimension=p_eff, inflation=inflation)
+        inflation = np.where(
+            np.diag(cov_model) > 0, np.diag(cov_sandwich) / np.diag(cov_model), 1.0
+        )
+    return Covariances(
+        H=H,
+        Hinv=Hinv,
+        sandwich=cov_sandwich,
+        model=cov_model,
+        shape_dimension=p_eff,
+        inflation=inflation,
+    )
 
 
 # ------------------------------------------------------------------ stage 5: intervals
@@ -282,28 +346,52 @@ class Intervals:
     """Covariance, standard errors and intervals of the internal parameters (:func:`intervals`)."""
 
     cov: np.ndarray
-    se: np.ndarray                # (p,)
-    ci: np.ndarray                # (p, 2)
+    se: np.ndarray  # (p,)
+    ci: np.ndarray  # (p, 2)
     boot: np.ndarray | None = None
     n_boot_failed: int = 0
 
 
-def intervals(est: GlsEstimate, covs: Covariances, panel: Panel, *, uncertainty: Uncertainty,
-              level: float, k: int, noise_model: NoiseModel = "ar1", n_boot: int = 200,
-              rng: np.random.Generator | int | None = None) -> Intervals:
+def intervals(
+    est: GlsEstimate,
+    covs: Covariances,
+    panel: Panel,
+    *,
+    uncertainty: Uncertainty,
+    level: float,
+    k: int,
+    noise_model: NoiseModel = "ar1",
+    n_boot: int = 200,
+    rng: np.random.Generator | int | None = None,
+) -> Intervals:
     """Normal intervals from the sandwich or the Jacobian covariance, or symmetric percentile-t
     intervals of the block bootstrap (:mod:`analysis.cooling.bootstrap`)."""
     z = est.z
     if uncertainty == "bootstrap":
         check_int("n_boot", n_boot, minimum=10)
-        boot, boot_se, n_failed = bootstrap_fits(est.problem, panel, z, est.rho, est.sigma, est.e,
-                                                 est.lo, est.hi, n_boot, np.random.default_rng(rng),
-                                                 noise_model, k)
+        boot, boot_se, n_failed = bootstrap_fits(
+            est.problem,
+            panel,
+            z,
+            est.rho,
+            est.sigma,
+            est.e,
+            est.lo,
+            est.hi,
+            n_boot,
+            np.random.default_rng(rng),
+            noise_model,
+            k,
+        )
         cov = np.atleast_2d(np.cov(boot, rowvar=False))
         se0 = np.sqrt(np.diag(covs.Hinv) * float(est.e @ est.e) / max(int(panel.y.size) - k, 1))
-        return Intervals(cov=cov, se=np.sqrt(np.clip(np.diag(cov), 0, None)),
-                         ci=percentile_t_intervals(z, boot, boot_se, se0, level), boot=boot,
-                         n_boot_failed=n_failed)
+        return Intervals(
+            cov=cov,
+            se=np.sqrt(np.clip(np.diag(cov), 0, None)),
+            ci=percentile_t_intervals(z, boot, boot_se, se0, level),
+            boot=boot,
+            n_boot_failed=n_failed,
+        )
     cov = covs.model if uncertainty == "jacobian" else covs.sandwich
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     q = stats.norm.ppf(0.5 + level / 2)
@@ -317,8 +405,8 @@ def natural_scale(law: Law, z: np.ndarray, iv: Intervals) -> tuple[dict, dict, d
     stderr, ci = {}, {}
     for j, (name, lg) in enumerate(zip(law.params, law.log_params)):
         stderr[name] = float(params[name] * iv.se[j] if lg else iv.se[j])
-        with np.errstate(over="ignore"):        # an unidentified parameter may have an inf bound
-            lo_c, hi_c = (np.exp(iv.ci[j]) if lg else iv.ci[j])
+        with np.errstate(over="ignore"):  # an unidentified parameter may have an inf bound
+            lo_c, hi_c = np.exp(iv.ci[j]) if lg else iv.ci[j]
         ci[name] = (float(lo_c), float(hi_c))
     return params, stderr, ci
 
@@ -327,8 +415,9 @@ def natural_scale(law: Law, z: np.ndarray, iv: Intervals) -> tuple[dict, dict, d
 def params_at_bound(law: Law, z: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str]:
     """Natural names of the parameters within :data:`AT_BOUND_RTOL` of their box."""
     tol = AT_BOUND_RTOL * (1 + np.abs(np.where(np.isfinite(lo), lo, 0)))
-    return [law.params[j] for j in range(law.n_params)
-            if z[j] - lo[j] < tol[j] or hi[j] - z[j] < tol[j]]
+    return [
+        law.params[j] for j in range(law.n_params) if z[j] - lo[j] < tol[j] or hi[j] - z[j] < tol[j]
+    ]
 
 
 def _ljung_box(e: np.ndarray, layer: np.ndarray, L: int) -> list[float | None]:
@@ -343,7 +432,7 @@ def _ljung_box(e: np.ndarray, layer: np.ndarray, L: int) -> list[float | None]:
             continue
         d = x @ x
         r = np.array([x[k:] @ x[:-k] / d for k in range(1, m + 1)])
-        q = n * (n + 2) * np.sum(r ** 2 / (n - np.arange(1, m + 1)))
+        q = n * (n + 2) * np.sum(r**2 / (n - np.arange(1, m + 1)))
         out.append(float(stats.chi2.sf(q, m - 1)))
     return out
 
@@ -353,16 +442,27 @@ def goodness_of_fit(est: GlsEstimate, panel: Panel) -> dict:
     L, lay = panel.n_layers, panel.layer
     g, _ = est.problem.curve(est.z)
     resid = panel.y - est.amplitudes[lay] - g
-    return {"rms_log_residual": {panel.layers[i]: float(np.sqrt(np.mean(resid[lay == i] ** 2)))
-                                 for i in range(L)},
-            "ljung_box_p": dict(zip(panel.layers, _ljung_box(est.e, lay, L))),
-            "converged": est.converged}
+    return {
+        "rms_log_residual": {
+            panel.layers[i]: float(np.sqrt(np.mean(resid[lay == i] ** 2))) for i in range(L)
+        },
+        "ljung_box_p": dict(zip(panel.layers, _ljung_box(est.e, lay, L))),
+        "converged": est.converged,
+    }
 
 
 # ------------------------------------------------------------------ all stages
-def fit_law(panel: Panel, law: LawLike, *, noise_model: NoiseModel = "ar1",
-            uncertainty: Uncertainty = "sandwich", level: float = 0.95, n_boot: int = 200,
-            rng: np.random.Generator | int | None = None, z0: np.ndarray | None = None) -> LawFit:
+def fit_law(
+    panel: Panel,
+    law: LawLike,
+    *,
+    noise_model: NoiseModel = "ar1",
+    uncertainty: Uncertainty = "sandwich",
+    level: float = 0.95,
+    n_boot: int = 200,
+    rng: np.random.Generator | int | None = None,
+    z0: np.ndarray | None = None,
+) -> LawFit:
     """Fit ``law`` jointly to all layers of ``panel`` (shared shape, per-layer amplitude).
 
     Parameters
@@ -396,19 +496,43 @@ def fit_law(panel: Panel, law: LawLike, *, noise_model: NoiseModel = "ar1",
     pointwise, loglik = log_likelihood(est, panel)
     k = n_parameters(lw, panel.n_layers, noise_model)
     covs = covariances(est, panel, k=k)
-    iv = intervals(est, covs, panel, uncertainty=uncertainty, level=level, k=k,
-                   noise_model=noise_model, n_boot=n_boot, rng=rng)
+    iv = intervals(
+        est,
+        covs,
+        panel,
+        uncertainty=uncertainty,
+        level=level,
+        k=k,
+        noise_model=noise_model,
+        n_boot=n_boot,
+        rng=rng,
+    )
     params, stderr, ci = natural_scale(lw, est.z, iv)
     params.update(lw.derived(params))
     layers = panel.layers
-    return LawFit(law=lw.name, params=params, stderr=stderr, ci=ci, z=est.z, cov=iv.cov,
-                  log_amplitudes=dict(zip(layers, map(float, est.problem.amplitudes(est.z)))),
-                  rho=dict(zip(layers, map(float, est.rho))),
-                  sigma=dict(zip(layers, map(float, est.sigma))),
-                  loglik=loglik, n_obs=int(panel.y.size), n_params=k,
-                  window=(float(panel.epochs.min()), float(panel.epochs.max())), level=level,
-                  noise_model=noise_model, uncertainty=uncertainty,
-                  at_bound=params_at_bound(lw, est.z, est.lo, est.hi),
-                  gof=goodness_of_fit(est, panel), pointwise=pointwise, boot=iv.boot,
-                  n_boot_failed=iv.n_boot_failed, shape_dimension=covs.shape_dimension,
-                  inflation=dict(zip(lw.params, map(float, covs.inflation))), model=lw)
+    return LawFit(
+        law=lw.name,
+        params=params,
+        stderr=stderr,
+        ci=ci,
+        z=est.z,
+        cov=iv.cov,
+        log_amplitudes=dict(zip(layers, map(float, est.problem.amplitudes(est.z)))),
+        rho=dict(zip(layers, map(float, est.rho))),
+        sigma=dict(zip(layers, map(float, est.sigma))),
+        loglik=loglik,
+        n_obs=int(panel.y.size),
+        n_params=k,
+        window=(float(panel.epochs.min()), float(panel.epochs.max())),
+        level=level,
+        noise_model=noise_model,
+        uncertainty=uncertainty,
+        at_bound=params_at_bound(lw, est.z, est.lo, est.hi),
+        gof=goodness_of_fit(est, panel),
+        pointwise=pointwise,
+        boot=iv.boot,
+        n_boot_failed=iv.n_boot_failed,
+        shape_dimension=covs.shape_dimension,
+        inflation=dict(zip(lw.params, map(float, covs.inflation))),
+        model=lw,
+    )

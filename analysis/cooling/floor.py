@@ -28,6 +28,7 @@ noise: the slope of ``ln(signal/signal_std)`` in the late window (prewhitened-HA
 interval).  When that ratio is constant, a "common decay" of the signal cannot be told
 apart from the decay of the gradient noise itself, and the report says so.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,12 +51,15 @@ FLOOR_DOMINATED = 0.9
 def floor_series(data: CoolingData) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """Return ``(floor, corrected, reason)``; arrays ``(L, n)`` or None with the reason."""
     if data.grad_std_norm is None or data.numel is None:
-        missing = [n for n, v in (("grad_std_norm", data.grad_std_norm), ("numel", data.numel))
-                   if v is None]
+        missing = [
+            n
+            for n, v in (("grad_std_norm", data.grad_std_norm), ("numel", data.numel))
+            if v is None
+        ]
         return None, None, f"the log lacks {' and '.join(missing)}"
     floor = np.sqrt(2 / np.pi) * data.grad_std_norm / np.sqrt(data.numel)[:, None]
     with np.errstate(invalid="ignore"):
-        d = data.signal ** 2 - floor ** 2
+        d = data.signal**2 - floor**2
         corrected = np.where(d > 0, np.sqrt(np.where(d > 0, d, 0.0)), np.nan)
     return floor, corrected, ""
 
@@ -69,7 +73,7 @@ class FloorAnalysis:
     reason: str
     floor: np.ndarray | None
     corrected: np.ndarray | None
-    floor_fraction: dict          # layer -> median F/s in the window (empty if unavailable)
+    floor_fraction: dict  # layer -> median F/s in the window (empty if unavailable)
     minibatch_noise_fraction: dict  # layer -> median gstd^2 / (gmean^2 + gstd^2)
     tracks_floor: TrendTest | None
     tracks_noise: TrendTest | None
@@ -77,28 +81,38 @@ class FloorAnalysis:
     verdict: str
 
     def to_dict(self) -> dict:
-        return {"window": list(self.window), "available": self.available, "reason": self.reason,
-                "floor_fraction_median": self.floor_fraction,
-                "at_floor": {k: v > FLOOR_DOMINATED for k, v in self.floor_fraction.items()},
-                "minibatch_noise_fraction_median": self.minibatch_noise_fraction,
-                "signal_over_floor_trend": self.tracks_floor.to_dict() if self.tracks_floor else None,
-                "signal_over_noise_trend": self.tracks_noise.to_dict() if self.tracks_noise else None,
-                "verdict": self.verdict}
+        return {
+            "window": list(self.window),
+            "available": self.available,
+            "reason": self.reason,
+            "floor_fraction_median": self.floor_fraction,
+            "at_floor": {k: v > FLOOR_DOMINATED for k, v in self.floor_fraction.items()},
+            "minibatch_noise_fraction_median": self.minibatch_noise_fraction,
+            "signal_over_floor_trend": self.tracks_floor.to_dict() if self.tracks_floor else None,
+            "signal_over_noise_trend": self.tracks_noise.to_dict() if self.tracks_noise else None,
+            "verdict": self.verdict,
+        }
 
     def report(self) -> str:
         lines = [f"noise floor in [{self.window[0]:g}, {self.window[1]:g}]:"]
         if self.available:
-            lines.append("  median floor/signal: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in self.floor_fraction.items()))
+            lines.append(
+                "  median floor/signal: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in self.floor_fraction.items())
+            )
         else:
             lines.append(f"  floor of the signal not computed: {self.reason}")
         if self.minibatch_noise_fraction:
-            lines.append("  median noise fraction of |minibatch gradient|^2: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in self.minibatch_noise_fraction.items()))
+            lines.append(
+                "  median noise fraction of |minibatch gradient|^2: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in self.minibatch_noise_fraction.items())
+            )
         if self.tracks_noise is not None:
             t = self.tracks_noise
-            lines.append(f"  ln(signal/noise) constant? joint p = {t.p_value:.3g}; slopes "
-                         + ", ".join(f"{n} {b:+.2e}" for n, b in zip(t.names, t.slope)))
+            lines.append(
+                f"  ln(signal/noise) constant? joint p = {t.p_value:.3g}; slopes "
+                + ", ".join(f"{n} {b:+.2e}" for n, b in zip(t.names, t.slope))
+            )
         lines.append("  => " + self.verdict)
         return "\n".join(lines)
 
@@ -126,15 +140,20 @@ def noise_floor(data: CoolingData, window: tuple, *, level: float = 0.95) -> Flo
             frac = _median_in(floor / data.signal, win, data.layers)
             lr = np.log(data.signal[:, win]) - np.log(floor[:, win])
         try:
-            tracks_floor = trend_test(t, np.where(np.isfinite(lr), lr, np.nan), names=data.layers,
-                                      level=level, step=data.step)
+            tracks_floor = trend_test(
+                t,
+                np.where(np.isfinite(lr), lr, np.nan),
+                names=data.layers,
+                level=level,
+                step=data.step,
+            )
         except ValueError:
             tracks_floor = None
     mg = {}
     if data.grad_mean_norm is not None and data.grad_std_norm is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            v = data.grad_std_norm ** 2
-            mg = _median_in(v / (data.grad_mean_norm ** 2 + v), win, data.layers)
+            v = data.grad_std_norm**2
+            mg = _median_in(v / (data.grad_mean_norm**2 + v), win, data.layers)
     ok = data.valid("signal") & data.valid("signal_std")
     with np.errstate(divide="ignore", invalid="ignore"):
         ln = np.where(ok, np.log(np.where(ok, data.signal / data.signal_std, 1.0)), np.nan)[:, win]
@@ -146,23 +165,44 @@ def noise_floor(data: CoolingData, window: tuple, *, level: float = 0.95) -> Flo
     parts = []
     at_floor = [k for k, v in frac.items() if v > FLOOR_DOMINATED]
     if available and len(at_floor) == data.n_layers:
-        parts.append("every layer's late signal sits at the noise floor of a mean absolute "
-                     "minibatch gradient (floor/signal > "
-                     f"{FLOOR_DOMINATED}): its decay is the decay of the gradient noise, not of the "
-                     "true gradient")
+        parts.append(
+            "every layer's late signal sits at the noise floor of a mean absolute "
+            "minibatch gradient (floor/signal > "
+            f"{FLOOR_DOMINATED}): its decay is the decay of the gradient noise, not of the "
+            "true gradient"
+        )
     elif at_floor:
-        parts.append(f"layers {', '.join(at_floor)} sit at the noise floor (floor/signal > "
-                     f"{FLOOR_DOMINATED})")
+        parts.append(
+            f"layers {', '.join(at_floor)} sit at the noise floor (floor/signal > "
+            f"{FLOOR_DOMINATED})"
+        )
     if tracks_floor is not None and tracks_floor.p_value >= alpha:
-        parts.append(f"signal/floor is constant in the window (joint p = {tracks_floor.p_value:.3g}): "
-                     "the common decay is indistinguishable from the decay of the noise floor")
+        parts.append(
+            f"signal/floor is constant in the window (joint p = {tracks_floor.p_value:.3g}): "
+            "the common decay is indistinguishable from the decay of the noise floor"
+        )
     if tracks_noise is not None:
         if tracks_noise.p_value >= alpha:
-            parts.append(f"signal/noise is constant in the window (joint p = {tracks_noise.p_value:.3g}): "
-                         "the common decay of the signal is indistinguishable from the decay of "
-                         "its own noise (signal_std)")
+            parts.append(
+                f"signal/noise is constant in the window (joint p = {tracks_noise.p_value:.3g}): "
+                "the common decay of the signal is indistinguishable from the decay of "
+                "its own noise (signal_std)"
+            )
         else:
-            parts.append(f"signal and noise decay differently (joint p = {tracks_noise.p_value:.3g})")
+            parts.append(
+                f"signal and noise decay differently (joint p = {tracks_noise.p_value:.3g})"
+            )
     verdict = "; ".join(parts) if parts else "no test possible"
-    return FloorAnalysis((float(t_lo), float(t_hi)), available, reason, floor, corrected, frac, mg,
-                         tracks_floor, tracks_noise, level, verdict)
+    return FloorAnalysis(
+        (float(t_lo), float(t_hi)),
+        available,
+        reason,
+        floor,
+        corrected,
+        frac,
+        mg,
+        tracks_floor,
+        tracks_noise,
+        level,
+        verdict,
+    )

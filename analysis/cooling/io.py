@@ -29,6 +29,7 @@ Accepted inputs
   An empty cell is a missing value.
 * arrays: :func:`from_arrays`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,8 +44,18 @@ import numpy as np
 
 from anisotropy.io import iter_jsonl, write_text_atomic
 
-__all__ = ["CHANNELS", "OPTIONAL_CHANNELS", "CSV_COLUMNS", "DataIssue", "CoolingData", "from_arrays",
-           "load", "load_log", "load_csv", "write_csv"]
+__all__ = [
+    "CHANNELS",
+    "OPTIONAL_CHANNELS",
+    "CSV_COLUMNS",
+    "DataIssue",
+    "CoolingData",
+    "from_arrays",
+    "load",
+    "load_log",
+    "load_csv",
+    "write_csv",
+]
 
 CHANNELS = ("signal", "signal_std")
 OPTIONAL_CHANNELS = ("grad_mean_norm", "grad_std_norm", "weight_norm")
@@ -72,8 +83,12 @@ class DataIssue:
         return f"{self.channel} of layer {self.layer}: {self.kind} at epoch(s) {ep}{more}"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "channel": self.channel, "layer": self.layer,
-                "epochs": [float(e) for e in self.epochs]}
+        return {
+            "kind": self.kind,
+            "channel": self.channel,
+            "layer": self.layer,
+            "epochs": [float(e) for e in self.epochs],
+        }
 
 
 @dataclass
@@ -113,15 +128,18 @@ class CoolingData:
     def __post_init__(self) -> None:
         self.epochs = np.asarray(self.epochs, dtype=np.float64)
         if self.epochs.ndim != 1 or self.epochs.size < 2:
-            raise ValueError(f"epochs must be a 1-D array of at least 2 epochs, got shape "
-                             f"{self.epochs.shape}")
+            raise ValueError(
+                f"epochs must be a 1-D array of at least 2 epochs, got shape {self.epochs.shape}"
+            )
         if not np.all(np.isfinite(self.epochs)):
             raise ValueError("epochs contains NaN or inf; it must be finite")
         d = np.diff(self.epochs)
         if np.any(d <= 0):
             bad = self.epochs[1:][d <= 0]
-            raise ValueError(f"epochs must be strictly increasing (no duplicates); violated at "
-                             f"epoch(s) {bad[:_SHOW_EPOCHS].tolist()}")
+            raise ValueError(
+                f"epochs must be strictly increasing (no duplicates); violated at "
+                f"epoch(s) {bad[:_SHOW_EPOCHS].tolist()}"
+            )
         self.layers = tuple(str(x) for x in self.layers)
         L, n = len(self.layers), self.epochs.size
         if L < 1 or len(set(self.layers)) != L:
@@ -132,18 +150,24 @@ class CoolingData:
                 continue
             arr = np.array(arr, dtype=np.float64, ndmin=2)
             if arr.shape != (L, n):
-                raise ValueError(f"{name} must have shape (layers, epochs) = ({L}, {n}) matching "
-                                 f"layers and epochs, got {arr.shape}")
+                raise ValueError(
+                    f"{name} must have shape (layers, epochs) = ({L}, {n}) matching "
+                    f"layers and epochs, got {arr.shape}"
+                )
             setattr(self, name, arr)
         if self.numel is not None:
             self.numel = np.asarray(self.numel, dtype=np.float64).reshape(-1)
             if self.numel.shape != (L,) or np.any(~(self.numel >= 1)):
                 raise ValueError(f"numel must hold {L} weight counts >= 1, got {self.numel!r}")
         if self.batches_per_epoch is not None and int(self.batches_per_epoch) < 1:
-            raise ValueError(f"batches_per_epoch must be an integer >= 1, got {self.batches_per_epoch!r}")
+            raise ValueError(
+                f"batches_per_epoch must be an integer >= 1, got {self.batches_per_epoch!r}"
+            )
         absent = self.absent or {}
-        self.absent = {c: np.asarray(absent[c], bool).reshape(L, n) if c in absent
-                       else np.zeros((L, n), bool) for c in (*CHANNELS, *OPTIONAL_CHANNELS)}
+        self.absent = {
+            c: np.asarray(absent[c], bool).reshape(L, n) if c in absent else np.zeros((L, n), bool)
+            for c in (*CHANNELS, *OPTIONAL_CHANNELS)
+        }
         # epoch spacing: the most common difference (logging every k epochs is allowed)
         vals, counts = np.unique(np.round(d, 9), return_counts=True)
         self.step = float(vals[np.argmax(counts)])
@@ -163,8 +187,13 @@ class CoolingData:
                 continue
             for i, layer in enumerate(self.layers):
                 x, ab = arr[i], self.absent[name][i]
-                masks = {"missing": ab, "nan": np.isnan(x) & ~ab, "inf": np.isinf(x),
-                         "zero": x == 0, "negative": x < 0}
+                masks = {
+                    "missing": ab,
+                    "nan": np.isnan(x) & ~ab,
+                    "inf": np.isinf(x),
+                    "zero": x == 0,
+                    "negative": x < 0,
+                }
                 for kind, m in masks.items():
                     ep = self.epochs[m].tolist()
                     if kind == "missing":
@@ -199,9 +228,18 @@ class CoolingData:
         return len(self.layers)
 
 
-def from_arrays(epochs, signal, signal_std, *, layers=None, grad_mean_norm=None,
-                grad_std_norm=None, weight_norm=None, numel=None, batches_per_epoch=None
-                ) -> CoolingData:
+def from_arrays(
+    epochs,
+    signal,
+    signal_std,
+    *,
+    layers=None,
+    grad_mean_norm=None,
+    grad_std_norm=None,
+    weight_norm=None,
+    numel=None,
+    batches_per_epoch=None,
+) -> CoolingData:
     """Build :class:`CoolingData` from arrays of shape ``(L, n)`` (or ``(n,)`` for one layer).
 
     ``layers`` defaults to ``layer0, layer1, ...``.  NaN entries are reported as ``nan``.
@@ -209,8 +247,17 @@ def from_arrays(epochs, signal, signal_std, *, layers=None, grad_mean_norm=None,
     sig = np.array(signal, dtype=np.float64, ndmin=2)
     if layers is None:
         layers = tuple(f"layer{i}" for i in range(sig.shape[0]))
-    return CoolingData(np.asarray(epochs, float), tuple(layers), sig, signal_std,
-                       grad_mean_norm, grad_std_norm, weight_norm, numel, batches_per_epoch)
+    return CoolingData(
+        np.asarray(epochs, float),
+        tuple(layers),
+        sig,
+        signal_std,
+        grad_mean_norm,
+        grad_std_norm,
+        weight_norm,
+        numel,
+        batches_per_epoch,
+    )
 
 
 # ---------------------------------------------------------------------- files
@@ -236,7 +283,7 @@ def _assemble(rows: dict, layers: list, numel: dict, batches, source: str) -> Co
     for (e, layer), vals in rows.items():
         i, j = layers.index(layer), col[e]
         for c in arrs:
-            if vals.get(c) is not None:      # None: key absent or JSON null / empty CSV cell
+            if vals.get(c) is not None:  # None: key absent or JSON null / empty CSV cell
                 arrs[c][i, j] = vals[c]
                 absent[c][i, j] = False
                 present[c] = True
@@ -244,12 +291,21 @@ def _assemble(rows: dict, layers: list, numel: dict, batches, source: str) -> Co
     if numel and all(layer in numel for layer in layers):
         ne = np.array([numel[layer] for layer in layers], float)
     opt = {c: (arrs[c] if present[c] else None) for c in OPTIONAL_CHANNELS}
-    return CoolingData(epochs, tuple(layers), arrs["signal"], arrs["signal_std"], **opt, numel=ne,
-                       batches_per_epoch=batches, absent=absent, source=source)
+    return CoolingData(
+        epochs,
+        tuple(layers),
+        arrs["signal"],
+        arrs["signal_std"],
+        **opt,
+        numel=ne,
+        batches_per_epoch=batches,
+        absent=absent,
+        source=source,
+    )
 
 
 def _batches_from_summary(summary: dict):
-    if isinstance(summary.get("config"), dict):          # the trainer nests its configuration
+    if isinstance(summary.get("config"), dict):  # the trainer nests its configuration
         summary = {**summary["config"], **{k: v for k, v in summary.items() if k != "config"}}
     for scope in (summary, summary.get("data", {}) or {}, summary.get("train", {}) or {}):
         for k in _BATCH_KEYS:
@@ -266,14 +322,16 @@ def load_log(path, summary_path=None) -> CoolingData:
     """Read the trainer's ``log.jsonl`` (and ``summary.json`` when given or next to it)."""
     path = Path(path)
     rows, layers, numel, batches, steps = {}, [], {}, None, []
-    for lineno, rec in iter_jsonl(path):   # the package's one JSONL reader (torn-line rule)
+    for lineno, rec in iter_jsonl(path):  # the package's one JSONL reader (torn-line rule)
         if "layers" not in rec:
-            continue     # other record types (e.g. a final evaluation) carry no layer signals
+            continue  # other record types (e.g. a final evaluation) carry no layer signals
         if "epoch" not in rec:
             raise ValueError(f"{path}:{lineno}: record with 'layers' but no 'epoch'")
         e = _num(rec["epoch"])
         if e is None or not math.isfinite(e):
-            raise ValueError(f"{path}:{lineno}: epoch must be a finite number, got {rec['epoch']!r}")
+            raise ValueError(
+                f"{path}:{lineno}: epoch must be a finite number, got {rec['epoch']!r}"
+            )
         for k in _BATCH_KEYS:
             if rec.get(k) is not None:
                 batches = int(rec[k])
@@ -283,9 +341,12 @@ def load_log(path, summary_path=None) -> CoolingData:
             if layer not in layers:
                 layers.append(layer)
             if (e, layer) in rows:
-                raise ValueError(f"{path}:{lineno}: duplicate record for epoch {e:g}, layer {layer}")
-            rows[(e, layer)] = {c: _num(vals[c]) for c in (*CHANNELS, *OPTIONAL_CHANNELS)
-                                if c in vals}
+                raise ValueError(
+                    f"{path}:{lineno}: duplicate record for epoch {e:g}, layer {layer}"
+                )
+            rows[(e, layer)] = {
+                c: _num(vals[c]) for c in (*CHANNELS, *OPTIONAL_CHANNELS) if c in vals
+            }
             for k in _NUMEL_KEYS:
                 if vals.get(k) is not None:
                     numel[layer] = float(vals[k])
@@ -315,19 +376,26 @@ def load_csv(path) -> CoolingData:
         reader = csv.DictReader(fh)
         need = {"epoch", "layer", *CHANNELS}
         if reader.fieldnames is None or not need <= set(reader.fieldnames):
-            raise ValueError(f"{path}: CSV header must contain {sorted(need)}; got {reader.fieldnames}")
+            raise ValueError(
+                f"{path}: CSV header must contain {sorted(need)}; got {reader.fieldnames}"
+            )
         for lineno, rec in enumerate(reader, 2):
             try:
                 e = _num(rec["epoch"])
                 layer = rec["layer"]
-                vals = {c: _num(rec[c]) for c in (*CHANNELS, *OPTIONAL_CHANNELS)
-                        if c in rec and rec[c] is not None}
+                vals = {
+                    c: _num(rec[c])
+                    for c in (*CHANNELS, *OPTIONAL_CHANNELS)
+                    if c in rec and rec[c] is not None
+                }
                 if rec.get("numel"):
                     numel[layer] = _num(rec["numel"])
             except ValueError as exc:
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
             if e is None or not math.isfinite(e):
-                raise ValueError(f"{path}:{lineno}: epoch must be a finite number, got {rec['epoch']!r}")
+                raise ValueError(
+                    f"{path}:{lineno}: epoch must be a finite number, got {rec['epoch']!r}"
+                )
             if layer not in layers:
                 layers.append(layer)
             if (e, layer) in rows:
@@ -344,7 +412,9 @@ def load(path) -> CoolingData:
             raise ValueError(f"run directory {p} has no log.jsonl")
         return load_log(p / "log.jsonl")
     if not p.exists():
-        raise ValueError(f"LOG must be a run directory, a .jsonl log or a .csv file; {p} does not exist")
+        raise ValueError(
+            f"LOG must be a run directory, a .jsonl log or a .csv file; {p} does not exist"
+        )
     if p.suffix == ".jsonl":
         return load_log(p)
     if p.suffix == ".csv":
@@ -354,7 +424,9 @@ def load(path) -> CoolingData:
 
 def write_csv(data: CoolingData, path) -> None:
     """Write ``data`` in the long CSV format of :func:`load_csv` (atomically)."""
-    cols = ["epoch", "layer", *CHANNELS] + [c for c in OPTIONAL_CHANNELS if getattr(data, c) is not None]
+    cols = ["epoch", "layer", *CHANNELS] + [
+        c for c in OPTIONAL_CHANNELS if getattr(data, c) is not None
+    ]
     if data.numel is not None:
         cols.append("numel")
     buf = io.StringIO(newline="")
@@ -368,7 +440,7 @@ def write_csv(data: CoolingData, path) -> None:
             for c in cols[2:]:
                 if c == "numel":
                     row.append(repr(float(data.numel[i])))
-                else:   # absent -> empty cell (read back as missing); NaN stays 'nan'
+                else:  # absent -> empty cell (read back as missing); NaN stays 'nan'
                     row.append("" if data.absent[c][i, j] else repr(float(getattr(data, c)[i, j])))
             w.writerow(row)
     write_text_atomic(path, buf.getvalue())

@@ -35,6 +35,7 @@ Amplitudes are not part of a law: :math:`\ln A_I` is fitted per layer and
 profiled out by :mod:`analysis.cooling.fit`.  Time ``t`` is the epoch counted
 from the start of training (the laws are not invariant under a shift of ``t``).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -47,9 +48,24 @@ import numpy as np
 
 from anisotropy.validation import check_choice
 
-__all__ = ["LAW_NAMES", "LawName", "LawLike", "Law", "Nesting", "Side", "get_law", "law_name",
-           "nests", "log_f", "evaluate", "initial_guess", "Exponential", "StretchedExponential",
-           "PowerLaw", "StretchedThenExponential"]
+__all__ = [
+    "LAW_NAMES",
+    "LawName",
+    "LawLike",
+    "Law",
+    "Nesting",
+    "Side",
+    "get_law",
+    "law_name",
+    "nests",
+    "log_f",
+    "evaluate",
+    "initial_guess",
+    "Exponential",
+    "StretchedExponential",
+    "PowerLaw",
+    "StretchedThenExponential",
+]
 
 LawName = Literal["exponential", "stretched_exponential", "power_law", "stretched_then_exponential"]
 LAW_NAMES: tuple[str, ...] = get_args(LawName)
@@ -125,12 +141,15 @@ class Law(ABC):
         if not isinstance(cls.name, str) or not cls.name:
             raise TypeError(f"{cls.__name__}.name must be a non-empty str, got {cls.name!r}")
         if len(cls.log_params) != len(cls.params):
-            raise TypeError(f"{cls.__name__}.log_params must have one entry per parameter "
-                            f"{cls.params}, got {cls.log_params!r}")
+            raise TypeError(
+                f"{cls.__name__}.log_params must have one entry per parameter "
+                f"{cls.params}, got {cls.log_params!r}"
+            )
         for n in cls.nests:
             if n.param not in cls.params:
-                raise TypeError(f"{cls.__name__}.nests names parameter {n.param!r}; "
-                                f"valid: {cls.params}")
+                raise TypeError(
+                    f"{cls.__name__}.nests names parameter {n.param!r}; valid: {cls.params}"
+                )
 
     @property
     def n_params(self) -> int:
@@ -166,14 +185,17 @@ class Law(ABC):
 
     def to_natural(self, z: np.ndarray) -> dict[str, float]:
         """Internal parameter vector -> ``{natural name: value}``."""
-        return {n: float(np.exp(v) if lg else v) for n, v, lg in zip(self.params, z, self.log_params)}
+        return {
+            n: float(np.exp(v) if lg else v) for n, v, lg in zip(self.params, z, self.log_params)
+        }
 
     def to_internal(self, params: dict[str, float]) -> np.ndarray:
         """``{natural name: value}`` -> internal parameter vector (ValueError on missing names)."""
         missing = [n for n in self.params if n not in params]
         if missing:
-            raise ValueError(f"params of law {self.name!r} must contain {list(self.params)}; "
-                             f"missing {missing}")
+            raise ValueError(
+                f"params of law {self.name!r} must contain {list(self.params)}; missing {missing}"
+            )
         vals = [float(params[n]) for n in self.params]
         for n, v, lg in zip(self.params, vals, self.log_params):
             if lg and not v > 0:
@@ -212,7 +234,7 @@ def _stretched_start(t: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarra
     (linear least squares in closed form at each beta)."""
     best, z = np.inf, np.array([np.log(t.max()), 1.0])
     for b in _BETA_GRID:
-        x = t ** b
+        x = t**b
         c = -_slope(x, y)
         if c <= 0:
             continue
@@ -242,7 +264,7 @@ class Exponential(Law):
 
     def initial_guess(self, t, y):
         lo, hi = self.bounds(t.min(), t.max())
-        rate = -_slope(t, y)                         # ln f is linear in 1/tau
+        rate = -_slope(t, y)  # ln f is linear in 1/tau
         z = np.log(1.0 / rate) if rate > 0 else hi[0] - 1.0
         return [np.clip(np.array([z]), lo + START_PAD, hi - START_PAD)]
 
@@ -261,8 +283,8 @@ class StretchedExponential(Law):
         return np.array([lo, BETA_BOUNDS[0]]), np.array([hi, BETA_BOUNDS[1]])
 
     def log_f(self, t, z):
-        x = np.log(t) - z[0]               # ln(t/tau)
-        q = np.exp(z[1] * x)               # (t/tau)^beta
+        x = np.log(t) - z[0]  # ln(t/tau)
+        q = np.exp(z[1] * x)  # (t/tau)^beta
         jac = np.empty((t.size, 2))
         jac[:, 0] = z[1] * q
         jac[:, 1] = -q * x
@@ -307,8 +329,10 @@ class StretchedThenExponential(Law):
 
     def bounds(self, t_lo, t_hi):
         lo, hi = _log_tau_range(t_hi)
-        return (np.array([lo, BETA_BOUNDS[0], np.log(t_lo)]),
-                np.array([hi, BETA_BOUNDS[1], np.log(t_hi)]))
+        return (
+            np.array([lo, BETA_BOUNDS[0], np.log(t_lo)]),
+            np.array([hi, BETA_BOUNDS[1], np.log(t_hi)]),
+        )
 
     def log_f(self, t, z):
         lt = np.log(t)
@@ -323,7 +347,7 @@ class StretchedThenExponential(Law):
         if np.any(late):
             xc = log_tc - log_tau
             qc = np.exp(beta * xc)
-            r = t[late] * np.exp(-log_tc)          # t / t_c  (> 1)
+            r = t[late] * np.exp(-log_tc)  # t / t_c  (> 1)
             lin = 1.0 + beta * (r - 1.0)
             g[late] = -qc * lin
             jac[late, 0] = beta * qc * lin
@@ -335,15 +359,19 @@ class StretchedThenExponential(Law):
         lo, hi = self.bounds(t.min(), t.max())
         z = _stretched_start(t, y, lo[:2], hi[:2])
         span = np.log(t.max()) - np.log(t.min())
-        return [np.clip(np.array([z[0], z[1], np.log(t.min()) + f * span]), lo + START_PAD,
-                        hi - START_PAD) for f in _TC_FRACTIONS]
+        return [
+            np.clip(
+                np.array([z[0], z[1], np.log(t.min()) + f * span]), lo + START_PAD, hi - START_PAD
+            )
+            for f in _TC_FRACTIONS
+        ]
 
     def derived(self, params):
         qc = (params["t_c"] / params["tau"]) ** params["beta"]
         return {"tau_late": float(params["t_c"] / (params["beta"] * qc))}
 
 
-if set(_REGISTRY) != set(LAW_NAMES):      # the two lists of this module must agree
+if set(_REGISTRY) != set(LAW_NAMES):  # the two lists of this module must agree
     raise RuntimeError(f"LawName {LAW_NAMES} and the @_builtin laws {tuple(_REGISTRY)} differ")
 _REGISTRY = {n: _REGISTRY[n] for n in LAW_NAMES}
 
@@ -354,11 +382,14 @@ def get_law(law: LawLike) -> Law:
     if isinstance(law, Law):
         return law
     if isinstance(law, type) and issubclass(law, Law):
-        raise TypeError(f"law must be a Law instance, got the class {law.__name__}; "
-                        f"pass {law.__name__}()")
+        raise TypeError(
+            f"law must be a Law instance, got the class {law.__name__}; pass {law.__name__}()"
+        )
     if not isinstance(law, str):
-        raise TypeError(f"law must be a law name ({', '.join(map(repr, LAW_NAMES))}) or a Law "
-                        f"instance, got {type(law).__name__}")
+        raise TypeError(
+            f"law must be a law name ({', '.join(map(repr, LAW_NAMES))}) or a Law "
+            f"instance, got {type(law).__name__}"
+        )
     check_choice("law", law, LAW_NAMES)
     return _REGISTRY[law]
 
@@ -392,8 +423,9 @@ def log_f(law: LawLike, t: np.ndarray, params: dict[str, float]) -> np.ndarray:
     return lw.log_f(t.ravel(), lw.to_internal(params))[0].reshape(t.shape)
 
 
-def evaluate(law: LawLike, t: np.ndarray, params: dict[str, float], log_amplitude: float = 0.0
-             ) -> np.ndarray:
+def evaluate(
+    law: LawLike, t: np.ndarray, params: dict[str, float], log_amplitude: float = 0.0
+) -> np.ndarray:
     """``ln s(t) = ln A + ln f(t)``: the fitted curve of one layer on a natural-log axis."""
     return float(log_amplitude) + log_f(law, t, params)
 

@@ -5,6 +5,7 @@ paper), the log values :math:`y_{It} = \ln s_I(t)` of every layer ``I`` at the v
 ``t`` of a window, concatenated layer by layer, with the known relative noise scale
 :math:`r_{It}` and the gap to the previous point of the layer (for the AR(1) whitening).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,18 +66,34 @@ class Panel:
     def n_layers(self) -> int:
         return len(self.layers)
 
-    def subset(self, i: int) -> "Panel":
+    def subset(self, i: int) -> Panel:
         """The panel of layer ``i`` alone."""
         m = self.layer == i
-        return Panel(self.epochs, self.col[m], np.zeros(int(m.sum()), int), self.y[m], self.r[m],
-                     self.gap[m], (self.layers[i],), self.channel)
+        return Panel(
+            self.epochs,
+            self.col[m],
+            np.zeros(int(m.sum()), int),
+            self.y[m],
+            self.r[m],
+            self.gap[m],
+            (self.layers[i],),
+            self.channel,
+        )
 
-    def with_y(self, y: np.ndarray) -> "Panel":
-        return Panel(self.epochs, self.col, self.layer, y, self.r, self.gap, self.layers, self.channel)
+    def with_y(self, y: np.ndarray) -> Panel:
+        return Panel(
+            self.epochs, self.col, self.layer, y, self.r, self.gap, self.layers, self.channel
+        )
 
 
-def build_panel(data: CoolingData, channel: Literal["signal", "signal_std"], t_lo: float,
-                t_hi: float | None = None, *, weights: Weights = "logged") -> Panel:
+def build_panel(
+    data: CoolingData,
+    channel: Literal["signal", "signal_std"],
+    t_lo: float,
+    t_hi: float | None = None,
+    *,
+    weights: Weights = "logged",
+) -> Panel:
     """Collect the valid points of ``channel`` with ``t_lo <= epoch <= t_hi`` (and epoch > 0).
 
     ``weights="logged"`` uses ``r = signal_std/signal`` (smoothed over :data:`WEIGHT_SMOOTH`
@@ -98,8 +115,10 @@ def build_panel(data: CoolingData, channel: Literal["signal", "signal_std"], t_l
     counts = ok.sum(axis=1)
     if np.any(counts < MIN_POINTS_PER_LAYER):
         bad = {data.layers[i]: int(c) for i, c in enumerate(counts) if c < MIN_POINTS_PER_LAYER}
-        raise ValueError(f"too few valid epochs of {channel} in the window [{t_lo:g}, {t_hi:g}]: "
-                         f"{bad}; each layer needs at least {MIN_POINTS_PER_LAYER}")
+        raise ValueError(
+            f"too few valid epochs of {channel} in the window [{t_lo:g}, {t_hi:g}]: "
+            f"{bad}; each layer needs at least {MIN_POINTS_PER_LAYER}"
+        )
     cols = np.flatnonzero(win)
     sub = ok[:, cols]
     li, ci = np.nonzero(sub)

@@ -8,6 +8,7 @@ Natural-log values on the vertical axis; per layer one colour, the signal solid,
 window, and vertical markers at the regime boundaries (median signal maximum, median SNR
 crossing, late onset with its interval shaded).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,15 @@ def _fitted(res: dict, channel_block: dict, layers, t, laws: dict[str, Law]):
     return law, {layer: evaluate(spec, t, params, f["log_amplitudes"][layer]) for layer in layers}
 
 
-def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | None = None,
-                 xscale: str = "linear"):
+def plot_cooling(
+    result,
+    data: CoolingData,
+    *,
+    ax=None,
+    path=None,
+    title: str | None = None,
+    xscale: str = "linear",
+):
     """Draw ln(signal) (solid), ln(noise) (dashed), fitted laws and regime boundaries.
 
     Parameters
@@ -67,7 +75,9 @@ def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | 
     """
     res = _as_dict(result)
     if list(res["data"]["layers"]) != list(data.layers):
-        raise ValueError(f"result layers {res['data']['layers']} do not match the data's {list(data.layers)}")
+        raise ValueError(
+            f"result layers {res['data']['layers']} do not match the data's {list(data.layers)}"
+        )
     if ax is None:
         fig = Figure(figsize=(7.0, 4.6), layout="constrained")
         ax = fig.add_subplot()
@@ -93,16 +103,32 @@ def plot_cooling(result, data: CoolingData, *, ax=None, path=None, title: str | 
     reg = res["regimes"]
     maxima = [v for v in reg["signal_max"].values() if v is not None]
     if maxima:
-        handles.append(ax.axvline(float(np.median(maxima)), color="tab:gray", lw=0.9, ls="-.",
-                                  label="signal max (median)"))
+        handles.append(
+            ax.axvline(
+                float(np.median(maxima)),
+                color="tab:gray",
+                lw=0.9,
+                ls="-.",
+                label="signal max (median)",
+            )
+        )
     snr = [v["epoch"] for v in reg["snr_crossing"].values() if v["epoch"] is not None]
     if snr:
-        handles.append(ax.axvline(float(np.median(snr)), color="tab:purple", lw=0.9, ls=(0, (1, 2)),
-                                  label="signal = noise (median)"))
+        handles.append(
+            ax.axvline(
+                float(np.median(snr)),
+                color="tab:purple",
+                lw=0.9,
+                ls=(0, (1, 2)),
+                label="signal = noise (median)",
+            )
+        )
     on = reg.get("late_onset")
     if on is not None:
         ax.axvspan(on["ci"][0], on["ci"][1], color="tab:olive", alpha=0.15, lw=0)
-        handles.append(ax.axvline(on["epoch"], color="tab:olive", lw=1.2, label="late onset (95% band)"))
+        handles.append(
+            ax.axvline(on["epoch"], color="tab:olive", lw=1.2, label="late onset (95% band)")
+        )
     handles += ax.plot([], [], "-", color="0.2", label="signal")
     handles += ax.plot([], [], "--", color="0.2", label="noise (signal_std)")
     handles += ax.plot([], [], ":", color="k", label=f"fit: {law_s}")

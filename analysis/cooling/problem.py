@@ -11,6 +11,7 @@ The per-layer amplitudes :math:`a_I` enter linearly and are profiled out in clos
 This module is the level below both the point estimate (:mod:`analysis.cooling.fit`) and
 the bootstrap refits (:mod:`analysis.cooling.bootstrap`); it imports neither.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -99,18 +100,22 @@ class WhitenedProblem:
         return self.jac_rows(z).T
 
 
-def solve(prob: WhitenedProblem, z0: np.ndarray, lo: np.ndarray, hi: np.ndarray
-          ) -> optimize.OptimizeResult:
+def solve(
+    prob: WhitenedProblem, z0: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> optimize.OptimizeResult:
     """``least_squares`` (trust-region reflective, bounded) from ``z0`` moved inside the box."""
-    pad = INTERIOR_PAD * (1 + np.abs(np.where(np.isfinite(lo), lo, 0))
-                          + np.abs(np.where(np.isfinite(hi), hi, 0)))
+    pad = INTERIOR_PAD * (
+        1 + np.abs(np.where(np.isfinite(lo), lo, 0)) + np.abs(np.where(np.isfinite(hi), hi, 0))
+    )
     z0 = np.clip(np.where(np.isfinite(z0), z0, 0.0), lo + pad, hi - pad)
-    return optimize.least_squares(prob.fun, z0, jac=prob.jac, bounds=(lo, hi), method="trf",
-                                  x_scale="jac")
+    return optimize.least_squares(
+        prob.fun, z0, jac=prob.jac, bounds=(lo, hi), method="trf", x_scale="jac"
+    )
 
 
-def innovations(prob: WhitenedProblem, panel: Panel, z: np.ndarray, rho: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def innovations(
+    prob: WhitenedProblem, panel: Panel, z: np.ndarray, rho: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Standardised residuals ``u = (y - a - g)/r``, their AR(1) innovations (unscaled) and the
     profiled amplitudes ``a``."""
     a = prob.amplitudes(z)

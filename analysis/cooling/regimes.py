@@ -24,6 +24,7 @@ The onset search starts after the latest per-layer signal maximum (the late regi
 follows the maximum) and leaves at least ``min_late`` epochs and a quarter of the searched
 epochs after each candidate (:data:`LATE_MIN_FRACTION`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,8 +37,15 @@ from anisotropy.validation import check_choice, check_int, check_probability
 from .io import CoolingData
 from .timeseries import RHO_MAX, block_indices, block_length, running_mean
 
-__all__ = ["Onset", "signal_maximum", "snr_crossing", "late_onset", "hinge_profile",
-           "MIN_PRE_POINTS", "LATE_MIN_FRACTION"]
+__all__ = [
+    "Onset",
+    "signal_maximum",
+    "snr_crossing",
+    "late_onset",
+    "hinge_profile",
+    "MIN_PRE_POINTS",
+    "LATE_MIN_FRACTION",
+]
 
 SnrSource = Literal["signal", "gradient"]
 
@@ -54,7 +62,9 @@ _CHUNK = 64
 
 def signal_maximum(data: CoolingData, *, smooth: int = 5) -> dict:
     """Epoch of the maximum of each layer's smoothed log signal ``{layer: epoch}``."""
-    y = np.where(data.valid("signal"), np.log(np.where(data.valid("signal"), data.signal, 1.0)), np.nan)
+    y = np.where(
+        data.valid("signal"), np.log(np.where(data.valid("signal"), data.signal, 1.0)), np.nan
+    )
     ys = running_mean(y, smooth)
     out = {}
     for i, layer in enumerate(data.layers):
@@ -69,7 +79,9 @@ def snr_crossing(data: CoolingData, *, source: SnrSource = "signal", smooth: int
     ratio never crosses (the note says whether it stays above or starts below 1).
     """
     check_choice("snr_source", source, ("signal", "gradient"))
-    num, den = ("signal", "signal_std") if source == "signal" else ("grad_mean_norm", "grad_std_norm")
+    num, den = (
+        ("signal", "signal_std") if source == "signal" else ("grad_mean_norm", "grad_std_norm")
+    )
     if getattr(data, num) is None or getattr(data, den) is None:
         raise ValueError(f"snr_source={source!r} needs {num} and {den} in the log")
     ok = data.valid(num) & data.valid(den)
@@ -87,8 +99,13 @@ def snr_crossing(data: CoolingData, *, source: SnrSource = "signal", smooth: int
         xv, tv = x[idx], t[idx]
         down = np.flatnonzero((xv[:-1] > 0) & (xv[1:] <= 0))
         if down.size == 0:
-            note = ("signal-dominated throughout" if np.all(xv > 0) else
-                    "noise-dominated from the first epoch" if xv[0] <= 0 else "no downward crossing")
+            note = (
+                "signal-dominated throughout"
+                if np.all(xv > 0)
+                else "noise-dominated from the first epoch"
+                if xv[0] <= 0
+                else "no downward crossing"
+            )
             out[layer] = {"epoch": None, "note": note}
             continue
         k = down[0]
@@ -121,18 +138,18 @@ def hinge_profile(x: np.ndarray, R: np.ndarray, cand: np.ndarray, rho: float = 0
     rss : ndarray (..., m)
         Summed over the ``K`` series.
     """
-    xt = x[1:] - rho * x[:-1]                       # quasi-differenced ln t, index t = 1..n-1
+    xt = x[1:] - rho * x[:-1]  # quasi-differenced ln t, index t = 1..n-1
     yt = R[..., 1:] - rho * R[..., :-1]
     m = xt.size
     zero = np.zeros(R.shape[:-1] + (1,))
-    cx = np.r_[0.0, np.cumsum(xt)]                  # cx[k] = sum over t = 1..k of xt
+    cx = np.r_[0.0, np.cumsum(xt)]  # cx[k] = sum over t = 1..k of xt
     cxx = np.r_[0.0, np.cumsum(xt * xt)]
     cy = np.concatenate([zero, np.cumsum(yt, axis=-1)], axis=-1)
     cxy = np.concatenate([zero, np.cumsum(yt * xt, axis=-1)], axis=-1)
-    k = cand - 1                                    # points t = 1..c-1 carry the slope
+    k = cand - 1  # points t = 1..c-1 carry the slope
     xc = x[cand]
     a = (1 - rho) * xc
-    edge = rho * (x[cand] - x[cand - 1])            # the regressor at t = c
+    edge = rho * (x[cand] - x[cand - 1])  # the regressor at t = c
     yc = yt[..., cand - 1]
     sh = cx[k] - k * a + edge
     shh = cxx[k] - 2 * a * cx[k] + k * a * a + edge * edge
@@ -185,14 +202,31 @@ class Onset:
     profile_rss: np.ndarray = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {"epoch": self.epoch, "ci": list(self.ci), "stderr": self.stderr, "level": self.level,
-                "n_boot": self.n_boot, "block_length": self.block, "drift_per_ln_t": self.drift,
-                "search_range": list(self.search), "rho": self.rho, "method": self.method}
+        return {
+            "epoch": self.epoch,
+            "ci": list(self.ci),
+            "stderr": self.stderr,
+            "level": self.level,
+            "n_boot": self.n_boot,
+            "block_length": self.block,
+            "drift_per_ln_t": self.drift,
+            "search_range": list(self.search),
+            "rho": self.rho,
+            "method": self.method,
+        }
 
 
-def late_onset(data: CoolingData, *, t_from: float | None = None, min_late: int = 20,
-               level: float = 0.95, n_boot: int = 200, smooth: int = 5, gls: bool = False,
-               rng: np.random.Generator | int | None = None) -> Onset:
+def late_onset(
+    data: CoolingData,
+    *,
+    t_from: float | None = None,
+    min_late: int = 20,
+    level: float = 0.95,
+    n_boot: int = 200,
+    smooth: int = 5,
+    gls: bool = False,
+    rng: np.random.Generator | int | None = None,
+) -> Onset:
     """Onset of the late regime by the hinge changepoint model (see the module docstring).
 
     Parameters
@@ -216,8 +250,10 @@ def late_onset(data: CoolingData, *, t_from: float | None = None, min_late: int 
     rng : numpy Generator or seed
     """
     if data.n_layers < 2:
-        raise ValueError("the late-onset changepoint uses layer ratios and needs at least 2 layers; "
-                         "give late_start explicitly for a single layer")
+        raise ValueError(
+            "the late-onset changepoint uses layer ratios and needs at least 2 layers; "
+            "give late_start explicitly for a single layer"
+        )
     check_int("min_late", min_late, minimum=2)
     check_int("n_boot", n_boot, minimum=10)
     check_probability("level", level)
@@ -229,12 +265,16 @@ def late_onset(data: CoolingData, *, t_from: float | None = None, min_late: int 
     t = data.epochs[ok]
     n = t.size
     if n < MIN_PRE_POINTS + min_late:
-        raise ValueError(f"too short a series for the late-onset search: {n} epochs from {t_from:g} "
-                         f"with all layers valid; need at least {MIN_PRE_POINTS + min_late}")
+        raise ValueError(
+            f"too short a series for the late-onset search: {n} epochs from {t_from:g} "
+            f"with all layers valid; need at least {MIN_PRE_POINTS + min_late}"
+        )
     x = np.log(t)
     Y = np.log(data.signal[:, ok])
     R = Y - Y.mean(axis=0)
-    cand = np.arange(max(MIN_PRE_POINTS, 1), n - max(min_late, int(np.ceil(LATE_MIN_FRACTION * n))) + 1)
+    cand = np.arange(
+        max(MIN_PRE_POINTS, 1), n - max(min_late, int(np.ceil(LATE_MIN_FRACTION * n))) + 1
+    )
     # first pass by least squares; its residuals give the AR(1) coefficient of the ratios
     # (pooled over layers, bias corrected as in timeseries.estimate_rho) for the block length
     # and, with gls=True, for the GLS profile
@@ -253,12 +293,23 @@ def late_onset(data: CoolingData, *, t_from: float | None = None, min_late: int 
     for start in range(0, n_boot, _CHUNK):
         b = min(_CHUNK, n_boot - start)
         idx = block_indices(n, block, b, rng)
-        Rs = fitted[None] + E[:, idx].transpose(1, 0, 2)        # (b, K, n)
+        Rs = fitted[None] + E[:, idx].transpose(1, 0, 2)  # (b, K, n)
         est.append(cand[np.argmin(hinge_profile(x, Rs, cand, rho_fit), axis=-1)])
     boot = t[np.concatenate(est)]
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return Onset(float(t[c_hat]), (float(lo), float(hi)), float(np.std(boot)), level, n_boot, block,
-                 dict(zip(data.layers, map(float, delta))), (float(t[0]), float(t[-1])), rho,
-                 "hinge in ln t on centred log layer ratios, " + ("AR(1) GLS" if gls else "least squares")
-                 + "; moving-block bootstrap interval",
-                 profile_epochs=t[cand], profile_rss=rss)
+    return Onset(
+        float(t[c_hat]),
+        (float(lo), float(hi)),
+        float(np.std(boot)),
+        level,
+        n_boot,
+        block,
+        dict(zip(data.layers, map(float, delta))),
+        (float(t[0]), float(t[-1])),
+        rho,
+        "hinge in ln t on centred log layer ratios, "
+        + ("AR(1) GLS" if gls else "least squares")
+        + "; moving-block bootstrap interval",
+        profile_epochs=t[cand],
+        profile_rss=rss,
+    )

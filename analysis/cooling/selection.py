@@ -29,6 +29,7 @@ r"""Model comparison of the fitted cooling laws.
   of the per-epoch log-likelihood differences estimated by Newey-West (the differences
   of a time series are autocorrelated), ``Z ~ N(0, 1)`` when the laws fit equally well.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,18 +64,26 @@ class Comparison:
     vuong: list
 
     def to_dict(self) -> dict:
-        return {"criterion": self.criterion, "selected": self.selected, "table": self.table,
-                "lrt": self.lrt, "vuong": self.vuong}
+        return {
+            "criterion": self.criterion,
+            "selected": self.selected,
+            "table": self.table,
+            "lrt": self.lrt,
+            "vuong": self.vuong,
+        }
 
 
 def _same_window(a: LawFit, b: LawFit) -> None:
     if a.window != b.window or a.n_obs != b.n_obs:
-        raise ValueError(f"laws {a.law!r} and {b.law!r} were fitted to different data "
-                         f"({a.window}, {a.n_obs} points vs {b.window}, {b.n_obs}); refit on one window")
+        raise ValueError(
+            f"laws {a.law!r} and {b.law!r} were fitted to different data "
+            f"({a.window}, {a.n_obs} points vs {b.window}, {b.n_obs}); refit on one window"
+        )
 
 
-def lrt_nested(null: LawFit, alt: LawFit, *, param: str = "beta", null_value: float = 1.0,
-               side: Side = "below") -> dict:
+def lrt_nested(
+    null: LawFit, alt: LawFit, *, param: str = "beta", null_value: float = 1.0, side: Side = "below"
+) -> dict:
     """Likelihood-ratio test of ``null`` (``param = null_value``) inside ``alt``.
 
     Returns the statistic, the two-sided chi^2_1 p value and the one-sided boundary p value
@@ -84,7 +93,7 @@ def lrt_nested(null: LawFit, alt: LawFit, *, param: str = "beta", null_value: fl
     check_choice("side", side, ("below", "above"))
     _same_window(null, alt)
     df = alt.n_params - null.n_params
-    lr = max(2.0 * (alt.loglik - null.loglik), 0.0)   # FGLS is not exactly ML: clip at 0
+    lr = max(2.0 * (alt.loglik - null.loglik), 0.0)  # FGLS is not exactly ML: clip at 0
     # composite likelihood: 2 dlnL ~ lambda chi^2_1 with lambda the sandwich/model variance
     # ratio of the tested parameter (Chandler and Bate 2007); rescale before the chi^2 reference
     lam = max(float(alt.inflation.get(param, 1.0)), 1.0) if df == 1 else 1.0
@@ -93,9 +102,19 @@ def lrt_nested(null: LawFit, alt: LawFit, *, param: str = "beta", null_value: fl
     est = alt.params[param]
     toward = est < null_value if side == "below" else est > null_value
     p_one = 0.5 * p_two if toward else 1.0
-    return {"null": null.law, "alternative": alt.law, "param": param, "null_value": null_value,
-            "side": side, "statistic": lr, "scale": lam, "df": df, "p_value": p_two,
-            "p_value_one_sided": p_one, "estimate": est}
+    return {
+        "null": null.law,
+        "alternative": alt.law,
+        "param": param,
+        "null_value": null_value,
+        "side": side,
+        "statistic": lr,
+        "scale": lam,
+        "df": df,
+        "p_value": p_two,
+        "p_value_one_sided": p_one,
+        "estimate": est,
+    }
 
 
 def vuong(a: LawFit, b: LawFit) -> dict:
@@ -113,13 +132,18 @@ def vuong(a: LawFit, b: LawFit) -> dict:
     else:
         z = lr / np.sqrt(omega)
         p = float(2 * stats.norm.sf(abs(z)))
-    return {"a": a.law, "b": b.law, "statistic": float(z), "p_value": p,
-            "favours": a.law if z > 0 else b.law}
+    return {
+        "a": a.law,
+        "b": b.law,
+        "statistic": float(z),
+        "p_value": p,
+        "favours": a.law if z > 0 else b.law,
+    }
 
 
 def _test_order(names: list) -> list:
     """Registered laws in the order of ``LAW_NAMES``, then the others as given."""
-    return ([n for n in LAW_NAMES if n in names] + [n for n in names if n not in LAW_NAMES])
+    return [n for n in LAW_NAMES if n in names] + [n for n in names if n not in LAW_NAMES]
 
 
 def compare(fits: dict, *, criterion: Criterion = "bic") -> Comparison:
@@ -146,13 +170,24 @@ def compare(fits: dict, *, criterion: Criterion = "bic") -> Comparison:
         w /= w.sum()
         for n, v, dl, wt in zip(names, vals, delta, w):
             table.setdefault(n, {})
-            table[n].update({crit: float(v), f"delta_{crit}": float(dl), f"weight_{crit}": float(wt)})
+            table[n].update(
+                {crit: float(v), f"delta_{crit}": float(dl), f"weight_{crit}": float(wt)}
+            )
     selected = min(names, key=lambda n: table[n][criterion])
     order = _test_order(names)
-    lrt = [lrt_nested(fits[n.law], fits[alt], param=n.param, null_value=n.value, side=n.side)
-           for alt in order for n in fits[alt].law_model.nests if n.regular and n.law in fits]
+    lrt = [
+        lrt_nested(fits[n.law], fits[alt], param=n.param, null_value=n.value, side=n.side)
+        for alt in order
+        for n in fits[alt].law_model.nests
+        if n.regular and n.law in fits
+    ]
     ref = VUONG_REFERENCE
-    vu = [vuong(fits[a], fits[ref]) for a in order
-          if ref in fits and a != ref and not nests(fits[a].law_model, ref)
-          and not nests(fits[ref].law_model, a)]
+    vu = [
+        vuong(fits[a], fits[ref])
+        for a in order
+        if ref in fits
+        and a != ref
+        and not nests(fits[a].law_model, ref)
+        and not nests(fits[ref].law_model, a)
+    ]
     return Comparison(criterion=criterion, selected=selected, table=table, lrt=lrt, vuong=vu)

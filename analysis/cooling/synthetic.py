@@ -26,6 +26,7 @@ The logged values are
 
 All randomness comes from the ``rng`` argument.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from anisotropy.validation import check_int, check_positive
 from anisotropy.io import nonfinite_to_null, write_json_atomic, write_jsonl_atomic
+from anisotropy.validation import check_int, check_positive
 
 from .io import CoolingData
 from .laws import LawLike, get_law, log_f
@@ -46,7 +47,7 @@ __all__ = ["SyntheticSpec", "generate", "ar1_noise", "write_run", "true_signal_m
 class SyntheticSpec:
     """Parameters of a synthetic run (see the module docstring for the model)."""
 
-    law: LawLike = "stretched_exponential"          # a registered name or a Law object
+    law: LawLike = "stretched_exponential"  # a registered name or a Law object
     params: dict = field(default_factory=lambda: {"tau": 30.0, "beta": 0.5})
     amplitudes: tuple = (1.0, 0.6, 0.35, 0.2)
     n_epochs: int = 400
@@ -76,8 +77,9 @@ class SyntheticSpec:
         return np.arange(self.first_epoch, self.first_epoch + self.n_epochs, dtype=float)
 
 
-def ar1_noise(shape: tuple, rho: float, rng: np.random.Generator, *, correlation: float = 0.0
-              ) -> np.ndarray:
+def ar1_noise(
+    shape: tuple, rho: float, rng: np.random.Generator, *, correlation: float = 0.0
+) -> np.ndarray:
     """Unit-variance stationary AR(1) noise of shape ``(L, n)``, correlated across rows.
 
     Each row is ``sqrt(c) x_common + sqrt(1-c) x_row`` with independent stationary AR(1)
@@ -91,7 +93,7 @@ def ar1_noise(shape: tuple, rho: float, rng: np.random.Generator, *, correlation
     eta = rng.standard_normal((L + 1, n))
     x = np.empty_like(eta)
     x[:, 0] = eta[:, 0]
-    s = np.sqrt(1 - rho ** 2)
+    s = np.sqrt(1 - rho**2)
     for k in range(1, n):
         x[:, k] = rho * x[:, k - 1] + s * eta[:, k]
     return np.sqrt(correlation) * x[L] + np.sqrt(1 - correlation) * x[:L]
@@ -102,12 +104,18 @@ def _clean_log_signal(spec: SyntheticSpec, t: np.ndarray) -> np.ndarray:
     L = spec.n_layers
     for name in ("transient", "late_drift", "numel"):
         if len(getattr(spec, name)) != L:
-            raise ValueError(f"{name} must have one entry per layer ({L}), got {getattr(spec, name)!r}")
+            raise ValueError(
+                f"{name} must have one entry per layer ({L}), got {getattr(spec, name)!r}"
+            )
     rise = np.log1p(-np.exp(-t / spec.rise_time)) if spec.rise_time > 0 else 0.0
     lt = np.log(t / spec.onset)
-    out = (np.log(np.asarray(spec.amplitudes, float))[:, None] + rise + log_f(spec.law, t, spec.params)
-           + np.asarray(spec.transient, float)[:, None] * np.minimum(lt, 0.0)
-           + np.asarray(spec.late_drift, float)[:, None] * np.maximum(lt, 0.0))
+    out = (
+        np.log(np.asarray(spec.amplitudes, float))[:, None]
+        + rise
+        + log_f(spec.law, t, spec.params)
+        + np.asarray(spec.transient, float)[:, None] * np.minimum(lt, 0.0)
+        + np.asarray(spec.late_drift, float)[:, None] * np.maximum(lt, 0.0)
+    )
     return out
 
 
@@ -130,7 +138,9 @@ def generate(spec: SyntheticSpec, rng: np.random.Generator | int) -> tuple[Cooli
     get_law(spec.law)
     check_int("n_epochs", spec.n_epochs, minimum=4)
     if spec.first_epoch < 1:
-        raise ValueError(f"first_epoch must be >= 1 (the laws need t > 0), got {spec.first_epoch!r}")
+        raise ValueError(
+            f"first_epoch must be >= 1 (the laws need t > 0), got {spec.first_epoch!r}"
+        )
     check_positive("onset", spec.onset)
     rng = np.random.default_rng(rng)
     t = spec.epochs
@@ -139,19 +149,33 @@ def generate(spec: SyntheticSpec, rng: np.random.Generator | int) -> tuple[Cooli
     eps = ar1_noise((L, t.size), spec.rho, rng, correlation=spec.layer_correlation)
     eps2 = ar1_noise((L, t.size), spec.rho, rng, correlation=spec.layer_correlation)
     signal = np.exp(clean + spec.noise * eps)
-    lq = (np.log(spec.noise_ratio_early) + (np.log(spec.noise_ratio_late) - np.log(spec.noise_ratio_early))
-          / (1 + np.exp(-(t - spec.snr_crossing) / spec.snr_width)))
+    lq = np.log(spec.noise_ratio_early) + (
+        np.log(spec.noise_ratio_late) - np.log(spec.noise_ratio_early)
+    ) / (1 + np.exp(-(t - spec.snr_crossing) / spec.snr_width))
     signal_std = signal * np.exp(lq + spec.noise_std * eps2)
     numel = np.asarray(spec.numel, float)
     gstd = np.sqrt(np.pi / 2) * np.sqrt(numel)[:, None] * spec.floor_fraction * signal
     gmean = gstd * np.exp(-lq)
-    data = CoolingData(t, tuple(f"fc{i + 1}" for i in range(L)), signal, signal_std,
-                       grad_mean_norm=gmean, grad_std_norm=gstd, weight_norm=np.ones_like(signal),
-                       numel=numel, batches_per_epoch=spec.batches_per_epoch, source="synthetic")
-    truth = {"law": get_law(spec.law).name, "params": dict(spec.params), "onset": spec.onset,
-             "log_amplitudes": dict(zip(data.layers, np.log(np.asarray(spec.amplitudes, float)))),
-             "signal_max": dict(zip(data.layers, true_signal_max(spec).tolist())),
-             "snr_crossing": spec.snr_crossing}
+    data = CoolingData(
+        t,
+        tuple(f"fc{i + 1}" for i in range(L)),
+        signal,
+        signal_std,
+        grad_mean_norm=gmean,
+        grad_std_norm=gstd,
+        weight_norm=np.ones_like(signal),
+        numel=numel,
+        batches_per_epoch=spec.batches_per_epoch,
+        source="synthetic",
+    )
+    truth = {
+        "law": get_law(spec.law).name,
+        "params": dict(spec.params),
+        "onset": spec.onset,
+        "log_amplitudes": dict(zip(data.layers, np.log(np.asarray(spec.amplitudes, float)))),
+        "signal_max": dict(zip(data.layers, true_signal_max(spec).tolist())),
+        "snr_crossing": spec.snr_crossing,
+    }
     return data, truth
 
 
@@ -164,8 +188,11 @@ def write_run(data: CoolingData, directory, *, summary: dict | None = None) -> P
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    channels = [c for c in ("signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight_norm")
-                if getattr(data, c) is not None]
+    channels = [
+        c
+        for c in ("signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight_norm")
+        if getattr(data, c) is not None
+    ]
     records = []
     for j, e in enumerate(data.epochs):
         layers = {}
@@ -175,10 +202,16 @@ def write_run(data: CoolingData, directory, *, summary: dict | None = None) -> P
                 rec["numel"] = int(data.numel[i])
             if len(rec) > (data.numel is not None):
                 layers[name] = rec
-        records.append(nonfinite_to_null({"epoch": float(e) if e % 1 else int(e),
-                                          "train_loss": None, "layers": layers}))
+        records.append(
+            nonfinite_to_null(
+                {"epoch": float(e) if e % 1 else int(e), "train_loss": None, "layers": layers}
+            )
+        )
     write_jsonl_atomic(d / "log.jsonl", records)
-    summ = summary if summary is not None else {"data": {"batch_size": 256},
-                                                "n_batches": data.batches_per_epoch}
+    summ = (
+        summary
+        if summary is not None
+        else {"data": {"batch_size": 256}, "n_batches": data.batches_per_epoch}
+    )
     write_json_atomic(d / "summary.json", nonfinite_to_null(summ), indent=1)
     return d

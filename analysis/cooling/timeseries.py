@@ -20,6 +20,7 @@ When the AR(1) model is right the whitened scores are white and the sandwich
 reduces to the classical covariance; when it is not, the HAC step still gives a
 consistent covariance.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,20 @@ from scipy import stats
 
 from anisotropy.validation import check_int
 
-__all__ = ["RHO_MAX", "ar1_coefficients", "whiten", "recolor", "estimate_rho", "andrews_bandwidth",
-           "hac_covariance", "block_length", "block_indices", "running_mean", "TrendTest", "trend_test"]
+__all__ = [
+    "RHO_MAX",
+    "ar1_coefficients",
+    "whiten",
+    "recolor",
+    "estimate_rho",
+    "andrews_bandwidth",
+    "hac_covariance",
+    "block_length",
+    "block_indices",
+    "running_mean",
+    "TrendTest",
+    "trend_test",
+]
 
 #: |rho| is clipped here: beyond 0.99 a few hundred epochs cannot tell an AR(1) from a random
 #: walk, and 1 - rho^2 (the weight of the first point) would lose all precision.
@@ -59,7 +72,7 @@ def ar1_coefficients(rho: np.ndarray, gap: np.ndarray) -> tuple[np.ndarray, np.n
     """
     rho = np.broadcast_to(np.asarray(rho, float), np.shape(gap))
     phi = np.where(gap == 1, rho, 0.0)
-    far = np.flatnonzero(gap > 1)                 # rare: only at missing epochs
+    far = np.flatnonzero(gap > 1)  # rare: only at missing epochs
     if far.size:
         phi[far] = rho[far] ** gap[far]
     s = np.sqrt(1.0 - phi * phi)
@@ -130,8 +143,8 @@ def andrews_bandwidth(scores: np.ndarray) -> float:
         return 0.0
     rho = np.clip(np.sum(x0 * x1, axis=0)[ok] / den[ok], -_RHO_BANDWIDTH_MAX, _RHO_BANDWIDTH_MAX)
     s2 = np.sum((x1[:, ok] - rho * x0[:, ok]) ** 2, axis=0) / (n - 1)
-    num = np.sum(4 * rho ** 2 * s2 ** 2 / ((1 - rho) ** 6 * (1 + rho) ** 2))
-    dn = np.sum(s2 ** 2 / (1 - rho) ** 4)
+    num = np.sum(4 * rho**2 * s2**2 / ((1 - rho) ** 6 * (1 + rho) ** 2))
+    dn = np.sum(s2**2 / (1 - rho) ** 4)
     if dn <= 0:
         return 0.0
     return float(min(1.1447 * (num / dn * n) ** (1.0 / 3.0), n - 1))
@@ -164,7 +177,7 @@ def block_length(rho: float, n: int) -> int:
     n^(1/3)``, at least 1 and at most ``n/4`` (four blocks).
     """
     r = min(abs(float(rho)), RHO_MAX)
-    b = (6 * r ** 2 / (1 - r ** 2) ** 2) ** (1 / 3) * n ** (1 / 3)
+    b = (6 * r**2 / (1 - r**2) ** 2) ** (1 / 3) * n ** (1 / 3)
     return int(np.clip(np.ceil(b), 1, max(1, n // 4)))
 
 
@@ -222,16 +235,28 @@ class TrendTest:
     level: float
 
     def to_dict(self) -> dict:
-        return {"level": self.level, "span": self.span, "wald": self.wald, "df": self.df,
-                "p_value": self.p_value,
-                "series": {n: {"slope": float(b), "stderr": float(s), "ci": [float(c[0]), float(c[1])],
-                               "rho": float(r), "change_over_window": float(b * self.span)}
-                           for n, b, s, c, r in zip(self.names, self.slope, self.stderr, self.ci,
-                                                    self.rho)}}
+        return {
+            "level": self.level,
+            "span": self.span,
+            "wald": self.wald,
+            "df": self.df,
+            "p_value": self.p_value,
+            "series": {
+                n: {
+                    "slope": float(b),
+                    "stderr": float(s),
+                    "ci": [float(c[0]), float(c[1])],
+                    "rho": float(r),
+                    "change_over_window": float(b * self.span),
+                }
+                for n, b, s, c, r in zip(self.names, self.slope, self.stderr, self.ci, self.rho)
+            },
+        }
 
 
-def trend_test(t: np.ndarray, Y: np.ndarray, *, names=None, level: float = 0.95,
-               step: float = 1.0) -> TrendTest:
+def trend_test(
+    t: np.ndarray, Y: np.ndarray, *, names=None, level: float = 0.95, step: float = 1.0
+) -> TrendTest:
     """Prais-Winsten (AR(1) feasible GLS) slopes of the rows of ``Y`` on ``t`` and a joint Wald test.
 
     Parameters
@@ -252,8 +277,10 @@ def trend_test(t: np.ndarray, Y: np.ndarray, *, names=None, level: float = 0.95,
     names = list(names) if names is not None else [str(k) for k in range(K)]
     ok = np.isfinite(Y)
     if np.any(ok.sum(axis=1) < 4):
-        raise ValueError("each series needs at least 4 finite points in the window for a trend test")
-    kk, ii = np.nonzero(ok)                     # flat layout: series-major, time-sorted
+        raise ValueError(
+            "each series needs at least 4 finite points in the window for a trend test"
+        )
+    kk, ii = np.nonzero(ok)  # flat layout: series-major, time-sorted
     tt, yy = t[ii], Y[kk, ii]
     gap = np.zeros(ii.size)
     same = np.zeros(ii.size, bool)
@@ -264,9 +291,11 @@ def trend_test(t: np.ndarray, Y: np.ndarray, *, names=None, level: float = 0.95,
     def gls(rho):
         c1, c2, _ = ar1_coefficients(rho[kk], gap)
         w1, wt, wy = whiten(np.ones_like(tt), c1, c2), whiten(tc, c1, c2), whiten(yy, c1, c2)
+
         # regress wy on (w1, wt) per series: project w1 out of wt and wy
         def proj(v):
             return v - w1 * (np.bincount(kk, w1 * v, K) / np.bincount(kk, w1 * w1, K))[kk]
+
         xt, yt = proj(wt), proj(wy)
         hk = np.bincount(kk, xt * xt, K)
         b = np.bincount(kk, xt * yt, K) / hk
@@ -283,5 +312,15 @@ def trend_test(t: np.ndarray, Y: np.ndarray, *, names=None, level: float = 0.95,
     se = np.sqrt(np.diag(V))
     z = stats.norm.ppf(0.5 + level / 2)
     wald = float(b @ np.linalg.solve(V, b))
-    return TrendTest(names, b, se, np.column_stack([b - z * se, b + z * se]), rho, wald, K,
-                     float(stats.chi2.sf(wald, K)), float(t.max() - t.min()), level)
+    return TrendTest(
+        names,
+        b,
+        se,
+        np.column_stack([b - z * se, b + z * se]),
+        rho,
+        wald,
+        K,
+        float(stats.chi2.sf(wald, K)),
+        float(t.max() - t.min()),
+        level,
+    )

@@ -39,25 +39,37 @@ with ``m = e^{-M_inf}`` (see :func:`paper_m_noiseless`): an ``O(1/y)`` bias
 ``-log(1 + (e^{-beta L(W)}/m - 1)/(y+1))``, on top of the ``O(1/y)`` log-mean-exp
 bias ``relvar/(2y)`` of the delta method.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import qmc
 
-from anisotropy.kernels import Kernel, KernelName
-from anisotropy.validation import check_choice, check_int, check_positive
-
-from analysis.free_entropy.estimators import (as_generator, batch_rows, check_centre, estimator_kernel,
-                                              evaluate_loss, log_weights, smoothed_indices,
-                                              weight_diagnostics)
+from analysis.free_entropy.estimators import (
+    as_generator,
+    batch_rows,
+    check_centre,
+    estimator_kernel,
+    evaluate_loss,
+    log_weights,
+    smoothed_indices,
+    weight_diagnostics,
+)
 from analysis.free_entropy.estimators import jackknife as _jackknife
 from analysis.free_entropy.paper_m import PaperMResult, paper_m_estimator, paper_m_noiseless
-from analysis.free_entropy.surrogate import control_variate_estimate, fit_surrogate, log_surrogate_averages
+from analysis.free_entropy.surrogate import (
+    control_variate_estimate,
+    fit_surrogate,
+    log_surrogate_averages,
+)
+from anisotropy.kernels import Kernel, KernelName
+from anisotropy.validation import check_choice, check_int, check_positive
 
 __all__ = [
     "Method",
@@ -81,7 +93,6 @@ METHODS: tuple[str, ...] = ("mc", "sobol", "antithetic", "control_variate")
 # the sample relvar itself is badly underestimated at the y used here (<= 1e5), and
 # the delta-method error bar sqrt(relvar/y) and bias relvar/(2y) stop being trustworthy.
 RELVAR_LIMIT = 10.0
-
 
 
 class UnreliableEstimateWarning(RuntimeWarning):
@@ -160,10 +171,14 @@ class FreeEntropyResult:
             f"  -> {'reliable' if self.reliable else 'UNRELIABLE'}",
         ]
         if self.jackknife_bias is not None:
-            lines.append(f"  jackknife bias {self.jackknife_bias:.3g} (raw {self.raw_estimate:.10g})")
+            lines.append(
+                f"  jackknife bias {self.jackknife_bias:.3g} (raw {self.raw_estimate:.10g})"
+            )
         if self.cv_coefficient is not None:
-            lines.append(f"  control variate coefficient {self.cv_coefficient:.4g} "
-                         f"({self.n_surrogate_evaluations} surrogate evaluations)")
+            lines.append(
+                f"  control variate coefficient {self.cv_coefficient:.4g} "
+                f"({self.n_surrogate_evaluations} surrogate evaluations)"
+            )
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -189,8 +204,10 @@ def _sobol_draws(kernel: Kernel, n: int, y: int, rng: np.random.Generator, batch
     kernel.require("from_uniforms", needed_by="method='sobol'")
     dims = n * kernel.uniforms_per_coordinate
     if dims > qmc.Sobol.MAXDIM:
-        raise ValueError(f"method='sobol' supports at most {qmc.Sobol.MAXDIM} Sobol dimensions; "
-                         f"|U| = {n} needs {dims} (use method='mc' or 'antithetic')")
+        raise ValueError(
+            f"method='sobol' supports at most {qmc.Sobol.MAXDIM} Sobol dimensions; "
+            f"|U| = {n} needs {dims} (use method='mc' or 'antithetic')"
+        )
     try:
         sampler = qmc.Sobol(dims, scramble=True, rng=rng)
     except TypeError:  # scipy < 1.15 names the generator argument `seed`
@@ -240,7 +257,7 @@ def _antithetic(loss, w, idx, kernel, y, batch, beta, rng, log_z):
         b = min(half, pairs - s)
         dw = kernel.sample((b, n), generator=rng)
         vals = -beta * evaluate_loss(loss, w, idx, np.concatenate([dw, -dw]))
-        lp[s:s + b], lm[s:s + b] = vals[:b], vals[b:]
+        lp[s : s + b], lm[s : s + b] = vals[:b], vals[b:]
     all_lw = np.concatenate([lp, lm])
     shift = all_lw.max()
     pm = 0.5 * (np.exp(lp - shift) + np.exp(lm - shift))
@@ -267,19 +284,31 @@ def _control_variate(loss, w, idx, kernel, y, batch, beta, rng, log_z, grad, hes
     for s in range(0, y, batch):
         b = min(batch, y - s)
         dw = kernel.sample((b, n), generator=rng)
-        lw[s:s + b] = -beta * evaluate_loss(loss, w, idx, dw)
-        lq[s:s + b] = -beta * L0 - (dw @ p + 0.5 * (dw * dw) @ q)
+        lw[s : s + b] = -beta * evaluate_loss(loss, w, idx, dw)
+        lq[s : s + b] = -beta * L0 - (dw @ p + 0.5 * (dw * dw) @ q)
     return n_sur, lw, control_variate_estimate(lw, lq, log_mu, log_z)
 
 
 # --------------------------------------------------------------- estimator
-def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: float | None = None,
-                       k: float = math.inf, gamma: float | None = None,
-                       kernel: Kernel | KernelName = "box", mask: Any = None, y: int,
-                       method: Method = "mc", beta: float = 1.0, seed: Any,
-                       n_scramblings: int = 8, jackknife: bool = False,
-                       batch_size: int | None = None, grad: Any = None,
-                       hess_diag: Any = None) -> FreeEntropyResult:
+def local_free_entropy(
+    loss: Callable[[np.ndarray], np.ndarray],
+    w: Any,
+    *,
+    R: float | None = None,
+    k: float = math.inf,
+    gamma: float | None = None,
+    kernel: Kernel | KernelName = "box",
+    mask: Any = None,
+    y: int,
+    method: Method = "mc",
+    beta: float = 1.0,
+    seed: Any,
+    n_scramblings: int = 8,
+    jackknife: bool = False,
+    batch_size: int | None = None,
+    grad: Any = None,
+    hess_diag: Any = None,
+) -> FreeEntropyResult:
     r"""Monte Carlo estimate of the partial local free entropy ``F`` (eqs 10, 16, 18).
 
     ``F = -log Z_K - log mean_a exp(-beta L(W + dW_a))`` with ``dW_a`` drawn from the
@@ -364,8 +393,9 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
     n_sur = 0
 
     if method == "mc":
-        all_lw = log_weights(loss, w, idx, lambda b: kern.sample((b, n), generator=rng), y, batch,
-                             beta)
+        all_lw = log_weights(
+            loss, w, idx, lambda b: kern.sample((b, n), generator=rng), y, batch, beta
+        )
         est, se, sums, stat = _plain(all_lw, log_z)
     elif method == "antithetic":
         all_lw, (est, se, sums, stat) = _antithetic(loss, w, idx, kern, y, batch, beta, rng, log_z)
@@ -373,20 +403,28 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
         if y & (y - 1):
             raise ValueError(f"y must be a power of two for method='sobol', got {y}")
         n_s = check_int("n_scramblings", n_scramblings, minimum=2)
-        per = [log_weights(loss, w, idx, *_sobol_draws(kern, n, y, rng, batch), beta)
-               for _ in range(n_s)]
+        per = [
+            log_weights(loss, w, idx, *_sobol_draws(kern, n, y, rng, batch), beta)
+            for _ in range(n_s)
+        ]
         all_lw = np.concatenate(per)
         est, se, sums, stat = _scrambled(np.array(per), log_z)
     else:  # control_variate
         if y < 3:
             raise ValueError(f"y must be >= 3 for method='control_variate', got {y}")
-        n_sur, all_lw, cv = _control_variate(loss, w, idx, kern, y, batch, beta, rng, log_z,
-                                             grad, hess_diag)
+        n_sur, all_lw, cv = _control_variate(
+            loss, w, idx, kern, y, batch, beta, rng, log_z, grad, hess_diag
+        )
         if cv is None:
-            notes.append("control variate unusable (non-positive controlled mean or overflow); "
-                         "plain Monte Carlo on the same sample")
-            warnings.warn("control variate unusable; falling back to plain Monte Carlo",
-                          UnreliableEstimateWarning, stacklevel=2)
+            notes.append(
+                "control variate unusable (non-positive controlled mean or overflow); "
+                "plain Monte Carlo on the same sample"
+            )
+            warnings.warn(
+                "control variate unusable; falling back to plain Monte Carlo",
+                UnreliableEstimateWarning,
+                stacklevel=2,
+            )
             est, se, sums, stat = _plain(all_lw, log_z)
         else:
             est, se, sums, stat, cv_coef = cv
@@ -394,14 +432,31 @@ def local_free_entropy(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: f
     relvar, ess = weight_diagnostics(all_lw)
     reliable = relvar <= RELVAR_LIMIT and not notes
     if relvar > RELVAR_LIMIT:
-        warnings.warn(f"relative variance of the weights {relvar:.3g} exceeds RELVAR_LIMIT = "
-                      f"{RELVAR_LIMIT:g} (ESS {ess:.1f} of {all_lw.size}); the estimate and its "
-                      "error bar are unreliable", UnreliableEstimateWarning, stacklevel=2)
+        warnings.warn(
+            f"relative variance of the weights {relvar:.3g} exceeds RELVAR_LIMIT = "
+            f"{RELVAR_LIMIT:g} (ESS {ess:.1f} of {all_lw.size}); the estimate and its "
+            "error bar are unreliable",
+            UnreliableEstimateWarning,
+            stacklevel=2,
+        )
     jk = _jackknife(sums, stat) if jackknife else None
     final = est - jk if jk is not None and math.isfinite(jk) else est
     return FreeEntropyResult(
-        estimate=float(final), stderr=float(se), y=y, method=method, log_normaliser=float(log_z),
-        relative_variance=relvar, ess=ess, reliable=bool(reliable), jackknife_bias=jk,
-        raw_estimate=float(est), n_evaluations=int(all_lw.size), n_smoothed=int(n),
-        kernel=kern.name, beta=beta, cv_coefficient=cv_coef, n_surrogate_evaluations=n_sur,
-        notes=tuple(notes))
+        estimate=float(final),
+        stderr=float(se),
+        y=y,
+        method=method,
+        log_normaliser=float(log_z),
+        relative_variance=relvar,
+        ess=ess,
+        reliable=bool(reliable),
+        jackknife_bias=jk,
+        raw_estimate=float(est),
+        n_evaluations=int(all_lw.size),
+        n_smoothed=int(n),
+        kernel=kern.name,
+        beta=beta,
+        cv_coefficient=cv_coef,
+        n_surrogate_evaluations=n_sur,
+        notes=tuple(notes),
+    )

@@ -10,11 +10,13 @@ r"""Building blocks of the Monte Carlo free-entropy estimator (:mod:`analysis.fr
   group sums;
 * input checks and batched, validated loss evaluation shared by the estimators.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,10 +39,10 @@ __all__ = [
     "log_weights",
 ]
 
-KERNELS: tuple[str, ...] = KERNEL_NAMES   # the names are defined once, in anisotropy.kernels
+KERNELS: tuple[str, ...] = KERNEL_NAMES  # the names are defined once, in anisotropy.kernels
 
 # Memory bound for one batch of perturbed weight vectors: 2^22 float64 = 32 MiB.
-_BATCH_ELEMENTS = 2 ** 22
+_BATCH_ELEMENTS = 2**22
 
 # Delete-a-group jackknife with at most this many groups: the bias estimate's
 # own standard error shrinks like 1/sqrt(groups) only up to the sampling noise,
@@ -48,8 +50,9 @@ _BATCH_ELEMENTS = 2 ** 22
 JACKKNIFE_MAX_GROUPS = 100
 
 
-def estimator_kernel(kernel: Kernel | KernelName | KernelSpec, *, R: Any = None,
-                     k: Any = math.inf, gamma: Any = None) -> Kernel:
+def estimator_kernel(
+    kernel: Kernel | KernelName | KernelSpec, *, R: Any = None, k: Any = math.inf, gamma: Any = None
+) -> Kernel:
     """The kernel of the estimators: an instance as it is (``R``, ``k``, ``gamma``
     unset), or a name with its own parameters, strictly
     (:func:`anisotropy.kernels.as_kernel`: ``R`` is required for ``"box"``,
@@ -75,14 +78,16 @@ class KernelSpec:
     kernel: Kernel
 
     @classmethod
-    def make(cls, kind: Any, *, R: Any = None, k: Any = math.inf, gamma: Any = None) -> "KernelSpec":
+    def make(
+        cls, kind: Any, *, R: Any = None, k: Any = math.inf, gamma: Any = None
+    ) -> KernelSpec:
         """Validate the kernel arguments (ValueError naming the bad one)."""
         return cls(estimator_kernel(kind, R=R, k=k, gamma=gamma))
 
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__") or attr == "kernel":    # not yet set (copy, pickle)
+        if attr.startswith("__") or attr == "kernel":  # not yet set (copy, pickle)
             raise AttributeError(attr)
-        if attr in _SPEC_DEFAULTS:                        # the former fields of every kind
+        if attr in _SPEC_DEFAULTS:  # the former fields of every kind
             return getattr(self.kernel, attr, _SPEC_DEFAULTS[attr])
         return getattr(self.kernel, attr)
 
@@ -132,8 +137,12 @@ def weight_diagnostics(log_w: Any) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------- jackknife
-def jackknife(sums: np.ndarray, statistic: Callable[[np.ndarray], float],
-              *, max_groups: int = JACKKNIFE_MAX_GROUPS) -> float:
+def jackknife(
+    sums: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    *,
+    max_groups: int = JACKKNIFE_MAX_GROUPS,
+) -> float:
     r"""Delete-a-group jackknife estimate of the bias of ``statistic(total)``.
 
     Parameters
@@ -212,18 +221,27 @@ def evaluate_loss(loss: Callable, w: np.ndarray, idx: np.ndarray, dw: np.ndarray
     x[:, idx] += dw
     out = np.asarray(loss(x), dtype=np.float64)
     if out.shape != (dw.shape[0],):
-        raise ValueError(f"loss must map an array of shape (b, N) = {x.shape} to shape "
-                         f"({dw.shape[0]},), got shape {out.shape}")
+        raise ValueError(
+            f"loss must map an array of shape (b, N) = {x.shape} to shape "
+            f"({dw.shape[0]},), got shape {out.shape}"
+        )
     if not np.isfinite(out).all():
         raise ValueError("loss returned NaN or inf; it must be finite at every evaluated point")
     return out
 
 
-def log_weights(loss: Callable, w: np.ndarray, idx: np.ndarray, draw: Callable[[int], np.ndarray],
-                total: int, batch: int, beta: float) -> np.ndarray:
+def log_weights(
+    loss: Callable,
+    w: np.ndarray,
+    idx: np.ndarray,
+    draw: Callable[[int], np.ndarray],
+    total: int,
+    batch: int,
+    beta: float,
+) -> np.ndarray:
     """-beta L(w + dW) for ``total`` perturbations produced ``draw(b)`` at a time."""
     out = np.empty(total)
     for s in range(0, total, batch):
         b = min(batch, total - s)
-        out[s:s + b] = -beta * evaluate_loss(loss, w, idx, draw(b))
+        out[s : s + b] = -beta * evaluate_loss(loss, w, idx, draw(b))
     return out

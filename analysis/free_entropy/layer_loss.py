@@ -10,9 +10,11 @@ weights, so estimating the *partial* free entropy of that layer (eqs 16-18,
 ``U`` = the layer's weight matrix; biases are never smoothed, footnote 15)
 costs ``y / batch_size`` batched forward passes.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,11 +43,15 @@ def layer_weight_vector(model: nn.Module, layer_name: str) -> np.ndarray:
     return weight.detach().cpu().double().reshape(-1).numpy().copy()
 
 
-def layer_loss_function(model: nn.Module, layer_name: str, inputs: torch.Tensor,
-                        targets: torch.Tensor, *,
-                        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] =
-                        nn.functional.cross_entropy,
-                        batch_size: int = 64) -> Callable[[np.ndarray], np.ndarray]:
+def layer_loss_function(
+    model: nn.Module,
+    layer_name: str,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
+    batch_size: int = 64,
+) -> Callable[[np.ndarray], np.ndarray]:
     r"""The model's loss on a fixed batch as a function of one layer's flattened weights.
 
     Parameters
@@ -80,8 +86,10 @@ def layer_loss_function(model: nn.Module, layer_name: str, inputs: torch.Tensor,
     params = {name: p.detach() for name, p in model.named_parameters()}
     buffers = {name: b.detach() for name, b in model.named_buffers()}
     if inputs.shape[0] != targets.shape[0]:
-        raise ValueError(f"inputs and targets must have the same batch size, got "
-                         f"{inputs.shape[0]} and {targets.shape[0]}")
+        raise ValueError(
+            f"inputs and targets must have the same batch size, got "
+            f"{inputs.shape[0]} and {targets.shape[0]}"
+        )
 
     def one(wvec: torch.Tensor) -> torch.Tensor:
         p = dict(params)
@@ -94,14 +102,16 @@ def layer_loss_function(model: nn.Module, layer_name: str, inputs: torch.Tensor,
     def loss(W: Any) -> np.ndarray:
         W = np.asarray(W)
         if W.ndim == 0 or W.shape[-1] != n:
-            raise ValueError(f"W must have shape (..., {n}) for layer {layer_name!r}, got {W.shape}")
+            raise ValueError(
+                f"W must have shape (..., {n}) for layer {layer_name!r}, got {W.shape}"
+            )
         lead = W.shape[:-1]
         flat = W.reshape(-1, n)
         out = np.empty(flat.shape[0])
         with torch.no_grad():
             for s in range(0, flat.shape[0], batch_size):
-                chunk = torch.as_tensor(flat[s:s + batch_size], dtype=dtype, device=device)
-                out[s:s + chunk.shape[0]] = batched(chunk).double().cpu().numpy()
+                chunk = torch.as_tensor(flat[s : s + batch_size], dtype=dtype, device=device)
+                out[s : s + chunk.shape[0]] = batched(chunk).double().cpu().numpy()
         return out.reshape(lead)
 
     def gradient(W: Any) -> np.ndarray:

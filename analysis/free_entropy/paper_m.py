@@ -12,20 +12,26 @@ with ``F`` the local free entropy of eqs 10/16 (:func:`analysis.free_entropy.loc
 For ``k = inf``, ``q_box = 1`` and ``M_inf = F + log Z_K``.  At finite ``y`` the
 centre point adds the ``O(1/y)`` shift of :func:`paper_m_noiseless`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy import special
 
-from anisotropy.validation import check_int, check_positive, check_sharpness
+from analysis.free_entropy.estimators import (
+    as_generator,
+    batch_rows,
+    check_centre,
+    evaluate_loss,
+    smoothed_indices,
+)
 from anisotropy.kernels import masked_distance, sample_kernel
-
-from analysis.free_entropy.estimators import (as_generator, batch_rows, check_centre, evaluate_loss,
-                         smoothed_indices)
+from anisotropy.validation import check_int, check_positive, check_sharpness
 
 __all__ = ["PaperMResult", "paper_m_estimator", "paper_m_noiseless"]
 
@@ -65,17 +71,28 @@ class PaperMResult:
 
     def report(self) -> str:
         """Human-readable summary."""
-        return (f"paper M (eq 14; R={self.R:g}, k={self.k:g}, y={self.y}, |U|={self.n_smoothed}, "
-                f"beta={self.beta:g})\n"
-                f"  M = {self.estimate:.10g} +- {self.stderr:.3g}\n"
-                f"  centre -beta L(W) = {self.centre_log_weight:.10g}; "
-                f"-log mean of the y terms = {-self.log_mean_sample_weight:.10g}\n"
-                f"  |U| log 2R = {self.log_box_volume:.10g} (M_inf = F + this for k = inf)")
+        return (
+            f"paper M (eq 14; R={self.R:g}, k={self.k:g}, y={self.y}, |U|={self.n_smoothed}, "
+            f"beta={self.beta:g})\n"
+            f"  M = {self.estimate:.10g} +- {self.stderr:.3g}\n"
+            f"  centre -beta L(W) = {self.centre_log_weight:.10g}; "
+            f"-log mean of the y terms = {-self.log_mean_sample_weight:.10g}\n"
+            f"  |U| log 2R = {self.log_box_volume:.10g} (M_inf = F + this for k = inf)"
+        )
 
 
-def paper_m_estimator(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: float,
-                      k: float = math.inf, mask: Any = None, y: int, seed: Any,
-                      beta: float = 1.0, batch_size: int | None = None) -> PaperMResult:
+def paper_m_estimator(
+    loss: Callable[[np.ndarray], np.ndarray],
+    w: Any,
+    *,
+    R: float,
+    k: float = math.inf,
+    mask: Any = None,
+    y: int,
+    seed: Any,
+    beta: float = 1.0,
+    batch_size: int | None = None,
+) -> PaperMResult:
     r"""The paper's ``M^{[U]}(R, k, y; W)`` exactly as eqs 3/14 (eq 22 at ``k = inf``).
 
     ``M = -log{ (1/(y+1)) [ e^{-beta L(W)} + sum_{a=1}^{y} e^{-beta L(W + dW_a) - d^{[U]}_{R,k}(dW_a)} ] }``
@@ -101,7 +118,7 @@ def paper_m_estimator(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: fl
     for s in range(0, y, batch):
         b = min(batch, y - s)
         dw = sample_kernel((b, n), R=R, k=math.inf, rng=rng)
-        terms[s:s + b] = -beta * evaluate_loss(loss, w, idx, dw) - masked_distance(dw, R=R, k=k)
+        terms[s : s + b] = -beta * evaluate_loss(loss, w, idx, dw) - masked_distance(dw, R=R, k=k)
     log_m = float(special.logsumexp(terms) - math.log(y)) if y else -math.inf
     total = np.logaddexp(lc, special.logsumexp(terms) if y else -math.inf)
     estimate = float(math.log(y + 1) - total)
@@ -110,9 +127,18 @@ def paper_m_estimator(loss: Callable[[np.ndarray], np.ndarray], w: Any, *, R: fl
         se = float(math.sqrt(y) * np.exp(terms - total).std(ddof=1))
     else:
         se = 0.0 if y == 0 else math.inf
-    return PaperMResult(estimate=estimate, stderr=se, y=y, centre_log_weight=lc,
-                        log_mean_sample_weight=float(log_m), log_box_volume=n * math.log(2 * R),
-                        n_smoothed=int(n), R=R, k=k, beta=beta)
+    return PaperMResult(
+        estimate=estimate,
+        stderr=se,
+        y=y,
+        centre_log_weight=lc,
+        log_mean_sample_weight=float(log_m),
+        log_box_volume=n * math.log(2 * R),
+        n_smoothed=int(n),
+        R=R,
+        k=k,
+        beta=beta,
+    )
 
 
 def paper_m_noiseless(m_limit: float, centre_loss: float, y: int, *, beta: float = 1.0) -> float:

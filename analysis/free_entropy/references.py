@@ -28,17 +28,19 @@ Losses covered:
 ``exp(-beta L)`` under the normalised kernel, for the delta-method predictions
 of the estimator's bias ``relvar/(2y)`` and standard error ``sqrt(relvar/y)``.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy import integrate, special, stats
 
-from anisotropy.validation import check_positive, check_sharpness
 from anisotropy.kernels import check_mask, heat_log_normaliser, log_normaliser
+from anisotropy.validation import check_positive, check_sharpness
 
 __all__ = [
     "quadratic_loss",
@@ -224,8 +226,7 @@ def log_normal_interval(a: Any, b: Any) -> np.ndarray:
         wide = lb + _log1mexp(la - lb)
         half = 0.5 * width
         t = mid[..., None] + half[..., None] * _GL_X
-        gl = (np.log(half) + special.logsumexp(np.log(_GL_W) - 0.5 * t * t, axis=-1)
-              - 0.5 * LOG_2PI)
+        gl = np.log(half) + special.logsumexp(np.log(_GL_W) - 0.5 * t * t, axis=-1) - 0.5 * LOG_2PI
     out = np.where(narrow, gl, wide)
     return np.where(width > 0, out, -np.inf)
 
@@ -246,8 +247,9 @@ def _log_gauss_averages(d: np.ndarray, lam_b: np.ndarray, gamma: float) -> np.nd
     return 0.5 * (np.log(gamma) - np.log(s)) - 0.5 * gamma * lam_b * d * d / s
 
 
-def _log_k_integral_1d(d: float, lam_b: float, R: float, k: float,
-                       lo: float = -math.inf, hi: float = math.inf) -> float:
+def _log_k_integral_1d(
+    d: float, lam_b: float, R: float, k: float, lo: float = -math.inf, hi: float = math.inf
+) -> float:
     r"""``log int_lo^hi exp(-(lam_b/2)(d+x)^2) K_{R,k}(x) dx`` by adaptive quadrature."""
     two_k = 2.0 * k
 
@@ -280,8 +282,14 @@ def _log_k_integral_1d(d: float, lam_b: float, R: float, k: float,
     for x0, x1 in zip(pts[:-1], pts[1:]):
         if x1 <= x0:
             continue
-        val, _ = integrate.quad(lambda x: math.exp(float(log_f(x)) - shift), x0, x1,
-                                epsabs=epsabs, epsrel=_QUAD_EPSREL, limit=_QUAD_LIMIT)
+        val, _ = integrate.quad(
+            lambda x: math.exp(float(log_f(x)) - shift),
+            x0,
+            x1,
+            epsabs=epsabs,
+            epsrel=_QUAD_EPSREL,
+            limit=_QUAD_LIMIT,
+        )
         total += val
     return shift + math.log(total)
 
@@ -294,8 +302,9 @@ def _split(w: Any, lam: Any, c: Any, mask: Any) -> tuple[np.ndarray, np.ndarray,
 
 
 # ------------------------------------------------------------- free entropies
-def quadratic_box_free_entropy(w: Any, *, lam: Any, c: Any, R: float, beta: float = 1.0,
-                               mask: Any = None) -> float:
+def quadratic_box_free_entropy(
+    w: Any, *, lam: Any, c: Any, R: float, beta: float = 1.0, mask: Any = None
+) -> float:
     r"""Exact ``F`` of the quadratic loss with the box kernel ``k = inf`` (eq 18).
 
     Per smoothed coordinate ``int_{-R}^{R} exp(-(lam'/2)(W + x - c)^2) dx =
@@ -326,8 +335,9 @@ def quadratic_box_free_entropy(w: Any, *, lam: Any, c: Any, R: float, beta: floa
     return float(0.5 * np.sum(lam_b[~m] * d[~m] ** 2) - np.sum(logs))
 
 
-def quadratic_gaussian_free_entropy(w: Any, *, lam: Any, c: Any, gamma: float,
-                                    beta: float = 1.0, mask: Any = None) -> float:
+def quadratic_gaussian_free_entropy(
+    w: Any, *, lam: Any, c: Any, gamma: float, beta: float = 1.0, mask: Any = None
+) -> float:
     r"""Exact ``F`` of the quadratic loss with the heat kernel ``exp(-(gamma/2)|x|^2)`` (eq 1).
 
     Per coordinate ``E_{x ~ N(0,1/gamma)} exp(-(lam'/2)(d+x)^2) =
@@ -339,12 +349,16 @@ def quadratic_gaussian_free_entropy(w: Any, *, lam: Any, c: Any, gamma: float,
     d, lam, m = _split(w, lam, c, mask)
     lam_b = _beta(beta) * lam
     logs = _log_gauss_averages(d[m], lam_b[m], gamma)
-    return float(0.5 * np.sum(lam_b[~m] * d[~m] ** 2) - heat_log_normaliser(gamma, int(m.sum()))
-                 - np.sum(logs))
+    return float(
+        0.5 * np.sum(lam_b[~m] * d[~m] ** 2)
+        - heat_log_normaliser(gamma, int(m.sum()))
+        - np.sum(logs)
+    )
 
 
-def quadratic_finite_k_free_entropy(w: Any, *, lam: Any, c: Any, R: float, k: float,
-                                    beta: float = 1.0, mask: Any = None) -> float:
+def quadratic_finite_k_free_entropy(
+    w: Any, *, lam: Any, c: Any, R: float, k: float, beta: float = 1.0, mask: Any = None
+) -> float:
     r"""``F`` of the quadratic loss with the finite-``k`` kernel ``K_{R,k}`` (eq 16).
 
     Each smoothed coordinate's ``log int exp(-beta L_i(W_i + x)) K_{R,k}(x) dx`` is
@@ -364,8 +378,9 @@ def quadratic_finite_k_free_entropy(w: Any, *, lam: Any, c: Any, R: float, k: fl
     return float(0.5 * np.sum(lam_b[~m] * d[~m] ** 2) - np.sum(logs))
 
 
-def quadratic_paper_m_limit(w: Any, *, lam: Any, c: Any, R: float, k: float = math.inf,
-                            beta: float = 1.0, mask: Any = None) -> float:
+def quadratic_paper_m_limit(
+    w: Any, *, lam: Any, c: Any, R: float, k: float = math.inf, beta: float = 1.0, mask: Any = None
+) -> float:
     r"""The ``y -> inf`` limit of the paper's ``M`` (eqs 3, 14) for the quadratic loss.
 
     With ``dW`` uniform in the box of half side ``R`` and the factor
@@ -384,8 +399,9 @@ def quadratic_paper_m_limit(w: Any, *, lam: Any, c: Any, R: float, k: float = ma
     return float(0.5 * np.sum(lam_b[~m] * d[~m] ** 2) - np.sum(logs) + m.sum() * math.log(2 * R))
 
 
-def linear_box_free_entropy(w: Any, *, g: Any, R: float, beta: float = 1.0,
-                            mask: Any = None) -> float:
+def linear_box_free_entropy(
+    w: Any, *, g: Any, R: float, beta: float = 1.0, mask: Any = None
+) -> float:
     r"""Exact ``F`` of the linear loss ``L = g . W`` with the box kernel.
 
     ``int_{-R}^{R} exp(-beta g (W + x)) dx = 2R exp(-beta g W) sinh(beta g R)/(beta g R)``,
@@ -398,8 +414,9 @@ def linear_box_free_entropy(w: Any, *, g: Any, R: float, beta: float = 1.0,
     return float(b * np.dot(g, w) - m.sum() * math.log(2.0 * R) - np.sum(log_sinhc(b * g[m] * R)))
 
 
-def quadratic_full_box_free_entropy(w: Any, *, A: Any, c: Any, R: float, beta: float = 1.0,
-                                    mask: Any = None) -> float:
+def quadratic_full_box_free_entropy(
+    w: Any, *, A: Any, c: Any, R: float, beta: float = 1.0, mask: Any = None
+) -> float:
     r"""``F`` of ``L = 1/2 (W-c)^T A (W-c)`` (``A`` symmetric) with the box kernel.
 
     The smoothed block ``A_UU`` must be positive definite.  Completing the square
@@ -429,7 +446,9 @@ def quadratic_full_box_free_entropy(w: Any, *, A: Any, c: Any, R: float, beta: f
     try:
         chol = np.linalg.cholesky(Auu)
     except np.linalg.LinAlgError:
-        raise ValueError("A restricted to the smoothed coordinates must be positive definite") from None
+        raise ValueError(
+            "A restricted to the smoothed coordinates must be positive definite"
+        ) from None
     sol = np.linalg.solve(Auu, Auv @ d[~m])
     mu = -d[m] - sol
     const = 0.5 * float(d[~m] @ (Avv @ d[~m]) - (Auv @ d[~m]) @ sol)
@@ -467,8 +486,9 @@ def _box_probability(lo, hi, mu, cov, shift):
 
     a, b = lo[0], hi[0]
     pts = [p for p in (mu[0] - _PEAK_SD * sd1, mu[0], mu[0] + _PEAK_SD * sd1) if a < p < b]
-    val, _ = integrate.quad(f, a, b, points=pts or None, epsabs=0.0, epsrel=_QUAD_EPSREL,
-                            limit=_QUAD_LIMIT)
+    val, _ = integrate.quad(
+        f, a, b, points=pts or None, epsabs=0.0, epsrel=_QUAD_EPSREL, limit=_QUAD_LIMIT
+    )
     return val
 
 
@@ -501,27 +521,37 @@ def _moments(f: Callable[[float], float], log_z: float, beta: float) -> WeightMo
     return WeightMoments(log_mean=-f(beta) - log_z, log_second_moment=-f(2.0 * beta) - log_z)
 
 
-def quadratic_box_weight_moments(w: Any, *, lam: Any, c: Any, R: float, beta: float = 1.0,
-                                 mask: Any = None) -> WeightMoments:
+def quadratic_box_weight_moments(
+    w: Any, *, lam: Any, c: Any, R: float, beta: float = 1.0, mask: Any = None
+) -> WeightMoments:
     """:class:`WeightMoments` for the quadratic loss and the box kernel (exact, erf formula)."""
     n = int(_mask(mask, np.asarray(w).shape[-1]).sum())
-    return _moments(lambda b: quadratic_box_free_entropy(w, lam=lam, c=c, R=R, beta=b, mask=mask),
-                    log_normaliser(R, math.inf, n), _beta(beta))
+    return _moments(
+        lambda b: quadratic_box_free_entropy(w, lam=lam, c=c, R=R, beta=b, mask=mask),
+        log_normaliser(R, math.inf, n),
+        _beta(beta),
+    )
 
 
-def quadratic_gaussian_weight_moments(w: Any, *, lam: Any, c: Any, gamma: float,
-                                      beta: float = 1.0, mask: Any = None) -> WeightMoments:
+def quadratic_gaussian_weight_moments(
+    w: Any, *, lam: Any, c: Any, gamma: float, beta: float = 1.0, mask: Any = None
+) -> WeightMoments:
     """:class:`WeightMoments` for the quadratic loss and the heat kernel (exact)."""
     n = int(_mask(mask, np.asarray(w).shape[-1]).sum())
-    return _moments(lambda b: quadratic_gaussian_free_entropy(w, lam=lam, c=c, gamma=gamma, beta=b,
-                                                              mask=mask),
-                    heat_log_normaliser(gamma, n), _beta(beta))
+    return _moments(
+        lambda b: quadratic_gaussian_free_entropy(w, lam=lam, c=c, gamma=gamma, beta=b, mask=mask),
+        heat_log_normaliser(gamma, n),
+        _beta(beta),
+    )
 
 
-def quadratic_finite_k_weight_moments(w: Any, *, lam: Any, c: Any, R: float, k: float,
-                                      beta: float = 1.0, mask: Any = None) -> WeightMoments:
+def quadratic_finite_k_weight_moments(
+    w: Any, *, lam: Any, c: Any, R: float, k: float, beta: float = 1.0, mask: Any = None
+) -> WeightMoments:
     """:class:`WeightMoments` for the quadratic loss and ``K_{R,k}`` (quadrature)."""
     n = int(_mask(mask, np.asarray(w).shape[-1]).sum())
-    return _moments(lambda b: quadratic_finite_k_free_entropy(w, lam=lam, c=c, R=R, k=k, beta=b,
-                                                              mask=mask),
-                    log_normaliser(R, k, n), _beta(beta))
+    return _moments(
+        lambda b: quadratic_finite_k_free_entropy(w, lam=lam, c=c, R=R, k=k, beta=b, mask=mask),
+        log_normaliser(R, k, n),
+        _beta(beta),
+    )

@@ -10,16 +10,17 @@ and the heat kernel, graded Gauss-Legendre quadrature for finite ``k``
 
 :func:`control_variate_estimate` combines the samples with the optimal coefficient.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from anisotropy.kernels import Kernel
-
 from analysis.free_entropy.estimators import KernelSpec, estimator_kernel, evaluate_loss
+from anisotropy.kernels import Kernel
 
 __all__ = ["log_surrogate_averages", "fit_surrogate", "control_variate_estimate"]
 
@@ -60,9 +61,16 @@ def log_surrogate_averages(p: Any, q: Any, kernel: Kernel | KernelSpec) -> np.nd
     return np.asarray(kernel.log_quadratic_average(p, q), dtype=np.float64)
 
 
-def fit_surrogate(loss: Callable, w: np.ndarray, idx: np.ndarray, kernel: Kernel | KernelSpec,
-                  batch: int, beta: float, grad: Any = None, hess_diag: Any = None
-                  ) -> tuple[float, np.ndarray, np.ndarray, int]:
+def fit_surrogate(
+    loss: Callable,
+    w: np.ndarray,
+    idx: np.ndarray,
+    kernel: Kernel | KernelSpec,
+    batch: int,
+    beta: float,
+    grad: Any = None,
+    hess_diag: Any = None,
+) -> tuple[float, np.ndarray, np.ndarray, int]:
     r"""The quadratic surrogate ``beta Q(x) = beta L(W) + sum_i p_i x_i + q_i x_i^2 / 2``.
 
     ``p = beta g``, ``q = beta h`` on the smoothed coordinates ``idx``, from secant

@@ -5,6 +5,7 @@ Subcommands live next to the code they drive and are imported lazily, so that
 ``main(argv: list[str] | None) -> int`` function whose options are derived from
 a configuration dataclass with :mod:`anisotropy.cli.args`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,7 +17,10 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "facts": ("analysis.facts:main", "verify the analytic facts symbolically and numerically"),
     "limits": ("analysis.facts:main", "the same as 'facts' (its former name)"),
-    "converge": ("analysis.convergence.study:main", "convergence study of the free-entropy estimators"),
+    "converge": (
+        "analysis.convergence.study:main",
+        "convergence study of the free-entropy estimators",
+    ),
     "train": ("anisotropy.cli.train:main", "train a model from a TOML configuration"),
     "cooling": ("analysis.cooling:main", "cooling-law analysis of logged layer signals"),
     "sweep": ("experiments.sweep:main", "run an experiment's sweep of training runs"),
@@ -26,8 +30,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: anisotropy COMMAND [options]   (anisotropy COMMAND --help for details)", "",
-             "commands:"]
+    lines = [
+        "usage: anisotropy COMMAND [options]   (anisotropy COMMAND --help for details)",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -40,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"anisotropy: unknown command {name!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(
+            f"anisotropy: unknown command {name!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr
+        )
         return 2
     target, _ = COMMANDS[name]
     module, func = target.split(":")

@@ -11,6 +11,7 @@ Configuration overrides have one grammar on every command (``train``, ``sweep``,
 that a bad one is reported by the command like any other bad input).  A dataclass
 field marked ``metadata={"override": True}`` (a ``list[str]``) gets that option.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,10 @@ from typing import Any, Literal, get_args, get_origin
 __all__ = ["add_dataclass_arguments", "add_override_argument", "from_namespace"]
 
 #: help of ``--set`` (the grammar is :func:`anisotropy.training.config.parse_override`)
-OVERRIDE_HELP = ("override a configuration value, KEY=VALUE with a TOML literal value, e.g. "
-                 "--set smoothing.R=0.02 --set 'smoothing.layers=[\"fc1\"]'; repeatable")
+OVERRIDE_HELP = (
+    "override a configuration value, KEY=VALUE with a TOML literal value, e.g. "
+    "--set smoothing.R=0.02 --set 'smoothing.layers=[\"fc1\"]'; repeatable"
+)
 
 
 def _resolve(cls: type) -> dict[str, Any]:
@@ -45,12 +48,19 @@ def _scalar_type(tp: Any) -> tuple[Any, tuple | None]:
     return str, None
 
 
-def add_override_argument(parser: argparse.ArgumentParser, *, dest: str = "set",
-                          help: str = OVERRIDE_HELP) -> None:
+def add_override_argument(
+    parser: argparse.ArgumentParser, *, dest: str = "set", help: str = OVERRIDE_HELP
+) -> None:
     """Add the repeatable ``--set KEY=VALUE`` option, collected as a list of strings in
     ``dest`` (empty when not given)."""
-    parser.add_argument("--set", dest=dest, action="append", default=[], metavar="KEY=VALUE",
-                        help=help.replace("%", "%%"))
+    parser.add_argument(
+        "--set",
+        dest=dest,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=help.replace("%", "%%"),
+    )
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
@@ -65,25 +75,42 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
         flag = "--" + dest.replace("_", "-")
         # argparse %-formats help strings: escape a literal % so "5%" cannot crash --help.
         help_ = f.metadata.get("help", "").replace("%", "%%")
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
         if f.metadata.get("override"):
             add_override_argument(parser, dest=dest, help=f.metadata.get("help", OVERRIDE_HELP))
             continue
         if tp is bool:
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
-                                default=default, help=help_)
+            parser.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=help_
+            )
             continue
         origin = get_origin(tp)
         if origin in (list, tuple):
             (inner,) = get_args(tp)[:1]
             conv, choices = _scalar_type(inner)
-            parser.add_argument(flag, dest=dest, nargs="*", type=conv, choices=choices,
-                                default=default, help=f"{help_} (default: {str(default).replace('%', '%%')})")
+            parser.add_argument(
+                flag,
+                dest=dest,
+                nargs="*",
+                type=conv,
+                choices=choices,
+                default=default,
+                help=f"{help_} (default: {str(default).replace('%', '%%')})",
+            )
             continue
         conv, choices = _scalar_type(tp)
-        parser.add_argument(flag, dest=dest, type=conv, choices=choices, default=default,
-                            help=f"{help_} (default: {str(default).replace('%', '%%')})")
+        parser.add_argument(
+            flag,
+            dest=dest,
+            type=conv,
+            choices=choices,
+            default=default,
+            help=f"{help_} (default: {str(default).replace('%', '%%')})",
+        )
 
 
 def from_namespace(cls: type, ns: argparse.Namespace, prefix: str = "") -> Any:

@@ -10,6 +10,7 @@ file exists, the name of a configuration shipped with the ``experiments`` packag
 Exit status: 0 for a complete run, 2 for bad input (configuration, data, command
 line), 3 for a run stopped by a non-finite value or a callback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,10 +46,15 @@ def resolve_config(path: str) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="anisotropy train", description=(
-        "Train one network from a TOML configuration (see docs/trainer.md)."))
-    ap.add_argument("config", help="TOML configuration file, e.g. experiments/smoke.toml, or the "
-                                   "name of a shipped one (smoke.toml)")
+    ap = argparse.ArgumentParser(
+        prog="anisotropy train",
+        description=("Train one network from a TOML configuration (see docs/trainer.md)."),
+    )
+    ap.add_argument(
+        "config",
+        help="TOML configuration file, e.g. experiments/smoke.toml, or the "
+        "name of a shipped one (smoke.toml)",
+    )
     add_override_argument(ap, dest="overrides")
     ap.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     ap.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
@@ -60,13 +66,15 @@ def _report(summary: dict[str, Any], out: Path) -> str:
     def fmt(v: Any) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
-    return (f"{out}: {summary['status']} after {summary['epochs']} epoch(s), "
-            f"{summary['steps']} steps, {summary['wall_time']:.1f} s\n"
-            f"  test accuracy: final {fmt(summary['final_test_acc'])}, best "
-            f"{fmt(summary['best_test_acc'])} (epoch {summary['best_epoch']})\n"
-            f"  train loss (centre): {fmt(summary['final_train_loss'])}, smoothed: "
-            f"{fmt(summary['final_smoothed_loss'])}\n"
-            f"  files: {out / 'log.jsonl'}, {out / 'summary.json'}, {out / 'checkpoint.pt'}")
+    return (
+        f"{out}: {summary['status']} after {summary['epochs']} epoch(s), "
+        f"{summary['steps']} steps, {summary['wall_time']:.1f} s\n"
+        f"  test accuracy: final {fmt(summary['final_test_acc'])}, best "
+        f"{fmt(summary['best_test_acc'])} (epoch {summary['best_epoch']})\n"
+        f"  train loss (centre): {fmt(summary['final_train_loss'])}, smoothed: "
+        f"{fmt(summary['final_smoothed_loss'])}\n"
+        f"  files: {out / 'log.jsonl'}, {out / 'summary.json'}, {out / 'checkpoint.pt'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ operations in an order drawn per batch; the contrast reference is the mean grey
 level of the visible (non-fill) pixels.  On one-channel images grey scale,
 saturation and hue are no-ops.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,17 @@ import torch.nn.functional as F
 
 from anisotropy.validation import check_choice
 
-__all__ = ["augment_batch", "crop_boxes", "spatial_transform", "color_jitter", "grayscale",
-           "rgb_to_hsv", "hsv_to_rgb", "AugmentName", "AUGMENTATIONS"]
+__all__ = [
+    "augment_batch",
+    "crop_boxes",
+    "spatial_transform",
+    "color_jitter",
+    "grayscale",
+    "rgb_to_hsv",
+    "hsv_to_rgb",
+    "AugmentName",
+    "AUGMENTATIONS",
+]
 
 #: training-set augmentations (the one definition; configuration and CLI import it)
 AugmentName = Literal["none", "crop", "heavy"]
@@ -48,8 +58,15 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
 
 
-def crop_boxes(batch: int, height: int, width: int, *, scale: tuple[float, float],
-               ratio: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+def crop_boxes(
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Random crop boxes ``(top, left, h, w)`` in pixels, shape ``(batch, 4)`` (float64).
 
     The area fraction is uniform in ``scale``, the log aspect ratio ``w/h`` uniform
@@ -57,8 +74,9 @@ def crop_boxes(batch: int, height: int, width: int, *, scale: tuple[float, float
     """
     area = height * width
     frac = _uniform(batch * CROP_TRIES, *scale, generator).view(batch, CROP_TRIES)
-    logr = _uniform(batch * CROP_TRIES, math.log(ratio[0]), math.log(ratio[1]),
-                    generator).view(batch, CROP_TRIES)
+    logr = _uniform(batch * CROP_TRIES, math.log(ratio[0]), math.log(ratio[1]), generator).view(
+        batch, CROP_TRIES
+    )
     r = torch.exp(logr)
     w = torch.round(torch.sqrt(frac * area * r))
     h = torch.round(torch.sqrt(frac * area / r))
@@ -85,8 +103,13 @@ def crop_boxes(batch: int, height: int, width: int, *, scale: tuple[float, float
     return torch.stack([top, left, hh, ww], dim=1)
 
 
-def spatial_transform(x: torch.Tensor, boxes: torch.Tensor, *, flip: torch.Tensor | None = None,
-                      angle: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def spatial_transform(
+    x: torch.Tensor,
+    boxes: torch.Tensor,
+    *,
+    flip: torch.Tensor | None = None,
+    angle: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Crop ``boxes``, resize to ``H x W``, flip horizontally, rotate by ``angle``.
 
     Parameters
@@ -143,8 +166,9 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     delta = maxc - minc
     s = torch.where(maxc > 0, delta / (maxc + HSV_EPS), torch.zeros_like(maxc))
     d = delta + HSV_EPS
-    h = torch.where(maxc == r, ((g - b) / d) % 6,
-                    torch.where(maxc == g, (b - r) / d + 2, (r - g) / d + 4))
+    h = torch.where(
+        maxc == r, ((g - b) / d) % 6, torch.where(maxc == g, (b - r) / d + 2, (r - g) / d + 4)
+    )
     h = torch.where(delta > 0, h / 6, torch.zeros_like(h)) % 1.0
     return torch.stack([h, s, maxc], dim=1)
 
@@ -162,8 +186,13 @@ def _factor(b: int, spread: float, g: torch.Generator, like: torch.Tensor) -> to
     return f.to(dtype=like.dtype, device=like.device).view(b, 1, 1, 1)
 
 
-def color_jitter(x: torch.Tensor, *, strength: float, generator: torch.Generator,
-                 visible: torch.Tensor | None = None) -> torch.Tensor:
+def color_jitter(
+    x: torch.Tensor,
+    *,
+    strength: float,
+    generator: torch.Generator,
+    visible: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Brightness, contrast, saturation (factors in ``[1-s, 1+s]``) and hue (shift in ``[-s, s]``).
 
     The four operations run in an order drawn per batch; results are clipped to ``[0, 1]``.
@@ -182,7 +211,8 @@ def color_jitter(x: torch.Tensor, *, strength: float, generator: torch.Generator
             else:
                 vis = visible.to(x.dtype)
                 mean = (gray * vis).sum(dim=(1, 2, 3), keepdim=True) / vis.sum(
-                    dim=(1, 2, 3), keepdim=True).clamp_min(1)
+                    dim=(1, 2, 3), keepdim=True
+                ).clamp_min(1)
             x = (f * x + (1 - f) * mean).clamp(0, 1)
         elif op == 2:
             f = _factor(b, strength, generator, x)
@@ -197,7 +227,9 @@ def color_jitter(x: torch.Tensor, *, strength: float, generator: torch.Generator
     return x
 
 
-def augment_batch(x: torch.Tensor, kind: AugmentName, *, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, kind: AugmentName, *, generator: torch.Generator
+) -> torch.Tensor:
     """Apply the augmentation ``kind`` ("none", "crop", "heavy") to a ``(B, C, H, W)`` batch."""
     check_choice("augment", kind, AUGMENTATIONS)
     if kind == "none":
@@ -206,12 +238,14 @@ def augment_batch(x: torch.Tensor, kind: AugmentName, *, generator: torch.Genera
         raise ValueError(f"augment {kind!r} needs images (B, C, H, W), got shape {tuple(x.shape)}")
     b, _, height, width = x.shape
     if kind == "crop":
-        boxes = crop_boxes(b, height, width, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3),
-                           generator=generator)
+        boxes = crop_boxes(
+            b, height, width, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), generator=generator
+        )
         out, _ = spatial_transform(x, boxes)
         return out
-    boxes = crop_boxes(b, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                       generator=generator)
+    boxes = crop_boxes(
+        b, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), generator=generator
+    )
     flip = torch.rand(b, generator=generator) < 0.5
     angle = _uniform(b, -math.pi, math.pi, generator)
     gray = torch.rand(b, generator=generator) < 0.1

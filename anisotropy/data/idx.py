@@ -6,6 +6,7 @@ types).  Fashion-MNIST ships ``train-images-idx3-ubyte.gz`` (uint8,
 ``(60000, 28, 28)``) and ``train-labels-idx1-ubyte.gz`` (uint8, ``(60000,)``),
 and the same for ``t10k``.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -45,8 +46,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype = np.dtype(_TYPES[data[2]])
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != expected:
-        raise ValueError(f"{p}: IDX payload has {len(data) - header} bytes, header {shape} "
-                         f"of {dtype} needs {expected}")
+        raise ValueError(
+            f"{p}: IDX payload has {len(data) - header} bytes, header {shape} "
+            f"of {dtype} needs {expected}"
+        )
     arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="))
 
@@ -57,8 +60,9 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     codes = {np.dtype(v).newbyteorder("="): k for k, v in _TYPES.items()}
     native = arr.dtype.newbyteorder("=")
     if native not in codes:
-        raise ValueError(f"array dtype {arr.dtype} has no IDX type; valid: "
-                         f"{', '.join(str(d) for d in codes)}")
+        raise ValueError(
+            f"array dtype {arr.dtype} has no IDX type; valid: {', '.join(str(d) for d in codes)}"
+        )
     code = codes[native]
     header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     with _open(Path(path), "wb") as fh:

@@ -8,11 +8,24 @@ samplers behind them, for numpy arrays and torch tensors.
 Imports numpy only (no torch) so that numpy-only work stays light.
 """
 
-from .closed_form import distance, log_kernel, kernel, masked_distance, masked_log_kernel, heat_distance, heat_log_kernel, log_normaliser, heat_log_normaliser, sample_kernel, sample_heat, check_mask
 from .base import Kernel
 from .box import BoxKernel
+from .closed_form import (
+    check_mask,
+    distance,
+    heat_distance,
+    heat_log_kernel,
+    heat_log_normaliser,
+    kernel,
+    log_kernel,
+    log_normaliser,
+    masked_distance,
+    masked_log_kernel,
+    sample_heat,
+    sample_kernel,
+)
 from .gaussian import GaussianKernel
-from .registry import KernelName, KERNEL_NAMES, KERNEL_CLASSES, as_kernel, kernel_parameters
+from .registry import KERNEL_CLASSES, KERNEL_NAMES, KernelName, as_kernel, kernel_parameters
 
 __all__ = [
     "Kernel",

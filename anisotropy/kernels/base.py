@@ -9,6 +9,7 @@ estimators of eqs 10-18, the local energy) only calls the methods of
 
 Imports numpy only (no torch, no scipy) so that numpy-only work stays light.
 """
+
 from __future__ import annotations
 
 import abc
@@ -120,8 +121,9 @@ class Kernel(abc.ABC):
         r"""Per-coordinate :math:`\log Z_1 = \log \int K(x)\,dx`."""
 
     @abc.abstractmethod
-    def sample(self, shape: tuple[int, ...], *, generator: Any, dtype: Any = None,
-               device: Any = None) -> Any:
+    def sample(
+        self, shape: tuple[int, ...], *, generator: Any, dtype: Any = None, device: Any = None
+    ) -> Any:
         """Exact draws of the given shape from the normalised kernel ``K / Z_1``."""
 
     # ----------------------------------------------------------- optional
@@ -138,19 +140,21 @@ class Kernel(abc.ABC):
     @property
     def scale(self) -> float:
         """Typical displacement (box: ``R``; heat kernel: its standard deviation)."""
-        raise self._missing("scale", "radius schedules, the R keyword and the control "
-                                     "variate's secant fit")
+        raise self._missing(
+            "scale", "radius schedules, the R keyword and the control variate's secant fit"
+        )
 
-    def with_scale(self, scale: float) -> "Kernel":
+    def with_scale(self, scale: float) -> Kernel:
         """The same kernel family at another :attr:`scale` (a scheduled ``R``)."""
         raise self._missing("with_scale", "radius schedules (R given as a callable step -> R)")
 
     @classmethod
-    def from_scale(cls, scale: float, **params: Any) -> "Kernel":
+    def from_scale(cls, scale: float, **params: Any) -> Kernel:
         """A kernel of this family with the given :attr:`scale` (the legacy ``R`` keyword)."""
         raise NotImplementedError(
             f"{cls.__name__}.from_scale is not implemented; building the kernel from a radius "
-            f"R needs it ({_SUBCLASSING})")
+            f"R needs it ({_SUBCLASSING})"
+        )
 
     def variance(self) -> float:
         """Per-coordinate variance of the normalised kernel."""
@@ -158,8 +162,9 @@ class Kernel(abc.ABC):
 
     def log_quadratic_average(self, p: Any, q: Any) -> np.ndarray:
         r""":math:`\log \mathbb{E}_{x \sim K/Z_1}[e^{-(p_i x + q_i x^2/2)}]` per coordinate (``q >= 0``)."""
-        raise self._missing("log_quadratic_average", "the control variate "
-                                                     "(method='control_variate')")
+        raise self._missing(
+            "log_quadratic_average", "the control variate (method='control_variate')"
+        )
 
     @property
     def tail_rate(self) -> float:
@@ -188,7 +193,8 @@ class Kernel(abc.ABC):
     def _missing(self, method: str, needed_by: str) -> NotImplementedError:
         return NotImplementedError(
             f"{type(self).__name__}.{method} is not implemented; {needed_by} need(s) it "
-            f"({_SUBCLASSING})")
+            f"({_SUBCLASSING})"
+        )
 
     @classmethod
     def provides(cls, method: str) -> bool:
@@ -202,9 +208,11 @@ class Kernel(abc.ABC):
         ``symmetric`` counts as a method: it must be declared ``True``.
         """
         cls = type(self)
-        missing = [m for m in methods if (not cls.symmetric if m == "symmetric"
-                                          else not cls.provides(m))]
+        missing = [
+            m for m in methods if (not cls.symmetric if m == "symmetric" else not cls.provides(m))
+        ]
         if missing:
             what = ", ".join("symmetric = True" if m == "symmetric" else m for m in missing)
-            raise NotImplementedError(f"{needed_by} needs {what}, which {cls.__name__} does not "
-                                      f"define ({_SUBCLASSING})")
+            raise NotImplementedError(
+                f"{needed_by} needs {what}, which {cls.__name__} does not define ({_SUBCLASSING})"
+            )

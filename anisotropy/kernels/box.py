@@ -6,10 +6,11 @@ sigmoid ``s`` (eq 6), evaluated through the stable softplus distance of eq 5;
 the law of ``Uniform(-R, R) + Logistic(0, 1/(2k))``, which gives the exact
 sampler.  The arithmetic is that of :mod:`anisotropy.kernels.closed_form`.
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,8 +26,9 @@ __all__ = ["BoxKernel", "uniform_from_bits"]
 _MANTISSA = {np.dtype(np.float32): 24, np.dtype(np.float64): 53}
 
 
-def uniform_from_bits(bits: np.random.BitGenerator, out: np.ndarray, lo: float,
-                      width: float) -> None:
+def uniform_from_bits(
+    bits: np.random.BitGenerator, out: np.ndarray, lo: float, width: float
+) -> None:
     """Fill ``out`` (float32/64) with ``lo + width * U[0, 1)`` from raw 64-bit words.
 
     Converting raw words in place (two float32 per word) is about 1.5x faster
@@ -35,12 +37,12 @@ def uniform_from_bits(bits: np.random.BitGenerator, out: np.ndarray, lo: float,
     """
     m = _MANTISSA[out.dtype]
     if m == 24:
-        u = bits.random_raw(-(-out.size // 2)).view(np.uint32)[:out.size]
+        u = bits.random_raw(-(-out.size // 2)).view(np.uint32)[: out.size]
         u >>= 32 - m
     else:
         u = bits.random_raw(out.size)
         u >>= 64 - m
-    np.multiply(u, out.dtype.type(width * 2.0 ** -m), out=out, casting="unsafe")
+    np.multiply(u, out.dtype.type(width * 2.0**-m), out=out, casting="unsafe")
     if lo:
         out += out.dtype.type(lo)
 
@@ -79,11 +81,13 @@ class BoxKernel(Kernel):
         """``log Z_1(R, k)``, accurate for any ``4kR``."""
         return cf.log_normaliser(self.R, self.k, 1)
 
-    def sample(self, shape: tuple[int, ...], *, generator: Any, dtype: Any = None,
-               device: Any = None) -> Any:
+    def sample(
+        self, shape: tuple[int, ...], *, generator: Any, dtype: Any = None, device: Any = None
+    ) -> Any:
         """``Uniform(-R, R) + Logistic(0, 1/(2k))`` (only the uniform at ``k = inf``)."""
-        return cf.sample_kernel(shape, R=self.R, k=self.k, rng=generator, dtype=dtype,
-                                device=device)
+        return cf.sample_kernel(
+            shape, R=self.R, k=self.k, rng=generator, dtype=dtype, device=device
+        )
 
     # ----------------------------------------------------------- optional
     @property
@@ -101,18 +105,18 @@ class BoxKernel(Kernel):
         """The half side ``R``."""
         return self.R
 
-    def with_scale(self, scale: float) -> "BoxKernel":
+    def with_scale(self, scale: float) -> BoxKernel:
         """The box of half side ``scale`` and the same ``k``."""
         return BoxKernel(scale, self.k)
 
     @classmethod
-    def from_scale(cls, scale: float, **params: Any) -> "BoxKernel":
+    def from_scale(cls, scale: float, **params: Any) -> BoxKernel:
         """``BoxKernel(R=scale, **params)``."""
         return cls(scale, **params)
 
     def variance(self) -> float:
         """``R^2/3 + pi^2/(12 k^2)``."""
-        return self.R ** 2 / 3.0 + (math.pi ** 2 / (12.0 * self.k ** 2) if self.finite_k else 0.0)
+        return self.R**2 / 3.0 + (math.pi**2 / (12.0 * self.k**2) if self.finite_k else 0.0)
 
     @property
     def uniforms_per_coordinate(self) -> int:
@@ -146,5 +150,5 @@ class BoxKernel(Kernel):
         if self.finite_k:
             v = np.empty_like(out)
             uniform_from_bits(bits, v, 0.0, 1.0)
-            np.maximum(v, np.finfo(out.dtype).tiny, out=v)    # keep log(v) finite
+            np.maximum(v, np.finfo(out.dtype).tiny, out=v)  # keep log(v) finite
             out += (np.log(v) - np.log1p(-v)) / (2.0 * self.k)

@@ -30,6 +30,7 @@ the partial normaliser is :math:`Z_1^{|U|}`.
 
 Every function accepts numpy arrays or torch tensors and returns the same kind.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from anisotropy.validation import _is_torch, check_finite, check_int, check_positive, check_sharpness
+from anisotropy.validation import (
+    _is_torch,
+    check_finite,
+    check_int,
+    check_positive,
+    check_sharpness,
+)
 
 __all__ = [
     "distance",
@@ -148,7 +155,9 @@ def check_mask(mask: Any, n: int) -> Any:
     if not dtype_ok:
         raise ValueError(f"mask must be a boolean array of shape ({n},), got dtype {mask.dtype}")
     if tuple(mask.shape) != (n,):
-        raise ValueError(f"mask must have shape ({n},) to match the last axis, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must have shape ({n},) to match the last axis, got {tuple(mask.shape)}"
+        )
     return mask
 
 
@@ -232,8 +241,15 @@ def _torch_uniform01(shape, generator, dtype, device):
     return u.clamp_(min=torch.finfo(dtype).tiny)
 
 
-def sample_kernel(shape: tuple[int, ...], *, R: float, k: float = math.inf, rng: Any,
-                  dtype: Any = None, device: Any = None) -> Any:
+def sample_kernel(
+    shape: tuple[int, ...],
+    *,
+    R: float,
+    k: float = math.inf,
+    rng: Any,
+    dtype: Any = None,
+    device: Any = None,
+) -> Any:
     r"""Exact draws from the normalised kernel :math:`K_{R,k}/Z_1` per coordinate.
 
     ``U + L`` with ``U ~ Uniform(-R, R)`` and ``L ~ Logistic(0, 1/(2k))``; at
@@ -257,7 +273,9 @@ def sample_kernel(shape: tuple[int, ...], *, R: float, k: float = math.inf, rng:
     import torch
 
     if not isinstance(rng, torch.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator or torch.Generator, got {type(rng)}")
+        raise ValueError(
+            f"rng must be a numpy.random.Generator or torch.Generator, got {type(rng)}"
+        )
     dtype = dtype or torch.get_default_dtype()
     device = device or rng.device
     u = torch.rand(shape, generator=rng, dtype=dtype, device=device)
@@ -268,8 +286,9 @@ def sample_kernel(shape: tuple[int, ...], *, R: float, k: float = math.inf, rng:
     return out
 
 
-def sample_heat(shape: tuple[int, ...], *, gamma: float, rng: Any, dtype: Any = None,
-                device: Any = None) -> Any:
+def sample_heat(
+    shape: tuple[int, ...], *, gamma: float, rng: Any, dtype: Any = None, device: Any = None
+) -> Any:
     r"""Exact draws from the normalised heat kernel: Gaussian of variance ``1/gamma``."""
     gamma = check_positive("gamma", gamma)
     sd = 1.0 / math.sqrt(gamma)
@@ -278,7 +297,9 @@ def sample_heat(shape: tuple[int, ...], *, gamma: float, rng: Any, dtype: Any = 
     import torch
 
     if not isinstance(rng, torch.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator or torch.Generator, got {type(rng)}")
+        raise ValueError(
+            f"rng must be a numpy.random.Generator or torch.Generator, got {type(rng)}"
+        )
     dtype = dtype or torch.get_default_dtype()
     device = device or rng.device
     return torch.randn(shape, generator=rng, dtype=dtype, device=device).mul_(sd)

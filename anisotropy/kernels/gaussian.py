@@ -5,6 +5,7 @@ eq 1, not the ``gamma`` of eq 11): the normalised kernel is a Gaussian of
 variance :math:`1/\gamma` and :math:`Z_1 = \sqrt{2\pi/\gamma}`.  The arithmetic
 is that of :mod:`anisotropy.kernels.closed_form`.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,9 @@ class GaussianKernel(Kernel):
         r"""``1/2 log(2 pi / gamma)``."""
         return cf.heat_log_normaliser(self.gamma, 1)
 
-    def sample(self, shape: tuple[int, ...], *, generator: Any, dtype: Any = None,
-               device: Any = None) -> Any:
+    def sample(
+        self, shape: tuple[int, ...], *, generator: Any, dtype: Any = None, device: Any = None
+    ) -> Any:
         """Gaussian draws of variance ``1/gamma``."""
         return cf.sample_heat(shape, gamma=self.gamma, rng=generator, dtype=dtype, device=device)
 
@@ -61,15 +63,17 @@ class GaussianKernel(Kernel):
         """The standard deviation ``1/sqrt(gamma)``."""
         return 1.0 / math.sqrt(self.gamma)
 
-    def with_scale(self, scale: float) -> "GaussianKernel":
+    def with_scale(self, scale: float) -> GaussianKernel:
         """The heat kernel of standard deviation ``scale`` (``gamma = 1/scale^2``)."""
         return GaussianKernel.from_scale(scale)
 
     @classmethod
-    def from_scale(cls, scale: float, **params: Any) -> "GaussianKernel":
+    def from_scale(cls, scale: float, **params: Any) -> GaussianKernel:
         """``GaussianKernel(gamma = 1/scale^2)``; no other parameter."""
         if params:
-            raise ValueError(f"GaussianKernel.from_scale takes only the scale, got {sorted(params)}")
+            raise ValueError(
+                f"GaussianKernel.from_scale takes only the scale, got {sorted(params)}"
+            )
         scale = check_positive("R", scale)
         return cls(1.0 / (scale * scale))
 

@@ -17,6 +17,7 @@ the package (:meth:`anisotropy.kernels.Kernel.log_quadratic_average`):
 
 Imported on first use by the kernel classes (it needs scipy).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,11 @@ from scipy import special
 
 from anisotropy.kernels.closed_form import log_normaliser
 
-__all__ = ["log_box_quadratic_average", "log_heat_quadratic_average",
-           "log_finite_k_quadratic_average"]
+__all__ = [
+    "log_box_quadratic_average",
+    "log_heat_quadratic_average",
+    "log_finite_k_quadratic_average",
+]
 
 # Gauss-Legendre rules: 32 nodes for the box-average integrals J(alpha, q, L)
 # when alpha L + q L^2/2 <= _GL_RANGE (integrand varying by at most e^20, where
@@ -46,8 +50,8 @@ _DROP = 50.0
 # the coarsest 2^13 times that (~6400/k), wider than any window at which the
 # integrand is above e^-50 of its maximum on the logistic side of an edge.
 _GRADE_LEVELS = 14
-_BISECT = 80          # bisection steps: 2^-80 of a bracket is below float64 resolution
-_CHUNK = 256          # coordinates per vectorised chunk (~256 x 2100 nodes per array)
+_BISECT = 80  # bisection steps: 2^-80 of a bracket is below float64 resolution
+_CHUNK = 256  # coordinates per vectorised chunk (~256 x 2100 nodes per array)
 
 
 def _log1mexp(d: np.ndarray) -> np.ndarray:
@@ -75,7 +79,8 @@ def _log_j(alpha: np.ndarray, q: np.ndarray, L: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         u = 0.5 * L[..., None] * (1.0 + x)
         gl = np.log(0.5 * L) + special.logsumexp(
-            np.log(wts) - alpha[..., None] * u - 0.5 * q[..., None] * u * u, axis=-1)
+            np.log(wts) - alpha[..., None] * u - 0.5 * q[..., None] * u * u, axis=-1
+        )
         lin = -np.log(alpha) + _log1mexp(-alpha * L)
         sq = np.sqrt(q)
         z1, z2 = alpha / sq, (alpha + q * L) / sq
@@ -112,8 +117,12 @@ def _log_gauss_average(p: np.ndarray, q: np.ndarray, gamma: float) -> np.ndarray
 
 def _finite_k_log_f(x, p, q, R, k, log_z1):
     two_k = 2.0 * k
-    return (-(p * x + 0.5 * q * x * x) - np.logaddexp(0.0, two_k * (x - R))
-            - np.logaddexp(0.0, -two_k * (x + R)) - log_z1)
+    return (
+        -(p * x + 0.5 * q * x * x)
+        - np.logaddexp(0.0, two_k * (x - R))
+        - np.logaddexp(0.0, -two_k * (x + R))
+        - log_z1
+    )
 
 
 def _finite_k_dlog_f(x, p, q, R, k):
@@ -123,7 +132,7 @@ def _finite_k_dlog_f(x, p, q, R, k):
 
 def _log_finite_k_average_chunk(p: np.ndarray, q: np.ndarray, R: float, k: float) -> np.ndarray:
     log_z1 = log_normaliser(R, k, 1)
-    f = lambda x: _finite_k_log_f(x, p, q, R, k, log_z1)  # noqa: E731
+    f = lambda x: _finite_k_log_f(x, p, q, R, k, log_z1)
     # 1. Mode of the log-concave integrand (d_{R,k} is convex): the derivative is
     #    positive left of min(-R - t, (-p - 2k)/q) and negative right of
     #    max(R + t, (-p + 2k)/q) (t = 20/k saturates the sigmoids); bisection.
@@ -139,8 +148,10 @@ def _log_finite_k_average_chunk(p: np.ndarray, q: np.ndarray, R: float, k: float
     mode = 0.5 * (a + b)
     top = f(mode)
     # 2. Where log f has dropped by _DROP on either side (doubling search, then bisection).
-    curv = q + (2 * k) ** 2 * (special.expit(2 * k * (mode - R)) * special.expit(-2 * k * (mode - R))
-                               + special.expit(2 * k * (mode + R)) * special.expit(-2 * k * (mode + R)))
+    curv = q + (2 * k) ** 2 * (
+        special.expit(2 * k * (mode - R)) * special.expit(-2 * k * (mode - R))
+        + special.expit(2 * k * (mode + R)) * special.expit(-2 * k * (mode + R))
+    )
     width = 1.0 / np.sqrt(curv)
     ends = []
     for sign in (-1.0, 1.0):
@@ -164,10 +175,20 @@ def _log_finite_k_average_chunk(p: np.ndarray, q: np.ndarray, R: float, k: float
     one = np.ones_like(p)[..., None]
     grade = 2.0 ** np.arange(_GRADE_LEVELS)
     h = math.pi / (4.0 * k)
-    edge = np.concatenate([s0 + s1 * h * grade for s0 in (-R, R) for s1 in (-1.0, 1.0)]
-                          + [np.array([-R, R])]) * one
-    around = np.concatenate([mode[..., None] - width[..., None] * grade,
-                             mode[..., None] + width[..., None] * grade, mode[..., None]], axis=-1)
+    edge = (
+        np.concatenate(
+            [s0 + s1 * h * grade for s0 in (-R, R) for s1 in (-1.0, 1.0)] + [np.array([-R, R])]
+        )
+        * one
+    )
+    around = np.concatenate(
+        [
+            mode[..., None] - width[..., None] * grade,
+            mode[..., None] + width[..., None] * grade,
+            mode[..., None],
+        ],
+        axis=-1,
+    )
     cuts = np.clip(np.concatenate([edge, around], axis=-1), left[..., None], right[..., None])
     cuts = np.sort(np.concatenate([left[..., None], cuts, right[..., None]], axis=-1), axis=-1)
     x, wts = _GL_PANEL
@@ -175,8 +196,7 @@ def _log_finite_k_average_chunk(p: np.ndarray, q: np.ndarray, R: float, k: float
     half = 0.5 * (b - a)
     nodes = (0.5 * (a + b))[..., None] + half[..., None] * x
     with np.errstate(divide="ignore"):
-        logs = (np.log(half)[..., None] + np.log(wts)
-                + _f_nodes(nodes, p, q, R, k, log_z1))
+        logs = np.log(half)[..., None] + np.log(wts) + _f_nodes(nodes, p, q, R, k, log_z1)
     return special.logsumexp(logs.reshape(p.shape[0], -1), axis=-1)
 
 
@@ -217,5 +237,7 @@ def log_finite_k_quadratic_average(p: Any, q: Any, R: float, k: float) -> np.nda
         raise ValueError("for finite k and q = 0, |p| must be < 2k (else the average is infinite)")
     out = np.empty_like(p)
     for s in range(0, p.shape[0], _CHUNK):
-        out[s:s + _CHUNK] = _log_finite_k_average_chunk(p[s:s + _CHUNK], q[s:s + _CHUNK], R, k)
+        out[s : s + _CHUNK] = _log_finite_k_average_chunk(
+            p[s : s + _CHUNK], q[s : s + _CHUNK], R, k
+        )
     return out

@@ -5,6 +5,7 @@
 parameters, or an instance, into a kernel.  Every API that takes a kernel goes
 through :func:`as_kernel`, so a new named kernel is one class plus one entry here.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,7 +34,7 @@ def kernel_parameters(name: str) -> Mapping[str, Any]:
     return _parameters(check_choice("kernel", name, KERNEL_NAMES))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parameters(name: str) -> Mapping[str, Any]:
     sig = inspect.signature(KERNEL_CLASSES[name])
     return MappingProxyType({p.name: p.default for p in sig.parameters.values()})
@@ -43,8 +44,10 @@ def _unset(param: str, value: Any) -> bool:
     """``None``, or the default value of ``param`` in the kernel that declares it."""
     if value is None:
         return True
-    return any(param in ps and ps[param] is not inspect.Parameter.empty and ps[param] == value
-               for ps in map(kernel_parameters, KERNEL_NAMES))
+    return any(
+        param in ps and ps[param] is not inspect.Parameter.empty and ps[param] == value
+        for ps in map(kernel_parameters, KERNEL_NAMES)
+    )
 
 
 def _misplaced(name: str, extra: list[str]) -> ValueError:
@@ -52,8 +55,10 @@ def _misplaced(name: str, extra: list[str]) -> ValueError:
         own = list(kernel_parameters(owner))
         if owner != name and extra[0] in own:
             one = len(own) == 1
-            return ValueError(f"{' and '.join(own)} appl{'ies' if one else 'y'} only to "
-                              f"kernel={owner!r}; leave {'it' if one else 'them'} unset for {name!r}")
+            return ValueError(
+                f"{' and '.join(own)} appl{'ies' if one else 'y'} only to "
+                f"kernel={owner!r}; leave {'it' if one else 'them'} unset for {name!r}"
+            )
     takes = ", ".join(kernel_parameters(name))
     return ValueError(f"unknown parameter {extra[0]!r} for kernel {name!r}; it takes {takes}")
 
@@ -86,12 +91,16 @@ def as_kernel(spec: Kernel | str, /, *, scale: float | None = None, **params: An
     if isinstance(spec, Kernel):
         given = [p for p, v in params.items() if not _unset(p, v)]
         if given:
-            raise ValueError(f"{', '.join(given)} must be left unset when kernel is a "
-                             f"{type(spec).__name__} instance (it carries its own parameters)")
+            raise ValueError(
+                f"{', '.join(given)} must be left unset when kernel is a "
+                f"{type(spec).__name__} instance (it carries its own parameters)"
+            )
         return spec
     if not isinstance(spec, str):
-        raise TypeError(f"kernel must be a Kernel instance or one of the names "
-                        f"{', '.join(map(repr, KERNEL_NAMES))}, got {type(spec).__name__}")
+        raise TypeError(
+            f"kernel must be a Kernel instance or one of the names "
+            f"{', '.join(map(repr, KERNEL_NAMES))}, got {type(spec).__name__}"
+        )
     own = kernel_parameters(spec)
     extra = [p for p, v in params.items() if p not in own and not _unset(p, v)]
     if extra:
@@ -102,6 +111,7 @@ def as_kernel(spec: Kernel | str, /, *, scale: float | None = None, **params: An
     if not missing:
         return cls(**kwargs)
     if scale is None:
-        raise ValueError(f"{missing[0]} is required for kernel={spec!r} "
-                         f"(it takes {', '.join(own)})")
+        raise ValueError(
+            f"{missing[0]} is required for kernel={spec!r} (it takes {', '.join(own)})"
+        )
     return cls.from_scale(scale, **kwargs)

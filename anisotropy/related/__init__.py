@@ -2,9 +2,19 @@
 entropy propagation (entropy flow).
 """
 
-from .local_energy import Noise, NOISES, FlatnessResult, local_energy, local_energy_curve
+from .entropy_flow import (
+    EntropyFlowResult,
+    conv_block_matrix,
+    conv_entropy_change,
+    conv_entropy_loss,
+    conv_output_shape,
+    dense_entropy_change,
+    dense_entropy_loss,
+    entropy_flow,
+    gaussian_entropy,
+)
 from .entropy_sgd import EntropySGD, gamma_scoping
-from .entropy_flow import gaussian_entropy, dense_entropy_change, conv_output_shape, conv_block_matrix, conv_entropy_change, dense_entropy_loss, conv_entropy_loss, EntropyFlowResult, entropy_flow
+from .local_energy import NOISES, FlatnessResult, Noise, local_energy, local_energy_curve
 
 __all__ = [
     "Noise",

@@ -51,6 +51,7 @@ the input size) and a target :math:`t_k`,
 contract (lose entropy per coordinate), ``t_k > 0`` for expanding ones
 (:func:`dense_entropy_loss`, :func:`conv_entropy_loss`; differentiable).
 """
+
 from __future__ import annotations
 
 import math
@@ -60,12 +61,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from anisotropy.validation import check_int
 from anisotropy.smoothing.sampling import select_parameters
+from anisotropy.validation import check_int
 
-__all__ = ["gaussian_entropy", "dense_entropy_change", "conv_output_shape", "conv_block_matrix",
-           "conv_entropy_change", "dense_entropy_loss", "conv_entropy_loss", "EntropyFlowResult",
-           "entropy_flow"]
+__all__ = [
+    "gaussian_entropy",
+    "dense_entropy_change",
+    "conv_output_shape",
+    "conv_block_matrix",
+    "conv_entropy_change",
+    "dense_entropy_loss",
+    "conv_entropy_loss",
+    "EntropyFlowResult",
+    "entropy_flow",
+]
 
 _LOG_2PI_E = math.log(2.0 * math.pi) + 1.0
 
@@ -104,8 +113,10 @@ def dense_entropy_change(weight: torch.Tensor) -> torch.Tensor:
     Differentiable: the gradient is :math:`W^{-T}`.
     """
     if weight.dim() < 2 or weight.shape[-1] != weight.shape[-2]:
-        raise ValueError(f"weight must be square, shape (..., n, n), got {tuple(weight.shape)}; "
-                         "H(WX) = H(X) + log|det W| holds only for square W")
+        raise ValueError(
+            f"weight must be square, shape (..., n, n), got {tuple(weight.shape)}; "
+            "H(WX) = H(X) + log|det W| holds only for square W"
+        )
     return torch.linalg.slogdet(weight)[1]
 
 
@@ -116,9 +127,13 @@ def _pair(name: str, v: int | Sequence[int]) -> tuple[int, int]:
     return check_int(name, t[0], minimum=1), check_int(name, t[1], minimum=1)
 
 
-def conv_output_shape(input_shape: Sequence[int], kernel_size: int | Sequence[int], *,
-                      stride: int | Sequence[int] = 1, dilation: int | Sequence[int] = 1
-                      ) -> tuple[int, int]:
+def conv_output_shape(
+    input_shape: Sequence[int],
+    kernel_size: int | Sequence[int],
+    *,
+    stride: int | Sequence[int] = 1,
+    dilation: int | Sequence[int] = 1,
+) -> tuple[int, int]:
     """``(H_out, W_out)`` of a 'valid' 2-D convolution of an ``(l, w)`` input.
 
     Raises ValueError when the kernel does not fit in the input.
@@ -137,19 +152,27 @@ def _kernel4(kernel: torch.Tensor, groups: int) -> torch.Tensor:
     if kernel.dim() == 2:
         kernel = kernel.reshape(1, 1, *kernel.shape)
     if kernel.dim() != 4:
-        raise ValueError(f"kernel must have shape (p, q) or (C, C/groups, p, q), got "
-                         f"{tuple(kernel.shape)}")
+        raise ValueError(
+            f"kernel must have shape (p, q) or (C, C/groups, p, q), got {tuple(kernel.shape)}"
+        )
     groups = check_int("groups", groups, minimum=1)
     c_out, c_in_g = kernel.shape[:2]
     if c_out % groups or c_in_g * groups != c_out:
-        raise ValueError(f"kernel {tuple(kernel.shape)} with groups={groups} is not square in "
-                         "channels (needs C_in = C_out); the entropy change needs a square map")
+        raise ValueError(
+            f"kernel {tuple(kernel.shape)} with groups={groups} is not square in "
+            "channels (needs C_in = C_out); the entropy change needs a square map"
+        )
     return kernel
 
 
-def conv_block_matrix(kernel: torch.Tensor, input_shape: Sequence[int], *,
-                      stride: int | Sequence[int] = 1, dilation: int | Sequence[int] = 1,
-                      groups: int = 1) -> torch.Tensor:
+def conv_block_matrix(
+    kernel: torch.Tensor,
+    input_shape: Sequence[int],
+    *,
+    stride: int | Sequence[int] = 1,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> torch.Tensor:
     r"""The matrix ``T`` of ``X_B -> Y`` (module docstring): block upper triangular.
 
     Parameters
@@ -175,7 +198,7 @@ def conv_block_matrix(kernel: torch.Tensor, input_shape: Sequence[int], *,
         for a in range(p):
             if (dh * a) % sh:
                 continue
-            di = dh * a // sh              # block row offset i' - i
+            di = dh * a // sh  # block row offset i' - i
             for b in range(q):
                 if (dw * b) % sw:
                     continue
@@ -187,9 +210,14 @@ def conv_block_matrix(kernel: torch.Tensor, input_shape: Sequence[int], *,
     return T.reshape(n, n)
 
 
-def conv_entropy_change(kernel: torch.Tensor, input_shape: Sequence[int], *,
-                        stride: int | Sequence[int] = 1, dilation: int | Sequence[int] = 1,
-                        groups: int = 1) -> torch.Tensor:
+def conv_entropy_change(
+    kernel: torch.Tensor,
+    input_shape: Sequence[int],
+    *,
+    stride: int | Sequence[int] = 1,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> torch.Tensor:
     r""":math:`H(Y \mid X_R) - H(X_B \mid X_R) = H_{out}W_{out}\sum_g\log|\det K_g[:,:,0,0]|`.
 
     For one channel, the seed's :math:`(l-p+1)(w-q+1)\log|c_{11}|` (module docstring
@@ -199,7 +227,7 @@ def conv_entropy_change(kernel: torch.Tensor, input_shape: Sequence[int], *,
     k4 = _kernel4(kernel, groups)
     c, cg = k4.shape[:2]
     ho, wo = conv_output_shape(input_shape, k4.shape[2:], stride=stride, dilation=dilation)
-    diag = k4[:, :, 0, 0].reshape(c // cg, cg, cg)            # (groups, C/g, C/g)
+    diag = k4[:, :, 0, 0].reshape(c // cg, cg, cg)  # (groups, C/g, C/g)
     return ho * wo * torch.linalg.slogdet(diag)[1].sum()
 
 
@@ -211,14 +239,18 @@ def _per_coordinate(mod: nn.Module, name: str, kind: str) -> torch.Tensor:
             raise ValueError(f"layer {name!r} is a {type(mod).__name__}, not an nn.Linear")
         w = mod.weight
         if w.shape[0] != w.shape[1]:
-            raise ValueError(f"layer {name!r} has a non-square weight {tuple(w.shape)}; "
-                             "L_dense needs square layers")
+            raise ValueError(
+                f"layer {name!r} has a non-square weight {tuple(w.shape)}; "
+                "L_dense needs square layers"
+            )
         return dense_entropy_change(w) / w.shape[0]
     if type(mod) is not nn.Conv2d:
         raise ValueError(f"layer {name!r} is a {type(mod).__name__}, not an nn.Conv2d")
     if mod.padding not in ("valid", (0, 0)):
-        raise ValueError(f"layer {name!r} has padding {mod.padding!r}; the triangular "
-                         "structure needs a 'valid' (padding 0) convolution")
+        raise ValueError(
+            f"layer {name!r} has padding {mod.padding!r}; the triangular "
+            "structure needs a 'valid' (padding 0) convolution"
+        )
     k4 = _kernel4(mod.weight, mod.groups)
     c, cg = k4.shape[:2]
     return torch.linalg.slogdet(k4[:, :, 0, 0].reshape(c // cg, cg, cg))[1].sum() / c
@@ -227,8 +259,11 @@ def _per_coordinate(mod: nn.Module, name: str, kind: str) -> torch.Tensor:
 def _eligible(mod: nn.Module, kind: str) -> bool:
     if kind == "dense":
         return type(mod) is nn.Linear and mod.in_features == mod.out_features
-    return (type(mod) is nn.Conv2d and mod.in_channels == mod.out_channels
-            and mod.padding in ("valid", (0, 0)))
+    return (
+        type(mod) is nn.Conv2d
+        and mod.in_channels == mod.out_channels
+        and mod.padding in ("valid", (0, 0))
+    )
 
 
 def _entropy_loss(model: nn.Module, layers, target, kind: str) -> torch.Tensor:
@@ -244,7 +279,7 @@ def _entropy_loss(model: nn.Module, layers, target, kind: str) -> torch.Tensor:
         bad = [n for n in names if n.rsplit(".", 1)[-1] != "weight"]
         if bad:
             raise ValueError(f"layers must select layer weights, got {', '.join(bad)}")
-        mods = [n.rsplit(".", 1)[0] if "." in n else "" for n in names]   # "": the model itself
+        mods = [n.rsplit(".", 1)[0] if "." in n else "" for n in names]  # "": the model itself
     if isinstance(target, Mapping):
         unknown = sorted(set(target) - set(mods))
         if unknown:
@@ -253,8 +288,10 @@ def _entropy_loss(model: nn.Module, layers, target, kind: str) -> torch.Tensor:
     for name in mods:
         h = _per_coordinate(model.get_submodule(name), name, kind)
         if not bool(torch.isfinite(h)):
-            raise ValueError(f"layer {name!r} is singular (log|det| = {float(h.detach()):g}); its "
-                             "entropy change is -inf")
+            raise ValueError(
+                f"layer {name!r} is singular (log|det| = {float(h.detach()):g}); its "
+                "entropy change is -inf"
+            )
         t = float(target.get(name, 0.0)) if isinstance(target, Mapping) else float(target)
         if not math.isfinite(t):
             raise ValueError(f"target for {name!r} must be finite, got {t!r}")
@@ -263,8 +300,12 @@ def _entropy_loss(model: nn.Module, layers, target, kind: str) -> torch.Tensor:
     return total
 
 
-def dense_entropy_loss(model: nn.Module, *, layers: str | Iterable[str] | None = None,
-                       target: float | Mapping[str, float] = 0.0) -> torch.Tensor:
+def dense_entropy_loss(
+    model: nn.Module,
+    *,
+    layers: str | Iterable[str] | None = None,
+    target: float | Mapping[str, float] = 0.0,
+) -> torch.Tensor:
     r""":math:`L_{dense} = \sum_k (\frac{1}{n_k}\log|\det W_k| - t_k)^2` over square linear layers.
 
     Parameters
@@ -284,8 +325,12 @@ def dense_entropy_loss(model: nn.Module, *, layers: str | Iterable[str] | None =
     return _entropy_loss(model, layers, target, "dense")
 
 
-def conv_entropy_loss(model: nn.Module, *, layers: str | Iterable[str] | None = None,
-                      target: float | Mapping[str, float] = 0.0) -> torch.Tensor:
+def conv_entropy_loss(
+    model: nn.Module,
+    *,
+    layers: str | Iterable[str] | None = None,
+    target: float | Mapping[str, float] = 0.0,
+) -> torch.Tensor:
     r""":math:`L_{conv} = \sum_k (\frac{1}{C_k}\sum_g\log|\det K_{k,g}[:,:,0,0]| - t_k)^2`.
 
     Over ``nn.Conv2d`` layers with as many input as output channels and no
@@ -338,13 +383,20 @@ def entropy_flow(model: nn.Module, input_shape: Sequence[int]) -> EntropyFlowRes
     hooks = []
     for name, mod in model.named_modules():
         if type(mod) in (nn.Linear, nn.Conv2d):
-            hooks.append(mod.register_forward_hook(
-                lambda m, i, o, name=name: seen.append((name, m, tuple(i[0].shape),
-                                                        tuple(o.shape)))))
+            hooks.append(
+                mod.register_forward_hook(
+                    lambda m, i, o, name=name: seen.append(
+                        (name, m, tuple(i[0].shape), tuple(o.shape))
+                    )
+                )
+            )
     try:
         p = next(model.parameters(), None)
-        x = torch.zeros((1, *shape), dtype=p.dtype if p is not None else None,
-                        device=p.device if p is not None else None)
+        x = torch.zeros(
+            (1, *shape),
+            dtype=p.dtype if p is not None else None,
+            device=p.device if p is not None else None,
+        )
         with torch.no_grad():
             model(x)
     finally:
@@ -359,11 +411,23 @@ def entropy_flow(model: nn.Module, input_shape: Sequence[int]) -> EntropyFlowRes
                 dh.append(float(dense_entropy_change(mod.weight)) * coords[-1] / mod.out_features)
                 notes.append("")
             elif _eligible(mod, "conv"):
-                dh.append(float(conv_entropy_change(mod.weight, ishape[-2:], stride=mod.stride,
-                                                    dilation=mod.dilation, groups=mod.groups)))
+                dh.append(
+                    float(
+                        conv_entropy_change(
+                            mod.weight,
+                            ishape[-2:],
+                            stride=mod.stride,
+                            dilation=mod.dilation,
+                            groups=mod.groups,
+                        )
+                    )
+                )
                 notes.append("conditional on the non-block input pixels")
             else:
                 dh.append(math.nan)
-                notes.append("not square (no exact formula)" if type(mod) is nn.Linear else
-                             "channels differ or padded (no exact formula)")
+                notes.append(
+                    "not square (no exact formula)"
+                    if type(mod) is nn.Linear
+                    else "channels differ or padded (no exact formula)"
+                )
     return EntropyFlowResult(tuple(names), tuple(dh), tuple(coords), tuple(notes))

@@ -40,6 +40,7 @@ the base optimizer moves them exactly as it would without the wrapper.
 (the coupling tightens, i.e. the smoothing fades, during training: the scoping of
 *Entropic alternatives to initialization* (Musso)).
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from anisotropy.validation import check_int, check_positive
 from anisotropy.smoothing.sampling import select_parameters
+from anisotropy.validation import check_int, check_positive
 
 __all__ = ["EntropySGD", "gamma_scoping"]
 
@@ -121,16 +122,27 @@ class EntropySGD(torch.optim.Optimizer):
     which is at the unperturbed weights ``W``.
     """
 
-    def __init__(self, model: nn.Module, base_optimizer: torch.optim.Optimizer, *,
-                 gamma: float | Callable[[int], float] = 0.03, inner_steps: int = 20,
-                 inner_lr: float = 0.1, noise: float = 1e-4, alpha: float = 0.75,
-                 layers: str | Iterable[str] | None = None, include_biases: bool = False,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        base_optimizer: torch.optim.Optimizer,
+        *,
+        gamma: float | Callable[[int], float] = 0.03,
+        inner_steps: int = 20,
+        inner_lr: float = 0.1,
+        noise: float = 1e-4,
+        alpha: float = 0.75,
+        layers: str | Iterable[str] | None = None,
+        include_biases: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(base_optimizer, torch.optim.Optimizer):
-            raise ValueError("base_optimizer must be a torch.optim.Optimizer, got "
-                             f"{type(base_optimizer).__name__}")
+            raise ValueError(
+                "base_optimizer must be a torch.optim.Optimizer, got "
+                f"{type(base_optimizer).__name__}"
+            )
         if not callable(gamma):
             gamma = check_positive("gamma", gamma)
         inner_steps = check_int("inner_steps", inner_steps, minimum=1)
@@ -142,8 +154,10 @@ class EntropySGD(torch.optim.Optimizer):
         if alpha > 1:
             raise ValueError(f"alpha must lie in (0, 1], got {alpha!r}")
         if noise > 0 and not isinstance(generator, torch.Generator):
-            raise ValueError("generator must be a torch.Generator when noise > 0, got "
-                             f"{type(generator).__name__}")
+            raise ValueError(
+                "generator must be a torch.Generator when noise > 0, got "
+                f"{type(generator).__name__}"
+            )
         base_params = [p for g in base_optimizer.param_groups for p in g["params"]]
         owned = {id(p): n for n, p in model.named_parameters()}
         if layers is None:
@@ -154,8 +168,10 @@ class EntropySGD(torch.optim.Optimizer):
             ids = {id(p) for p in base_params}
             missing = [n for n in names if id(params[n]) not in ids]
             if missing:
-                raise ValueError(f"layers selects parameters the base optimizer does not hold: "
-                                 f"{', '.join(missing)}")
+                raise ValueError(
+                    f"layers selects parameters the base optimizer does not hold: "
+                    f"{', '.join(missing)}"
+                )
             entropic = {id(params[n]) for n in names}
         self.base_optimizer = base_optimizer
         self.model = model
@@ -164,7 +180,7 @@ class EntropySGD(torch.optim.Optimizer):
         self.outer_steps = 0
         defaults = dict(inner_steps=inner_steps, inner_lr=inner_lr, noise=noise, alpha=alpha)
         super().__init__(base_params, defaults)
-        self.param_groups = base_optimizer.param_groups      # shared, as in SAM
+        self.param_groups = base_optimizer.param_groups  # shared, as in SAM
         self._entropic = [p for p in base_params if id(p) in entropic]
         self._plain = [p for p in base_params if id(p) not in entropic]
         self.entropic_names = tuple(owned.get(id(p), "?") for p in self._entropic)
@@ -189,8 +205,10 @@ class EntropySGD(torch.optim.Optimizer):
         The closure's return value at the unperturbed weights (first call).
         """
         if closure is None or not callable(closure):
-            raise ValueError("EntropySGD.step needs a closure that computes the loss, calls "
-                             "backward() and returns the loss")
+            raise ValueError(
+                "EntropySGD.step needs a closure that computes the loss, calls "
+                "backward() and returns the loss"
+            )
         d = self.defaults
         gamma, lr, alpha = self.gamma_at(), d["inner_lr"], d["alpha"]
         sd = math.sqrt(lr) * d["noise"]
@@ -202,16 +220,21 @@ class EntropySGD(torch.optim.Optimizer):
             loss = self._call(closure)
             if ell == 0:
                 first = loss
-                plain_grads = [None if p.grad is None else p.grad.detach().clone()
-                               for p in self._plain]
+                plain_grads = [
+                    None if p.grad is None else p.grad.detach().clone() for p in self._plain
+                ]
             for p, w, m in zip(self._entropic, centre, mean):
                 drift = torch.sub(p, w).mul_(gamma)
                 if p.grad is not None:
                     drift.add_(p.grad)
                 p.sub_(drift, alpha=lr)
                 if sd > 0:
-                    xi = torch.randn(p.shape, generator=self.generator, dtype=p.dtype,
-                                     device=self.generator.device)
+                    xi = torch.randn(
+                        p.shape,
+                        generator=self.generator,
+                        dtype=p.dtype,
+                        device=self.generator.device,
+                    )
                     p.add_(xi.to(p.device), alpha=sd)
                 m.mul_(1.0 - alpha).add_(p, alpha=alpha)
         for p, w, m in zip(self._entropic, centre, mean):
@@ -230,7 +253,8 @@ class EntropySGD(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
         if set(state_dict) != {"base", "outer_steps"}:
-            raise ValueError("state_dict must have the keys 'base' and 'outer_steps', got "
-                             f"{sorted(state_dict)}")
+            raise ValueError(
+                f"state_dict must have the keys 'base' and 'outer_steps', got {sorted(state_dict)}"
+            )
         self.base_optimizer.load_state_dict(state_dict["base"])
         self.outer_steps = check_int("outer_steps", state_dict["outer_steps"], minimum=0)

@@ -28,6 +28,7 @@ configurations at a time by :func:`anisotropy.smoothing.stacked.stacked_outputs`
 :func:`torch.no_grad`.  Every batch also evaluates the centre ``L(W)`` with
 the same arithmetic, so ``σ = 0`` gives exactly 0.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,9 +41,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from anisotropy.kernels import Kernel, KernelName, as_kernel
-from anisotropy.validation import check_choice, check_int
-from anisotropy.smoothing.stacked import children_for, stacked_outputs
 from anisotropy.smoothing.sampling import is_bias, sample_perturbations, select_parameters
+from anisotropy.smoothing.stacked import children_for, stacked_outputs
+from anisotropy.validation import check_choice, check_int
 
 __all__ = ["Noise", "NOISES", "FlatnessResult", "local_energy", "local_energy_curve"]
 
@@ -85,10 +86,12 @@ class FlatnessResult:
 
     def report(self) -> str:
         """One-paragraph summary."""
-        return (f"local energy ({self.noise} noise, sigma={self.sigma:g}, |U|={self.n_perturbed} "
-                f"in {', '.join(self.names)})\n"
-                f"  delta_E = {self.mean:.6g} +- {self.stderr:.3g}  (n={self.n}, "
-                f"L(W) = {self.centre_loss:.6g})")
+        return (
+            f"local energy ({self.noise} noise, sigma={self.sigma:g}, |U|={self.n_perturbed} "
+            f"in {', '.join(self.names)})\n"
+            f"  delta_E = {self.mean:.6g} +- {self.stderr:.3g}  (n={self.n}, "
+            f"L(W) = {self.centre_loss:.6g})"
+        )
 
 
 def _check_sigma(sigma: float) -> float:
@@ -101,13 +104,21 @@ def _check_sigma(sigma: float) -> float:
     return s
 
 
-def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
-                       sigmas: Sequence[float], generator: torch.Generator,
-                       layers: str | Iterable[str] | None = None, noise: Noise = "multiplicative",
-                       n: int = 100, batch_size: int = 16, include_biases: bool = False,
-                       loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-                       = F.cross_entropy, kernel: Kernel | KernelName = "gaussian"
-                       ) -> tuple[FlatnessResult, ...]:
+def local_energy_curve(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    sigmas: Sequence[float],
+    generator: torch.Generator,
+    layers: str | Iterable[str] | None = None,
+    noise: Noise = "multiplicative",
+    n: int = 100,
+    batch_size: int = 16,
+    include_biases: bool = False,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    kernel: Kernel | KernelName = "gaussian",
+) -> tuple[FlatnessResult, ...]:
     r"""Local energy :math:`\delta E(\sigma)` at several ``sigma`` with common random numbers.
 
     The same ``n`` draws of ``z`` are scaled by every ``sigma``, so the curve is
@@ -158,11 +169,17 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    stateful = [nm for nm, m in model.named_modules() if m.training and isinstance(
-        m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))]
+    stateful = [
+        nm
+        for nm, m in model.named_modules()
+        if m.training
+        and isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))
+    ]
     if stateful:
-        raise ValueError("model is in training mode with dropout/batch norm "
-                         f"({', '.join(stateful)}); call model.eval() first")
+        raise ValueError(
+            "model is in training mode with dropout/batch norm "
+            f"({', '.join(stateful)}); call model.eval() first"
+        )
     if isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, Sequence) or not sigmas:
         raise ValueError(f"sigmas must be a non-empty sequence of numbers >= 0, got {sigmas!r}")
     sig = [_check_sigma(s) for s in sigmas]
@@ -173,8 +190,10 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
     if not callable(loss_fn):
         raise ValueError("loss_fn must be callable(output, targets) -> scalar tensor")
     if inputs.shape[0] != targets.shape[0]:
-        raise ValueError(f"inputs and targets must have the same batch size, got "
-                         f"{inputs.shape[0]} and {targets.shape[0]}")
+        raise ValueError(
+            f"inputs and targets must have the same batch size, got "
+            f"{inputs.shape[0]} and {targets.shape[0]}"
+        )
     params = dict(model.named_parameters())
     if layers is None:
         names = tuple(nm for nm in params if include_biases or not is_bias(nm))
@@ -197,33 +216,55 @@ def local_energy_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         done = 0
         while done < n:
             m = min(batch_size, n - done)
-            z = sample_perturbations([(nm, params[nm]) for nm in names], m,
-                                     generator=generator, kernel=law)
+            z = sample_perturbations(
+                [(nm, params[nm]) for nm in names], m, generator=generator, kernel=law
+            )
             for i, s in enumerate(sig):
-                deltas = {nm: s * (z[nm] if scale[nm] is None else z[nm] * scale[nm])
-                          for nm in names}
+                deltas = {
+                    nm: s * (z[nm] if scale[nm] is None else z[nm] * scale[nm]) for nm in names
+                }
                 outs = stacked_outputs(pieces, inputs, deltas, centre=True)
                 losses = torch.tensor([loss_of(o) for o in outs.unbind(0)], dtype=torch.float64)
                 if not torch.isfinite(losses).all():
-                    raise ValueError(f"loss is NaN or inf at sigma={s:g} (centre loss "
-                                     f"{float(losses[0]):g}); check the model, data and sigma")
+                    raise ValueError(
+                        f"loss is NaN or inf at sigma={s:g} (centre loss "
+                        f"{float(losses[0]):g}); check the model, data and sigma"
+                    )
                 centre = float(losses[0])
-                diffs[i, done:done + m] = losses[1:] - losses[0]
+                diffs[i, done : done + m] = losses[1:] - losses[0]
             done += m
     n_pert = sum(params[nm].numel() for nm in names)
     root = math.sqrt(n)
-    return tuple(FlatnessResult(mean=float(d.mean()), stderr=float(d.std(correction=1)) / root,
-                                n=n, sigma=s, noise=noise, centre_loss=centre,
-                                n_perturbed=n_pert, names=names)
-                 for s, d in zip(sig, diffs))
+    return tuple(
+        FlatnessResult(
+            mean=float(d.mean()),
+            stderr=float(d.std(correction=1)) / root,
+            n=n,
+            sigma=s,
+            noise=noise,
+            centre_loss=centre,
+            n_perturbed=n_pert,
+            names=names,
+        )
+        for s, d in zip(sig, diffs)
+    )
 
 
-def local_energy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
-                 sigma: float, generator: torch.Generator,
-                 layers: str | Iterable[str] | None = None, noise: Noise = "multiplicative",
-                 n: int = 100, batch_size: int = 16, include_biases: bool = False,
-                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
-                 kernel: Kernel | KernelName = "gaussian") -> FlatnessResult:
+def local_energy(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    sigma: float,
+    generator: torch.Generator,
+    layers: str | Iterable[str] | None = None,
+    noise: Noise = "multiplicative",
+    n: int = 100,
+    batch_size: int = 16,
+    include_biases: bool = False,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    kernel: Kernel | KernelName = "gaussian",
+) -> FlatnessResult:
     r"""Local energy :math:`\delta E(\sigma) = E_z[L(W + \sigma z \odot |W|)] - L(W)`.
 
     See :func:`local_energy_curve` for the parameters; ``sigma`` is one noise
@@ -239,6 +280,17 @@ def local_energy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
     ...                    generator=torch.Generator().manual_seed(0))   # doctest: +SKIP
     >>> print(res.report())                                              # doctest: +SKIP
     """
-    return local_energy_curve(model, inputs, targets, sigmas=(sigma,), generator=generator,
-                              layers=layers, noise=noise, n=n, batch_size=batch_size,
-                              include_biases=include_biases, loss_fn=loss_fn, kernel=kernel)[0]
+    return local_energy_curve(
+        model,
+        inputs,
+        targets,
+        sigmas=(sigma,),
+        generator=generator,
+        layers=layers,
+        noise=noise,
+        n=n,
+        batch_size=batch_size,
+        include_biases=include_biases,
+        loss_fn=loss_fn,
+        kernel=kernel,
+    )[0]

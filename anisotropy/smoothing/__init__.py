@@ -3,10 +3,19 @@ sampling of perturbations, the stacked prefix-once evaluation, the smoothed
 losses (eqs 19-23) and radius schedules.
 """
 
-from .schedules import radius_schedule, SCHEDULES
-from .sampling import Kernel, KERNELS, BLOCK, is_bias, select_parameters, PendingDraws, start_perturbations, sample_perturbations
+from .losses import REDUCTIONS, PartialLocalEntropy, Reduction, SmoothedLoss, reduce_losses
+from .sampling import (
+    BLOCK,
+    KERNELS,
+    Kernel,
+    PendingDraws,
+    is_bias,
+    sample_perturbations,
+    select_parameters,
+    start_perturbations,
+)
+from .schedules import SCHEDULES, radius_schedule
 from .stacked import PER_SAMPLE, children_for, stacked_outputs
-from .losses import Reduction, REDUCTIONS, reduce_losses, SmoothedLoss, PartialLocalEntropy
 
 __all__ = [
     "radius_schedule",

@@ -19,6 +19,7 @@ sampler of the kernel of eqs 5-6 (so the kernel weights of eqs 14 and 19 are
 carried by the sampling law), and the Gaussian kernel the heat kernel of eq 1.
 The evaluation itself lives in :mod:`anisotropy.smoothing.stacked`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -30,10 +31,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from anisotropy.kernels import Kernel, KernelName
-from anisotropy.validation import check_choice, check_int, check_positive, check_sharpness
+from anisotropy.smoothing.sampling import (
+    PendingDraws,
+    resolve_kernel,
+    select_parameters,
+    start_perturbations,
+)
 from anisotropy.smoothing.stacked import children_for, stacked_outputs
-from anisotropy.smoothing.sampling import (PendingDraws, resolve_kernel, select_parameters,
-                                           start_perturbations)
+from anisotropy.validation import check_choice, check_int, check_positive, check_sharpness
 
 __all__ = ["Reduction", "REDUCTIONS", "reduce_losses", "SmoothedLoss", "PartialLocalEntropy"]
 
@@ -43,8 +48,9 @@ Cut = Literal["auto", "off"]
 CUTS: tuple[str, ...] = get_args(Cut)
 
 
-def reduce_losses(losses: torch.Tensor, *, reduction: Reduction = "pla",
-                  beta: float = 1.0) -> torch.Tensor:
+def reduce_losses(
+    losses: torch.Tensor, *, reduction: Reduction = "pla", beta: float = 1.0
+) -> torch.Tensor:
     r"""Combine per-configuration losses ``L_a`` (eqs 22-23 and the beta family).
 
     Parameters
@@ -147,13 +153,23 @@ class PartialLocalEntropy:
         ``"off"``: run the whole model once per configuration.
     """
 
-    def __init__(self, model: nn.Module,
-                 base_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
-                 *, layers: str | Iterable[str] = ("fc2",), reduction: Reduction = "pla",
-                 beta: float = 1.0, kernel: Kernel | KernelName = "box",
-                 R: float | Callable[[int], float] | None = None, k: float | None = None,
-                 gamma: float | None = None, y: int = 4, include_centre: bool = True,
-                 include_biases: bool = False, cut: Cut = "auto") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        base_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+        *,
+        layers: str | Iterable[str] = ("fc2",),
+        reduction: Reduction = "pla",
+        beta: float = 1.0,
+        kernel: Kernel | KernelName = "box",
+        R: float | Callable[[int], float] | None = None,
+        k: float | None = None,
+        gamma: float | None = None,
+        y: int = 4,
+        include_centre: bool = True,
+        include_biases: bool = False,
+        cut: Cut = "auto",
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(base_loss):
@@ -184,12 +200,15 @@ class PartialLocalEntropy:
         return len(self._pieces) > 1
 
     @staticmethod
-    def _make_kernel(kernel: Kernel | KernelName, R: float | Callable[[int], float] | None,
-                     k: float | None, gamma: float | None
-                     ) -> tuple[Kernel, Callable[[int], float] | None]:
+    def _make_kernel(
+        kernel: Kernel | KernelName,
+        R: float | Callable[[int], float] | None,
+        k: float | None,
+        gamma: float | None,
+    ) -> tuple[Kernel, Callable[[int], float] | None]:
         """The kernel (at scale 1 when scheduled) and the ``R`` schedule it follows, if any."""
         if k is not None:
-            check_sharpness(k)          # validated first: the messages name the argument
+            check_sharpness(k)  # validated first: the messages name the argument
         if gamma is not None:
             check_positive("gamma", gamma)
         if not callable(R):
@@ -226,8 +245,12 @@ class PartialLocalEntropy:
 
     def _start(self, generator: torch.Generator, step: int) -> PendingDraws:
         params = dict(self.model.named_parameters())
-        return start_perturbations([(n, params[n]) for n in self._names], self.y,
-                                   generator=generator, kernel=self.kernel_at(step))
+        return start_perturbations(
+            [(n, params[n]) for n in self._names],
+            self.y,
+            generator=generator,
+            kernel=self.kernel_at(step),
+        )
 
     def _loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         loss = self.base_loss(out, targets)
@@ -235,8 +258,14 @@ class PartialLocalEntropy:
             raise ValueError("base_loss must return a scalar tensor (use a mean reduction)")
         return loss
 
-    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, *,
-                 generator: torch.Generator | None = None, step: int = 0) -> SmoothedLoss:
+    def __call__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        step: int = 0,
+    ) -> SmoothedLoss:
         """Evaluate the smoothed loss on one minibatch.
 
         Parameters

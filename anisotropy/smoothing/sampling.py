@@ -12,6 +12,7 @@ layers' weight matrices, never biases (footnote 15).
   :class:`anisotropy.kernels.Kernel` (the box kernel of eqs 5-8, the heat kernel
   of eq 1, or a user's subclass).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -24,13 +25,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from anisotropy.validation import check_int
 from anisotropy.kernels import KERNEL_NAMES, Kernel, KernelName, as_kernel
+from anisotropy.validation import check_int
 
-__all__ = ["Kernel", "KernelName", "KERNELS", "DEFAULT_R", "BLOCK", "is_bias", "select_parameters",
-           "PendingDraws", "resolve_kernel", "start_perturbations", "sample_perturbations"]
+__all__ = [
+    "Kernel",
+    "KernelName",
+    "KERNELS",
+    "DEFAULT_R",
+    "BLOCK",
+    "is_bias",
+    "select_parameters",
+    "PendingDraws",
+    "resolve_kernel",
+    "start_perturbations",
+    "sample_perturbations",
+]
 
-KERNELS: tuple[str, ...] = KERNEL_NAMES      # the names are defined once, in anisotropy.kernels
+KERNELS: tuple[str, ...] = KERNEL_NAMES  # the names are defined once, in anisotropy.kernels
 #: ``R`` of the keyword form ``kernel="box"`` when none is given (the smallest
 #: radius of the paper's experiments)
 DEFAULT_R = 0.01
@@ -42,12 +54,17 @@ def is_bias(name: str) -> bool:
 
 
 def _valid_names(params: dict[str, nn.Parameter], modules: dict[str, nn.Module]) -> str:
-    return ("parameters: " + ", ".join(params) + "; modules: "
-            + ", ".join(n for n, m in modules.items() if any(True for _ in m.parameters())))
+    return (
+        "parameters: "
+        + ", ".join(params)
+        + "; modules: "
+        + ", ".join(n for n, m in modules.items() if any(True for _ in m.parameters()))
+    )
 
 
-def select_parameters(model: nn.Module, layers: str | Iterable[str], *,
-                      include_biases: bool = False) -> tuple[str, ...]:
+def select_parameters(
+    model: nn.Module, layers: str | Iterable[str], *, include_biases: bool = False
+) -> tuple[str, ...]:
     """Names of the parameters smoothed by a partial loss (the support of ``U``, eq 13).
 
     Each entry of ``layers`` is, in this order of precedence,
@@ -93,8 +110,10 @@ def select_parameters(model: nn.Module, layers: str | Iterable[str], *,
             raise ValueError(f"layers entries must be strings, got {entry!r}")
         if entry in params:
             if is_bias(entry) and not include_biases:
-                raise ValueError(f"layers entry {entry!r} is a bias; biases are smoothed only "
-                                 "with include_biases=True (the paper never smooths them)")
+                raise ValueError(
+                    f"layers entry {entry!r} is a bias; biases are smoothed only "
+                    "with include_biases=True (the paper never smooths them)"
+                )
             chosen.add(entry)
             continue
         if entry in modules:
@@ -105,12 +124,16 @@ def select_parameters(model: nn.Module, layers: str | Iterable[str], *,
                 if fnmatch.fnmatchcase(mname, entry):
                     hits += [canonical[id(p)] for p in mod.parameters()]
         if not hits:
-            raise ValueError(f"layers entry {entry!r} matches no parameter or module; valid "
-                             f"{_valid_names(params, modules)}")
+            raise ValueError(
+                f"layers entry {entry!r} matches no parameter or module; valid "
+                f"{_valid_names(params, modules)}"
+            )
         kept = [n for n in hits if include_biases or not is_bias(n)]
         if not kept:
-            raise ValueError(f"layers entry {entry!r} only matches biases ({', '.join(hits)}); "
-                             "pass include_biases=True to smooth them")
+            raise ValueError(
+                f"layers entry {entry!r} only matches biases ({', '.join(hits)}); "
+                "pass include_biases=True to smooth them"
+            )
         chosen.update(kept)
     return tuple(n for n in params if n in chosen)
 
@@ -122,7 +145,7 @@ def select_parameters(model: nn.Module, layers: str | Iterable[str], *,
 # enough that seeding a stream (~20 us) is negligible and small enough that a
 # 784x784 layer splits across a handful of threads.
 BLOCK = 1 << 18
-_SEED_HIGH = 1 << 62     # seed words in [0, 2**62): two per block, 124 bits
+_SEED_HIGH = 1 << 62  # seed words in [0, 2**62): two per block, 124 bits
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
@@ -131,8 +154,12 @@ def _pool() -> ThreadPoolExecutor:
     """A process-wide thread pool, rebuilt after a fork (threads do not survive one)."""
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid():
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
-                                                 thread_name_prefix="anisotropy-rng"))
+        _POOL = (
+            os.getpid(),
+            ThreadPoolExecutor(
+                max_workers=os.cpu_count() or 1, thread_name_prefix="anisotropy-rng"
+            ),
+        )
     return _POOL[1]
 
 
@@ -152,8 +179,9 @@ class PendingDraws:
         Number of displacements per parameter.
     """
 
-    def __init__(self, names: tuple[str, ...], y: int,
-                 finish: Callable[[], dict[str, torch.Tensor]]) -> None:
+    def __init__(
+        self, names: tuple[str, ...], y: int, finish: Callable[[], dict[str, torch.Tensor]]
+    ) -> None:
         self.names, self.y = names, y
         self._finish, self._value = finish, None
 
@@ -169,8 +197,9 @@ def _fill_jobs(jobs: list[tuple]) -> None:
         _fill_block(*j)
 
 
-def resolve_kernel(kernel: Kernel | KernelName, R: float | None, k: float | None,
-                   gamma: float | None) -> Kernel:
+def resolve_kernel(
+    kernel: Kernel | KernelName, R: float | None, k: float | None, gamma: float | None
+) -> Kernel:
     """The kernel of the keyword forms ``kernel=instance`` or ``kernel=name, R=..., k=..., gamma=...``.
 
     For a name, ``R`` (default :data:`DEFAULT_R`) is the scale used when the
@@ -184,10 +213,16 @@ def resolve_kernel(kernel: Kernel | KernelName, R: float | None, k: float | None
     return as_kernel(kernel, scale=DEFAULT_R if R is None else R, k=k, gamma=gamma)
 
 
-def start_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
-                        generator: torch.Generator, kernel: Kernel | KernelName = "box",
-                        R: float | None = None, k: float | None = None,
-                        gamma: float | None = None) -> PendingDraws:
+def start_perturbations(
+    params: Sequence[tuple[str, torch.Tensor]],
+    y: int,
+    *,
+    generator: torch.Generator,
+    kernel: Kernel | KernelName = "box",
+    R: float | None = None,
+    k: float | None = None,
+    gamma: float | None = None,
+) -> PendingDraws:
     r"""Start drawing ``y`` displacements :math:`\Delta W^a` of each smoothed tensor.
 
     The generator is consumed now; on CPU with ``torch.get_num_threads() > 1``
@@ -197,8 +232,11 @@ def start_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     :func:`sample_perturbations`.
     """
     y = check_int("y", y, minimum=0)
-    kern = (kernel if isinstance(kernel, Kernel) and R is None and k is None and gamma is None
-            else resolve_kernel(kernel, R, k, gamma))
+    kern = (
+        kernel
+        if isinstance(kernel, Kernel) and R is None and k is None and gamma is None
+        else resolve_kernel(kernel, R, k, gamma)
+    )
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     names = tuple(n for n, _ in params)
@@ -213,14 +251,15 @@ def start_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     seeds = torch.randint(0, _SEED_HIGH, (sum(counts), 2), generator=generator).tolist()
     flats, jobs = [], []
     for (_, p), shape in zip(params, shapes):
-        flat = np.empty(math.prod(shape), dtype=np.float64 if p.dtype == torch.float64
-                        else np.float32)
+        flat = np.empty(
+            math.prod(shape), dtype=np.float64 if p.dtype == torch.float64 else np.float32
+        )
         flats.append(flat)
         for i in range(-(-flat.size // BLOCK)):
-            jobs.append((flat[i * BLOCK:(i + 1) * BLOCK], seeds[len(jobs)], kern))
+            jobs.append((flat[i * BLOCK : (i + 1) * BLOCK], seeds[len(jobs)], kern))
     workers = min(torch.get_num_threads(), len(jobs))
     futures = []
-    if workers > 1:   # numpy releases the GIL while it fills; torch's thread budget
+    if workers > 1:  # numpy releases the GIL while it fills; torch's thread budget
         futures = [_pool().submit(_fill_jobs, jobs[w::workers]) for w in range(workers)]
     else:
         _fill_jobs(jobs)
@@ -228,16 +267,24 @@ def start_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     def finish() -> dict[str, torch.Tensor]:
         for f in futures:
             f.result()
-        return {name: torch.from_numpy(flat).reshape(shape).to(dtype=p.dtype, device=p.device)
-                for (name, p), shape, flat in zip(params, shapes, flats)}
+        return {
+            name: torch.from_numpy(flat).reshape(shape).to(dtype=p.dtype, device=p.device)
+            for (name, p), shape, flat in zip(params, shapes, flats)
+        }
 
     return PendingDraws(names, y, finish)
 
 
-def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
-                         generator: torch.Generator, kernel: Kernel | KernelName = "box",
-                         R: float | None = None, k: float | None = None,
-                         gamma: float | None = None) -> dict[str, torch.Tensor]:
+def sample_perturbations(
+    params: Sequence[tuple[str, torch.Tensor]],
+    y: int,
+    *,
+    generator: torch.Generator,
+    kernel: Kernel | KernelName = "box",
+    R: float | None = None,
+    k: float | None = None,
+    gamma: float | None = None,
+) -> dict[str, torch.Tensor]:
     r"""Draw ``y`` displacements :math:`\Delta W^a` of each smoothed tensor.
 
     Parameters
@@ -274,5 +321,6 @@ def sample_perturbations(params: Sequence[tuple[str, torch.Tensor]], y: int, *,
     (:meth:`~anisotropy.kernels.Kernel.sample_into`); the draws do not
     depend on the number of threads.
     """
-    return start_perturbations(params, y, generator=generator, kernel=kernel, R=R, k=k,
-                               gamma=gamma).result()
+    return start_perturbations(
+        params, y, generator=generator, kernel=kernel, R=R, k=k, gamma=gamma
+    ).result()

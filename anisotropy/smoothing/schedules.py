@@ -11,6 +11,7 @@ initialisation (the same paper).  With ``t = min(step / total_steps, 1)``:
 
 ``step`` counts minibatches from 0; after ``total_steps`` the radius stays at ``R_final``.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,9 @@ Schedule = Literal["constant", "linear", "cosine", "exponential"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
-def radius_schedule(kind: Schedule, *, R: float,
-                    R_final: float = 0.0, total_steps: int = 1) -> Callable[[int], float]:
+def radius_schedule(
+    kind: Schedule, *, R: float, R_final: float = 0.0, total_steps: int = 1
+) -> Callable[[int], float]:
     """Return ``step -> R(step)`` (see the module docstring for the formulas).
 
     Parameters

@@ -31,6 +31,7 @@ leading axis of length ``S``:
 A model that is not an ``nn.Sequential`` is one opaque child: it is run
 ``S`` times with :func:`~torch.func.functional_call` (the generic fallback).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -49,13 +50,43 @@ __all__ = ["PER_SAMPLE", "children_for", "stacked_outputs"]
 # statistics, no cross-sample mixing): they can be applied to the S*B merged
 # batch.  BatchNorm qualifies only in eval mode (checked separately).
 PER_SAMPLE: tuple[type[nn.Module], ...] = (
-    nn.Linear, nn.Bilinear, nn.Identity, nn.Flatten,
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
-    nn.Softmax, nn.LogSoftmax, nn.LayerNorm, nn.GroupNorm,
+    nn.Linear,
+    nn.Bilinear,
+    nn.Identity,
+    nn.Flatten,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softplus,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.LayerNorm,
+    nn.GroupNorm,
 )
 
 
@@ -79,8 +110,9 @@ def _tied(model: nn.Module, names: Sequence[str]) -> bool:
     return any(c > 1 for c in seen.values())
 
 
-def children_for(model: nn.Module, names: Sequence[str], *, cut: bool
-                 ) -> list[tuple[str, nn.Module]]:
+def children_for(
+    model: nn.Module, names: Sequence[str], *, cut: bool
+) -> list[tuple[str, nn.Module]]:
     """The (prefix-name, module) pieces :func:`stacked_outputs` walks through.
 
     With ``cut`` and a flat ``nn.Sequential`` whose smoothed tensors are all
@@ -101,8 +133,13 @@ def _local(prefix: str, mod: nn.Module, names: frozenset[str]) -> dict[str, str]
     return {n: pre + n for n, _ in mod.named_parameters() if pre + n in names}
 
 
-def _linear_shared(mod: nn.Linear, h: torch.Tensor, z0: torch.Tensor,
-                   local: Mapping[str, torch.Tensor], centre: bool) -> torch.Tensor:
+def _linear_shared(
+    mod: nn.Linear,
+    h: torch.Tensor,
+    z0: torch.Tensor,
+    local: Mapping[str, torch.Tensor],
+    centre: bool,
+) -> torch.Tensor:
     """Shared input ``h`` (B..., in) and its centre output ``z0`` -> (S, B..., out)."""
     dw, db = local.get("weight"), local.get("bias")
     y = (dw if dw is not None else db).shape[0]
@@ -130,8 +167,11 @@ class _StackedLinear(torch.autograd.Function):
         ctx.save_for_backward(h3, ws)
         ctx.has_bias = bias is not None
         wt = ws.transpose(1, 2)
-        return torch.baddbmm(bias.reshape(1, 1, -1), h3, wt) if bias is not None else (
-            torch.bmm(h3, wt))
+        return (
+            torch.baddbmm(bias.reshape(1, 1, -1), h3, wt)
+            if bias is not None
+            else (torch.bmm(h3, wt))
+        )
 
     @staticmethod
     @once_differentiable
@@ -146,20 +186,21 @@ class _StackedLinear(torch.autograd.Function):
         return gh, gw, gb, None
 
 
-def _linear_stacked(mod: nn.Linear, h: torch.Tensor, local: Mapping[str, torch.Tensor],
-                    centre: bool) -> torch.Tensor:
+def _linear_stacked(
+    mod: nn.Linear, h: torch.Tensor, local: Mapping[str, torch.Tensor], centre: bool
+) -> torch.Tensor:
     """Stacked input ``h`` (S, B..., in) -> (S, B..., out) with batched GEMMs."""
     s = h.shape[0]
     dw, db = local.get("weight"), local.get("bias")
-    if dw is None:     # only the bias moves: one GEMM over the merged S*B rows
+    if dw is None:  # only the bias moves: one GEMM over the merged S*B rows
         z = F.linear(h, mod.weight, mod.bias)
     else:
-        with torch.no_grad():   # W + dW_s as data; _StackedLinear routes the gradient to W
+        with torch.no_grad():  # W + dW_s as data; _StackedLinear routes the gradient to W
             w = mod.weight
             ws = torch.empty((s, *w.shape), dtype=w.dtype, device=w.device)  # (S, out, in)
             if centre:
                 ws[0].copy_(w)
-            torch.add(w, dw, out=ws[int(centre):])   # one pass, no temporary
+            torch.add(w, dw, out=ws[int(centre) :])  # one pass, no temporary
         h3 = h.reshape(s, -1, mod.in_features)
         z = _StackedLinear.apply(h3, mod.weight, mod.bias, ws)
         z = z.reshape(*h.shape[:-1], mod.out_features)
@@ -170,8 +211,14 @@ def _linear_stacked(mod: nn.Linear, h: torch.Tensor, local: Mapping[str, torch.T
     return z
 
 
-def _generic(mod: nn.Module, h: torch.Tensor, local: Mapping[str, torch.Tensor],
-             centre: bool, stacked: bool, s: int) -> torch.Tensor:
+def _generic(
+    mod: nn.Module,
+    h: torch.Tensor,
+    local: Mapping[str, torch.Tensor],
+    centre: bool,
+    stacked: bool,
+    s: int,
+) -> torch.Tensor:
     """Run ``mod`` S times with its smoothed tensors replaced out of place."""
     own = dict(mod.named_parameters())
     outs = []
@@ -185,9 +232,13 @@ def _generic(mod: nn.Module, h: torch.Tensor, local: Mapping[str, torch.Tensor],
     return torch.stack(outs)
 
 
-def stacked_outputs(pieces: Sequence[tuple[str, nn.Module]], x: torch.Tensor,
-                    deltas: Mapping[str, torch.Tensor] | PendingDraws, *,
-                    centre: bool) -> torch.Tensor:
+def stacked_outputs(
+    pieces: Sequence[tuple[str, nn.Module]],
+    x: torch.Tensor,
+    deltas: Mapping[str, torch.Tensor] | PendingDraws,
+    *,
+    centre: bool,
+) -> torch.Tensor:
     r"""Outputs at the centre (optional) and at each perturbed configuration.
 
     Parameters
@@ -222,19 +273,25 @@ def stacked_outputs(pieces: Sequence[tuple[str, nn.Module]], x: torch.Tensor,
         if not own and _per_sample(mod):
             h = mod(h.flatten(0, 1)).unflatten(0, h.shape[:2])
             continue
-        fast = (type(mod) is nn.Linear and set(own) <= {"weight", "bias"}
-                and not (mod._forward_hooks or mod._forward_pre_hooks))
+        fast = (
+            type(mod) is nn.Linear
+            and set(own) <= {"weight", "bias"}
+            and not (mod._forward_hooks or mod._forward_pre_hooks)
+        )
         # the centre output of a first smoothed Linear needs no draw: compute it
         # while they are still being filled
         z0 = F.linear(h, mod.weight, mod.bias) if fast and not stacked else None
         drawn = deltas.result() if isinstance(deltas, PendingDraws) else deltas
         local = {n: drawn[full] for n, full in own.items()}
         if fast:
-            h = (_linear_stacked(mod, h, local, centre) if stacked
-                 else _linear_shared(mod, h, z0, local, centre))
+            h = (
+                _linear_stacked(mod, h, local, centre)
+                if stacked
+                else _linear_shared(mod, h, z0, local, centre)
+            )
         else:
             h = _generic(mod, h, local, centre, stacked, s)
         stacked = True
-    if not stacked:   # no piece owned a smoothed tensor: cannot happen via children_for
+    if not stacked:  # no piece owned a smoothed tensor: cannot happen via children_for
         raise ValueError("no smoothed parameter found in the model pieces")
     return h

@@ -20,6 +20,7 @@ paper gives one: section 4 of
 keys, since TOML has no null.  Unknown keys and values of the wrong type or out
 of range raise :class:`ValueError` naming the key and the accepted values.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,14 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from anisotropy.training.steplog import DEFAULT_DENSE_STEPS, DEFAULT_PER_DECADE
 from anisotropy.data.augment import AugmentName
 from anisotropy.data.datasets import DataName, Normalisation
+from anisotropy.kernels.base import Kernel
+from anisotropy.kernels.registry import KernelName, as_kernel
 from anisotropy.models import Activation, ModelName
 from anisotropy.smoothing.losses import Reduction
 from anisotropy.smoothing.schedules import Schedule
-from anisotropy.kernels.base import Kernel
-from anisotropy.kernels.registry import KernelName, as_kernel
+from anisotropy.training.steplog import DEFAULT_DENSE_STEPS, DEFAULT_PER_DECADE
 from anisotropy.validation import check_choice
 
 if sys.version_info >= (3, 11):
@@ -62,7 +63,6 @@ __all__ = [
 ]
 
 
-
 def _range_error(key: str, value: Any, accepted: str) -> ValueError:
     return ValueError(f"{key} must be {accepted}, got {value!r}")
 
@@ -76,12 +76,18 @@ def _require(cond: bool, key: str, value: Any, accepted: str) -> None:
 class ModelConfig:
     """Network (``anisotropy.models``); input size and class count come from the data."""
 
-    name: ModelName = field(default="mlp", metadata={"help": "network: mlp | cnn_table24 | cnn_table25"})
+    name: ModelName = field(
+        default="mlp", metadata={"help": "network: mlp | cnn_table24 | cnn_table25"}
+    )
     depth: int = field(default=2, metadata={"help": "mlp: number of hidden layers"})
     width: int = field(default=784, metadata={"help": "mlp: units per hidden layer"})
     activation: Activation = field(default="relu", metadata={"help": "mlp activation"})
-    in_channels: int | None = field(default=None, metadata={"help": "cnn: input channels (default: from the data)"})
-    input_size: int | None = field(default=None, metadata={"help": "cnn: input side (default: from the data)"})
+    in_channels: int | None = field(
+        default=None, metadata={"help": "cnn: input channels (default: from the data)"}
+    )
+    input_size: int | None = field(
+        default=None, metadata={"help": "cnn: input side (default: from the data)"}
+    )
     padding: int = field(default=0, metadata={"help": "cnn: padding of the 3x3 convolutions"})
 
     def __post_init__(self) -> None:
@@ -98,19 +104,38 @@ class DataConfig:
     """Data set, subset sizes, normalisation and training-set augmentation."""
 
     name: DataName = field(default="fashion_mnist", metadata={"help": "data set"})
-    root: str | None = field(default=None, metadata={
-        "help": "data directory (fashion_mnist default: /usr/share/datasets/fashion-mnist; "
-                "required for cifar10 / stl10)"})
-    n_train: int | None = field(default=None, metadata={"help": "training subset size (default: all)"})
+    root: str | None = field(
+        default=None,
+        metadata={
+            "help": "data directory (fashion_mnist default: /usr/share/datasets/fashion-mnist; "
+            "required for cifar10 / stl10)"
+        },
+    )
+    n_train: int | None = field(
+        default=None, metadata={"help": "training subset size (default: all)"}
+    )
     n_test: int | None = field(default=None, metadata={"help": "test subset size (default: all)"})
-    test_fraction: float = field(default=0.2, metadata={
-        "help": "held-out fraction for sets without a fixed split (mnist, digits, synthetic)"})
-    split_seed: int = field(default=0, metadata={
-        "help": "seed of the train/test split and of the subsets (fixed across training seeds)"})
-    normalize: Normalisation = field(default="standard", metadata={
-        "help": "unit: pixels in [0, 1]; standard: minus training mean, over training std (per channel)"})
-    augment: AugmentName = field(default="none", metadata={
-        "help": "none | crop (section 5.2) | heavy (section 5.3)"})
+    test_fraction: float = field(
+        default=0.2,
+        metadata={
+            "help": "held-out fraction for sets without a fixed split (mnist, digits, synthetic)"
+        },
+    )
+    split_seed: int = field(
+        default=0,
+        metadata={
+            "help": "seed of the train/test split and of the subsets (fixed across training seeds)"
+        },
+    )
+    normalize: Normalisation = field(
+        default="standard",
+        metadata={
+            "help": "unit: pixels in [0, 1]; standard: minus training mean, over training std (per channel)"
+        },
+    )
+    augment: AugmentName = field(
+        default="none", metadata={"help": "none | crop (section 5.2) | heavy (section 5.3)"}
+    )
     synthetic_features: int = field(default=16, metadata={"help": "synthetic: input dimension"})
     synthetic_classes: int = field(default=4, metadata={"help": "synthetic: number of classes"})
     synthetic_size: int = field(default=1024, metadata={"help": "synthetic: total samples"})
@@ -119,15 +144,28 @@ class DataConfig:
         for key in ("n_train", "n_test"):
             v = getattr(self, key)
             _require(v is None or v >= 1, f"data.{key}", v, "an integer >= 1 (or absent for all)")
-        _require(0.0 < self.test_fraction < 1.0, "data.test_fraction", self.test_fraction,
-                 "a number in (0, 1)")
+        _require(
+            0.0 < self.test_fraction < 1.0,
+            "data.test_fraction",
+            self.test_fraction,
+            "a number in (0, 1)",
+        )
         _require(self.split_seed >= 0, "data.split_seed", self.split_seed, "an integer >= 0")
-        _require(self.synthetic_features >= 1, "data.synthetic_features",
-                 self.synthetic_features, "an integer >= 1")
-        _require(self.synthetic_classes >= 2, "data.synthetic_classes",
-                 self.synthetic_classes, "an integer >= 2")
-        _require(self.synthetic_size >= 4, "data.synthetic_size", self.synthetic_size,
-                 "an integer >= 4")
+        _require(
+            self.synthetic_features >= 1,
+            "data.synthetic_features",
+            self.synthetic_features,
+            "an integer >= 1",
+        )
+        _require(
+            self.synthetic_classes >= 2,
+            "data.synthetic_classes",
+            self.synthetic_classes,
+            "an integer >= 2",
+        )
+        _require(
+            self.synthetic_size >= 4, "data.synthetic_size", self.synthetic_size, "an integer >= 4"
+        )
 
 
 @dataclass
@@ -144,13 +182,25 @@ class OptimConfig:
     def __post_init__(self) -> None:
         _require(math.isfinite(self.lr) and self.lr > 0, "optim.lr", self.lr, "a number > 0")
         _require(0.0 <= self.momentum < 1.0, "optim.momentum", self.momentum, "a number in [0, 1)")
-        _require(not self.nesterov or self.momentum > 0, "optim.nesterov", self.nesterov,
-                 "false when momentum = 0 (Nesterov needs momentum)")
-        _require(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-                 "optim.weight_decay", self.weight_decay, "a number >= 0")
+        _require(
+            not self.nesterov or self.momentum > 0,
+            "optim.nesterov",
+            self.nesterov,
+            "false when momentum = 0 (Nesterov needs momentum)",
+        )
+        _require(
+            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            "optim.weight_decay",
+            self.weight_decay,
+            "a number >= 0",
+        )
         _require(self.batch_size >= 1, "optim.batch_size", self.batch_size, "an integer >= 1")
-        _require(self.eval_batch_size >= 1, "optim.eval_batch_size", self.eval_batch_size,
-                 "an integer >= 1")
+        _require(
+            self.eval_batch_size >= 1,
+            "optim.eval_batch_size",
+            self.eval_batch_size,
+            "an integer >= 1",
+        )
 
 
 @dataclass
@@ -163,10 +213,14 @@ class SmoothingConfig:
     strong early, fading).
     """
 
-    layers: list[str] = field(default_factory=list, metadata={
-        "help": "smoothed layers by name, e.g. fc2 (empty: plain cross-entropy)"})
-    reduction: Reduction = field(default="pla", metadata={
-        "help": "pla (eq 23) | plea (eq 22) | beta (-(1/beta) log mean exp(-beta L))"})
+    layers: list[str] = field(
+        default_factory=list,
+        metadata={"help": "smoothed layers by name, e.g. fc2 (empty: plain cross-entropy)"},
+    )
+    reduction: Reduction = field(
+        default="pla",
+        metadata={"help": "pla (eq 23) | plea (eq 22) | beta (-(1/beta) log mean exp(-beta L))"},
+    )
     beta: float = field(default=1.0, metadata={"help": "inverse temperature of the beta reduction"})
     kernel: KernelName = field(default="box", metadata={"help": "box (eqs 5-8) | gaussian (eq 1)"})
     R: float = field(default=0.01, metadata={"help": "half-side of the smoothing hypercube"})
@@ -177,31 +231,57 @@ class SmoothingConfig:
     include_biases: bool = field(default=False, metadata={"help": "smooth biases too"})
     schedule: Schedule = field(default="constant", metadata={"help": "radius schedule"})
     R_final: float = field(default=0.0, metadata={"help": "radius at the end of the schedule"})
-    schedule_epochs: int | None = field(default=None, metadata={
-        "help": "epochs over which the schedule runs (default: all)"})
+    schedule_epochs: int | None = field(
+        default=None, metadata={"help": "epochs over which the schedule runs (default: all)"}
+    )
 
     def __post_init__(self) -> None:
-        _require(len(set(self.layers)) == len(self.layers), "smoothing.layers", self.layers,
-                 "a list of distinct layer names")
-        _require(math.isfinite(self.beta) and self.beta > 0, "smoothing.beta", self.beta,
-                 "a number > 0")
+        _require(
+            len(set(self.layers)) == len(self.layers),
+            "smoothing.layers",
+            self.layers,
+            "a list of distinct layer names",
+        )
+        _require(
+            math.isfinite(self.beta) and self.beta > 0, "smoothing.beta", self.beta, "a number > 0"
+        )
         _require(math.isfinite(self.R) and self.R > 0, "smoothing.R", self.R, "a number > 0")
         _require(self.k > 0, "smoothing.k", self.k, "a number in (0, inf]")
-        _require(self.gamma is None or (math.isfinite(self.gamma) and self.gamma > 0),
-                 "smoothing.gamma", self.gamma, "a number > 0 (or absent)")
+        _require(
+            self.gamma is None or (math.isfinite(self.gamma) and self.gamma > 0),
+            "smoothing.gamma",
+            self.gamma,
+            "a number > 0 (or absent)",
+        )
         _require(self.y >= 0, "smoothing.y", self.y, "an integer >= 0")
-        _require(self.include_centre or self.y >= 1, "smoothing.include_centre",
-                 self.include_centre, "true when y = 0 (nothing would be averaged)")
-        _require(math.isfinite(self.R_final) and self.R_final >= 0, "smoothing.R_final",
-                 self.R_final, "a number >= 0")
-        _require(self.schedule != "exponential" or self.R_final > 0, "smoothing.R_final",
-                 self.R_final, "a number > 0 for the exponential schedule")
-        _require(self.schedule_epochs is None or self.schedule_epochs >= 1,
-                 "smoothing.schedule_epochs", self.schedule_epochs, "an integer >= 1 (or absent)")
+        _require(
+            self.include_centre or self.y >= 1,
+            "smoothing.include_centre",
+            self.include_centre,
+            "true when y = 0 (nothing would be averaged)",
+        )
+        _require(
+            math.isfinite(self.R_final) and self.R_final >= 0,
+            "smoothing.R_final",
+            self.R_final,
+            "a number >= 0",
+        )
+        _require(
+            self.schedule != "exponential" or self.R_final > 0,
+            "smoothing.R_final",
+            self.R_final,
+            "a number > 0 for the exponential schedule",
+        )
+        _require(
+            self.schedule_epochs is None or self.schedule_epochs >= 1,
+            "smoothing.schedule_epochs",
+            self.schedule_epochs,
+            "an integer >= 1 (or absent)",
+        )
         check_choice("smoothing.kernel", self.kernel, typing.get_args(KernelName))
         try:
             self.make_kernel()
-        except ValueError as err:   # a parameter of another kernel (e.g. gamma for the box)
+        except ValueError as err:  # a parameter of another kernel (e.g. gamma for the box)
             raise ValueError(f"smoothing: {err}") from None
 
     def make_kernel(self) -> Kernel:
@@ -220,39 +300,60 @@ class SmoothingConfig:
 class LoggingConfig:
     """When to write log lines and checkpoints (in epochs)."""
 
-    log_every: int = field(default=1, metadata={
-        "help": "epochs per log line (statistics cover the minibatches since the previous line)"})
-    checkpoint_every: int = field(default=1, metadata={
-        "help": "epochs per checkpoint (a multiple of log_every; 0: never)"})
+    log_every: int = field(
+        default=1,
+        metadata={
+            "help": "epochs per log line (statistics cover the minibatches since the previous line)"
+        },
+    )
+    checkpoint_every: int = field(
+        default=1, metadata={"help": "epochs per checkpoint (a multiple of log_every; 0: never)"}
+    )
     signals: bool = field(default=True, metadata={"help": "log the layer signals s_I (eq 2)"})
-    steps: bool = field(default=False, metadata={
-        "help": "also write the layer statistics at geometrically spaced steps from step 1 "
-                "to steps.jsonl (figure 1's early regimes)"})
-    steps_dense: int = field(default=DEFAULT_DENSE_STEPS, metadata={
-        "help": "step log: every step up to this one"})
-    steps_per_decade: int = field(default=DEFAULT_PER_DECADE, metadata={
-        "help": "step log: logged steps per factor 10 after the dense start"})
+    steps: bool = field(
+        default=False,
+        metadata={
+            "help": "also write the layer statistics at geometrically spaced steps from step 1 "
+            "to steps.jsonl (figure 1's early regimes)"
+        },
+    )
+    steps_dense: int = field(
+        default=DEFAULT_DENSE_STEPS, metadata={"help": "step log: every step up to this one"}
+    )
+    steps_per_decade: int = field(
+        default=DEFAULT_PER_DECADE,
+        metadata={"help": "step log: logged steps per factor 10 after the dense start"},
+    )
 
     def __post_init__(self) -> None:
         _require(self.log_every >= 1, "logging.log_every", self.log_every, "an integer >= 1")
-        _require(self.steps_dense >= 1, "logging.steps_dense", self.steps_dense,
-                 "an integer >= 1")
-        _require(self.steps_per_decade >= 1, "logging.steps_per_decade", self.steps_per_decade,
-                 "an integer >= 1")
-        _require(self.checkpoint_every >= 0 and self.checkpoint_every % self.log_every == 0,
-                 "logging.checkpoint_every", self.checkpoint_every,
-                 f"0 or a multiple of logging.log_every = {self.log_every}")
+        _require(self.steps_dense >= 1, "logging.steps_dense", self.steps_dense, "an integer >= 1")
+        _require(
+            self.steps_per_decade >= 1,
+            "logging.steps_per_decade",
+            self.steps_per_decade,
+            "an integer >= 1",
+        )
+        _require(
+            self.checkpoint_every >= 0 and self.checkpoint_every % self.log_every == 0,
+            "logging.checkpoint_every",
+            self.checkpoint_every,
+            f"0 or a multiple of logging.log_every = {self.log_every}",
+        )
 
 
 @dataclass
 class TrainConfig:
     """One training run."""
 
-    seed: int = field(default=0, metadata={"help": "seed of initialisation, data order and perturbations"})
+    seed: int = field(
+        default=0, metadata={"help": "seed of initialisation, data order and perturbations"}
+    )
     epochs: int = field(default=120, metadata={"help": "number of epochs"})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda"})
-    threads: int | None = field(default=None, metadata={
-        "help": "torch intra-op threads (default: leave torch's setting)"})
+    threads: int | None = field(
+        default=None, metadata={"help": "torch intra-op threads (default: leave torch's setting)"}
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -262,10 +363,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
-        _require(re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device) is not None, "device",
-                 self.device, "'cpu', 'cuda', 'cuda:N' or 'mps'")
-        _require(self.threads is None or self.threads >= 1, "threads", self.threads,
-                 "an integer >= 1 (or absent)")
+        _require(
+            re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device) is not None,
+            "device",
+            self.device,
+            "'cpu', 'cuda', 'cuda:N' or 'mps'",
+        )
+        _require(
+            self.threads is None or self.threads >= 1,
+            "threads",
+            self.threads,
+            "an integer >= 1 (or absent)",
+        )
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -321,8 +430,10 @@ def _from_dict(cls: type, d: Any, prefix: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in d if k not in names]
     if unknown:
-        raise ValueError(f"unknown configuration key {prefix + unknown[0]!r}; valid keys in "
-                         f"{where}: {', '.join(names)}")
+        raise ValueError(
+            f"unknown configuration key {prefix + unknown[0]!r}; valid keys in "
+            f"{where}: {', '.join(names)}"
+        )
     values = {}
     for name, v in d.items():
         tp = hints[name]
@@ -388,8 +499,9 @@ def config_to_toml(cfg: TrainConfig) -> str:
     ``None`` values are left out (TOML has no null; absent keys take the default ``None``).
     """
     d = config_to_dict(cfg)
-    top = [f"{k} = {_toml_value(v)}" for k, v in d.items()
-           if not isinstance(v, dict) and v is not None]
+    top = [
+        f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict) and v is not None
+    ]
     lines = top + [""]
     for section, sub in d.items():
         if isinstance(sub, dict):
@@ -424,8 +536,10 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         if _BARE_WORD.fullmatch(raw) is None:
-            raise ValueError(f"override {item!r}: value {raw!r} is not a TOML literal "
-                             "(quote strings, write lists as [\"fc1\", \"fc2\"])") from None
+            raise ValueError(
+                f"override {item!r}: value {raw!r} is not a TOML literal "
+                '(quote strings, write lists as ["fc1", "fc2"])'
+            ) from None
         value = raw
     return path, value
 
@@ -447,14 +561,18 @@ def apply_overrides(cfg: TrainConfig, overrides: typing.Iterable[str] = ()) -> T
         for depth, part in enumerate(path[:-1]):
             if not isinstance(node, dict) or not isinstance(node.get(part), dict):
                 sections = [k for k, v in node.items() if isinstance(v, dict)]
-                raise ValueError(f"override {item!r}: {'.'.join(path[:depth + 1])!r} is not a "
-                                 f"configuration section; valid sections: {', '.join(sections)}")
+                raise ValueError(
+                    f"override {item!r}: {'.'.join(path[: depth + 1])!r} is not a "
+                    f"configuration section; valid sections: {', '.join(sections)}"
+                )
             node = node[part]
         last = path[-1]
         if last not in node or isinstance(node[last], dict):
             valid = [k for k, v in node.items() if not isinstance(v, dict)]
-            raise ValueError(f"override {item!r}: unknown key {'.'.join(path)!r}; valid keys "
-                             f"here: {', '.join(valid)}")
+            raise ValueError(
+                f"override {item!r}: unknown key {'.'.join(path)!r}; valid keys "
+                f"here: {', '.join(valid)}"
+            )
         node[last] = value
     return config_from_dict(d)
 

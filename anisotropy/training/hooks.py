@@ -17,6 +17,7 @@ and the last checkpoint and log lines are kept, so the run can be resumed.  A
 ``KeyboardInterrupt`` (or another ``BaseException``) propagates as an interrupt would,
 leaving the files of the last completed checkpoint as a killed process does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -23,6 +23,7 @@ as running sums shifted by the period's first minibatch (:class:`_ShiftedSums`),
 so no per-batch gradient is stored and no Welford temporaries are made.  ``weight_norm`` is the Frobenius norm of
 the weights when :meth:`SignalAccumulator.summary` is called.
 """
+
 from __future__ import annotations
 
 import math

@@ -34,8 +34,9 @@ DEFAULT_DENSE_STEPS = 100
 DEFAULT_PER_DECADE = 20
 
 
-def geometric_steps(last: int, *, dense: int = DEFAULT_DENSE_STEPS,
-                    per_decade: int = DEFAULT_PER_DECADE) -> list[int]:
+def geometric_steps(
+    last: int, *, dense: int = DEFAULT_DENSE_STEPS, per_decade: int = DEFAULT_PER_DECADE
+) -> list[int]:
     """Steps at which the step log is written: ``1..dense``, then geometric up to ``last``.
 
     Parameters
@@ -64,4 +65,3 @@ def geometric_steps(last: int, *, dense: int = DEFAULT_DENSE_STEPS,
             steps.append(t)
         j += 1
     return steps
-

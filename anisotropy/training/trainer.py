@@ -26,6 +26,7 @@ clear status; the last good checkpoint and log lines are kept.
 Callbacks (:mod:`anisotropy.training.hooks`) observe every step and every log line,
 and may stop the run cleanly by raising.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,18 +44,32 @@ from torch import nn
 
 from anisotropy import models
 from anisotropy.data.augment import augment_batch
-from anisotropy.training.config import TrainConfig, config_to_dict, config_to_toml
 from anisotropy.data.datasets import Dataset, load_dataset, minibatches
-from anisotropy.io import (append_jsonl, check_record, load_checkpoint, save_checkpoint, truncate_log,
-                   write_json_atomic, write_text_atomic)
+from anisotropy.io import (
+    append_jsonl,
+    check_record,
+    load_checkpoint,
+    save_checkpoint,
+    truncate_log,
+    write_json_atomic,
+    write_text_atomic,
+)
 from anisotropy.smoothing.schedules import radius_schedule
 from anisotropy.threads import torch_threads
+from anisotropy.training.config import TrainConfig, config_to_dict, config_to_toml
 from anisotropy.training.hooks import CallbackError, TrainCallback, TrainState
 from anisotropy.training.signals import SignalAccumulator, weight_layers
 from anisotropy.training.steplog import geometric_steps
 
-__all__ = ["train", "build_model", "derive_seeds", "evaluate", "RunPaths",
-           "CHECKPOINT_FORMAT", "NonFiniteError"]
+__all__ = [
+    "train",
+    "build_model",
+    "derive_seeds",
+    "evaluate",
+    "RunPaths",
+    "CHECKPOINT_FORMAT",
+    "NonFiniteError",
+]
 
 #: version of the checkpoint layout; bumped when its keys change
 CHECKPOINT_FORMAT = 1
@@ -99,8 +114,9 @@ def derive_seeds(seed: int) -> tuple[int, int, int]:
     return int(a), int(b), int(c)
 
 
-def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], classes: int, *,
-                seed: int) -> nn.Sequential:
+def build_model(
+    cfg: TrainConfig, input_shape: tuple[int, ...], classes: int, *, seed: int
+) -> nn.Sequential:
     """The network of ``cfg.model`` for inputs of ``input_shape``, initialised from ``seed``.
 
     The global torch RNG is forked, so building a model does not touch global state.
@@ -109,23 +125,35 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], classes: int, *,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if m.name == "mlp":
-            return models.mlp(depth=m.depth, width=m.width, in_features=int(np.prod(input_shape)),
-                              classes=classes, activation=m.activation)
+            return models.mlp(
+                depth=m.depth,
+                width=m.width,
+                in_features=int(np.prod(input_shape)),
+                classes=classes,
+                activation=m.activation,
+            )
         if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
-            raise ValueError(f"model {m.name!r} needs square images (C, H, H), the data set "
-                             f"gives samples of shape {input_shape}")
+            raise ValueError(
+                f"model {m.name!r} needs square images (C, H, H), the data set "
+                f"gives samples of shape {input_shape}"
+            )
         for key, value in (("in_channels", input_shape[0]), ("input_size", input_shape[1])):
             given = getattr(m, key)
             if given is not None and given != value:
                 raise ValueError(f"model.{key} = {given} does not match the data ({value})")
         build = models.cnn_table24 if m.name == "cnn_table24" else models.cnn_table25
-        return build(in_channels=input_shape[0], input_size=input_shape[1], padding=m.padding,
-                     classes=classes)
+        return build(
+            in_channels=input_shape[0],
+            input_size=input_shape[1],
+            padding=m.padding,
+            classes=classes,
+        )
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, x: torch.Tensor, y: torch.Tensor, *,
-             batch_size: int) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, data: Dataset, x: torch.Tensor, y: torch.Tensor, *, batch_size: int
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``(x, y)`` (``x`` un-normalised)."""
     model.eval()
     total, correct = 0.0, 0
@@ -145,13 +173,25 @@ def _make_loss(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int):
     from anisotropy.smoothing.losses import PartialLocalEntropy
 
     epochs = s.schedule_epochs if s.schedule_epochs is not None else cfg.epochs
-    schedule = radius_schedule(s.schedule, R=s.R, R_final=s.R_final,
-                               total_steps=max(1, epochs * steps_per_epoch))
+    schedule = radius_schedule(
+        s.schedule, R=s.R, R_final=s.R_final, total_steps=max(1, epochs * steps_per_epoch)
+    )
     R: float | Callable[[int], float] = s.R if s.schedule == "constant" else schedule
-    ple = PartialLocalEntropy(model, base_loss=F.cross_entropy, layers=tuple(s.layers),
-                              reduction=s.reduction, beta=s.beta, kernel=s.kernel, R=R, k=s.k,
-                              gamma=s.gamma, y=s.y, include_centre=s.include_centre,
-                              include_biases=s.include_biases, cut="auto")
+    ple = PartialLocalEntropy(
+        model,
+        base_loss=F.cross_entropy,
+        layers=tuple(s.layers),
+        reduction=s.reduction,
+        beta=s.beta,
+        kernel=s.kernel,
+        R=R,
+        k=s.k,
+        gamma=s.gamma,
+        y=s.y,
+        include_centre=s.include_centre,
+        include_biases=s.include_biases,
+        cut="auto",
+    )
     return ple, schedule
 
 
@@ -159,7 +199,7 @@ class _Period:
     """Running sums of one logging period (float64 on the device: no per-step sync)."""
 
     def __init__(self, device: torch.device) -> None:
-        z = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
+        z = lambda: torch.zeros((), dtype=torch.float64, device=device)
         self.loss, self.smoothed, self.correct = z(), z(), z()
         self.steps = self.samples = 0
 
@@ -184,18 +224,28 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
     """Raise ValueError if ``cfg`` differs from the checkpoint's configuration."""
     a, b = _flatten(saved), _flatten(config_to_dict(cfg, json_safe=True))
-    diff = sorted(k for k in a.keys() | b.keys()
-                  if k not in RESUME_MAY_CHANGE and a.get(k, "<absent>") != b.get(k, "<absent>"))
+    diff = sorted(
+        k
+        for k in a.keys() | b.keys()
+        if k not in RESUME_MAY_CHANGE and a.get(k, "<absent>") != b.get(k, "<absent>")
+    )
     if diff:
-        raise ValueError("cannot resume: the configuration differs from the checkpoint's in "
-                         f"{', '.join(diff)} (only {', '.join(RESUME_MAY_CHANGE)} may change)")
+        raise ValueError(
+            "cannot resume: the configuration differs from the checkpoint's in "
+            f"{', '.join(diff)} (only {', '.join(RESUME_MAY_CHANGE)} may change)"
+        )
 
 
 class _Run:
     """State of one training run (model, optimiser, generators, counters)."""
 
-    def __init__(self, cfg: TrainConfig, paths: RunPaths, progress: bool,
-                 callbacks: tuple[TrainCallback, ...] = ()) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        paths: RunPaths,
+        progress: bool,
+        callbacks: tuple[TrainCallback, ...] = (),
+    ) -> None:
         self.cfg, self.paths, self.progress = cfg, paths, progress
         self.callbacks = callbacks
         self.device = torch.device(cfg.device)
@@ -204,25 +254,38 @@ class _Run:
             for key in ("x_train", "y_train", "x_test", "y_test"):
                 setattr(self.data, key, getattr(self.data, key).to(self.device))
         init_seed, data_seed, pert_seed = derive_seeds(cfg.seed)
-        self.model = build_model(cfg, self.data.input_shape, self.data.classes,
-                                 seed=init_seed).to(self.device)
+        self.model = build_model(cfg, self.data.input_shape, self.data.classes, seed=init_seed).to(
+            self.device
+        )
         o = cfg.optim
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
-                                         nesterov=o.nesterov, weight_decay=o.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=o.lr,
+            momentum=o.momentum,
+            nesterov=o.nesterov,
+            weight_decay=o.weight_decay,
+        )
         self.data_gen = torch.Generator().manual_seed(data_seed)
         self.pert_gen = torch.Generator(device=self.device).manual_seed(pert_seed)
         self.n_train = len(self.data.x_train)
         self.steps_per_epoch = math.ceil(self.n_train / o.batch_size)
         self.ple, self.schedule = _make_loss(cfg, self.model, self.steps_per_epoch)
-        self.signals = (SignalAccumulator(weight_layers(self.model))
-                        if cfg.logging.signals else None)
+        self.signals = SignalAccumulator(weight_layers(self.model)) if cfg.logging.signals else None
         lg = cfg.logging
         # step log: its own accumulators over the window since the last step record
         self.step_signals = SignalAccumulator(weight_layers(self.model)) if lg.steps else None
         self.step_period = _Period(self.device)
-        self.step_marks = frozenset(geometric_steps(
-            cfg.epochs * self.steps_per_epoch, dense=lg.steps_dense,
-            per_decade=lg.steps_per_decade)) if lg.steps else frozenset()
+        self.step_marks = (
+            frozenset(
+                geometric_steps(
+                    cfg.epochs * self.steps_per_epoch,
+                    dense=lg.steps_dense,
+                    per_decade=lg.steps_per_decade,
+                )
+            )
+            if lg.steps
+            else frozenset()
+        )
         self.steps_position = 0
         self.epoch = self.step = 0
         self.best_test_acc = -1.0
@@ -234,26 +297,43 @@ class _Run:
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
-        return {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step": self.step,
-                "best_test_acc": self.best_test_acc, "best_epoch": self.best_epoch,
-                "log_position": self.log_position, "steps_position": self.steps_position,
-                "elapsed": self.elapsed,
-                "last": self.last, "config": config_to_dict(self.cfg, json_safe=True),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "data_generator": self.data_gen.get_state(),
-                "perturb_generator": self.pert_gen.get_state()}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_test_acc": self.best_test_acc,
+            "best_epoch": self.best_epoch,
+            "log_position": self.log_position,
+            "steps_position": self.steps_position,
+            "elapsed": self.elapsed,
+            "last": self.last,
+            "config": config_to_dict(self.cfg, json_safe=True),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "data_generator": self.data_gen.get_state(),
+            "perturb_generator": self.pert_gen.get_state(),
+        }
 
     def restore(self, ck: dict[str, Any]) -> None:
         if ck.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {ck.get('format')!r} is not "
-                             f"{CHECKPOINT_FORMAT}; it was written by another version")
+            raise ValueError(
+                f"checkpoint format {ck.get('format')!r} is not "
+                f"{CHECKPOINT_FORMAT}; it was written by another version"
+            )
         _check_resume(ck["config"], self.cfg)
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.data_gen.set_state(ck["data_generator"].cpu())
         self._restore_perturbation_stream(ck["perturb_generator"].cpu(), ck["config"])
-        for key in ("epoch", "step", "best_test_acc", "best_epoch", "log_position", "elapsed",
-                    "last"):
+        for key in (
+            "epoch",
+            "step",
+            "best_test_acc",
+            "best_epoch",
+            "log_position",
+            "elapsed",
+            "last",
+        ):
             setattr(self, key, ck[key])
         self.steps_position = ck.get("steps_position", 0)
 
@@ -273,7 +353,8 @@ class _Run:
                     f"cannot resume: the checkpoint was written on device "
                     f"{saved.get('device')!r} and this run uses {self.cfg.device!r}; the "
                     "perturbation stream of a smoothed run is device-specific, so resume it "
-                    "on the device it started on") from None
+                    "on the device it started on"
+                ) from None
 
     # ------------------------------------------------------------------ one step
     def train_step(self, idx: torch.Tensor, period: _Period) -> None:
@@ -296,8 +377,10 @@ class _Run:
                     logits = self.model(x)
             centre = F.cross_entropy(logits.detach(), t)
         if not bool(torch.isfinite(loss)):
-            raise NonFiniteError(f"non-finite training loss ({float(loss.detach())}) at epoch "
-                                 f"{self.epoch + 1}, step {self.step}")
+            raise NonFiniteError(
+                f"non-finite training loss ({float(loss.detach())}) at epoch "
+                f"{self.epoch + 1}, step {self.step}"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.signals is not None:
@@ -329,9 +412,15 @@ class _Run:
         if w.steps == 1:
             for stats in layers.values():
                 stats["signal_std"] = stats["grad_std_norm"] = None
-        rec = {"step": self.step, "epoch": self.epoch + 1, "batches": w.steps,
-               "train_loss": float(w.loss) / w.steps, "smoothed_loss": float(w.smoothed) / w.steps,
-               "train_acc": float(w.correct) / w.samples, "layers": layers}
+        rec = {
+            "step": self.step,
+            "epoch": self.epoch + 1,
+            "batches": w.steps,
+            "train_loss": float(w.loss) / w.steps,
+            "smoothed_loss": float(w.smoothed) / w.steps,
+            "train_acc": float(w.correct) / w.samples,
+            "layers": layers,
+        }
         try:
             check_record(rec, "steps log")
         except ValueError as exc:
@@ -346,8 +435,14 @@ class _Run:
         state; an exception in one becomes :class:`CallbackError` (a clean stop)."""
         if not self.callbacks:
             return
-        state = TrainState(epoch=self.epoch, step=self.step, model=self.model,
-                           optimizer=self.optimizer, loss=self.last_loss, record=self.last)
+        state = TrainState(
+            epoch=self.epoch,
+            step=self.step,
+            model=self.model,
+            optimizer=self.optimizer,
+            loss=self.last_loss,
+            record=self.last,
+        )
         for cb in self.callbacks:
             fn = getattr(cb, hook, None)
             if fn is None:
@@ -362,15 +457,23 @@ class _Run:
         for name, p in self.model.named_parameters():
             if not bool(torch.isfinite(p).all()):
                 raise NonFiniteError(f"parameter {name} became non-finite in epoch {self.epoch}")
-        test_loss, test_acc = evaluate(self.model, self.data, self.data.x_test, self.data.y_test,
-                                       batch_size=self.cfg.optim.eval_batch_size)
+        test_loss, test_acc = evaluate(
+            self.model,
+            self.data,
+            self.data.x_test,
+            self.data.y_test,
+            batch_size=self.cfg.optim.eval_batch_size,
+        )
         best = max(self.best_test_acc, test_acc)
         rec: dict[str, Any] = {
-            "epoch": self.epoch, "step": self.step,
+            "epoch": self.epoch,
+            "step": self.step,
             "train_loss": float(period.loss) / period.steps,
             "smoothed_loss": float(period.smoothed) / period.steps,
             "train_acc": float(period.correct) / period.samples,
-            "test_loss": test_loss, "test_acc": test_acc, "best_test_acc": best,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "best_test_acc": best,
             "wall_time": self.elapsed + (time.perf_counter() - wall_start),
             "lr": self.optimizer.param_groups[0]["lr"],
             "R": None if self.schedule is None else self.schedule(max(self.step - 1, 0)),
@@ -387,19 +490,31 @@ class _Run:
 
 def _summary(run: _Run, status: str, wall: float) -> dict[str, Any]:
     last = run.last or {}
-    return {"status": status, "config": config_to_dict(run.cfg, json_safe=True),
-            "epochs": last.get("epoch", 0), "steps": last.get("step", 0),
-            "best_test_acc": run.best_test_acc if run.best_test_acc >= 0 else None,
-            "best_epoch": run.best_epoch if run.best_test_acc >= 0 else None,
-            "final_test_acc": last.get("test_acc"), "final_train_loss": last.get("train_loss"),
-            "final_smoothed_loss": last.get("smoothed_loss"),
-            "final_train_acc": last.get("train_acc"), "wall_time": wall,
-            "parameters": sum(p.numel() for p in run.model.parameters()),
-            "smoothed_parameters": list(run.ple.smoothed_names) if run.ple is not None else []}
+    return {
+        "status": status,
+        "config": config_to_dict(run.cfg, json_safe=True),
+        "epochs": last.get("epoch", 0),
+        "steps": last.get("step", 0),
+        "best_test_acc": run.best_test_acc if run.best_test_acc >= 0 else None,
+        "best_epoch": run.best_epoch if run.best_test_acc >= 0 else None,
+        "final_test_acc": last.get("test_acc"),
+        "final_train_loss": last.get("train_loss"),
+        "final_smoothed_loss": last.get("smoothed_loss"),
+        "final_train_acc": last.get("train_acc"),
+        "wall_time": wall,
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "smoothed_parameters": list(run.ple.smoothed_names) if run.ple is not None else [],
+    }
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, callbacks: Iterable[TrainCallback] = ()) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Iterable[TrainCallback] = (),
+) -> dict[str, Any]:
     """Train one run described by ``cfg`` into the directory ``out_dir``.
 
     Parameters
@@ -435,12 +550,15 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
     hooks = tuple(callbacks)
     for cb in hooks:
         if not any(callable(getattr(cb, h, None)) for h in ("on_step", "on_epoch")):
-            raise TypeError(f"callbacks: {cb!r} has neither on_step(state) nor "
-                            "on_epoch(state, record)")
+            raise TypeError(
+                f"callbacks: {cb!r} has neither on_step(state) nor on_epoch(state, record)"
+            )
     paths = RunPaths(Path(out_dir))
     if not resume and (paths.log.exists() or paths.checkpoint.exists()):
-        raise FileExistsError(f"run directory {str(paths.root)!r} already holds a run; pass "
-                              "resume=True (--resume) to continue it, or choose another directory")
+        raise FileExistsError(
+            f"run directory {str(paths.root)!r} already holds a run; pass "
+            "resume=True (--resume) to continue it, or choose another directory"
+        )
     with torch_threads(cfg.threads):
         run = _Run(cfg, paths, progress, hooks)
         paths.root.mkdir(parents=True, exist_ok=True)
@@ -464,9 +582,16 @@ def _loop(run: _Run) -> str:
     cfg = run.cfg
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.epochs * run.steps_per_epoch, initial=run.epoch * run.steps_per_epoch,
-               file=sys.stderr, disable=not run.progress, desc="train", unit="step",
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=cfg.epochs * run.steps_per_epoch,
+        initial=run.epoch * run.steps_per_epoch,
+        file=sys.stderr,
+        disable=not run.progress,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+    )
     wall_start = time.perf_counter()
     status = "complete"
     try:
@@ -496,8 +621,10 @@ def _loop(run: _Run) -> str:
             run.notify("on_epoch", rec)
     except (NonFiniteError, CallbackError) as exc:
         status = f"stopped: {exc}"
-        print(f"anisotropy train: {status}; kept the last good checkpoint "
-              f"({run.paths.checkpoint})", file=sys.stderr)
+        print(
+            f"anisotropy train: {status}; kept the last good checkpoint ({run.paths.checkpoint})",
+            file=sys.stderr,
+        )
     finally:
         bar.close()
     run.elapsed += time.perf_counter() - wall_start
