@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -156,14 +157,16 @@ def verify(fact: Fact) -> FactResult:
     try:
         symbolic = bool(fact.prove() is True)
     except Exception as exc:  # a proof that crashes proves nothing; report why
-        symbolic, _ = False, notes.append(f"proof raised {exc!r}")
+        symbolic = False
+        notes.append(f"proof raised {exc!r}")
     try:
         with warnings.catch_warnings():
             # an inaccurate quadrature must fail the check, not pass with a warning
             warnings.simplefilter("error", integrate.IntegrationWarning)
             err = float(fact.check())
     except Exception as exc:
-        err, _ = math.nan, notes.append(f"check raised {exc!r}")
+        err = math.nan
+        notes.append(f"check raised {exc!r}")
     return FactResult(fact.name, fact.statement, symbolic, err, fact.tol, "; ".join(notes))
 
 
@@ -305,7 +308,7 @@ def fact_normaliser(claim: Callable[[sp.Expr, sp.Expr], sp.Expr] | None = None) 
     def check():
         err = 0.0
         for R_, k_ in RK_POINTS:
-            q = _quad_kernel(lambda xv: _K(xv, R_, k_), R_, k_)
+            q = _quad_kernel(functools.partial(_K, R_=R_, k_=k_), R_, k_)
             err = max(
                 err, _rel(claimed_num(R_, k_), q), _rel(math.exp(kernels.log_normaliser(R_, k_)), q)
             )
@@ -324,18 +327,16 @@ def fact_convolution() -> Fact:
         conv = sp.integrate(sps.density(U)(t) * sps.density(L)(z - t), (t, -sp.oo, sp.oo))
         return _zero(conv - kernel_expr(z) / Z1)
 
+    def density(tv, zv, R_, k_):  # the integrand: Uniform(-R, R) density x logistic at zv - tv
+        return stats.logistic.pdf(zv - tv, scale=1 / (2 * k_)) / (2 * R_)
+
     def check():
         err = 0.0
         for R_, k_ in RK_POINTS[:4]:
             zs = np.linspace(-2 * R_ - 3 / k_, 2 * R_ + 3 / k_, 7)
             dens = kernels.kernel(zs, R=R_, k=k_) / math.exp(kernels.log_normaliser(R_, k_))
-            for zv, dv in zip(zs, dens):
-                conv = _quad(
-                    lambda tv: stats.logistic.pdf(zv - tv, scale=1 / (2 * k_)) / (2 * R_),
-                    -R_,
-                    R_,
-                    points=(zv,),
-                )
+            for zv, dv in zip(zs, dens, strict=True):
+                conv = _quad(functools.partial(density, zv=zv, R_=R_, k_=k_), -R_, R_, points=(zv,))
                 err = max(err, abs(conv - dv) / dens.max())
         return err
 
@@ -365,7 +366,7 @@ def fact_kernel_cdf() -> Fact:
             c = math.exp(-kernels.log_normaliser(R_, k_))
             lo = -R_ - TAIL_SCALES / (2 * k_)
             for zv in np.linspace(-2 * R_ - 2 / k_, 2 * R_ + 2 / k_, 5):
-                q = c * _quad(lambda xv: _K(xv, R_, k_), lo, zv, points=(-R_, 0.0, R_))
+                q = c * _quad(functools.partial(_K, R_=R_, k_=k_), lo, zv, points=(-R_, 0.0, R_))
                 closed = (
                     np.logaddexp(0, 2 * k_ * (zv + R_)) - np.logaddexp(0, 2 * k_ * (zv - R_))
                 ) / (4 * k_ * R_)
@@ -392,10 +393,13 @@ def fact_kernel_variance(claim: Callable[[sp.Expr, sp.Expr], sp.Expr] | None = N
         )
         return _zero(var - claimed)
 
+    def second_moment(xv, R_, k_):
+        return xv * xv * _K(xv, R_, k_)
+
     def check():
         err = 0.0
         for R_, k_ in RK_POINTS:
-            m2 = _quad_kernel(lambda xv: xv * xv * _K(xv, R_, k_), R_, k_)
+            m2 = _quad_kernel(functools.partial(second_moment, R_=R_, k_=k_), R_, k_)
             err = max(err, _rel(claimed_num(R_, k_), m2 / math.exp(kernels.log_normaliser(R_, k_))))
         return err
 
@@ -412,16 +416,14 @@ def fact_heat_normaliser(claim: Callable[[sp.Expr], sp.Expr] | None = None) -> F
     def prove():
         return _zero(sp.integrate(sp.exp(-gamma / 2 * x**2), (x, -sp.oo, sp.oo)) - claimed)
 
+    def heat(xv, g):
+        return math.exp(float(kernels.heat_log_kernel(xv, gamma=g)))
+
     def check():
         err = 0.0
         for g in (1e-2, 1.0, 30.0, 1e4):
             edge = 40.0 / math.sqrt(g)  # e^{-800} beyond
-            q = _quad(
-                lambda xv: math.exp(float(kernels.heat_log_kernel(xv, gamma=g))),
-                -edge,
-                edge,
-                points=(0.0,),
-            )
+            q = _quad(functools.partial(heat, g=g), -edge, edge, points=(0.0,))
             err = max(
                 err, _rel(claimed_num(g), q), _rel(math.exp(kernels.heat_log_normaliser(g)), q)
             )
@@ -442,13 +444,20 @@ def _plea(losses: np.ndarray, b: float = 1.0) -> float:
 
 
 def _reduce(losses: np.ndarray, reduction: str, b: float = 1.0) -> float:
-    """The package's :func:`anisotropy.smoothing.losses.reduce_losses` in float64 (imports torch)."""
+    """The package's :func:`anisotropy.smoothing.losses.reduce_losses` in float64.
+
+    Imports torch.
+    """
     import torch
 
-    from anisotropy.smoothing.losses import reduce_losses
+    from anisotropy.smoothing.losses import REDUCTIONS, reduce_losses
 
     return float(
-        reduce_losses(torch.as_tensor(losses, dtype=torch.float64), reduction=reduction, beta=b)
+        reduce_losses(
+            torch.as_tensor(losses, dtype=torch.float64),
+            reduction=check_choice("reduction", reduction, REDUCTIONS),
+            beta=b,
+        )
     )
 
 
@@ -523,7 +532,8 @@ def fact_plea_gradient() -> Fact:
         return _zero(sp.diff(F, w) - claim)
 
     def check():
-        # central differences of the reference, and autograd of anisotropy.smoothing.losses.reduce_losses
+        # central differences of the reference, and autograd of
+        # anisotropy.smoothing.losses.reduce_losses
         import torch
 
         from anisotropy.smoothing.losses import reduce_losses
@@ -594,8 +604,8 @@ def fact_masked_distance() -> Fact:
     d = lambda q: softplus(2 * k * (q - R)) + softplus(-2 * k * (q + R))
 
     def prove():  # literal eq 13, d(dW*U), minus (N-|U|) d(0) is the sum over the support
-        literal = sum(d(q * m) for q, m in zip(dws, mask))
-        partial = sum(d(q) for q, m in zip(dws, mask) if m)
+        literal = sum(d(q * m) for q, m in zip(dws, mask, strict=True))
+        partial = sum(d(q) for q, m in zip(dws, mask, strict=True) if m)
         return _zero(literal - (len(mask) - sum(mask)) * d(sp.Integer(0)) - partial)
 
     def check():
@@ -637,15 +647,16 @@ def fact_box_quadratic() -> Fact:
     def prove():
         return _zero(sp.integrate(sp.exp(-lam / 2 * (w - c) ** 2), (w, W - R, W + R)) - claim)
 
+    def integrand(xv, lv, Wv, cv, Rv):
+        return math.exp(-lv / 2 * (Wv + xv - cv) ** 2) * _K(xv, Rv, math.inf)
+
     def check():
         # the erf difference cancels when both arguments are large and of one sign (relative
         # error ~1e-16/difference), so the closed form is evaluated with 30-digit mpmath here
         f = sp.lambdify((lam, W, c, R), claim, "mpmath")
         err = 0.0
         for lv, Wv, cv, Rv in ((1.0, 0.0, 0.3, 1.0), (20.0, 1.0, -0.5, 0.1), (0.1, 2.0, 0.0, 3.0)):
-            q = _quad(
-                lambda xv: math.exp(-lv / 2 * (Wv + xv - cv) ** 2) * _K(xv, Rv, math.inf), -Rv, Rv
-            )
+            q = _quad(functools.partial(integrand, lv=lv, Wv=Wv, cv=cv, Rv=Rv), -Rv, Rv)
             with mpmath.workdps(30):
                 err = max(err, _rel(float(f(lv, Wv, cv, Rv)), q))
         return err
@@ -670,15 +681,16 @@ def fact_heat_quadratic() -> Fact:
         )
         return _zero(integral / claim - 1)
 
+    def integrand(xv, lv, gv, Dv):
+        return math.exp(-lv / 2 * (xv + Dv) ** 2 + float(kernels.heat_log_kernel(xv, gamma=gv)))
+
     def check():
         f = sp.lambdify((lam, gamma, D), claim, "math")
         err = 0.0
         for lv, gv, Dv in ((1.0, 1.0, 0.5), (20.0, 0.5, -1.0), (0.1, 30.0, 2.0)):
             edge = 40.0 / math.sqrt(gv)
             q = _quad(
-                lambda xv: math.exp(
-                    -lv / 2 * (xv + Dv) ** 2 + float(kernels.heat_log_kernel(xv, gamma=gv))
-                ),
+                functools.partial(integrand, lv=lv, gv=gv, Dv=Dv),
                 -edge,
                 edge,
                 points=(0.0, -Dv),

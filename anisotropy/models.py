@@ -20,7 +20,7 @@ gain of the activation, biases start at zero.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 from torch import nn
 
@@ -47,7 +47,10 @@ ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 _ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
-def _init(model: nn.Module, activation: str) -> nn.Module:
+_Net = TypeVar("_Net", bound=nn.Module)
+
+
+def _init(model: _Net, activation: Activation) -> _Net:
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.kaiming_normal_(m.weight, nonlinearity=activation)

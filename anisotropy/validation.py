@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -65,7 +65,10 @@ def check_probability(name: str, value: Any) -> float:
     return v
 
 
-def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[_Choice]) -> _Choice:
     """Check that ``value`` is one of ``choices``; the error lists the valid ones."""
     choices = tuple(choices)
     if value not in choices:

@@ -1,6 +1,7 @@
 """Benchmark of the cooling fits: 4 layers x 10,000 epochs, 200 bootstrap resamples.
 
-Run:  OMP_NUM_THREADS=1 python benchmarks/bench_cooling.py [--epochs 10000] [--boot 200] [--png PATH]
+Run:  OMP_NUM_THREADS=1 python benchmarks/bench_cooling.py \\
+          [--epochs 10000] [--boot 200] [--png PATH]
 
 Prints wall times (best of ``--repeat``) of
 
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     )
     for law in LAW_NAMES:
         t, _ = best_of(
-            lambda: fit_law(panel, law, uncertainty="bootstrap", n_boot=a.boot, rng=0), 1
+            lambda law=law: fit_law(panel, law, uncertainty="bootstrap", n_boot=a.boot, rng=0), 1
         )
         print(f"  {law:<28} bootstrap fit {t:7.3f} s")
     t, res = best_of(lambda: analyse(data, CoolingConfig()), 1)

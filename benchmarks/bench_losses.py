@@ -135,7 +135,7 @@ def time_steps(steps, x, t, cfg) -> dict[str, float]:
     for _ in range(cfg.warmup):
         for v in names:
             steps[v](x, t)
-    times = {v: [] for v in names}
+    times: dict[str, list[float]] = {v: [] for v in names}
     for _ in range(cfg.repeats):
         for v in names:  # round-robin: load changes hit every variant alike
             sync()

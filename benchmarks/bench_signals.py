@@ -64,6 +64,8 @@ class _Welford:
     def update(self) -> None:
         self.n += 1
         for name, p in self.layers.items():
+            if p.grad is None:
+                raise ValueError(f"layer {name!r} has no gradient: call backward() first")
             g = p.grad.detach().to(torch.float64)
             for i, x in enumerate((g.abs().mean(), g)):
                 if self.n == 1:

@@ -1,6 +1,7 @@
 """Seeded recovery study of the cooling analysis on synthetic ground truth.
 
-Run:  OMP_NUM_THREADS=1 python benchmarks/cooling_recovery.py [--reps 50] [--out benchmarks/cooling_recovery.md]
+Run:  OMP_NUM_THREADS=1 python benchmarks/cooling_recovery.py \\
+          [--reps 50] [--out benchmarks/cooling_recovery.md]
 
 Tables (markdown, printed and written to ``--out``):
 
@@ -29,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.cooling import build_panel, compare, fit_law, late_onset
+from analysis.cooling.fit import LawFit, NoiseModel, Uncertainty, Weights
 from analysis.cooling.laws import LAW_NAMES
 from analysis.cooling.regimes import signal_maximum
 from analysis.cooling.synthetic import SyntheticSpec, generate
@@ -69,7 +71,7 @@ def law_table(reps, seed0=10_000):
             for s in range(reps):
                 d, _ = generate(_spec(law, noise, 0.5), seed0 + s)
                 p = build_panel(d, "signal", ONSET)
-                fits = {n: fit_law(p, n) for n in LAW_NAMES}
+                fits: dict[str, LawFit] = {n: fit_law(p, n) for n in LAW_NAMES}
                 sel += compare(fits).selected == law
                 f = fits[law]
                 if "beta" in TRUE[law]:
@@ -96,7 +98,7 @@ def law_table(reps, seed0=10_000):
 
 
 def coverage_table(reps, boot_reps, seed0=20_000):
-    cases = [
+    cases: list[tuple[Uncertainty, NoiseModel, Weights, int, int]] = [
         ("sandwich", "ar1", "logged", 400, reps),
         ("sandwich", "ar1", "logged", 2000, reps),
         ("sandwich", "ar1", "uniform", 2000, reps),
@@ -132,7 +134,8 @@ def coverage_table(reps, boot_reps, seed0=20_000):
         )
         print("  ", rows[-1], flush=True)
     head = (
-        "| intervals | window (epochs) | replicates | coverage tau | coverage beta | binomial SE |\n"
+        "| intervals | window (epochs) | replicates "
+        "| coverage tau | coverage beta | binomial SE |\n"
         "|---|---|---|---|---|---|"
     )
     return head + "\n" + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows)
@@ -156,7 +159,7 @@ def onset_table(reps, seed0=30_000):
     try:
         import ruptures  # noqa: F401
 
-        methods = ("ols", "gls", "ruptures")
+        methods: tuple[str, ...] = ("ols", "gls", "ruptures")
     except ImportError:
         methods = ("ols", "gls")
     rows = []

@@ -180,7 +180,7 @@ def expand_grid(
             axes.append(list(vals))
         for combo in itertools.product(*axes):
             for seed in seeds:
-                settings = dict(zip(keys, combo))
+                settings = dict(zip(keys, combo, strict=True))
                 settings["seed"] = seed
                 frozen = _freeze(settings)
                 if frozen not in seen:

@@ -73,7 +73,7 @@ def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
 def is_complete(run_dir: str | Path) -> bool:
     """True when the run directory holds a summary with ``status == "complete"``."""
     s = read_summary(run_dir)
-    return bool(s) and s.get("status") == _STATUS_COMPLETE
+    return isinstance(s, dict) and s.get("status") == _STATUS_COMPLETE
 
 
 def result_columns(swept: Sequence[str] = ()) -> list[str]:

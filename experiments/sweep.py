@@ -83,7 +83,8 @@ class ExecutionOptions:
     scheduler: str | None = field(
         default=None,
         metadata={
-            "help": "address of a Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: local processes)"
+            "help": "address of a Dask scheduler, e.g. tcp://10.0.0.1:8786 "
+            "(default: local processes)"
         },
     )
     threads: int = field(default=1, metadata={"help": "torch threads per run"})
@@ -211,8 +212,8 @@ def _completed(
         return
     futures = {executor.submit(run_point, *args, **kwargs): p for p, args, kwargs in calls}
     for fut in cf.as_completed(futures):
-        exc = fut.exception()
-        yield futures[fut], (None if exc else fut.result()), exc
+        err = fut.exception()
+        yield futures[fut], (None if err else fut.result()), err
 
 
 def run_sweep(

@@ -335,7 +335,7 @@ def _mean_of_cell_diffs_welch(c8: Sequence[Arm], c4: Sequence[Arm]) -> Compariso
     degrees of freedom over all 2m groups."""
     parts = [(a.values.var(ddof=1) / a.n, a.n) for a in (*c8, *c4)]
     m = len(c8)
-    d = float(np.mean([a.values.mean() - b.values.mean() for a, b in zip(c8, c4)]))
+    d = float(np.mean([a.values.mean() - b.values.mean() for a, b in zip(c8, c4, strict=True)]))
     var = sum(p for p, _ in parts) / m**2
     se = math.sqrt(var)
     if var <= 0:
@@ -381,8 +381,8 @@ def _y8_no_better(rows: _Scan, look: _Look) -> Finding:
     if len(seeds) == 1 and None not in seeds and a8[0].n >= 2:
         order = sorted(a8[0].by_seed())
         p = paired(
-            [np.mean([a.by_seed()[s] for a in a8]) for s in order],
-            [np.mean([a.by_seed()[s] for a in a4]) for s in order],
+            [float(np.mean([a.by_seed()[s] for a in a8])) for s in order],
+            [float(np.mean([a.by_seed()[s] for a in a4])) for s in order],
         )
     e = evidence_from(
         p or w, welch_c=w, paired_c=p, alpha=ALPHA, critical=look.critical, design=look.design
@@ -673,8 +673,12 @@ def _sequential(
     for k, n in looks:
         keep = set(seeds[:n])
         scan = _Scan([r for r in rows if r.get("seed") in keep])
+
+        def critical(a: float, df: float, k: int = k) -> float:
+            return design.critical(k, alpha=a, df=df)
+
         look = _Look(
-            lambda a, df, k=k: design.critical(k, alpha=a, df=df),
+            critical,
             f"look {k + 1} of {len(design.looks)} (n = {n})",
         )
         v, text, nums = fn(scan, look)

@@ -292,7 +292,7 @@ def plot_curve(
     hi: np.ndarray,
     *,
     color: Any,
-    label: str,
+    label: str | None,
     lw: float = 1.5,
     alpha_band: float = 0.2,
     **kw: Any,

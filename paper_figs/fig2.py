@@ -33,7 +33,7 @@ def draw(ctx: FigureContext) -> FigureOutput:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     shades = plt.cm.Blues(np.linspace(0.95, 0.45, len(K_VALUES)))
     rows = []
-    for k, c in zip(K_VALUES, shades):
+    for k, c in zip(K_VALUES, shades, strict=True):
         a.plot(x, kernels.distance(x, R=R, k=k), color=c, label=f"k = {k:g}")
         b.plot(x, kernels.kernel(x, R=R, k=k), color=c, label=f"k = {k:g}")
         d0 = float(kernels.distance(np.array([0.0]), R=R, k=k)[0])

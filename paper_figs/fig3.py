@@ -50,7 +50,9 @@ def draw(ctx: FigureContext) -> FigureOutput:
     """Draw figure 3 and its table into ``ctx.out``."""
     rows = ctx.rows("fig3")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, metric, name in zip(axes, ("best_test_acc", "final_test_acc"), ("best", "final")):
+    for ax, metric, name in zip(
+        axes, ("best_test_acc", "final_test_acc"), ("best", "final"), strict=True
+    ):
         plot_vs_R(ax, rows, metric, label=label, offset=0.02)
         baseline_band(ax, select(rows, **{"smoothing.layers": "none"}), metric)
         ax.set_title(f"{name} test accuracy (PLA, y = 4)")

@@ -37,7 +37,7 @@ def draw(ctx: FigureContext) -> FigureOutput:
         "fig4_right": "3-layer FC, MNIST, PLA on every layer subset",
     }
     tables = []
-    for ax, exp in zip(axes, EXPERIMENTS):
+    for ax, exp in zip(axes, EXPERIMENTS, strict=True):
         rows = ctx.rows(exp)
         plot_vs_R(ax, rows, "best_test_acc", label=label, offset=0.015)
         baseline_band(ax, select(rows, **{"smoothing.layers": "none"}), "best_test_acc")

@@ -37,7 +37,7 @@ def draw(ctx: FigureContext) -> FigureOutput:
     fig, axes = plt.subplots(
         1, len(subsets), figsize=(5.5 * len(subsets), 4.2), squeeze=False, sharey=True
     )
-    for ax, subset in zip(axes[0], subsets):
+    for ax, subset in zip(axes[0], subsets, strict=True):
         sub = select(rows, **{"smoothing.layers": subset})
         base = np.array(subset_color(subset))
 

@@ -48,7 +48,7 @@ def forest_rows(results: Sequence[ClaimResult]) -> list[dict]:
         sign = -1.0 if nb.get("orientation") == "reversed" else 1.0
         test = nb.get("paired" if nb.get("test") == "paired" else "welch") or {}
 
-        def pp(key: str, src: dict = nb) -> float:
+        def pp(key: str, src: dict = nb, sign: float = sign) -> float:
             v = src.get(key)
             return 100 * sign * float(v) if isinstance(v, (int, float)) else math.nan
 

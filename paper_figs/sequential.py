@@ -72,6 +72,7 @@ alpha`` repeated interval is the ``1 - 2 (alpha / 2)`` TOST interval).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import typing
 from collections.abc import Sequence
@@ -135,7 +136,7 @@ def spending(t: float | np.ndarray, *, alpha: float = ALPHA) -> np.ndarray:
 
 def _check_looks(looks: Sequence[int]) -> tuple[int, ...]:
     lk = tuple(int(n) for n in looks)
-    if not lk or any(n < 2 for n in lk) or any(b <= a for a, b in zip(lk, lk[1:])):
+    if not lk or any(n < 2 for n in lk) or any(b <= a for a, b in itertools.pairwise(lk)):
         raise ValueError(f"looks must be increasing sample sizes >= 2, got {tuple(looks)!r}")
     return lk
 
@@ -156,14 +157,18 @@ def _boundaries(looks: tuple[int, ...], alpha: float) -> tuple[float, ...]:
         sd = math.sqrt(t[k] - t[k - 1])
         wf = w * f
 
-        def exit_prob(ck: float, k: int = k, sd: float = sd, wf: np.ndarray = wf) -> float:
+        def exit_prob(
+            ck: float, k: int = k, sd: float = sd, wf: np.ndarray = wf, u: np.ndarray = u
+        ) -> float:
             bk = ck * math.sqrt(t[k])
             return float(wf @ (sps.norm.cdf((-bk - u) / sd) + sps.norm.sf((bk - u) / sd)))
 
         if inc[k] <= 0 or exit_prob(_Z_MAX) >= inc[k]:
             ck = math.inf
         else:
-            ck = float(optimize.brentq(lambda x: exit_prob(x) - inc[k], 0.0, _Z_MAX, xtol=1e-10))
+            ck = float(
+                optimize.brentq(lambda x, k=k: exit_prob(x) - inc[k], 0.0, _Z_MAX, xtol=1e-10)
+            )
         c.append(ck)
         bk = min(ck, _Z_MAX) * math.sqrt(t[k])
         s = np.linspace(-bk, bk, _GRID)

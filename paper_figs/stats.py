@@ -272,7 +272,7 @@ def group_summary(
         iv = t_interval(vals, confidence=confidence)
         out.append(
             {
-                **dict(zip(by, key)),
+                **dict(zip(by, key, strict=True)),
                 "mean": iv.mean,
                 "ci_lo": iv.lo,
                 "ci_hi": iv.hi,

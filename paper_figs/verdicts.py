@@ -140,7 +140,7 @@ class Arm:
     def by_seed(self) -> dict[int, float]:
         if self.seeds is None:
             raise ValueError("this arm has no seeds")
-        return dict(zip(self.seeds, self.values.tolist()))
+        return dict(zip(self.seeds, self.values.tolist(), strict=True))
 
 
 def arm(

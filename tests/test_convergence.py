@@ -42,7 +42,7 @@ W = np.zeros(4)
 R = 1.0
 
 
-# ------------------------------------------------------------------------ analysis.convergence.rates
+# -------------------------------------------------------------------- analysis.convergence.rates
 def test_weighted_fit_is_unbiased_with_honest_standard_errors(rng):
     # 400 data sets from a known line with heteroscedastic known errors: the slopes
     # scatter with the reported slope_se (std of 400 slopes has relative se 3.5%).

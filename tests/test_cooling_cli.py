@@ -90,3 +90,59 @@ def test_errors_exit_with_status_2(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--laws", "gompertz"])
+
+
+# ----------------------------------------------------------------- --time step
+STEP_SPEC = SyntheticSpec(
+    params={"tau": 2000.0, "beta": 0.5},
+    rise_time=20.0,
+    onset=3000.0,
+    snr_crossing=400.0,
+    snr_width=100.0,
+    noise=0.05,
+    noise_std=0.05,
+)
+
+
+@pytest.fixture(scope="module")
+def step_run(tmp_path_factory):
+    from analysis.cooling.synthetic_steps import generate_steps, write_steps
+    from anisotropy.training.steplog import geometric_steps
+
+    d = tmp_path_factory.mktemp("steprun")
+    data, truth = generate_steps(STEP_SPEC, geometric_steps(200_000), 6)
+    write_steps(data, d)
+    args = ["cooling", str(d), "--time", "step", "--n-boot", "100", "--n-stability", "3"]
+    assert anisotropy_main(args) == 0
+    return d, truth
+
+
+def test_time_step_recovers_the_planted_regimes_and_law(step_run):
+    d, truth = step_run
+    assert not (d / "cooling.json").exists()  # the epoch analysis' files are not touched
+    res = load_result(d / "cooling_steps.json")
+    assert res["time_axis"] == "step" and res["data"]["time_axis"] == "step"
+    assert (d / "cooling_steps.png").stat().st_size > 10_000
+    reg = res["regimes"]
+    # signal maxima: within a quarter decade of the true ones (the smoothing spans 5 records,
+    # i.e. 5 steps at first and a factor 10^(4/20) = 1.6 on the geometric part)
+    for layer, t_true in truth["signal_max"].items():
+        assert abs(np.log10(reg["signal_max"][layer] / t_true)) < 0.25
+    # SNR crossing (planted at step 400, logistic width 100 steps): within 10%
+    for c in reg["snr_crossing"].values():
+        assert abs(c["epoch"] / truth["snr_crossing"] - 1) < 0.1
+    on = reg["late_onset"]  # planted at step 3000; records are 12% apart there
+    assert on["ci"][0] <= on["epoch"] <= on["ci"][1]
+    assert abs(np.log10(on["epoch"] / truth["onset"])) < 0.1
+    assert res["selected"] == truth["law"]
+    ci = res["laws"][truth["law"]]["ci"]
+    for k, v in truth["params"].items():  # sandwich 95% intervals (seeded run)
+        assert ci[k][0] <= v <= ci[k][1]
+    assert res["factorisation"]["signal"]["p_value"] > 0.01  # no planted drift
+
+
+def test_time_step_without_a_step_log_names_the_file_and_option(run, capsys):
+    assert main([str(run), "--time", "step"]) == 2
+    err = capsys.readouterr().err
+    assert "steps.jsonl" in err and "logging.steps = true" in err
+    assert load_result(run)["time_axis"] == "epoch"  # the default stays the epoch axis

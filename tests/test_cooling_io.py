@@ -7,6 +7,7 @@ import pytest
 
 from analysis.cooling import (
     CoolingConfig,
+    CoolingData,
     analyse,
     from_arrays,
     load,
@@ -143,3 +144,66 @@ def test_config_rejects_unknown_names():
         CoolingConfig(laws=["exponential", "logistic"])
     with pytest.raises(ValueError, match="uncertainty"):
         CoolingConfig(uncertainty="jackknife")
+
+
+# ----------------------------------------------------------------------- step log
+STEP_SPEC = SyntheticSpec(
+    params={"tau": 2000.0, "beta": 0.5},
+    rise_time=20.0,
+    onset=3000.0,
+    snr_crossing=400.0,
+    snr_width=100.0,
+    noise=0.05,
+    noise_std=0.05,
+)
+
+
+@pytest.fixture(scope="module")
+def step_grid():
+    from anisotropy.training.steplog import geometric_steps
+
+    return geometric_steps(200_000)  # the trainer's grid: steps 1..100, then 20 per decade
+
+
+def test_step_log_round_trip_keeps_windows_and_null_spreads(step_grid, tmp_path):
+    from analysis.cooling.synthetic_steps import generate_steps, write_steps
+
+    data, _ = generate_steps(STEP_SPEC, step_grid, 2)
+    write_steps(data, tmp_path)
+    back = load(tmp_path, time_axis="step")
+    assert back.time_axis == "step" and back.step == 1.0
+    np.testing.assert_array_equal(back.epochs, step_grid)
+    np.testing.assert_array_equal(back.batches, np.diff(np.r_[0, step_grid]))
+    np.testing.assert_array_equal(back.signal, data.signal)  # every record's signal is kept
+    one = back.batches == 1  # the dense start: one minibatch per record, no spread
+    assert one.sum() == 100
+    for c in ("signal_std", "grad_std_norm"):
+        assert np.all(np.isnan(getattr(back, c)[:, one])) and back.absent[c][:, one].all()
+        np.testing.assert_array_equal(getattr(back, c)[:, ~one], getattr(data, c)[:, ~one])
+    # null spreads are "missing", nothing else is flagged, and the geometric grid has no holes
+    kinds = {(i.kind, i.channel, len(i.epochs)) for i in back.issues}
+    assert kinds == {("missing", "signal_std", 100), ("missing", "grad_std_norm", 100)}
+    assert back.missing_epochs() == []
+    assert "missing at step(s) 1, 2, 3" in back.issues_report()
+    assert load(tmp_path / "steps.jsonl", time_axis="step").time_axis == "step"
+
+
+def test_step_log_absent_or_unreadable(data, tmp_path):
+    write_run(data, tmp_path)  # log.jsonl only: the run was trained without logging.steps
+    with pytest.raises(ValueError, match=r"no steps.jsonl.*logging.steps = true"):
+        load(tmp_path, time_axis="step")
+    with pytest.raises(ValueError, match=r"no steps.jsonl.*logging.steps = true"):
+        load(tmp_path / "steps.jsonl", time_axis="step")
+    assert load(tmp_path).time_axis == "epoch"  # the default axis is unchanged
+    write_csv(data, tmp_path / "s.csv")
+    with pytest.raises(ValueError, match="epoch column only"):
+        load(tmp_path / "s.csv", time_axis="step")
+    with pytest.raises(ValueError, match="time_axis must be one of"):
+        load(tmp_path, time_axis="minute")
+    rec = {"step": 3, "batches": 0, "layers": {"fc1": {"signal": 1.0}}}
+    (tmp_path / "steps.jsonl").write_text(json.dumps(rec) + "\n")
+    with pytest.raises(ValueError, match="steps.jsonl:1: batches must be an integer >= 1"):
+        load(tmp_path, time_axis="step")
+    with pytest.raises(ValueError, match="batches must hold 3 integer window sizes"):
+        sig, std = data.signal[:, :3], data.signal_std[:, :3]
+        CoolingData(data.epochs[:3], data.layers, sig, std, batches=[1, 0, 2])

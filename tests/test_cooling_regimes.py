@@ -47,7 +47,7 @@ def test_signal_maximum_and_snr_crossing():
         # the running mean of 3 epochs and integer epochs: within 2 epochs of the true maximum
         assert abs(found[layer] - t_max) <= 2.0
     for source in ("signal", "gradient"):
-        for layer, v in snr_crossing(d, source=source, smooth=3).items():
+        for v in snr_crossing(d, source=source, smooth=3).values():
             assert v["epoch"] == pytest.approx(truth["snr_crossing"], abs=1.0)
     # a ratio that never falls below 1 has no crossing, and says why
     flat = from_arrays(d.epochs, d.signal, d.signal * 0.5, layers=d.layers)

@@ -183,7 +183,7 @@ def test_stl10_errors(tmp_path, rng):
         load_dataset(DataConfig(name="stl10", root=str(tmp_path / "t")))
 
 
-# ----------------------------------------------------------------------------- digits, MNIST, synthetic
+# ------------------------------------------------------------------- digits, MNIST, synthetic
 
 
 def test_digits_split_is_a_deterministic_partition():
@@ -270,7 +270,7 @@ def test_minibatches_partition_the_epoch():
     a, b = list(minibatches(10, 4, generator=g1)), list(minibatches(10, 4, generator=g2))
     assert [len(i) for i in a] == [4, 4, 2]
     assert sorted(torch.cat(a).tolist()) == list(range(10))
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert torch.cat(list(minibatches(5, 2))).tolist() == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="batch_size"):
         list(minibatches(5, 0))

@@ -110,9 +110,9 @@ def test_conv_formula_against_explicit_triangular_matrix(case):
         conv_entropy_change(k, case["shape"], **kw), logdet, rtol=1e-10, atol=1e-10
     )
     if c == 1 and case["stride"] == case["dilation"] == 1:  # the seed's formula verbatim
-        (l, w), (p, q) = case["shape"], case["ks"]
+        (ell, w), (p, q) = case["shape"], case["ks"]
         assert float(logdet) == pytest.approx(
-            (l - p + 1) * (w - q + 1) * math.log(abs(float(k[0, 0, 0, 0]))), rel=1e-10
+            (ell - p + 1) * (w - q + 1) * math.log(abs(float(k[0, 0, 0, 0]))), rel=1e-10
         )
         torch.testing.assert_close(
             conv_entropy_change(k[0, 0], case["shape"]), logdet, rtol=1e-10, atol=1e-10
@@ -123,16 +123,16 @@ def test_conv_gaussian_conditional_entropy():
     """X ~ N(0, S) on all l*w pixels: given X_R, X_B ~ N(., S_BB - S_BR S_RR^-1 S_RB) and
     Y = T X_B + const, so H(Y | X_R) - H(X_B | X_R) is the formula."""
     g = torch.Generator().manual_seed(3)
-    l, w, p, q = 5, 4, 2, 2
+    ell, w, p, q = 5, 4, 2, 2
     k = torch.randn(p, q, generator=g, dtype=D)
-    S = _spd(l * w, g)
-    idx = torch.arange(l * w).reshape(l, w)
-    B = idx[: l - p + 1, : w - q + 1].reshape(-1)
-    R = torch.tensor(sorted(set(range(l * w)) - set(B.tolist())))
+    S = _spd(ell * w, g)
+    idx = torch.arange(ell * w).reshape(ell, w)
+    B = idx[: ell - p + 1, : w - q + 1].reshape(-1)
+    R = torch.tensor(sorted(set(range(ell * w)) - set(B.tolist())))
     cond = S[B][:, B] - S[B][:, R] @ torch.linalg.solve(S[R][:, R], S[R][:, B])
-    T = conv_block_matrix(k, (l, w))
+    T = conv_block_matrix(k, (ell, w))
     lhs = gaussian_entropy(T @ cond @ T.T) - gaussian_entropy(cond)
-    torch.testing.assert_close(lhs, conv_entropy_change(k, (l, w)), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(lhs, conv_entropy_change(k, (ell, w)), rtol=1e-9, atol=1e-9)
 
 
 def _fd_check(loss_fn, model, h=1e-6):
@@ -140,7 +140,7 @@ def _fd_check(loss_fn, model, h=1e-6):
     loss = loss_fn(model)
     params = [p for n, p in model.named_parameters() if n.endswith("weight")]
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    for p, gr in zip(params, grads):
+    for p, gr in zip(params, grads, strict=True):
         gr = torch.zeros_like(p) if gr is None else gr
         fd = torch.empty_like(p)
         with torch.no_grad():

@@ -318,12 +318,123 @@ def test_figure1_runs_the_cooling_analysis_when_missing(tmp_path):
     make.make_figures(["1"], opts, log=lambda s: None)
     d = tmp_path / "out" / "quick"
     assert (d / "fig1.png").stat().st_size > 10_000
-    assert len(list(runs.rglob("cooling.json"))) == 2  # one analysis per run, in its directory
+    assert (d / "fig1_gradients.png").stat().st_size > 10_000
+    # one analysis per run, cached next to the figure; the run directories are only read
+    assert len(list(d.glob("fig1_cooling_*_s0.json"))) == 2
+    assert not list(runs.rglob("cooling*.json"))
     rows = res_mod.read_results(d / "fig1_table.csv")
     assert {r["activation"] for r in rows} == {"relu", "tanh"}
     for r in rows:  # the planted onset (epoch 40) is inside the reported interval
+        assert r["time_axis"] == "epoch"  # no step log: the epoch axis
         lo, hi = (float(x) for x in r["late_onset_ci"].strip("[]").split(","))
-        assert lo <= 40 <= hi or abs(r["late_onset_epoch"] - 40) < 15
+        assert lo <= 40 <= hi or abs(r["late_onset"] - 40) < 15
+
+
+#: a synthetic step log with all three regimes planted (times in steps): signal maximum
+#: near steps 30-300 (rise 20 steps), SNR = 1 at step 400, common stretched-exponential
+#: decay from step 3000 to 200,000 (1.8 decades)
+STEP_SPEC = dict(
+    params={"tau": 2000.0, "beta": 0.5},
+    rise_time=20.0,
+    onset=3000.0,
+    snr_crossing=400.0,
+    snr_width=100.0,
+    noise=0.05,
+    noise_std=0.05,
+)
+
+
+def synthetic_step_runner(config, run_dir):
+    """Stand-in for a figure-1 run with the step log: ``log.jsonl`` and ``steps.jsonl``."""
+    from analysis.cooling.synthetic import SyntheticSpec
+    from analysis.cooling.synthetic_steps import generate_steps, write_steps
+    from anisotropy.training.steplog import geometric_steps
+
+    summary = synthetic_cooling_runner(config, run_dir)
+    data, _ = generate_steps(SyntheticSpec(**STEP_SPEC), geometric_steps(200_000), 6)
+    write_steps(data, run_dir)
+    return summary
+
+
+def test_figure1_on_the_step_log_finds_the_planted_regimes(tmp_path):
+    runs = tmp_path / "runs"
+    run_sweep(
+        load_experiment("fig1", "quick"),
+        out=runs,
+        runner=synthetic_step_runner,
+        threads=None,
+        log=lambda s: None,
+    )
+    opts = make.FiguresOptions(
+        scale="quick", runs=str(runs), out=str(tmp_path / "out"), draw_only=True
+    )
+    make.make_figures(["1"], opts, log=lambda s: None)
+    d = tmp_path / "out" / "quick"
+    rows = res_mod.read_results(d / "fig1_table.csv")
+    assert len(rows) == 2
+    for r in rows:
+        assert r["time_axis"] == "step" and r["last_time"] == 200_000
+        lo, hi = (float(x) for x in r["late_onset_ci"].strip("[]").split(","))
+        assert lo <= r["late_onset"] <= hi and abs(np.log10(r["late_onset"] / 3000)) < 0.1
+        assert abs(r["snr_crossing_median"] / 400 - 1) < 0.1
+        assert r["signal_law"] == "stretched_exponential"
+        for k in ("regime1", "regime2", "regime3"):
+            assert str(r[f"{k}_present"]) == "True" and r[k].startswith("present: ")
+        assert r["late_span_decades"] == pytest.approx(np.log10(200_000 / r["late_onset"]))
+        assert str(r["common_law_holds"]) == "True"
+    md = (d / "fig1_table.md").read_text()
+    assert "regime 1: present" in md and "step axis" in md
+    # the cached analyses are reused while the logs do not change, redone when they grow
+    cache = sorted(d.glob("fig1_cooling_*.json"))
+    stamp = [p.stat().st_mtime_ns for p in cache]
+    make.make_figures(["1"], opts, log=lambda s: None)
+    assert [p.stat().st_mtime_ns for p in cache] == stamp
+    steps = next(runs.rglob("steps.jsonl"))
+    lines = steps.read_text().splitlines()
+    steps.write_text("\n".join(lines[:-1]) + "\n")  # a different (shorter) log
+    make.make_figures(["1"], opts, log=lambda s: None)
+    assert sum(p.stat().st_mtime_ns != s for p, s in zip(cache, stamp, strict=True)) == 1
+
+
+def test_regime_verdicts_say_absent_and_why():
+    from analysis.cooling.synthetic import SyntheticSpec
+    from analysis.cooling.synthetic_steps import generate_steps
+    from anisotropy.training.steplog import geometric_steps
+    from paper_figs.fig1_regimes import regime_verdicts
+
+    # noise-dominated from the first window, the signal falling from step 1, a late window
+    # shorter than a decade (onset at step 30,000 of 200,000: 0.82 decades)
+    spec = SyntheticSpec(
+        **{**STEP_SPEC, "rise_time": 0.0, "onset": 30_000.0, "noise_ratio_early": 3.0}
+    )
+    data, _ = generate_steps(spec, geometric_steps(200_000), 1)
+    res = {
+        "time_axis": "step",
+        "selected": "exponential",
+        "laws": {"exponential": {"params": {"tau": 1.0}, "ci": {"tau": [0.5, 2.0]}}},
+        "regimes": {
+            "signal_max": {k: 1.0 for k in data.layers},
+            "snr_crossing": {
+                k: {"epoch": None, "note": "noise-dominated from the first epoch"}
+                for k in data.layers
+            },
+            "late_onset": {"epoch": 30_000.0, "ci": [25_000.0, 35_000.0]},
+            "late_window": [30_000.0, 200_000.0],
+        },
+        "factorisation": {"signal": {"p_value": 0.5}},
+        "config": {"level": 0.95},
+    }
+    v = regime_verdicts(res, data)
+    assert v["early_snr"]["n_above"] == 0 and v["early_snr"]["t_first"] == 112
+    assert v["regime1"].startswith("absent: SNR < 1 in all") and "first logged step" in v["regime1"]
+    assert "not resolved" in v["regime1"]  # the one-minibatch start has no spread
+    assert v["regime2"].startswith("absent: no downward SNR crossing")
+    assert "first step" in v["regime2"]
+    assert v["late_span_decades"] == pytest.approx(np.log10(200_000 / 30_000))
+    assert v["regime3"].startswith("absent: ") and "not sub-exponential" in v["regime3"]
+    assert "needs last/onset >= 10" in v["regime3"]
+    assert v["common_law"].startswith("holds") and v["common_law_holds"] is True
+    assert not any(v[f"regime{i}_present"] for i in (1, 2, 3))
 
 
 # ------------------------------------------------------- paired, negligible, sequential

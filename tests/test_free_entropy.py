@@ -281,7 +281,7 @@ def test_surrogate_kernel_averages_against_quad(spec):
     if spec.finite_k:
         p = np.where(q == 0, np.clip(p, -spec.k, spec.k), p)
     got = log_surrogate_averages(p, q, spec)
-    for pi, qi, gi in zip(p, q, got):
+    for pi, qi, gi in zip(p, q, got, strict=True):
         if spec.kind == "gaussian":
             lo, hi, pts = -np.inf, np.inf, None
             logk = lambda x: -0.5 * spec.gamma * x * x - 0.5 * math.log(2 * math.pi / spec.gamma)
@@ -293,25 +293,25 @@ def test_surrogate_kernel_averages_against_quad(spec):
             )
             lz = log_normaliser(spec.R, spec.k, 1)
             if spec.finite_k:
-                logk = lambda x: (
+                logk = lambda x, lz=lz: (
                     -math.log1p(math.exp(-2 * spec.k * (spec.R - x)))
-                    - math.log1p(
-                        math.exp(-2 * spec.k * (spec.R + x))
-                    )
+                    - math.log1p(math.exp(-2 * spec.k * (spec.R + x)))
                     - lz
                 )
             else:
-                logk = lambda x: -lz
+                logk = lambda x, lz=lz: -lz
         xs = np.linspace(lo if np.isfinite(lo) else -50, hi if np.isfinite(hi) else 50, 20001)
         shift = max(-(pi * x + 0.5 * qi * x * x) + logk(x) for x in xs)
-        f = lambda x: math.exp(-(pi * x + 0.5 * qi * x * x) + logk(x) - shift)
+        f = lambda x, pi=pi, qi=qi, logk=logk, shift=shift: math.exp(
+            -(pi * x + 0.5 * qi * x * x) + logk(x) - shift
+        )
         if pts is None:
             val = integrate.quad(f, lo, hi, epsabs=0, epsrel=1e-12, limit=500)[0]
         else:
             edges = [lo, *[x for x in pts if lo < x < hi], hi]
             val = sum(
                 integrate.quad(f, a, b, epsabs=0, epsrel=1e-12, limit=500)[0]
-                for a, b in zip(edges[:-1], edges[1:])
+                for a, b in zip(edges[:-1], edges[1:], strict=True)
             )
         assert gi == pytest.approx(shift + math.log(val), abs=1e-9, rel=1e-10), (pi, qi)
 

@@ -147,12 +147,12 @@ def triangle_free_entropy(a, beta, mask):
     """Exact F = -log int exp(-beta L(W + x)) K(x) dx, per coordinate by quadrature."""
     F = 0.0
     for i in range(W.size):
-        Li = lambda x: 0.5 * LAM[i] * (W[i] + x - C[i]) ** 2
+        Li = lambda x, i=i: 0.5 * LAM[i] * (W[i] + x - C[i]) ** 2
         if not mask[i]:
             F += beta * Li(0.0)
             continue
         val = integrate.quad(
-            lambda x: math.exp(-beta * Li(x)) * max(0.0, 1.0 - abs(x) / a),
+            lambda x, Li=Li: math.exp(-beta * Li(x)) * max(0.0, 1.0 - abs(x) / a),
             -a,
             a,
             points=[0.0, C[i] - W[i]] if abs(C[i] - W[i]) < a else [0.0],

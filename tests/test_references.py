@@ -39,7 +39,7 @@ def quad_box_F(w, lam, c, R, beta, mask):
         if mask is not None and not mask[i]:
             F += beta * L(0.0)
         else:
-            F -= math.log(brute_1d(lambda x: math.exp(-beta * L(x)), -R, R))
+            F -= math.log(brute_1d(lambda x, L=L: math.exp(-beta * L(x)), -R, R))
     return F
 
 
@@ -59,11 +59,7 @@ def test_quadratic_box_two_dims_dblquad():
     # The full 2-D defining integral (not separated) against the product formula.
     w, lam, c, R = W[:2], LAM[:2], C[:2], 0.45
     f = lambda x2, x1: math.exp(
-        -0.5
-        * (
-            lam[0] * (w[0] + x1 - c[0]) ** 2
-            + lam[1] * (w[1] + x2 - c[1]) ** 2
-        )
+        -0.5 * (lam[0] * (w[0] + x1 - c[0]) ** 2 + lam[1] * (w[1] + x2 - c[1]) ** 2)
     )
     val, _ = integrate.dblquad(f, -R, R, -R, R, epsabs=0, epsrel=1e-11)
     assert ref.quadratic_box_free_entropy(w, lam=lam, c=c, R=R) == pytest.approx(
@@ -81,7 +77,7 @@ def test_quadratic_box_extreme_curvature_and_flat():
     mp = mpmath.mp
     mp.dps = 50
     expect = 0
-    for li, wi in zip(lam, w):
+    for li, wi in zip(lam, w, strict=True):
         if li == 0:
             expect -= mpmath.log(2 * R)
             continue
@@ -136,7 +132,9 @@ def test_gaussian_matches_quad(mask):
             F += beta * L(0.0)
         else:
             F -= math.log(
-                brute_1d(lambda x: math.exp(-beta * L(x) - 0.5 * gamma * x * x), -np.inf, np.inf)
+                brute_1d(
+                    lambda x, L=L: math.exp(-beta * L(x) - 0.5 * gamma * x * x), -np.inf, np.inf
+                )
             )
     assert got == pytest.approx(F, rel=TOL)
 
@@ -153,9 +151,7 @@ def test_finite_k_matches_brute_force(k):
     for i in (0, 2):
         f = lambda x, i=i: (
             math.exp(-beta * 0.5 * LAM[i] * (W[i] + x - C[i]) ** 2)
-            * float(
-                kernel(np.float64(x), R=R, k=k)
-            )
+            * float(kernel(np.float64(x), R=R, k=k))
         )
         F -= math.log(brute_1d(f, -span, span, points=[-R, R, C[i] - W[i]]))
     assert got == pytest.approx(F, rel=1e-8)
@@ -287,9 +283,7 @@ def test_paper_m_limit():
     for i in range(3):
         f = lambda x, i=i: (
             math.exp(-0.5 * LAM[i] * (W[i] + x - C[i]) ** 2)
-            * float(
-                kernel(np.float64(x), R=R, k=k)
-            )
+            * float(kernel(np.float64(x), R=R, k=k))
             / (2 * R)
         )
         expect -= math.log(brute_1d(f, -R, R))

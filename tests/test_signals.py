@@ -94,7 +94,8 @@ def test_running_statistics_match_a_direct_computation_over_batches():
 
 def test_shifted_sums_keep_the_variance_of_gradients_with_a_large_offset():
     """Sum-of-squares in float64 would lose a variance of 1e-6 under an offset of 1e8
-    (cancellation error ~ 1e16 * 2e-16 ~ 1); sums shifted by the first batch keep it to ~1e-9 relative."""
+    (cancellation error ~ 1e16 * 2e-16 ~ 1); sums shifted by the first batch keep it to
+    ~1e-9 relative."""
     p = nn.Parameter(torch.zeros(3, 2, dtype=torch.float64))
     acc = SignalAccumulator({"w": p})
     rng = np.random.default_rng(3)

@@ -1,5 +1,7 @@
 """Geometric step schedule of the step log (figure 1's early regimes)."""
 
+import itertools
+
 import pytest
 
 from anisotropy.training.steplog import geometric_steps
@@ -9,9 +11,9 @@ def test_dense_start_then_fixed_number_per_decade():
     steps = geometric_steps(100_000, dense=100, per_decade=20)
     assert steps[:100] == list(range(1, 101))
     assert steps[-1] == 100_000
-    assert all(b > a for a, b in zip(steps, steps[1:]))
+    assert all(b > a for a, b in itertools.pairwise(steps))
     # beyond the dense start, consecutive ratios are 10^(1/20) up to rounding to integers
-    ratios = [b / a for a, b in zip(steps[100:], steps[101:])]
+    ratios = [b / a for a, b in itertools.pairwise(steps[100:])]
     assert max(ratios) <= 10 ** (1 / 20) * (1 + 1 / 100) and min(ratios) >= 10 ** (1 / 20) / 1.01
     # 3 decades after step 100 at 20 per decade: 60 steps (the last one is `last` itself)
     assert len(steps) == 100 + 60

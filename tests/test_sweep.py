@@ -321,14 +321,17 @@ def write_tiny(tmp_path: Path, epochs=(1,), layers='[["fc1"]]') -> Path:
 def test_dask_local_cluster_runs_the_sweep_over_loopback(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     exp = load_experiment(write_tiny(tmp_path, layers='[["fc1"], []]'), "quick")
-    with _quiet_dask(), distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=False,
-        host="127.0.0.1",
-        protocol="tcp://",
-        dashboard_address=None,
-    ) as cluster:
+    with (
+        _quiet_dask(),
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=False,
+            host="127.0.0.1",
+            protocol="tcp://",
+            dashboard_address=None,
+        ) as cluster,
+    ):
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         with sweep.make_executor(scheduler=cluster.scheduler_address) as ex:
             res = sweep.run_sweep(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 
@@ -81,7 +82,7 @@ def test_log_summary_and_run_directory(tmp_path):
     assert [r["best_test_acc"] for r in lines] == [
         max(x["test_acc"] for x in lines[: i + 1]) for i in range(3)
     ]
-    assert all(a["wall_time"] < b["wall_time"] for a, b in zip(lines, lines[1:]))
+    assert all(a["wall_time"] < b["wall_time"] for a, b in itertools.pairwise(lines))
     assert summary["status"] == "complete" and summary["epochs"] == 3 and summary["steps"] == 18
     assert summary["final_test_acc"] == lines[-1]["test_acc"]
     assert summary["best_test_acc"] == max(r["test_acc"] for r in lines)
@@ -126,7 +127,7 @@ def test_vanishing_radius_reproduces_plain_training(tmp_path):
         read_jsonl(tmp_path / "plain" / "log.jsonl"),
         read_jsonl(tmp_path / "tiny" / "log.jsonl"),
     )
-    for ra, rb in zip(la, lb):
+    for ra, rb in zip(la, lb, strict=True):
         assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
         assert rb["smoothed_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
         assert rb["test_acc"] == ra["test_acc"]
@@ -326,7 +327,7 @@ def test_radius_schedules():
         end = 0.1 if kind == "constant" else 0.001
         assert f(10) == pytest.approx(end) and f(25) == pytest.approx(end)
         vals = [f(i) for i in range(11)]
-        assert all(a >= b for a, b in zip(vals, vals[1:]))
+        assert all(a >= b for a, b in itertools.pairwise(vals))
     assert radius_schedule("linear", R=0.1, R_final=0.0, total_steps=4)(2) == pytest.approx(0.05)
     assert radius_schedule("exponential", R=0.1, R_final=0.001, total_steps=4)(2) == pytest.approx(
         0.01

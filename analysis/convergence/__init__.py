@@ -8,18 +8,15 @@ from .plot import plot_study
 from .rates import LinearFit, RepetitionStats, log_std_se, repetition_stats, weighted_linear_fit
 from .reference import QuadraticReference, quadratic_box_log_average
 from .study import (
-    CSV_COLUMNS,
     METHODS,
     ConvergenceStudy,
     ConvergeOptions,
     Method,
-    QuadraticReference,
     main,
     reference_from_options,
     replicate,
     resolve_options,
     run_convergence,
-    write_study,
 )
 from .theory import (
     DeltaMethod,
@@ -48,7 +45,6 @@ __all__ = [
     "METHODS",
     "CSV_COLUMNS",
     "ConvergeOptions",
-    "QuadraticReference",
     "ConvergenceStudy",
     "resolve_options",
     "reference_from_options",
@@ -56,7 +52,5 @@ __all__ = [
     "run_convergence",
     "write_study",
     "main",
-    "CSV_COLUMNS",
-    "write_study",
     "plot_study",
 ]

@@ -27,7 +27,7 @@ def _fit_or_none(x, v, se) -> LinearFit | None:
 
 
 def _constant(fit: LinearFit | None, predicted: float, slope_predicted: float) -> dict | None:
-    """Intercept of ``value * y^p`` vs ``1/y`` (the ``y -> inf`` constant) against the prediction."""
+    """Intercept of ``value * y^p`` vs ``1/y`` (the ``y -> inf`` constant) vs the prediction."""
     if fit is None or fit.n_points < 3:
         return None
     return dict(
@@ -138,7 +138,7 @@ def fit_k_study(rows: list[dict], c2: float, *, R: float, k_fit_min: float) -> d
     fit = _fit_or_none(np.log(k[sel]), np.log(d[sel]), np.ones(int(sel.sum())))
     scaled = k**2 * d
     err = scaled - c2
-    ratios = [float(a / b) for a, b in zip(err[sel][:-1], err[sel][1:]) if b != 0]
+    ratios = [float(a / b) for a, b in zip(err[sel][:-1], err[sel][1:], strict=True) if b != 0]
     return dict(
         slope=fit.slope if fit else None,
         # unit weights: the OLS standard error is slope_se times the residual scale

@@ -1,5 +1,6 @@
 """The figure of ``anisotropy converge``: log-log panels of bias, std and RMSE vs y, and of
-``F(R,k) - F(R,inf)`` vs k, with the predicted lines (a bare Figure with the Agg canvas: no pyplot state, no display)."""
+``F(R,k) - F(R,inf)`` vs k, with the predicted lines (a bare Figure with the Agg canvas:
+no pyplot state, no display)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def plot_study(study: ConvergenceStudy, path) -> None:
     """Draw the study into the PNG file ``path`` (written atomically).
 
     One panel per method with ``|bias|`` (error bars ``bias_se``; hollow markers
-    where the bias is not resolvable, see :func:`analysis.convergence.study.fit_method`), ``std``, and the first-order
-    delta-method lines where they exist; one panel of the RMSE of every method;
-    one panel of ``F(R,k) - F(R,inf)`` with ``C_2/k^2``.
+    where the bias is not resolvable, see :func:`analysis.convergence.study.fit_method`),
+    ``std``, and the first-order delta-method lines where they exist; one panel of the
+    RMSE of every method; one panel of ``F(R,k) - F(R,inf)`` with ``C_2/k^2``.
     """
     import matplotlib
     from matplotlib.figure import Figure
@@ -39,7 +40,7 @@ def plot_study(study: ConvergenceStudy, path) -> None:
     fig = Figure(figsize=(4.2 * ncols, 3.4 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, method in zip(axes, methods):
+    for ax, method in zip(axes, methods, strict=False):
         rows = [r for r in study.rows if r["study"] == "y" and r["method"] == method]
         y, bias, bse, std, n = (_column(rows, k) for k in ("y", "bias", "bias_se", "std", "n_rep"))
         sig = (std * np.sqrt(n) > 2 * o.bias_z) & (bias > 0) & (y >= o.bias_fit_y_min)

@@ -1,6 +1,7 @@
 r"""The analytic reference of the convergence studies: a coupled quadratic with exact moments.
 
-:math:`L(W) = \tfrac12 (W-c)^T A (W-c)`, :math:`A = D^{1/2}\,[(1-\rho) I + \rho\,\mathbf 1\mathbf 1^T]\,D^{1/2}`,
+:math:`L(W) = \tfrac12 (W-c)^T A (W-c)`,
+:math:`A = D^{1/2}\,[(1-\rho) I + \rho\,\mathbf 1\mathbf 1^T]\,D^{1/2}`,
 ``D = diag(lam)``, coupling ``rho`` in ``(-1/(N-1), 1)`` (positive definite).
 With ``rho = 0`` it is the separable quadratic of the closed-form references.  Every
 quantity the studies compare with is exact (:mod:`analysis.free_entropy.references`):

@@ -38,6 +38,7 @@ import math
 import sys
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -65,8 +66,8 @@ __all__ = [
 ]
 
 #: Full-study and --quick defaults of the options left as ``None``.
-FULL_DEFAULTS = dict(y_max_log2=17, n_rep=200, budget=2**24, k_max_log2=10)
-QUICK_DEFAULTS = dict(y_max_log2=12, n_rep=50, budget=2**21, k_max_log2=8)
+FULL_DEFAULTS: dict[str, Any] = dict(y_max_log2=17, n_rep=200, budget=2**24, k_max_log2=10)
+QUICK_DEFAULTS: dict[str, Any] = dict(y_max_log2=12, n_rep=50, budget=2**21, k_max_log2=8)
 
 #: Largest number of kernel draws (rows of N coordinates) held in memory at once by
 #: the vectorised repetitions: 2^20 x N float64 is 32 MiB for N = 4.
@@ -100,8 +101,8 @@ class ConvergeOptions:
     budget: int | None = dataclasses.field(
         default=None,
         metadata=_help(
-            "loss evaluations per grid point for mc/antithetic: n = clip(budget // y, n_rep, max_rep) "
-            "(full 2^24, quick 2^21)"
+            "loss evaluations per grid point for mc/antithetic: "
+            "n = clip(budget // y, n_rep, max_rep) (full 2^24, quick 2^21)"
         ),
     )
     max_rep: int = dataclasses.field(default=2**17, metadata=_help("most repetitions per y"))
@@ -176,8 +177,8 @@ def resolve_options(options: ConvergeOptions) -> ConvergeOptions:
         check_choice("method", m, METHODS)
     check_int("y_min_log2", o.y_min_log2, minimum=1, maximum=24)
     check_int("y_max_log2", o.y_max_log2, minimum=o.y_min_log2 + 1, maximum=24)
-    check_int("n_rep", o.n_rep, minimum=8)
-    check_int("max_rep", o.max_rep, minimum=o.n_rep)
+    n_rep = check_int("n_rep", o.n_rep, minimum=8)
+    check_int("max_rep", o.max_rep, minimum=n_rep)
     check_int("budget", o.budget, minimum=1)
     check_int("k_min_log2", o.k_min_log2, minimum=-10, maximum=20)
     check_int("k_max_log2", o.k_max_log2, minimum=o.k_min_log2 + 1, maximum=20)
@@ -291,7 +292,7 @@ def replicate(
         :class:`~analysis.free_entropy.UnreliableEstimateWarning` of each
         unreliable repetition is silenced here and counted instead.
     """
-    check_choice("method", method, METHODS)
+    method_ = check_choice("method", method, METHODS)
     check_int("y", y, minimum=min_y(method, sobol_scramblings))
     check_int("n_rep", n_rep, minimum=1)
     if y & (y - 1):
@@ -302,7 +303,7 @@ def replicate(
 
     loss = ref.loss()
     w = np.asarray(ref.w, dtype=np.float64)
-    kwargs = dict(y=y)
+    kwargs: dict[str, Any] = dict(y=y)
     if method == "sobol":
         kwargs = dict(y=y // sobol_scramblings, n_scramblings=sobol_scramblings)
     out = np.empty(n_rep)
@@ -311,28 +312,37 @@ def replicate(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnreliableEstimateWarning)
             res = local_free_entropy(
-                loss, w, R=ref.R, method=method, beta=ref.beta, seed=int(s), **kwargs
+                loss, w, R=ref.R, method=method_, beta=ref.beta, seed=int(s), **kwargs
             )
         out[i] = res.estimate
         reliable[i] = res.reliable
     return out, reliable
 
 
+def _resolved(o: ConvergeOptions, name: str) -> int:
+    """The option ``name`` of ``o``, which :func:`resolve_options` has filled in."""
+    v = getattr(o, name)
+    if v is None:
+        raise ValueError(f"option {name} is unset: pass the options through resolve_options")
+    return int(v)
+
+
 def y_grid(o: ConvergeOptions) -> np.ndarray:
     """``2^y_min_log2, ..., 2^y_max_log2`` (int64)."""
-    return 2 ** np.arange(o.y_min_log2, o.y_max_log2 + 1, dtype=np.int64)
+    return 2 ** np.arange(o.y_min_log2, _resolved(o, "y_max_log2") + 1, dtype=np.int64)
 
 
 def k_grid(o: ConvergeOptions) -> np.ndarray:
     """``2^k_min_log2, ..., 2^k_max_log2`` (float64)."""
-    return 2.0 ** np.arange(o.k_min_log2, o.k_max_log2 + 1)
+    return 2.0 ** np.arange(o.k_min_log2, _resolved(o, "k_max_log2") + 1)
 
 
 def repetitions_for(method: str, y: int, o: ConvergeOptions) -> int:
     """``clip(budget // y, n_rep, max_rep)`` for the vectorised methods, ``n_rep`` otherwise."""
+    n_rep = _resolved(o, "n_rep")
     if method in ("mc", "antithetic"):
-        return int(min(max(o.budget // y, o.n_rep), o.max_rep))
-    return int(o.n_rep)
+        return int(min(max(_resolved(o, "budget") // y, n_rep), o.max_rep))
+    return n_rep
 
 
 def _row(
@@ -532,14 +542,14 @@ def run_convergence(options: ConvergeOptions) -> ConvergenceStudy:
         )
     if "mc" in y_fits:
         rmse_mc = {r["y"]: r["rmse"] for r in rows if r["method"] == "mc"}
-        for method in y_fits:
+        for name in y_fits:
             ratios = [
                 r["rmse"] / rmse_mc[r["y"]]
                 for r in rows
-                if r["method"] == method and r["y"] in rmse_mc and r["y"] >= o.std_fit_y_min
+                if r["method"] == name and r["y"] in rmse_mc and r["y"] >= o.std_fit_y_min
             ]
             if ratios:  # geometric mean over the large-y points
-                y_fits[method]["rmse_ratio_vs_mc"] = float(np.exp(np.mean(np.log(ratios))))
+                y_fits[name]["rmse_ratio_vs_mc"] = float(np.exp(np.mean(np.log(ratios))))
     # k-study on the separable part A -> diag(lam): the finite-k reference is separable-only
     c2 = ref.finite_k_coefficient()
     f_inf = ref.separable_exact()

@@ -9,13 +9,16 @@ r"""Predicted rates and constants of the free-entropy estimators (eqs 3 and 10 o
 :math:`\kappa_3 = E(X-\mu)^3/\mu^3`.  For i.i.d. draws
 :math:`E\varepsilon^2 = v/y`, :math:`E\varepsilon^3 = \kappa_3/y^2`,
 :math:`E\varepsilon^4 = 3v^2/y^2 + O(y^{-3})`, and expanding
-:math:`-\log(1+\varepsilon) = -\varepsilon + \varepsilon^2/2 - \varepsilon^3/3 + \varepsilon^4/4 - \dots`,
+:math:`-\log(1+\varepsilon)
+= -\varepsilon + \varepsilon^2/2 - \varepsilon^3/3 + \varepsilon^4/4 - \dots`,
 
 .. math::
 
-    E\hat F_y - F = \frac{v}{2y} + \frac{b_2}{y^2} + O(y^{-3}),\quad b_2 = \frac{3v^2}{4} - \frac{\kappa_3}{3},
+    E\hat F_y - F = \frac{v}{2y} + \frac{b_2}{y^2} + O(y^{-3}),\quad
+    b_2 = \frac{3v^2}{4} - \frac{\kappa_3}{3},
 
-    \operatorname{Var}\hat F_y = \frac{v}{y} + \frac{s_2}{y^2} + O(y^{-3}),\quad s_2 = \frac{5v^2}{2} - \kappa_3 .
+    \operatorname{Var}\hat F_y = \frac{v}{y} + \frac{s_2}{y^2} + O(y^{-3}),\quad
+    s_2 = \frac{5v^2}{2} - \kappa_3 .
 
 So ``std * sqrt(y) -> sqrt(v)`` and ``bias * y -> v/2`` (bias positive: F is
 minus the log of a mean, and log is concave).  Antithetic pairs
@@ -24,7 +27,8 @@ minus the log of a mean, and log is concave).  Antithetic pairs
 
 **Sharpness k -> inf.**  The normalised kernel is the law of ``U + L`` with
 ``U`` uniform on the box and ``L`` i.i.d. Logistic(0, 1/(2k)) per coordinate
-(the normalised kernel of eq 6; :mod:`analysis.facts`), so :math:`E_k[e^{-\beta L}] = E_L[h(L)]` where
+(the normalised kernel of eq 6; :mod:`analysis.facts`), so
+:math:`E_k[e^{-\beta L}] = E_L[h(L)]` where
 :math:`h(x) = E_U[e^{-\beta L(W + x + U)}] \propto e^{-F_\infty(W + x)}`.
 ``L`` is symmetric, so the first-order term vanishes, and with
 :math:`\operatorname{Var} L_i = \pi^2/(12 k^2)`,
@@ -164,7 +168,8 @@ def quadratic_box_antithetic_moment(
     For :math:`L = \tfrac12\sum_i\lambda_i(W_i - c_i)^2`,
     :math:`(d+u)^2 + (d-u)^2 = 2d^2 + 2u^2` with :math:`d = W_i - c_i`, so each
     coordinate gives
-    :math:`e^{-\beta\lambda d^2}\,\sqrt{\pi/(\beta\lambda)}\,\operatorname{erf}(R\sqrt{\beta\lambda})/(2R)`.
+    :math:`e^{-\beta\lambda d^2}\,\sqrt{\pi/(\beta\lambda)}\,
+    \operatorname{erf}(R\sqrt{\beta\lambda})/(2R)`.
 
     Parameters
     ----------
@@ -182,8 +187,9 @@ def quadratic_box_antithetic_moment(
 def finite_k_coefficient(
     w: np.ndarray, *, lam: np.ndarray, c: np.ndarray, R: float, beta: float = 1.0
 ) -> float:
-    r"""Exact :math:`C_2` in :math:`F(R,k) - F(R,\infty) = C_2/k^2 + O(k^{-4})`, separable quadratic.
+    r"""Exact :math:`C_2` in :math:`F(R,k) - F(R,\infty) = C_2/k^2 + O(k^{-4})`.
 
+    For the separable quadratic loss,
     :math:`C_2 = \tfrac{\pi^2}{24}(\Delta F_\infty - |\nabla F_\infty|^2)`
     (module docstring).  For :math:`g_i(t) = e^{-\beta\lambda_i(t-c_i)^2/2}` and
     :math:`I_i = \int_{W_i-R}^{W_i+R} g_i`, this equals

@@ -50,9 +50,9 @@ GN_MAX_HALVINGS = 20
 class ReducedProblem:
     """Sufficient statistics of the whitened, amplitude-profiled problem on the epoch grid.
 
-    Built from a :class:`~analysis.cooling.problem.WhitenedProblem` (its whitening coefficients ``A``,
-    ``B``); :meth:`stats` turns a data vector into ``(m, c, yy)``, :meth:`solve` runs
-    Gauss-Newton for those data.
+    Built from a :class:`~analysis.cooling.problem.WhitenedProblem` (its whitening
+    coefficients ``A``, ``B``); :meth:`stats` turns a data vector into ``(m, c, yy)``,
+    :meth:`solve` runs Gauss-Newton for those data.
     """
 
     def __init__(self, prob: WhitenedProblem):
@@ -98,7 +98,7 @@ class ReducedProblem:
             out[:-dd] += od * G[dd:]
         return out
 
-    def stats(self, zy: np.ndarray) -> tuple:
+    def stats(self, zy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """``(m, c, yy)`` of whitened data ``zy`` (points)."""
         return self.St(zy), np.bincount(self.lay, self.w1 * zy, self.L), float(zy @ zy)
 

@@ -1,8 +1,13 @@
-"""``anisotropy cooling LOG [--out DIR] [options]``: run the analysis, write cooling.json and cooling.png.
+"""``anisotropy cooling LOG [--out DIR] [--time epoch|step] [options]``: run the analysis,
+write cooling.json and cooling.png.
 
 ``LOG`` is a run directory (its ``log.jsonl``), a ``.jsonl`` log or a ``.csv`` file (columns
-in :mod:`analysis.cooling.io`).  ``--out`` defaults to the run directory, or the directory of
-the file.  The options are the fields of :class:`~analysis.cooling.pipeline.CoolingConfig`.
+in :mod:`analysis.cooling.io`).  With ``--time step`` the time axis is the training step and
+the input is the run's step log ``steps.jsonl`` (written with ``logging.steps = true``); the
+outputs are then ``cooling_steps.json`` and ``cooling_steps.png`` (log time axis), so that
+both analyses of a run can live side by side.  ``--out`` defaults to the run directory, or
+the directory of the file.  The other options are the fields of
+:class:`~analysis.cooling.pipeline.CoolingConfig`.
 """
 
 from __future__ import annotations
@@ -13,11 +18,16 @@ from pathlib import Path
 
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
 
-from .io import load
+from .io import TIME_AXES, TimeAxis, load
 from .pipeline import CoolingConfig, analyse
 from .plot import plot_cooling
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "output_stem"]
+
+
+def output_stem(time_axis: TimeAxis) -> str:
+    """Stem of the output files: ``cooling`` (epoch axis) or ``cooling_steps`` (step axis)."""
+    return "cooling_steps" if time_axis == "step" else "cooling"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="output directory (default: the run directory / the file's directory)",
     )
+    p.add_argument(
+        "--time",
+        choices=TIME_AXES,
+        default="epoch",
+        help="time axis: epoch (log.jsonl, default) or step (the step log steps.jsonl, "
+        "written with logging.steps = true)",
+    )
     add_dataclass_arguments(p, CoolingConfig)
     return p
 
@@ -41,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         cfg = from_namespace(CoolingConfig, ns)
-        data = load(ns.log)
+        data = load(ns.log, time_axis=ns.time)
         result = analyse(data, cfg)
     except ValueError as exc:
         print(f"anisotropy cooling: error: {exc}", file=sys.stderr)
@@ -49,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     src = Path(ns.log)
     out = Path(ns.out) if ns.out else (src if src.is_dir() else src.parent)
     out.mkdir(parents=True, exist_ok=True)
-    path = result.save(out / "cooling.json")
-    plot_cooling(result, data, path=out / "cooling.png")
+    stem = output_stem(ns.time)
+    path = result.save(out / f"{stem}.json")
+    png = out / f"{stem}.png"
+    plot_cooling(result, data, path=png, xscale="log" if ns.time == "step" else "linear")
     print(result.report())
-    print(f"wrote {path} and {out / 'cooling.png'}")
+    print(f"wrote {path} and {png}")
     return 0

@@ -19,7 +19,7 @@ import numpy as np
 from anisotropy.validation import check_probability
 
 from .io import CoolingData
-from .timeseries import trend_test
+from .timeseries import TrendTest, trend_test
 
 __all__ = ["Factorisation", "factorisation_test"]
 
@@ -67,7 +67,7 @@ class Factorisation:
             lines.append(
                 f"  {ch}: joint Wald chi2({t.df}) = {t.wald:.2f}, p = {t.p_value:.3g} -> {verdict}"
             )
-            for n, b, c in zip(t.names, t.slope, t.ci):
+            for n, b, c in zip(t.names, t.slope, t.ci, strict=True):
                 lines.append(
                     f"    d ln({n})/dt = {b:+.3e} [{c[0]:+.3e}, {c[1]:+.3e}]"
                     f"  (change over window {b * t.span:+.3f})"
@@ -89,7 +89,8 @@ def factorisation_test(
     t_lo, t_hi = window
     win = (data.epochs >= t_lo) & (data.epochs <= t_hi)
     t = data.epochs[win]
-    tests, notes = {}, {}
+    tests: dict[str, TrendTest | None] = {}
+    notes: dict[str, str] = {}
     r = data.layers.index(ref)
     others = [i for i in range(data.n_layers) if i != r]
     for ch in ("signal", "signal_std"):

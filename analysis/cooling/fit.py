@@ -403,7 +403,7 @@ def natural_scale(law: Law, z: np.ndarray, iv: Intervals) -> tuple[dict, dict, d
     standard errors of log-parameters, intervals mapped end point by end point)."""
     params = law.to_natural(z)
     stderr, ci = {}, {}
-    for j, (name, lg) in enumerate(zip(law.params, law.log_params)):
+    for j, (name, lg) in enumerate(zip(law.params, law.log_params, strict=True)):
         stderr[name] = float(params[name] * iv.se[j] if lg else iv.se[j])
         with np.errstate(over="ignore"):  # an unidentified parameter may have an inf bound
             lo_c, hi_c = np.exp(iv.ci[j]) if lg else iv.ci[j]
@@ -446,7 +446,7 @@ def goodness_of_fit(est: GlsEstimate, panel: Panel) -> dict:
         "rms_log_residual": {
             panel.layers[i]: float(np.sqrt(np.mean(resid[lay == i] ** 2))) for i in range(L)
         },
-        "ljung_box_p": dict(zip(panel.layers, _ljung_box(est.e, lay, L))),
+        "ljung_box_p": dict(zip(panel.layers, _ljung_box(est.e, lay, L), strict=True)),
         "converged": est.converged,
     }
 
@@ -517,9 +517,9 @@ def fit_law(
         ci=ci,
         z=est.z,
         cov=iv.cov,
-        log_amplitudes=dict(zip(layers, map(float, est.problem.amplitudes(est.z)))),
-        rho=dict(zip(layers, map(float, est.rho))),
-        sigma=dict(zip(layers, map(float, est.sigma))),
+        log_amplitudes=dict(zip(layers, map(float, est.problem.amplitudes(est.z)), strict=True)),
+        rho=dict(zip(layers, map(float, est.rho), strict=True)),
+        sigma=dict(zip(layers, map(float, est.sigma), strict=True)),
         loglik=loglik,
         n_obs=int(panel.y.size),
         n_params=k,
@@ -533,6 +533,6 @@ def fit_law(
         boot=iv.boot,
         n_boot_failed=iv.n_boot_failed,
         shape_dimension=covs.shape_dimension,
-        inflation=dict(zip(lw.params, map(float, covs.inflation))),
+        inflation=dict(zip(lw.params, map(float, covs.inflation), strict=True)),
         model=lw,
     )

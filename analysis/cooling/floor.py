@@ -111,7 +111,7 @@ class FloorAnalysis:
             t = self.tracks_noise
             lines.append(
                 f"  ln(signal/noise) constant? joint p = {t.p_value:.3g}; slopes "
-                + ", ".join(f"{n} {b:+.2e}" for n, b in zip(t.names, t.slope))
+                + ", ".join(f"{n} {b:+.2e}" for n, b in zip(t.names, t.slope, strict=True))
             )
         lines.append("  => " + self.verdict)
         return "\n".join(lines)
@@ -135,7 +135,7 @@ def noise_floor(data: CoolingData, window: tuple, *, level: float = 0.95) -> Flo
     available = floor is not None
     frac, tracks_floor = {}, None
     t = data.epochs[win]
-    if available:
+    if floor is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = _median_in(floor / data.signal, win, data.layers)
             lr = np.log(data.signal[:, win]) - np.log(floor[:, win])

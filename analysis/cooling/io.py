@@ -1,6 +1,7 @@
 """Inputs of the cooling analysis: the trainer's log, a CSV, or arrays.
 
-All three become a :class:`CoolingData`: a common epoch grid, per-layer arrays of
+All become a :class:`CoolingData`: a common time grid (epochs, or training steps for the
+step log), per-layer arrays of
 shape ``(L, n)`` (NaN where a value is absent) and the list of every bad or
 missing value found (:class:`DataIssue`).  Nothing is dropped silently: the
 analysis excludes flagged points from the fits of the affected channel (policy
@@ -27,6 +28,18 @@ Accepted inputs
       epoch,layer,signal,signal_std[,grad_mean_norm,grad_std_norm,weight_norm,numel]
 
   An empty cell is a missing value.
+* the step log ``steps.jsonl`` of a run (time axis ``"step"``: ``load(RUN_DIR,
+  time_axis="step")``, ``anisotropy cooling RUN_DIR --time step``), written by the trainer
+  with ``logging.steps = true`` (schema in :mod:`anisotropy.training.steplog`).  One record
+  per logged step ``t_j``, geometrically spaced from step 1, summarising the minibatches of
+  the window ``(t_{j-1}, t_j]``; its ``batches`` (window size) is kept in
+  :attr:`CoolingData.batches`.  The spreads ``signal_std`` and ``grad_std_norm`` of a
+  one-minibatch window are ``null`` (not defined): they are reported as ``missing`` and left
+  out of the fits of their channel, while the record's signal is used.  The grid is
+  irregular by design, so no record is reported missing for a gap between logged steps; gaps
+  are measured in training steps (:attr:`CoolingData.step` is then 1), so the AR(1) whitening
+  of the fits links only records one step apart and, on the geometric part of the grid, the
+  Newey-West sandwich (over record index) carries the autocorrelation.
 * arrays: :func:`from_arrays`.
 """
 
@@ -38,7 +51,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -54,7 +67,11 @@ __all__ = [
     "load",
     "load_log",
     "load_csv",
+    "load_steps",
     "write_csv",
+    "TimeAxis",
+    "TIME_AXES",
+    "STEP_LOG",
 ]
 
 CHANNELS = ("signal", "signal_std")
@@ -66,6 +83,11 @@ _NUMEL_KEYS = ("numel", "n_weights", "n_params")
 _SHOW_EPOCHS = 8
 
 IssueKind = Literal["missing", "nan", "inf", "zero", "negative"]
+#: the time axis of the analysis: epochs of ``log.jsonl`` or training steps of ``steps.jsonl``
+TimeAxis = Literal["epoch", "step"]
+TIME_AXES: tuple[str, ...] = get_args(TimeAxis)
+#: file name of the trainer's step log in a run directory
+STEP_LOG = "steps.jsonl"
 
 
 @dataclass(frozen=True)
@@ -76,11 +98,13 @@ class DataIssue:
     channel: str
     layer: str
     epochs: tuple
+    time_axis: TimeAxis = "epoch"  # the unit of ``epochs`` (steps on the step log)
 
     def describe(self) -> str:
         ep = ", ".join(f"{e:g}" for e in self.epochs[:_SHOW_EPOCHS])
         more = f", ... ({len(self.epochs)} in all)" if len(self.epochs) > _SHOW_EPOCHS else ""
-        return f"{self.channel} of layer {self.layer}: {self.kind} at epoch(s) {ep}{more}"
+        where = f"{self.kind} at {self.time_axis}(s) {ep}{more}"
+        return f"{self.channel} of layer {self.layer}: {where}"
 
     def to_dict(self) -> dict:
         return {
@@ -98,7 +122,8 @@ class CoolingData:
     Attributes
     ----------
     epochs : ndarray, shape (n,)
-        Increasing, unique epochs (the union over layers).
+        Increasing, unique times (the union over layers): epochs, or training steps when
+        ``time_axis == "step"`` (:attr:`times` is an alias).
     layers : tuple of str, length L
     signal, signal_std : ndarray, shape (L, n)
         NaN where absent.
@@ -110,6 +135,11 @@ class CoolingData:
     absent : dict {channel: ndarray (L, n) of bool}, optional
         Entries absent from the source or null there (reported as ``missing``, not ``nan``).
     source : str
+    time_axis : {"epoch", "step"}
+        Unit of :attr:`epochs`.  On ``"step"`` the grid is irregular by design (the
+        geometric step log): :meth:`missing_epochs` is empty.
+    batches : ndarray (n,) of int, optional
+        Minibatches summarised by each record (the step log's window sizes).
     """
 
     epochs: np.ndarray
@@ -121,8 +151,10 @@ class CoolingData:
     weight_norm: np.ndarray | None = None
     numel: np.ndarray | None = None
     batches_per_epoch: int | None = None
-    absent: dict | None = None
+    absent: dict = field(default_factory=dict)
     source: str = "arrays"
+    time_axis: TimeAxis = "epoch"
+    batches: np.ndarray | None = None
     step: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -163,6 +195,16 @@ class CoolingData:
             raise ValueError(
                 f"batches_per_epoch must be an integer >= 1, got {self.batches_per_epoch!r}"
             )
+        if self.time_axis not in TIME_AXES:
+            raise ValueError(f"time_axis must be one of {TIME_AXES}, got {self.time_axis!r}")
+        if self.batches is not None:
+            b = np.asarray(self.batches, dtype=np.float64).reshape(-1)
+            if b.shape != (n,) or np.any(~(b >= 1)) or np.any(b != np.round(b)):
+                raise ValueError(
+                    f"batches must hold {n} integer window sizes >= 1 (one per time), "
+                    f"got {self.batches!r}"
+                )
+            self.batches = b.astype(np.int64)
         absent = self.absent or {}
         self.absent = {
             c: np.asarray(absent[c], bool).reshape(L, n) if c in absent else np.zeros((L, n), bool)
@@ -170,7 +212,13 @@ class CoolingData:
         }
         # epoch spacing: the most common difference (logging every k epochs is allowed)
         vals, counts = np.unique(np.round(d, 9), return_counts=True)
-        self.step = float(vals[np.argmax(counts)])
+        # on the step axis gaps are counted in training steps (the grid is geometric)
+        self.step = 1.0 if self.time_axis == "step" else float(vals[np.argmax(counts)])
+
+    @property
+    def times(self) -> np.ndarray:
+        """The time grid (alias of :attr:`epochs`; steps when ``time_axis == "step"``)."""
+        return self.epochs
 
     @property
     def issues(self) -> list:
@@ -187,7 +235,7 @@ class CoolingData:
                 continue
             for i, layer in enumerate(self.layers):
                 x, ab = arr[i], self.absent[name][i]
-                masks = {
+                masks: dict[IssueKind, np.ndarray] = {
                     "missing": ab,
                     "nan": np.isnan(x) & ~ab,
                     "inf": np.isinf(x),
@@ -199,14 +247,19 @@ class CoolingData:
                     if kind == "missing":
                         ep = sorted(ep + grid_missing)
                     if ep:
-                        issues.append(DataIssue(kind, name, layer, tuple(ep)))
+                        issues.append(DataIssue(kind, name, layer, tuple(ep), self.time_axis))
         return issues
 
     def missing_epochs(self) -> list:
-        """Epochs absent from the regular grid of spacing :attr:`step` (absent for all layers)."""
+        """Epochs absent from the regular grid of spacing :attr:`step` (absent for all layers).
+
+        Empty on the step axis, whose geometric grid is irregular by design.
+        """
+        if self.time_axis == "step":
+            return []
         gaps = np.rint(np.diff(self.epochs) / self.step).astype(int)
         out = []
-        for e, k in zip(self.epochs[:-1], gaps):
+        for e, k in zip(self.epochs[:-1], gaps, strict=True):
             out += [float(e + j * self.step) for j in range(1, k)]
         return out
 
@@ -270,8 +323,17 @@ def _num(v) -> float | None:
         raise ValueError(f"expected a number, got {v!r}") from None
 
 
-def _assemble(rows: dict, layers: list, numel: dict, batches, source: str) -> CoolingData:
-    """rows: {(epoch, layer): {channel: value}} -> CoolingData."""
+def _assemble(
+    rows: dict,
+    layers: list,
+    numel: dict,
+    batches,
+    source: str,
+    *,
+    time_axis: TimeAxis = "epoch",
+    windows: dict | None = None,
+) -> CoolingData:
+    """rows: {(time, layer): {channel: value}} -> CoolingData (``windows``: {time: batches})."""
     if not rows:
         raise ValueError(f"{source}: no per-layer signal records found")
     epochs = np.array(sorted({e for e, _ in rows}), float)
@@ -301,6 +363,8 @@ def _assemble(rows: dict, layers: list, numel: dict, batches, source: str) -> Co
         batches_per_epoch=batches,
         absent=absent,
         source=source,
+        time_axis=time_axis,
+        batches=None if windows is None else np.array([windows[e] for e in epochs]),
     )
 
 
@@ -368,6 +432,55 @@ def load_log(path, summary_path=None) -> CoolingData:
     return _assemble(rows, layers, numel, batches, str(path))
 
 
+def load_steps(path, summary_path=None) -> CoolingData:
+    """Read the trainer's step log ``steps.jsonl`` (time axis: training step).
+
+    Each record needs ``step`` and ``layers``; ``batches`` (the window's minibatches,
+    default 1) goes to :attr:`CoolingData.batches`.  Null spreads (one-minibatch windows)
+    become missing values; the record's signal is kept.  ``batches_per_epoch`` comes from
+    ``summary.json`` next to the log when it has it (None otherwise).
+    """
+    path = Path(path)
+    rows, layers, numel, windows = {}, [], {}, {}
+    for lineno, rec in iter_jsonl(path):
+        if "layers" not in rec:
+            continue
+        t = _num(rec.get("step"))
+        if t is None or not math.isfinite(t) or t < 1:
+            raise ValueError(
+                f"{path}:{lineno}: a step-log record needs a step >= 1, got {rec.get('step')!r}"
+            )
+        b = rec.get("batches", 1)
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise ValueError(f"{path}:{lineno}: batches must be an integer >= 1, got {b!r}")
+        if t in windows:
+            raise ValueError(f"{path}:{lineno}: duplicate record for step {t:g}")
+        windows[t] = b
+        for layer, vals in rec["layers"].items():
+            if layer not in layers:
+                layers.append(layer)
+            rows[(t, layer)] = {
+                c: _num(vals[c]) for c in (*CHANNELS, *OPTIONAL_CHANNELS) if c in vals
+            }
+            for k in _NUMEL_KEYS:
+                if vals.get(k) is not None:
+                    numel[layer] = float(vals[k])
+    batches = None
+    summary_path = Path(summary_path) if summary_path else path.with_name("summary.json")
+    if summary_path.exists():
+        with open(summary_path, encoding="utf-8") as fh:
+            batches = _batches_from_summary(json.load(fh))
+    return _assemble(rows, layers, numel, batches, str(path), time_axis="step", windows=windows)
+
+
+def _no_step_log(where: Path) -> ValueError:
+    return ValueError(
+        f"{where} has no {STEP_LOG}: --time step reads the step log, which the trainer "
+        f"writes only when the run's configuration sets logging.steps = true "
+        f"(e.g. --set logging.steps=true); use --time epoch for log.jsonl"
+    )
+
+
 def load_csv(path) -> CoolingData:
     """Read a long-format CSV with the columns of :data:`CSV_COLUMNS` (header required)."""
     path = Path(path)
@@ -404,20 +517,37 @@ def load_csv(path) -> CoolingData:
     return _assemble(rows, layers, numel, None, str(path))
 
 
-def load(path) -> CoolingData:
-    """Load a run directory (its ``log.jsonl``), a ``.jsonl`` log or a ``.csv`` file."""
+def load(path, *, time_axis: TimeAxis = "epoch") -> CoolingData:
+    """Load a run directory, a ``.jsonl`` log or a ``.csv`` file.
+
+    With ``time_axis="epoch"`` a run directory means its ``log.jsonl``; with ``"step"`` its
+    ``steps.jsonl`` (:func:`load_steps`), and a ``.jsonl`` path is read as a step log.
+    """
+    if time_axis not in TIME_AXES:
+        raise ValueError(f"time_axis must be one of {TIME_AXES}, got {time_axis!r}")
     p = Path(path)
     if p.is_dir():
+        if time_axis == "step":
+            if not (p / STEP_LOG).exists():
+                raise _no_step_log(p)
+            return load_steps(p / STEP_LOG)
         if not (p / "log.jsonl").exists():
             raise ValueError(f"run directory {p} has no log.jsonl")
         return load_log(p / "log.jsonl")
     if not p.exists():
+        if time_axis == "step" and p.name == STEP_LOG:
+            raise _no_step_log(p.parent)
         raise ValueError(
             f"LOG must be a run directory, a .jsonl log or a .csv file; {p} does not exist"
         )
     if p.suffix == ".jsonl":
-        return load_log(p)
+        return load_steps(p) if time_axis == "step" else load_log(p)
     if p.suffix == ".csv":
+        if time_axis == "step":
+            raise ValueError(
+                f"a CSV log has an epoch column only; --time step needs a run directory or "
+                f"its {STEP_LOG}, got {p}"
+            )
         return load_csv(p)
     raise ValueError(f"LOG must be a run directory, a .jsonl log or a .csv file; got {p}")
 
@@ -438,7 +568,7 @@ def write_csv(data: CoolingData, path) -> None:
                 continue
             row = [f"{e:g}", layer]
             for c in cols[2:]:
-                if c == "numel":
+                if c == "numel" and data.numel is not None:  # a column only when present
                     row.append(repr(float(data.numel[i])))
                 else:  # absent -> empty cell (read back as missing); NaN stays 'nan'
                     row.append("" if data.absent[c][i, j] else repr(float(getattr(data, c)[i, j])))

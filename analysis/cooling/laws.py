@@ -8,17 +8,18 @@ analytic Jacobian with respect to *internal* parameters chosen so that the fit i
 conditioned (logarithms of time scales), derived quantities, and the laws it nests
 (used by the likelihood-ratio tests of :mod:`analysis.cooling.selection`).
 
-=============================== ===================================================== ======================
-name                            :math:`g(t) = \ln f(t)`                                internal parameters
-=============================== ===================================================== ======================
-``exponential``                 :math:`-t/\tau`                                        :math:`\ln\tau`
-``stretched_exponential``       :math:`-(t/\tau)^\beta`                                :math:`\ln\tau, \beta`
-``power_law``                   :math:`-p \ln t`                                       :math:`p`
-``stretched_then_exponential``  :math:`-(t/\tau)^\beta` for :math:`t \le t_c`, then   :math:`\ln\tau,\beta,\ln t_c`
-                                continued exponentially with matching value and
-                                slope: :math:`-q_c[1 + \beta(t/t_c - 1)]`,
-                                :math:`q_c = (t_c/\tau)^\beta`
-=============================== ===================================================== ======================
+============================== ============================================== ======================
+name                           :math:`g(t) = \ln f(t)`                        internal parameters
+============================== ============================================== ======================
+``exponential``                :math:`-t/\tau`                                :math:`\ln\tau`
+``stretched_exponential``      :math:`-(t/\tau)^\beta`                        :math:`\ln\tau, \beta`
+``power_law``                  :math:`-p \ln t`                               :math:`p`
+``stretched_then_exponential`` :math:`-(t/\tau)^\beta` if :math:`t \le t_c`,  :math:`\ln\tau,\beta,`
+                               then continued exponentially with matching     :math:`\ln t_c`
+                               value and slope:
+                               :math:`-q_c[1 + \beta(t/t_c - 1)]`,
+                               :math:`q_c = (t_c/\tau)^\beta`
+============================== ============================================== ======================
 
 The last law is the "sub-exponential cooling possibly turning exponential at
 asymptotically late times" of section 2.1; it is :math:`C^1` in ``t`` and in its
@@ -42,7 +43,7 @@ import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Union, get_args
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 LawName = Literal["exponential", "stretched_exponential", "power_law", "stretched_then_exponential"]
-LAW_NAMES: tuple[str, ...] = get_args(LawName)
+LAW_NAMES: tuple[LawName, ...] = get_args(LawName)
 Side = Literal["below", "above"]
 
 #: bounds of the stretching exponent beta: below 0.01 the stretched exponential is
@@ -158,7 +159,9 @@ class Law(ABC):
     @property
     def internal(self) -> tuple[str, ...]:
         """Internal parameter names (``log_tau``, ``beta``, ``p``, ``log_t_c``)."""
-        return tuple(f"log_{n}" if lg else n for n, lg in zip(self.params, self.log_params))
+        return tuple(
+            f"log_{n}" if lg else n for n, lg in zip(self.params, self.log_params, strict=True)
+        )
 
     @abstractmethod
     def bounds(self, t_lo: float, t_hi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +189,8 @@ class Law(ABC):
     def to_natural(self, z: np.ndarray) -> dict[str, float]:
         """Internal parameter vector -> ``{natural name: value}``."""
         return {
-            n: float(np.exp(v) if lg else v) for n, v, lg in zip(self.params, z, self.log_params)
+            n: float(np.exp(v) if lg else v)
+            for n, v, lg in zip(self.params, z, self.log_params, strict=True)
         }
 
     def to_internal(self, params: dict[str, float]) -> np.ndarray:
@@ -197,16 +201,18 @@ class Law(ABC):
                 f"params of law {self.name!r} must contain {list(self.params)}; missing {missing}"
             )
         vals = [float(params[n]) for n in self.params]
-        for n, v, lg in zip(self.params, vals, self.log_params):
+        for n, v, lg in zip(self.params, vals, self.log_params, strict=True):
             if lg and not v > 0:
                 raise ValueError(f"{n} of law {self.name!r} must lie in (0, inf), got {v!r}")
-        return np.array([np.log(v) if lg else v for v, lg in zip(vals, self.log_params)])
+        return np.array(
+            [np.log(v) if lg else v for v, lg in zip(vals, self.log_params, strict=True)]
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, params={self.params!r})"
 
 
-LawLike = Union[LawName, Law]
+LawLike = LawName | Law
 
 _REGISTRY: dict[str, Law] = {}
 
@@ -377,7 +383,7 @@ _REGISTRY = {n: _REGISTRY[n] for n in LAW_NAMES}
 
 
 # ------------------------------------------------------------------ lookup and evaluation
-def get_law(law: LawLike) -> Law:
+def get_law(law: LawLike | str) -> Law:
     """The :class:`Law` named ``law`` (ValueError listing the valid names), or ``law`` itself."""
     if isinstance(law, Law):
         return law

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -66,8 +66,8 @@ class CoolingConfig:
     uncertainty: Uncertainty = field(
         default="sandwich",
         metadata={
-            "help": "parameter uncertainty: prewhitened HAC sandwich, block bootstrap (percentile-t), "
-            "or plain Jacobian"
+            "help": "parameter uncertainty: prewhitened HAC sandwich, "
+            "block bootstrap (percentile-t), or plain Jacobian"
         },
     )
     noise_model: NoiseModel = field(
@@ -83,7 +83,8 @@ class CoolingConfig:
     on_invalid: Literal["mask", "raise"] = field(
         default="mask",
         metadata={
-            "help": "bad values (missing/NaN/inf/zero/negative): leave out of the fits and report, or refuse"
+            "help": "bad values (missing/NaN/inf/zero/negative): "
+            "leave out of the fits and report, or refuse"
         },
     )
     smooth: int = field(
@@ -170,7 +171,8 @@ def window_stability(
     last_ok = ep[max(0, ep.size - min_late)]
     mid = min(t_lo + 0.5 * (t_hi - t_lo), last_ok)
     starts = np.unique([ep[np.argmin(np.abs(ep - s))] for s in np.linspace(t_lo, mid, n_starts)])
-    rows, base = [], None
+    rows: list[dict[str, Any]] = []
+    base = None
     for s in starts:
         try:
             f = fit_law(
@@ -247,7 +249,12 @@ def analyse(data: CoolingData, config: CoolingConfig | None = None) -> CoolingRe
         raise ValueError(
             "a single layer has no layer ratios to locate the late onset; give late_start"
         )
-    t_lo = float(cfg.late_start) if cfg.late_start is not None else onset.epoch
+    if cfg.late_start is not None:
+        t_lo = float(cfg.late_start)
+    elif onset is not None:
+        t_lo = onset.epoch
+    else:  # unreachable: without late_start a single layer raised above
+        raise ValueError("late_start is required when the late onset is not located")
     t_hi = float(cfg.late_end) if cfg.late_end is not None else float(data.epochs.max())
     if not t_hi > t_lo:
         raise ValueError(f"late_end must exceed late_start, got [{t_lo:g}, {t_hi:g}]")

@@ -134,7 +134,7 @@ def plot_cooling(
     handles += ax.plot([], [], ":", color="k", label=f"fit: {law_s}")
     handles += ax.plot([], [], ":", color="0.45", label=f"noise fit: {law_n}")
     ax.set_xscale(check_choice("xscale", xscale, ("linear", "log")))
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(getattr(data, "time_axis", "epoch"))
     ax.set_ylabel("natural log of signal (solid) and noise (dashed)")
     if title is None:
         f = res["laws"][law_s]

@@ -62,10 +62,13 @@ class WhitenedProblem:
     def set_y(self, y: np.ndarray) -> None:
         """Use data ``y`` (points) instead of the panel's (bootstrap resamples)."""
         self.zy = self.W(y)
-        self._key = None
+        self._key: bytes | None = None
 
     def curve(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``g`` at the points (shape ``(N,)``) and its Jacobian as ``(p, N)`` (cached per ``z``)."""
+        """``g`` at the points (shape ``(N,)``) and its Jacobian as ``(p, N)``.
+
+        Cached per ``z``.
+        """
         key = z.tobytes()
         if key != self._key:
             g, G = self.law.log_f(self.p.epochs, z)

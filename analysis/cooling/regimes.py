@@ -89,7 +89,7 @@ def snr_crossing(data: CoolingData, *, source: SnrSource = "signal", smooth: int
         lr = np.where(ok, np.log(getattr(data, num)) - np.log(getattr(data, den)), np.nan)
     ls = running_mean(lr, smooth)
     t = data.epochs
-    out = {}
+    out: dict[str, dict[str, float | str | None]] = {}
     for i, layer in enumerate(data.layers):
         x = ls[i]
         idx = np.flatnonzero(np.isfinite(x))
@@ -198,8 +198,8 @@ class Onset:
     search: tuple
     rho: float
     method: str = "hinge in ln t on centred log layer ratios; moving-block bootstrap"
-    profile_epochs: np.ndarray = field(default=None, repr=False)
-    profile_rss: np.ndarray = field(default=None, repr=False)
+    profile_epochs: np.ndarray | None = field(default=None, repr=False)
+    profile_rss: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -304,7 +304,7 @@ def late_onset(
         level,
         n_boot,
         block,
-        dict(zip(data.layers, map(float, delta))),
+        dict(zip(data.layers, map(float, delta), strict=True)),
         (float(t[0]), float(t[-1])),
         rho,
         "hinge in ln t on centred log layer ratios, "

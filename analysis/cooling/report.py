@@ -2,6 +2,9 @@
 
 ``cooling.json`` (schema ``anisotropy.cooling/1``) holds, top level:
 
+``time_axis``
+    ``"epoch"`` (``log.jsonl``) or ``"step"`` (``steps.jsonl``): the unit of every time in
+    the file (the keys stay named ``epoch``/``epochs``);
 ``selected``, ``criterion``
     the law chosen for the signal and the criterion that chose it;
 ``laws``
@@ -40,10 +43,17 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from anisotropy.io import nonfinite_to_null, write_json_atomic
 
 from .laws import law_name
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from .factorisation import Factorisation
+    from .floor import FloorAnalysis
+    from .io import CoolingData
+    from .regimes import Onset
 
 __all__ = ["SCHEMA", "CoolingResult", "load_result"]
 
@@ -52,7 +62,7 @@ SCHEMA = "anisotropy.cooling/1"
 
 def _fmt_law(name: str, fit) -> str:
     parts = []
-    for k, v in fit.stderr.items():
+    for k in fit.stderr:
         lo, hi = fit.ci[k]
         parts.append(f"{k} = {fit.params[k]:.4g} [{lo:.4g}, {hi:.4g}]")
     return f"{name}: " + ", ".join(parts)
@@ -62,18 +72,20 @@ def _fmt_law(name: str, fit) -> str:
 class CoolingResult:
     """Everything :func:`analysis.cooling.analyse` found; ``report()`` and ``to_dict()``."""
 
-    config: object
-    data: object
+    # a CoolingConfig: not imported, not even for type checking, since
+    # analysis.cooling.pipeline imports this module (no import cycle in the package)
+    config: Any
+    data: CoolingData
     window: tuple
     signal_max: dict
     snr: dict
     snr_source: str
-    onset: object
+    onset: Onset | None
     channels: dict
     per_layer: dict
     stability: dict | None
-    factorisation: object
-    floor: object
+    factorisation: Factorisation
+    floor: FloorAnalysis
     timings: dict
 
     @property
@@ -106,6 +118,7 @@ class CoolingResult:
         }
         out = {
             "schema": SCHEMA,
+            "time_axis": getattr(d, "time_axis", "epoch"),
             "selected": sig["comparison"].selected,
             "criterion": sig["comparison"].criterion,
             "laws": {k: f.to_dict() for k, f in sig["fits"].items()},
@@ -138,6 +151,7 @@ class CoolingResult:
                 "issues": [i.to_dict() for i in d.issues],
                 "policy": self.config.on_invalid,
                 "batches_per_epoch": d.batches_per_epoch,
+                "time_axis": getattr(d, "time_axis", "epoch"),
             },
             "config": {
                 **dataclasses.asdict(self.config),
@@ -158,9 +172,10 @@ class CoolingResult:
     # ------------------------------------------------------------------ text
     def report(self) -> str:
         d, cfg = self.data, self.config
+        unit = getattr(d, "time_axis", "epoch")
         L = []
         L.append(
-            f"cooling analysis of {d.source}: {d.n_layers} layers, epochs "
+            f"cooling analysis of {d.source}: {d.n_layers} layers, {unit}s "
             f"{d.epochs[0]:g}..{d.epochs[-1]:g} ({d.epochs.size} logged)"
         )
         if d.issues:
@@ -173,7 +188,7 @@ class CoolingResult:
             L.append("data: no missing, NaN, inf, zero or negative values")
         L.append("regimes:")
         L.append(
-            "  signal maximum at epoch: "
+            f"  signal maximum at {unit}: "
             + ", ".join(
                 f"{k} {v:g}" if v is not None else f"{k} -" for k, v in self.signal_max.items()
             )
@@ -188,7 +203,7 @@ class CoolingResult:
         if self.onset is not None:
             o = self.onset
             L.append(
-                f"  late-regime onset: epoch {o.epoch:g}, {o.level:.0%} interval "
+                f"  late-regime onset: {unit} {o.epoch:g}, {o.level:.0%} interval "
                 f"[{o.ci[0]:g}, {o.ci[1]:g}] ({o.method})"
             )
         L.append(

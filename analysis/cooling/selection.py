@@ -14,12 +14,12 @@ r"""Model comparison of the fitted cooling laws.
   to the fitted range, so
   ``2 Delta ln L / lambda ~ chi^2_1`` (two-sided), where ``lambda >= 1`` is the
   sandwich-to-model variance ratio of ``beta`` (the composite-likelihood adjustment of
-  Chandler and Bate 2007; ``lambda = 1`` when the noise model is right).  The physically interesting alternative is
-  *sub*-exponential cooling, ``beta < 1``: under that one-sided alternative the null
-  value sits on the boundary and the statistic follows the mixture
-  ``(chi^2_0 + chi^2_1)/2`` (Chernoff 1954; Self and Liang 1987), i.e. the p value is
-  halved when ``beta_hat < 1`` and is 1 otherwise (the nesting's ``side``).  The stretched
-  exponential is the
+  Chandler and Bate 2007; ``lambda = 1`` when the noise model is right).  The
+  physically interesting alternative is *sub*-exponential cooling, ``beta < 1``: under
+  that one-sided alternative the null value sits on the boundary and the statistic
+  follows the mixture ``(chi^2_0 + chi^2_1)/2`` (Chernoff 1954; Self and Liang 1987),
+  i.e. the p value is halved when ``beta_hat < 1`` and is 1 otherwise (the nesting's
+  ``side``).  The stretched exponential is the
   ``t_c -> end of window`` limit of the stretched-then-exponential law, where ``t_c``
   is not identified: no chi-square reference exists there (Davies 1977), so that pair
   is compared by the information criteria only.
@@ -162,13 +162,13 @@ def compare(fits: dict, *, criterion: Criterion = "bic") -> Comparison:
     first = fits[names[0]]
     for n in names[1:]:
         _same_window(first, fits[n])
-    table = {}
+    table: dict[str, dict[str, float]] = {}
     for crit in ("aic", "bic"):
         vals = np.array([getattr(fits[n], crit) for n in names])
         delta = vals - vals.min()
         w = np.exp(-0.5 * delta)
         w /= w.sum()
-        for n, v, dl, wt in zip(names, vals, delta, w):
+        for n, v, dl, wt in zip(names, vals, delta, w, strict=True):
             table.setdefault(n, {})
             table[n].update(
                 {crit: float(v), f"delta_{crit}": float(dl), f"weight_{crit}": float(wt)}

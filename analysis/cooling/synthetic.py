@@ -172,8 +172,10 @@ def generate(spec: SyntheticSpec, rng: np.random.Generator | int) -> tuple[Cooli
         "law": get_law(spec.law).name,
         "params": dict(spec.params),
         "onset": spec.onset,
-        "log_amplitudes": dict(zip(data.layers, np.log(np.asarray(spec.amplitudes, float)))),
-        "signal_max": dict(zip(data.layers, true_signal_max(spec).tolist())),
+        "log_amplitudes": dict(
+            zip(data.layers, np.log(np.asarray(spec.amplitudes, float)), strict=True)
+        ),
+        "signal_max": dict(zip(data.layers, true_signal_max(spec).tolist(), strict=True)),
         "snr_crossing": spec.snr_crossing,
     }
     return data, truth

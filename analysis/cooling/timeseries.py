@@ -249,7 +249,9 @@ class TrendTest:
                     "rho": float(r),
                     "change_over_window": float(b * self.span),
                 }
-                for n, b, s, c, r in zip(self.names, self.slope, self.stderr, self.ci, self.rho)
+                for n, b, s, c, r in zip(
+                    self.names, self.slope, self.stderr, self.ci, self.rho, strict=True
+                )
             },
         }
 
@@ -257,7 +259,7 @@ class TrendTest:
 def trend_test(
     t: np.ndarray, Y: np.ndarray, *, names=None, level: float = 0.95, step: float = 1.0
 ) -> TrendTest:
-    """Prais-Winsten (AR(1) feasible GLS) slopes of the rows of ``Y`` on ``t`` and a joint Wald test.
+    """Prais-Winsten (AR(1) feasible GLS) slopes of the rows of ``Y`` on ``t``; joint Wald test.
 
     Parameters
     ----------

@@ -7,12 +7,8 @@ from .estimate import (
     RELVAR_LIMIT,
     FreeEntropyResult,
     Method,
-    PaperMResult,
     UnreliableEstimateWarning,
     local_free_entropy,
-    paper_m_estimator,
-    paper_m_noiseless,
-    weight_diagnostics,
 )
 from .estimators import (
     JACKKNIFE_MAX_GROUPS,
@@ -93,8 +89,4 @@ __all__ = [
     "UnreliableEstimateWarning",
     "FreeEntropyResult",
     "local_free_entropy",
-    "PaperMResult",
-    "paper_m_estimator",
-    "paper_m_noiseless",
-    "weight_diagnostics",
 ]

@@ -12,9 +12,9 @@ Two estimators (PAPER-NOTES section 3):
   with ``x`` drawn from the normalised kernel on the mask's support (``|U|``
   coordinates; the others stay at ``W``) and ``Z_K`` its normaliser
   (``Z_1(R,k)^{|U|}`` for the box kernel ``K_{R,k}`` of eq 6, ``(2 pi/gamma)^{|U|/2}``
-  for the heat kernel of eq 1; any :class:`anisotropy.kernels.Kernel` works).  Methods: plain Monte Carlo, randomised quasi
-  Monte Carlo (scrambled Sobol), antithetic pairs and a control variate built
-  from a quadratic surrogate of the loss.
+  for the heat kernel of eq 1; any :class:`anisotropy.kernels.Kernel` works).
+  Methods: plain Monte Carlo, randomised quasi Monte Carlo (scrambled Sobol),
+  antithetic pairs and a control variate built from a quadratic surrogate of the loss.
 * :func:`paper_m_estimator` - the paper's ``M`` exactly as in eqs 3/14/22.
 
 Relation between them (derived in ``docs/free_entropy.md``): with ``dW`` uniform
@@ -46,7 +46,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from scipy.stats import qmc
@@ -85,7 +85,7 @@ __all__ = [
 ]
 
 Method = Literal["mc", "sobol", "antithetic", "control_variate"]
-METHODS: tuple[str, ...] = ("mc", "sobol", "antithetic", "control_variate")
+METHODS: tuple[Method, ...] = get_args(Method)
 
 # Reliability threshold on the relative variance Var/E^2 of the weights
 # exp(-beta L).  For log-normal weights relvar = e^{s^2} - 1, so relvar > 10 means a
@@ -200,7 +200,9 @@ def _plain(lw: np.ndarray, log_z: float):
     return est, se, sums, stat
 
 
-def _sobol_draws(kernel: Kernel, n: int, y: int, rng: np.random.Generator, batch: int):
+def _sobol_draws(
+    kernel: Kernel, n: int, y: int, rng: np.random.Generator, batch: int
+) -> tuple[Callable[[int], np.ndarray], int, int]:
     kernel.require("from_uniforms", needed_by="method='sobol'")
     dims = n * kernel.uniforms_per_coordinate
     if dims > qmc.Sobol.MAXDIM:
@@ -219,7 +221,7 @@ def _sobol_draws(kernel: Kernel, n: int, y: int, rng: np.random.Generator, batch
     # and the total y is a power of two, so the balance properties hold.
     b = min(1 << (max(batch, 1).bit_length() - 1), y)
 
-    def draw(m):
+    def draw(m: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*balance properties.*")
             u = sampler.random(m)

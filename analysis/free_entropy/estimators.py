@@ -78,9 +78,7 @@ class KernelSpec:
     kernel: Kernel
 
     @classmethod
-    def make(
-        cls, kind: Any, *, R: Any = None, k: Any = math.inf, gamma: Any = None
-    ) -> KernelSpec:
+    def make(cls, kind: Any, *, R: Any = None, k: Any = math.inf, gamma: Any = None) -> KernelSpec:
         """Validate the kernel arguments (ValueError naming the bad one)."""
         return cls(estimator_kernel(kind, R=R, k=k, gamma=gamma))
 

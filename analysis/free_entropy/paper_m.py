@@ -1,6 +1,7 @@
 r"""The paper's estimator ``M`` (eqs 3, 14, 22) and its relation to ``F``.
 
-``M^{[U]}(R, k, y; W) = -log{ (1/(y+1)) [ e^{-beta L(W)} + sum_a e^{-beta L(W + dW_a) - d^{[U]}_{R,k}(dW_a)} ] }``
+``M^{[U]}(R, k, y; W) = -log{ (1/(y+1)) [ e^{-beta L(W)}
++ sum_a e^{-beta L(W + dW_a) - d^{[U]}_{R,k}(dW_a)} ] }``
 with ``dW_a`` uniform in the box of half side ``R`` on the smoothed coordinates
 (``beta = 1`` in the paper).  Since ``E[e^{-beta L(W+dW) - d(dW)}] =
 (2R)^{-n} int_{[-R,R]^n} e^{-beta L(W+x)} K_{R,k}(x) dx`` (``n = |U|``),
@@ -95,7 +96,8 @@ def paper_m_estimator(
 ) -> PaperMResult:
     r"""The paper's ``M^{[U]}(R, k, y; W)`` exactly as eqs 3/14 (eq 22 at ``k = inf``).
 
-    ``M = -log{ (1/(y+1)) [ e^{-beta L(W)} + sum_{a=1}^{y} e^{-beta L(W + dW_a) - d^{[U]}_{R,k}(dW_a)} ] }``
+    ``M = -log{ (1/(y+1)) [ e^{-beta L(W)}
+    + sum_{a=1}^{y} e^{-beta L(W + dW_a) - d^{[U]}_{R,k}(dW_a)} ] }``
     with ``dW_a`` *uniform* in the box of half side ``R`` on the smoothed
     coordinates (eq 3: "shifted by a uniformly distributed random vector") and no
     normaliser; ``beta = 1`` is the paper.  ``y = 0`` gives ``beta L(W)`` (eq 4).

@@ -279,7 +279,7 @@ def _log_k_integral_1d(
     est = float(np.trapezoid(np.exp(log_f(grid) - shift), grid)) if len(grid) > 1 else 0.0
     epsabs = _QUAD_EPSREL * est
     total = 0.0
-    for x0, x1 in zip(pts[:-1], pts[1:]):
+    for x0, x1 in zip(pts[:-1], pts[1:], strict=True):
         if x1 <= x0:
             continue
         val, _ = integrate.quad(
@@ -372,9 +372,11 @@ def quadratic_finite_k_free_entropy(
     d, lam, m = _split(w, lam, c, mask)
     lam_b = _beta(beta) * lam
     if math.isinf(k):
-        logs = [_log_k_integral_1d(di, li, R, k, -R, R) for di, li in zip(d[m], lam_b[m])]
+        logs = [
+            _log_k_integral_1d(di, li, R, k, -R, R) for di, li in zip(d[m], lam_b[m], strict=True)
+        ]
     else:
-        logs = [_log_k_integral_1d(di, li, R, k) for di, li in zip(d[m], lam_b[m])]
+        logs = [_log_k_integral_1d(di, li, R, k) for di, li in zip(d[m], lam_b[m], strict=True)]
     return float(0.5 * np.sum(lam_b[~m] * d[~m] ** 2) - np.sum(logs))
 
 
@@ -395,7 +397,7 @@ def quadratic_paper_m_limit(
     k = check_sharpness(k)
     d, lam, m = _split(w, lam, c, mask)
     lam_b = _beta(beta) * lam
-    logs = [_log_k_integral_1d(di, li, R, k, -R, R) for di, li in zip(d[m], lam_b[m])]
+    logs = [_log_k_integral_1d(di, li, R, k, -R, R) for di, li in zip(d[m], lam_b[m], strict=True)]
     return float(0.5 * np.sum(lam_b[~m] * d[~m] ** 2) - np.sum(logs) + m.sum() * math.log(2 * R))
 
 

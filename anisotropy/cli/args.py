@@ -69,7 +69,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         dest = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             add_dataclass_arguments(parser, tp, prefix=f"{dest}.")
             continue
         flag = "--" + dest.replace("_", "-")

@@ -105,9 +105,10 @@ class Dataset:
 
 
 def _dir(root: str | None, name: str, default: str | None, hint: str) -> Path:
-    if root is None and default is None:
+    folder = root if root is not None else default
+    if folder is None:
         raise ValueError(f"data set {name!r} needs data.root, the directory with {hint}")
-    p = Path(root if root is not None else default)
+    p = Path(folder)
     if not p.is_dir():
         extra = (
             " (install it with `apt-get install dataset-fashion-mnist`, or pass data.root)"
@@ -254,9 +255,8 @@ def _to_tensor(x: np.ndarray, scale: float, name: str) -> torch.Tensor:
 
 def _labels(y: np.ndarray, classes: int, name: str) -> torch.Tensor:
     y = np.asarray(y)
-    if y.dtype.kind not in "iu":
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise ValueError(f"{name}: labels must be integers")
+    if y.dtype.kind not in "iu" and (not np.all(np.isfinite(y)) or np.any(y != np.round(y))):
+        raise ValueError(f"{name}: labels must be integers")
     y = y.astype(np.int64)
     if len(y) and (y.min() < 0 or y.max() >= classes):
         raise ValueError(f"{name}: labels must lie in 0..{classes - 1}, got {y.min()}..{y.max()}")

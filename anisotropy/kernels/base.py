@@ -161,7 +161,10 @@ class Kernel(abc.ABC):
         raise self._missing("variance", "second-moment formulas")
 
     def log_quadratic_average(self, p: Any, q: Any) -> np.ndarray:
-        r""":math:`\log \mathbb{E}_{x \sim K/Z_1}[e^{-(p_i x + q_i x^2/2)}]` per coordinate (``q >= 0``)."""
+        r""":math:`\log \mathbb{E}_{x \sim K/Z_1}[e^{-(p_i x + q_i x^2/2)}]` per coordinate.
+
+        Requires ``q >= 0``.
+        """
         raise self._missing(
             "log_quadratic_average", "the control variate (method='control_variate')"
         )
@@ -182,7 +185,7 @@ class Kernel(abc.ABC):
         return 1
 
     def from_uniforms(self, u: np.ndarray) -> np.ndarray:
-        """Map uniforms of shape ``(b, n * uniforms_per_coordinate)`` to draws of shape ``(b, n)``."""
+        """Map uniforms, shape ``(b, n * uniforms_per_coordinate)``, to draws, shape ``(b, n)``."""
         raise self._missing("from_uniforms", "randomised quasi Monte Carlo (method='sobol')")
 
     def sample_into(self, out: np.ndarray, bits: np.random.BitGenerator) -> None:

@@ -36,6 +36,7 @@ def uniform_from_bits(
     word per call, and gives the same law.
     """
     m = _MANTISSA[out.dtype]
+    u: np.ndarray  # raw words: uint32 halves for float32, uint64 for float64
     if m == 24:
         u = bits.random_raw(-(-out.size // 2)).view(np.uint32)[: out.size]
         u >>= 32 - m
@@ -137,7 +138,10 @@ class BoxKernel(Kernel):
         return qa.log_box_quadratic_average(p, q, self.R)
 
     def from_uniforms(self, u: np.ndarray) -> np.ndarray:
-        r"""``R (2u - 1)``; finite ``k``: plus ``(1/(2k)) logit(u')`` from the second half of ``u``."""
+        r"""``R (2u - 1)``; finite ``k``: plus ``(1/(2k)) logit(u')``.
+
+        ``u'`` is the second half of ``u``.
+        """
         if not self.finite_k:
             return self.R * (2.0 * u - 1.0)
         n = u.shape[-1] // 2
@@ -145,7 +149,7 @@ class BoxKernel(Kernel):
         return self.R * (2.0 * uni - 1.0) + (np.log(v) - np.log1p(-v)) / (2.0 * self.k)
 
     def sample_into(self, out: np.ndarray, bits: np.random.BitGenerator) -> None:
-        """Fill ``out`` from raw words: ``U(-R, R)`` plus, for finite ``k``, ``log v - log(1-v)``."""
+        """Fill ``out`` from raw words: ``U(-R, R)``, plus ``log v - log(1-v)`` for finite ``k``."""
         uniform_from_bits(bits, out, -self.R, 2.0 * self.R)
         if self.finite_k:
             v = np.empty_like(out)

@@ -118,8 +118,8 @@ def distance(x: Any, *, R: float, k: float = math.inf) -> Any:
             inside = torch.zeros_like(x)
             out = torch.where(ax < R, inside, torch.full_like(x, math.inf))
             return torch.where(ax == R, torch.full_like(x, LOG2), out)
-        out = np.where(ax < R, 0.0, np.inf)
-        return np.where(ax == R, LOG2, out).astype(x.dtype, copy=False)
+        hard = np.where(ax < R, 0.0, np.inf)
+        return np.where(ax == R, LOG2, hard).astype(x.dtype, copy=False)
     two_k = 2.0 * k
     return _softplus(two_k * (x - R)) + _softplus(-two_k * (x + R))
 
@@ -266,10 +266,10 @@ def sample_kernel(
     """
     R, k = _check_rk(R, k)
     if isinstance(rng, np.random.Generator):
-        out = rng.uniform(-R, R, size=shape)
+        draws = rng.uniform(-R, R, size=shape)
         if not math.isinf(k):
-            out = out + rng.logistic(0.0, 1.0 / (2.0 * k), size=shape)
-        return out.astype(dtype or np.float64, copy=False)
+            draws = draws + rng.logistic(0.0, 1.0 / (2.0 * k), size=shape)
+        return draws.astype(dtype or np.float64, copy=False)
     import torch
 
     if not isinstance(rng, torch.Generator):

@@ -82,7 +82,10 @@ class GaussianKernel(Kernel):
         return 1.0 / self.gamma
 
     def log_quadratic_average(self, p: Any, q: Any) -> np.ndarray:
-        """``1/2 log(gamma/(gamma+q)) + p^2/(2(gamma+q))`` (:mod:`anisotropy.kernels.quadratic_average`)."""
+        """``1/2 log(gamma/(gamma+q)) + p^2/(2(gamma+q))``.
+
+        See :mod:`anisotropy.kernels.quadratic_average`.
+        """
         from anisotropy.kernels import quadratic_average as qa
 
         return qa.log_heat_quadratic_average(p, q, self.gamma)

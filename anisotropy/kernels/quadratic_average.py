@@ -110,7 +110,10 @@ def _log_box_average(p: np.ndarray, q: np.ndarray, R: float) -> np.ndarray:
 
 
 def _log_gauss_average(p: np.ndarray, q: np.ndarray, gamma: float) -> np.ndarray:
-    r"""``log E exp(-(p x + q x^2/2))`` for ``x ~ N(0, 1/gamma)``: ``1/2 log(gamma/(gamma+q)) + p^2/(2(gamma+q))``."""
+    r"""``log E exp(-(p x + q x^2/2))`` for ``x ~ N(0, 1/gamma)``.
+
+    Equals ``1/2 log(gamma/(gamma+q)) + p^2/(2(gamma+q))``.
+    """
     s = gamma + q
     return 0.5 * (math.log(gamma) - np.log(s)) + 0.5 * p * p / s
 
@@ -213,13 +216,13 @@ def _as_pq(p: Any, q: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def log_box_quadratic_average(p: Any, q: Any, R: float) -> np.ndarray:
-    """``log E exp(-(p x + q x^2/2))`` per coordinate for ``x ~ Uniform(-R, R)`` (eq 8), closed form."""
+    """Closed-form ``log E exp(-(p x + q x^2/2))`` per coordinate, ``x ~ Uniform(-R, R)`` (eq 8)."""
     p, q = _as_pq(p, q)
     return _log_box_average(p, q, R)
 
 
 def log_heat_quadratic_average(p: Any, q: Any, gamma: float) -> np.ndarray:
-    """``log E exp(-(p x + q x^2/2))`` per coordinate for ``x ~ N(0, 1/gamma)`` (eq 1), closed form."""
+    """Closed-form ``log E exp(-(p x + q x^2/2))`` per coordinate, ``x ~ N(0, 1/gamma)`` (eq 1)."""
     p, q = _as_pq(p, q)
     return _log_gauss_average(p, q, gamma)
 

@@ -121,7 +121,9 @@ def dense_entropy_change(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _pair(name: str, v: int | Sequence[int]) -> tuple[int, int]:
-    t = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v)
+    if isinstance(v, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    t = (v, v) if isinstance(v, int) else tuple(v)
     if len(t) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
     return check_int(name, t[0], minimum=1), check_int(name, t[1], minimum=1)
@@ -138,13 +140,13 @@ def conv_output_shape(
 
     Raises ValueError when the kernel does not fit in the input.
     """
-    l, w = _pair("input_shape", input_shape)
+    ell, w = _pair("input_shape", input_shape)
     p, q = _pair("kernel_size", kernel_size)
     (sh, sw), (dh, dw) = _pair("stride", stride), _pair("dilation", dilation)
     eh, ew = dh * (p - 1) + 1, dw * (q - 1) + 1
-    if eh > l or ew > w:
-        raise ValueError(f"kernel of extent {(eh, ew)} does not fit in input_shape {(l, w)}")
-    return (l - eh) // sh + 1, (w - ew) // sw + 1
+    if eh > ell or ew > w:
+        raise ValueError(f"kernel of extent {(eh, ew)} does not fit in input_shape {(ell, w)}")
+    return (ell - eh) // sh + 1, (w - ew) // sw + 1
 
 
 def _kernel4(kernel: torch.Tensor, groups: int) -> torch.Tensor:
@@ -284,7 +286,7 @@ def _entropy_loss(model: nn.Module, layers, target, kind: str) -> torch.Tensor:
         unknown = sorted(set(target) - set(mods))
         if unknown:
             raise ValueError(f"target names unknown layers {unknown}; selected: {mods}")
-    total = None
+    total: torch.Tensor | None = None
     for name in mods:
         h = _per_coordinate(model.get_submodule(name), name, kind)
         if not bool(torch.isfinite(h)):
@@ -297,6 +299,8 @@ def _entropy_loss(model: nn.Module, layers, target, kind: str) -> torch.Tensor:
             raise ValueError(f"target for {name!r} must be finite, got {t!r}")
         term = (h - t) ** 2
         total = term if total is None else total + term
+    if total is None:
+        raise ValueError("layers must select at least one layer")
     return total
 
 
@@ -365,7 +369,9 @@ class EntropyFlowResult:
     def report(self) -> str:
         """Table of the per-layer entropy changes."""
         rows = ["layer            delta_H (nats)   per coordinate   note"]
-        for n, d, c, note in zip(self.layers, self.delta_h, self.coordinates, self.notes):
+        for n, d, c, note in zip(
+            self.layers, self.delta_h, self.coordinates, self.notes, strict=True
+        ):
             rows.append(f"{n:<16} {d:>14.6g}   {d / c:>14.6g}   {note}")
         return "\n".join(rows)
 
@@ -402,15 +408,18 @@ def entropy_flow(model: nn.Module, input_shape: Sequence[int]) -> EntropyFlowRes
     finally:
         for h in hooks:
             h.remove()
-    names, dh, coords, notes = [], [], [], []
+    names: list[str] = []
+    dh: list[float] = []
+    coords: list[int] = []
+    notes: list[str] = []
     with torch.no_grad():
         for name, mod, ishape, oshape in seen:
             names.append(name)
             coords.append(math.prod(oshape[1:]))
-            if _eligible(mod, "dense"):
+            if isinstance(mod, nn.Linear) and _eligible(mod, "dense"):
                 dh.append(float(dense_entropy_change(mod.weight)) * coords[-1] / mod.out_features)
                 notes.append("")
-            elif _eligible(mod, "conv"):
+            elif isinstance(mod, nn.Conv2d) and _eligible(mod, "conv"):
                 dh.append(
                     float(
                         conv_entropy_change(

@@ -197,7 +197,7 @@ class EntropySGD(torch.optim.Optimizer):
             return closure()
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One outer step: ``inner_steps`` SGLD steps, then the base optimizer's step.
 
         Returns
@@ -223,12 +223,14 @@ class EntropySGD(torch.optim.Optimizer):
                 plain_grads = [
                     None if p.grad is None else p.grad.detach().clone() for p in self._plain
                 ]
-            for p, w, m in zip(self._entropic, centre, mean):
+            for p, w, m in zip(self._entropic, centre, mean, strict=True):
                 drift = torch.sub(p, w).mul_(gamma)
                 if p.grad is not None:
                     drift.add_(p.grad)
                 p.sub_(drift, alpha=lr)
                 if sd > 0:
+                    if self.generator is None:  # excluded by __init__ (noise > 0 needs one)
+                        raise ValueError("generator must be a torch.Generator when noise > 0")
                     xi = torch.randn(
                         p.shape,
                         generator=self.generator,
@@ -237,10 +239,10 @@ class EntropySGD(torch.optim.Optimizer):
                     )
                     p.add_(xi.to(p.device), alpha=sd)
                 m.mul_(1.0 - alpha).add_(p, alpha=alpha)
-        for p, w, m in zip(self._entropic, centre, mean):
+        for p, w, m in zip(self._entropic, centre, mean, strict=True):
             p.copy_(w)
             p.grad = torch.sub(w, m).mul_(gamma)
-        for p, g in zip(self._plain, plain_grads):
+        for p, g in zip(self._plain, plain_grads, strict=True):
             p.grad = g
         self.base_optimizer.step()
         self.outer_steps += 1

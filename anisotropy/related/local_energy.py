@@ -22,7 +22,8 @@ For a loss that is exactly quadratic in the perturbed weights, with Hessian
 
 Estimation is plain Monte Carlo over ``n`` draws of ``z`` (standard normal by
 default; any unit-scale :class:`anisotropy.kernels.Kernel` may replace it, and
-then ``σ²`` above becomes ``σ² Var z``), drawn by :func:`anisotropy.smoothing.sampling.sample_perturbations` from the
+then ``σ²`` above becomes ``σ² Var z``), drawn by
+:func:`anisotropy.smoothing.sampling.sample_perturbations` from the
 ``torch.Generator`` passed in), evaluated out of place and ``batch_size``
 configurations at a time by :func:`anisotropy.smoothing.stacked.stacked_outputs` under
 :func:`torch.no_grad`.  Every batch also evaluates the centre ``L(W)`` with
@@ -221,7 +222,7 @@ def local_energy_curve(
             )
             for i, s in enumerate(sig):
                 deltas = {
-                    nm: s * (z[nm] if scale[nm] is None else z[nm] * scale[nm]) for nm in names
+                    nm: s * (z[nm] if (c := scale[nm]) is None else z[nm] * c) for nm in names
                 }
                 outs = stacked_outputs(pieces, inputs, deltas, centre=True)
                 losses = torch.tensor([loss_of(o) for o in outs.unbind(0)], dtype=torch.float64)
@@ -246,7 +247,7 @@ def local_energy_curve(
             n_perturbed=n_pert,
             names=names,
         )
-        for s, d in zip(sig, diffs)
+        for s, d in zip(sig, diffs, strict=True)
     )
 
 

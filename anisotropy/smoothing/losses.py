@@ -43,9 +43,9 @@ from anisotropy.validation import check_choice, check_int, check_positive, check
 __all__ = ["Reduction", "REDUCTIONS", "reduce_losses", "SmoothedLoss", "PartialLocalEntropy"]
 
 Reduction = Literal["pla", "plea", "beta"]
-REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+REDUCTIONS: tuple[Reduction, ...] = get_args(Reduction)
 Cut = Literal["auto", "off"]
-CUTS: tuple[str, ...] = get_args(Cut)
+CUTS: tuple[Cut, ...] = get_args(Cut)
 
 
 def reduce_losses(

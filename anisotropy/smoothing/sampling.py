@@ -183,7 +183,8 @@ class PendingDraws:
         self, names: tuple[str, ...], y: int, finish: Callable[[], dict[str, torch.Tensor]]
     ) -> None:
         self.names, self.y = names, y
-        self._finish, self._value = finish, None
+        self._finish = finish
+        self._value: dict[str, torch.Tensor] | None = None
 
     def result(self) -> dict[str, torch.Tensor]:
         """Wait for the draws: dict name -> tensor (y, *param.shape)."""
@@ -200,7 +201,9 @@ def _fill_jobs(jobs: list[tuple]) -> None:
 def resolve_kernel(
     kernel: Kernel | KernelName, R: float | None, k: float | None, gamma: float | None
 ) -> Kernel:
-    """The kernel of the keyword forms ``kernel=instance`` or ``kernel=name, R=..., k=..., gamma=...``.
+    """The kernel of the keyword forms ``kernel=instance`` or ``kernel=name, R=..., k=...``.
+
+    (``gamma=...`` too for the heat kernel.)
 
     For a name, ``R`` (default :data:`DEFAULT_R`) is the scale used when the
     kernel's own parameters leave it open: the box's half side, the heat
@@ -243,14 +246,15 @@ def start_perturbations(
     shapes = [(y, *p.shape) for _, p in params]
     if generator.device.type != "cpu":
         out = {}
-        for (name, p), shape in zip(params, shapes):
+        for (name, p), shape in zip(params, shapes, strict=True):
             d = kern.sample(shape, generator=generator, dtype=p.dtype, device=generator.device)
             out[name] = d.to(p.device)
         return PendingDraws(names, y, lambda: out)
     counts = [-(-math.prod(sh) // BLOCK) for sh in shapes]
     seeds = torch.randint(0, _SEED_HIGH, (sum(counts), 2), generator=generator).tolist()
-    flats, jobs = [], []
-    for (_, p), shape in zip(params, shapes):
+    flats: list[np.ndarray] = []
+    jobs: list[tuple] = []
+    for (_, p), shape in zip(params, shapes, strict=True):
         flat = np.empty(
             math.prod(shape), dtype=np.float64 if p.dtype == torch.float64 else np.float32
         )
@@ -269,7 +273,7 @@ def start_perturbations(
             f.result()
         return {
             name: torch.from_numpy(flat).reshape(shape).to(dtype=p.dtype, device=p.device)
-            for (name, p), shape, flat in zip(params, shapes, flats)
+            for (name, p), shape, flat in zip(params, shapes, flats, strict=True)
         }
 
     return PendingDraws(names, y, finish)
@@ -313,10 +317,10 @@ def sample_perturbations(
     Notes
     -----
     With a CUDA (or other non-CPU) generator the draws are
-    :meth:`~anisotropy.kernels.Kernel.sample` on that generator.  A CPU generator is slow (one Mersenne-Twister stream,
-    ~4 ns per float here: a quarter of a smoothed MLP step), so on CPU the
-    generator only supplies 124-bit keys of independent numpy PCG64 streams,
-    one per block of :data:`BLOCK` coordinates, filled in parallel on
+    :meth:`~anisotropy.kernels.Kernel.sample` on that generator.  A CPU generator is
+    slow (one Mersenne-Twister stream, ~4 ns per float here: a quarter of a smoothed
+    MLP step), so on CPU the generator only supplies 124-bit keys of independent numpy
+    PCG64 streams, one per block of :data:`BLOCK` coordinates, filled in parallel on
     ``torch.get_num_threads()`` threads with the same laws
     (:meth:`~anisotropy.kernels.Kernel.sample_into`); the draws do not
     depend on the number of threads.

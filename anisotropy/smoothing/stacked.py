@@ -142,7 +142,10 @@ def _linear_shared(
 ) -> torch.Tensor:
     """Shared input ``h`` (B..., in) and its centre output ``z0`` -> (S, B..., out)."""
     dw, db = local.get("weight"), local.get("bias")
-    y = (dw if dw is not None else db).shape[0]
+    first = dw if dw is not None else db
+    if first is None:
+        raise ValueError("local must hold a 'weight' or 'bias' displacement")
+    y = first.shape[0]
     out = mod.out_features
     zs = z0.unsqueeze(0)
     if dw is not None:
@@ -273,22 +276,24 @@ def stacked_outputs(
         if not own and _per_sample(mod):
             h = mod(h.flatten(0, 1)).unflatten(0, h.shape[:2])
             continue
+        # a plain Linear (not a subclass) without hooks takes the fast path
         fast = (
-            type(mod) is nn.Linear
+            mod
+            if isinstance(mod, nn.Linear)
+            and type(mod) is nn.Linear
             and set(own) <= {"weight", "bias"}
             and not (mod._forward_hooks or mod._forward_pre_hooks)
+            else None
         )
         # the centre output of a first smoothed Linear needs no draw: compute it
         # while they are still being filled
-        z0 = F.linear(h, mod.weight, mod.bias) if fast and not stacked else None
+        z0 = F.linear(h, fast.weight, fast.bias) if fast is not None and not stacked else None
         drawn = deltas.result() if isinstance(deltas, PendingDraws) else deltas
         local = {n: drawn[full] for n, full in own.items()}
-        if fast:
-            h = (
-                _linear_stacked(mod, h, local, centre)
-                if stacked
-                else _linear_shared(mod, h, z0, local, centre)
-            )
+        if fast is not None and stacked:
+            h = _linear_stacked(fast, h, local, centre)
+        elif fast is not None and z0 is not None:
+            h = _linear_shared(fast, h, z0, local, centre)
         else:
             h = _generic(mod, h, local, centre, stacked, s)
         stacked = True

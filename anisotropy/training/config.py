@@ -130,7 +130,8 @@ class DataConfig:
     normalize: Normalisation = field(
         default="standard",
         metadata={
-            "help": "unit: pixels in [0, 1]; standard: minus training mean, over training std (per channel)"
+            "help": "unit: pixels in [0, 1]; "
+            "standard: minus training mean, over training std (per channel)"
         },
     )
     augment: AugmentName = field(
@@ -437,7 +438,7 @@ def _from_dict(cls: type, d: Any, prefix: str) -> Any:
     values = {}
     for name, v in d.items():
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             values[name] = _from_dict(tp, v, f"{prefix}{name}.")
         else:
             values[name] = _coerce(f"{prefix}{name}", tp, v)

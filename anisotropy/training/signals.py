@@ -20,8 +20,9 @@ device, running sums of
   (population variance), the signal-to-noise pair of the layer;
 
 as running sums shifted by the period's first minibatch (:class:`_ShiftedSums`),
-so no per-batch gradient is stored and no Welford temporaries are made.  ``weight_norm`` is the Frobenius norm of
-the weights when :meth:`SignalAccumulator.summary` is called.
+so no per-batch gradient is stored and no Welford temporaries are made.
+``weight_norm`` is the Frobenius norm of the weights when
+:meth:`SignalAccumulator.summary` is called.
 """
 
 from __future__ import annotations
@@ -95,17 +96,26 @@ class _ShiftedSums:
             self.sum = torch.zeros_like(self.shift, dtype=torch.float64)
             self.sumsq = torch.zeros((), dtype=torch.float64, device=x.device)
             return
-        d = torch.sub(x.detach(), self.shift, out=self.buffer)
-        self.sum.add_(d)
-        self.sumsq.add_(torch.linalg.vector_norm(d, dtype=torch.float64).square())
+        shift, total, sumsq = self._sums()
+        d = torch.sub(x.detach(), shift, out=self.buffer)
+        total.add_(d)
+        sumsq.add_(torch.linalg.vector_norm(d, dtype=torch.float64).square())
+
+    def _sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(shift, sum, sumsq)``; ValueError before the first :meth:`update`."""
+        if self.shift is None or self.sum is None or self.sumsq is None:
+            raise ValueError("no observation yet: call update() first")
+        return self.shift, self.sum, self.sumsq
 
     def mean(self) -> torch.Tensor:
-        return self.shift.to(torch.float64) + self.sum / self.n
+        shift, total, _ = self._sums()
+        return shift.to(torch.float64) + total / self.n
 
     def total_variance(self) -> float:
         """Sum over coordinates of the population variance (divisor ``n``), >= 0."""
-        m = self.sum.reshape(-1) / self.n
-        return max(float(self.sumsq / self.n - torch.dot(m, m)), 0.0)
+        _, total, sumsq = self._sums()
+        m = total.reshape(-1) / self.n
+        return max(float(sumsq / self.n - torch.dot(m, m)), 0.0)
 
 
 class SignalAccumulator:

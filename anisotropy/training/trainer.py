@@ -1,7 +1,8 @@
 """Training loop: SGD on plain or partially smoothed cross-entropy, with layer signals.
 
 :func:`train` runs one configuration (the command line ``anisotropy train`` is
-:mod:`anisotropy.cli.train`).  One run = one :class:`~anisotropy.training.config.TrainConfig` and one run directory:
+:mod:`anisotropy.cli.train`).  One run = one
+:class:`~anisotropy.training.config.TrainConfig` and one run directory:
 
 * ``config.toml`` - the configuration (after overrides);
 * ``log.jsonl``   - one JSON line per logging period (format in ``docs/trainer.md``);
@@ -408,7 +409,8 @@ class _Run:
         if self.step_signals is None:  # step logging is off
             return
         w = self.step_period
-        layers = self.step_signals.summary()
+        # values become None below (no spread in a one-batch window)
+        layers: dict[str, dict[str, Any]] = self.step_signals.summary()
         if w.steps == 1:
             for stats in layers.values():
                 stats["signal_std"] = stats["grad_std_norm"] = None
