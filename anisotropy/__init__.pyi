@@ -120,6 +120,23 @@ from .smoothing.losses import (
 from .smoothing.losses import (
     reduce_losses as reduce_losses,
 )
+
+# reductions of the per-configuration losses (eqs 22-23): objects (the extension point)
+from .smoothing.reductions import (
+    PLA as PLA,
+)
+from .smoothing.reductions import (
+    PLEA as PLEA,
+)
+from .smoothing.reductions import (
+    BetaReduction as BetaReduction,
+)
+from .smoothing.reductions import (
+    LossReduction as LossReduction,
+)
+from .smoothing.reductions import (
+    as_reduction as as_reduction,
+)
 from .smoothing.sampling import (
     sample_perturbations as sample_perturbations,
 )

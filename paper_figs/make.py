@@ -2,8 +2,14 @@
 [--runs DIR] [--out DIR] [--until-decided [--max-seeds N]]``: run the sweeps the
 figures need (finished runs are reused), then draw them.
 
-For each requested figure (default: all, 1-8) in order: every experiment the
-figure reads is swept with :func:`experiments.sweep.run_sweep` (a resumed sweep
+A figure is a module ``paper_figs/fig<ID>.py`` (``ID`` a number, then letters or digits,
+e.g. ``3`` or ``9b``; ``fig1_regimes.py`` and other names with an underscore are helpers) that
+defines ``EXPERIMENTS`` (the experiment definitions it reads, ``experiments/<name>.toml``)
+and ``draw(ctx)``; the modules are found by :func:`discover_figures`, so adding a figure
+is adding its module (and its definitions).
+
+For each requested figure (default: all) in natural order (2 before 10): every
+experiment the figure reads is swept with :func:`experiments.sweep.run_sweep` (a resumed sweep
 trains only missing points), then the figure script draws PNG + PDF and its
 results table (CSV + markdown) into ``<out>/<scale>/``.  At the end the
 paper's claims are checked on every available result (``claims.json``,
@@ -23,6 +29,8 @@ import argparse
 import importlib
 import json
 import os
+import pkgutil
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,10 +48,39 @@ from .sequential import MAX_SEEDS, SequentialDesign, planned_looks
 from .stats import write_text_atomic
 from .until_decided import run_until_decided
 
-__all__ = ["FIGURES", "FiguresOptions", "make_figures", "main"]
+__all__ = ["FIGURES", "FiguresOptions", "discover_figures", "figure_key", "make_figures", "main"]
 
-#: figure number -> module drawing it (each has EXPERIMENTS and draw(ctx))
-FIGURES: dict[str, str] = {str(i): f"paper_figs.fig{i}" for i in range(1, 9)}
+#: the module name of a figure, ``fig<ID>``: its ID starts with a digit and goes on with
+#: letters and digits (``fig9b``), so helpers (``fig1_regimes``) and words (``figure``) are not
+_FIGURE_MODULE = re.compile(r"fig(?P<id>[0-9][0-9A-Za-z]*)")
+
+
+def figure_key(fig: str) -> tuple[tuple[int, int, str], ...]:
+    """Natural sort key of a figure ID: runs of digits compare as numbers (2 < 10 < 10b)."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", fig)
+        if part
+    )
+
+
+def discover_figures(package: str = __package__ or "paper_figs") -> dict[str, str]:
+    """``{ID: module}`` of the figure modules ``fig<ID>`` of ``package``, in natural order.
+
+    Found by name with :mod:`pkgutil` (nothing is imported); :func:`_module` checks on
+    import that a module defines ``EXPERIMENTS`` and ``draw``.
+    """
+    path = importlib.import_module(package).__path__
+    found = {
+        m.group("id"): f"{package}.{info.name}"
+        for info in pkgutil.iter_modules(path)
+        if not info.ispkg and (m := _FIGURE_MODULE.fullmatch(info.name))
+    }
+    return {fig: found[fig] for fig in sorted(found, key=figure_key)}
+
+
+#: figure ID -> module drawing it (each has EXPERIMENTS and draw(ctx)), in natural order
+FIGURES: dict[str, str] = discover_figures()
 
 
 @dataclass
@@ -75,10 +112,18 @@ class FiguresOptions(ExecutionOptions):
         return SequentialDesign(planned_looks(self.max_seeds)) if self.until_decided else None
 
 
-def _module(fig: str):
+def _module(fig: str) -> Any:
     if fig not in FIGURES:
         raise ValueError(f"unknown figure {fig!r}; valid: {', '.join(FIGURES)}")
-    return importlib.import_module(FIGURES[fig])
+    mod = importlib.import_module(FIGURES[fig])
+    if not isinstance(getattr(mod, "EXPERIMENTS", None), tuple) or not callable(
+        getattr(mod, "draw", None)
+    ):
+        raise TypeError(
+            f"figure module {mod.__name__} must define EXPERIMENTS (a tuple of experiment "
+            "names) and draw(ctx)"
+        )
+    return mod
 
 
 def _load() -> list[float]:
@@ -239,7 +284,7 @@ def _write_index(
     ctx: FigureContext, outputs: dict[str, FigureOutput], timings: dict[str, Any]
 ) -> None:
     lines = [f"# Figures at {ctx.scale} scale", ""]
-    for fig in sorted(FIGURES, key=int):
+    for fig in FIGURES:
         png = ctx.out / f"fig{fig}.png"
         if not png.is_file():
             continue
@@ -284,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [f for f in ns.figures if f not in FIGURES]
     if bad:
         parser.error(f"unknown figure(s) {', '.join(bad)}; valid: {', '.join(FIGURES)}")
-    figs = sorted(dict.fromkeys(ns.figures or FIGURES), key=int)
+    figs = sorted(dict.fromkeys(ns.figures or FIGURES), key=figure_key)
     result = make_figures(figs, opts)
     return 1 if result["failed"] else 0
 

@@ -6,7 +6,8 @@
   another rule, finite differences, closed forms, sorting).
 * Every fenced ``diff`` block applies (``git apply -C1``: every removed line and the line
   next to each change must match) to a copy of the package as it is now, and the built-in
-  kernel, reduction, cooling law and figure it adds work by name.
+  kernel, reduction and cooling law it adds work by name; the figure example saved as a
+  module of ``paper_figs`` is a built-in figure with no diff (figures are discovered).
 * The ``text`` tree of the Layout section lists exactly the files of the package directories.
 
 Statistical checks are seeded; a Monte Carlo mean must lie within ``Z_TOL`` standard errors
@@ -117,15 +118,27 @@ def test_kernel_example(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- reduction
 def test_reduction_example(tmp_path, monkeypatch):
+    import torch
+
+    from anisotropy import LossReduction
+
     ns = run_example("reduction", tmp_path, monkeypatch)
-    losses, loss, cvar = ns["losses"], ns["loss"], ns["cvar"]
-    assert losses.shape == (16,) and losses.requires_grad  # y = 15 and the centre
-    worst = sorted(losses.detach().tolist())[-4:]
+    losses, loss, CVaR = ns["losses"], ns["loss"], ns["CVaR"]
+    assert issubclass(CVaR, LossReduction)
+    assert losses.shape == (16,) and loss.requires_grad  # y = 15 and the centre
+    worst = sorted(losses.tolist())[-4:]
     assert loss.item() == pytest.approx(sum(worst) / 4, rel=1e-12)
-    assert cvar(losses, 1.0).item() == pytest.approx(losses.mean().item(), rel=1e-12)
-    assert cvar(losses, 1e-3).item() == losses.max().item()
+    assert CVaR(1.0)(losses).item() == pytest.approx(losses.mean().item(), rel=1e-12)
+    assert CVaR(1e-3)(losses).item() == losses.max().item()
     with pytest.raises(ValueError, match=r"q must lie in \(0, 1\]"):
-        cvar(losses, 0.0)
+        CVaR(0.0)
+    # the gradient of CVaR_0.25 is the mean of the gradients of the 4 worst configurations:
+    # the 4 worst losses with weight 1/4 each, by the chain rule through the call
+    w = losses.clone().requires_grad_()
+    CVaR(0.25)(w).backward()
+    expected = torch.zeros_like(losses)
+    expected[losses.topk(4).indices] = 0.25
+    assert torch.equal(w.grad, expected)
     # the centre comes first and is the unperturbed loss
     ple, x, t = ns["ple"], ns["x"], ns["t"]
     centre = ple.base_loss(ple.model(x), t).item()
@@ -255,6 +268,9 @@ out = ple(torch.randn(5, 3), torch.randint(0, 2, (5,)),
 assert out.loss == out.per_sample.max()
 assert reduce_losses(torch.tensor([0.3, 1.2, 0.7]), reduction="max") == 1.2
 assert SmoothingConfig(layers=["fc2"], reduction="max").reduction == "max"
+from anisotropy.smoothing.reductions import MaxReduction, as_reduction
+assert as_reduction("max") == MaxReduction() == SmoothingConfig(reduction="max").make_reduction()
+assert ple.loss_reduction == MaxReduction()
 
 # cooling law: by name, in the default analysis, selected on its own synthetic data
 from analysis.cooling import CoolingConfig, build_panel, compare, fit_law
@@ -266,7 +282,7 @@ panel = build_panel(generate(spec, 0)[0], "signal", 40.0)
 assert compare({n: fit_law(panel, n) for n in LAW_NAMES}).selected == "power_law_with_offset"
 assert "power_law_with_offset" in CoolingConfig().laws
 
-# figure: registered, importable, its definition shipped
+# figure: discovered, importable, its definition shipped
 import importlib
 from experiments.definitions import load_experiment
 from paper_figs.make import FIGURES
@@ -288,7 +304,7 @@ def patched_tree(tmp_path_factory) -> Path:
     for pkg in PACKAGES:
         shutil.copytree(ROOT / pkg, tree / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     diffs = fenced("diff")
-    assert len(diffs) == 4  # kernel, reduction, cooling law, figure
+    assert len(diffs) == 3  # kernel, reduction, cooling law (a figure needs no diff)
     for i, d in enumerate(diffs):
         patch = tree / f"block{i}.diff"
         patch.write_text(d)

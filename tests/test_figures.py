@@ -281,7 +281,49 @@ def test_figures_are_drawn_from_results_without_training(quick_results, tmp_path
 def test_figures_cli_rejects_unknown_figures(capsys):
     with pytest.raises(SystemExit):
         make.main(["9", "--draw-only"])
-    assert "unknown figure" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown figure" in err and "valid: 1, 2, 3, 4, 5, 6, 7, 8" in err
+    assert "figures to make (1, 2, 3, 4, 5, 6, 7, 8; default: all)" in make._parser().format_help()
+
+
+def test_figures_are_discovered_from_their_modules(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    # the shipped figures: fig1 ... fig8, not the helper fig1_regimes; each has the interface
+    assert dict(make.FIGURES.items()) == {str(i): f"paper_figs.fig{i}" for i in range(1, 9)}
+    for fig in make.FIGURES:
+        mod = make._module(fig)
+        assert isinstance(mod.EXPERIMENTS, tuple) and callable(mod.draw)
+    # natural order: digits compare as numbers, a suffix after its number
+    ids = ["10", "9b", "2", "9", "a", "1"]
+    assert sorted(ids, key=make.figure_key) == ["1", "2", "9", "9b", "10", "a"]
+    # any package: one module per figure is all it takes; helpers are skipped
+    pkg = tmp_path / "figpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    body = "EXPERIMENTS = ()\n\ndef draw(ctx):\n    return None\n"
+    for name in ("fig10", "fig2", "fig9b", "fig2_helper", "stats", "figure"):
+        (pkg / f"{name}.py").write_text(body)
+    (pkg / "fig3").mkdir()  # a package, not a figure module
+    (pkg / "fig3" / "__init__.py").write_text("")
+    (pkg / "fig4.py").write_text("X = 1\n")  # named as a figure, without the interface
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "figpkg", raising=False)
+    found = make.discover_figures("figpkg")
+    assert found == {
+        "2": "figpkg.fig2",
+        "4": "figpkg.fig4",
+        "9b": "figpkg.fig9b",
+        "10": "figpkg.fig10",
+    }
+    assert list(found) == ["2", "4", "9b", "10"]
+    monkeypatch.setattr(make, "FIGURES", found)
+    assert make._module("9b") is importlib.import_module("figpkg.fig9b")
+    with pytest.raises(TypeError, match="figpkg.fig4 must define EXPERIMENTS"):
+        make._module("4")
+    with pytest.raises(ValueError, match="unknown figure '1'; valid: 2, 4, 9b, 10"):
+        make._module("1")
 
 
 def synthetic_cooling_runner(config, run_dir):

@@ -1,9 +1,20 @@
 """Loss smoothing restricted to chosen layers: parameter selection and
-sampling of perturbations, the stacked prefix-once evaluation, the smoothed
-losses (eqs 19-23) and radius schedules.
+sampling of perturbations, the stacked prefix-once evaluation, the reductions
+of the per-configuration losses (eqs 22-23), the smoothed losses (eqs 19-23) and radius
+schedules.
 """
 
-from .losses import REDUCTIONS, PartialLocalEntropy, Reduction, SmoothedLoss, reduce_losses
+from .losses import PartialLocalEntropy, SmoothedLoss, reduce_losses
+from .reductions import (
+    PLA,
+    PLEA,
+    REDUCTION_CLASSES,
+    REDUCTIONS,
+    BetaReduction,
+    LossReduction,
+    Reduction,
+    as_reduction,
+)
 from .sampling import (
     BLOCK,
     KERNELS,
@@ -33,6 +44,12 @@ __all__ = [
     "stacked_outputs",
     "Reduction",
     "REDUCTIONS",
+    "REDUCTION_CLASSES",
+    "LossReduction",
+    "PLA",
+    "PLEA",
+    "BetaReduction",
+    "as_reduction",
     "reduce_losses",
     "SmoothedLoss",
     "PartialLocalEntropy",

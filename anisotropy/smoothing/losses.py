@@ -7,7 +7,9 @@ and :math:`L_0 = L(W)` the centre, the ``S = y + 1`` terms combine as
 * PLA, eq 23: :math:`\frac{1}{S}\sum_a L_a`;
 * PLEA, eq 22: :math:`-\log \frac{1}{S}\sum_a e^{-L_a}`;
 * the beta family: :math:`-\frac{1}{\beta}\log\frac{1}{S}\sum_a e^{-\beta L_a}`,
-  PLEA at ``beta = 1`` and PLA as ``beta -> 0`` (a generalisation of eqs 22-23).
+  PLEA at ``beta = 1`` and PLA as ``beta -> 0`` (a generalisation of eqs 22-23);
+* any other mean, a :class:`~anisotropy.smoothing.reductions.LossReduction` subclass
+  (:mod:`anisotropy.smoothing.reductions`, where the names above are defined).
 
 The gradient is the mean of the ``S`` per-configuration gradients (PLA) or
 their ``softmax(-beta L)``-weighted sum (PLEA, beta), so sampling does not act
@@ -31,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from anisotropy.kernels import Kernel, KernelName
+from anisotropy.smoothing.reductions import REDUCTIONS, LossReduction, Reduction, as_reduction
 from anisotropy.smoothing.sampling import (
     PendingDraws,
     resolve_kernel,
@@ -42,49 +45,38 @@ from anisotropy.validation import check_choice, check_int, check_positive, check
 
 __all__ = ["Reduction", "REDUCTIONS", "reduce_losses", "SmoothedLoss", "PartialLocalEntropy"]
 
-Reduction = Literal["pla", "plea", "beta"]
-REDUCTIONS: tuple[Reduction, ...] = get_args(Reduction)
 Cut = Literal["auto", "off"]
 CUTS: tuple[Cut, ...] = get_args(Cut)
 
 
 def reduce_losses(
-    losses: torch.Tensor, *, reduction: Reduction = "pla", beta: float = 1.0
+    losses: torch.Tensor,
+    *,
+    reduction: LossReduction | Reduction = "pla",
+    beta: float | None = None,
 ) -> torch.Tensor:
-    r"""Combine per-configuration losses ``L_a`` (eqs 22-23 and the beta family).
+    r"""Combine per-configuration losses ``L_a`` (eqs 22-23, the beta family or any
+    :class:`~anisotropy.smoothing.reductions.LossReduction`).
 
     Parameters
     ----------
-    losses : torch.Tensor, shape (S,)
-        ``L_a`` for the ``S`` evaluated configurations (centre included or not).
-    reduction : {"pla", "plea", "beta"}
-        Eq 23, eq 22, or :math:`-\frac1\beta\log\frac1S\sum_a e^{-\beta L_a}`.
-    beta : float
-        Inverse temperature, used only by ``"beta"`` (``"plea"`` is ``beta = 1``).
+    losses : torch.Tensor, shape (S, ...)
+        ``L_a`` for the ``S >= 1`` evaluated configurations (centre included or not),
+        reduced over the first axis.
+    reduction : LossReduction or {"pla", "plea", "beta"}
+        An instance, or a name: eq 23, eq 22, or
+        :math:`-\frac1\beta\log\frac1S\sum_a e^{-\beta L_a}`
+        (:func:`~anisotropy.smoothing.reductions.as_reduction`).
+    beta : float, optional
+        Inverse temperature of ``"beta"`` (default 1; ``"plea"`` is ``beta = 1``); ignored
+        by the other names, unset with an instance.
 
     Returns
     -------
-    torch.Tensor, scalar
-
-    Notes
-    -----
-    The log-mean-exp is evaluated as
-    :math:`c - \frac1\beta \mathrm{log1p}(\mathrm{mean}(\mathrm{expm1}(-\beta(L-c))))`
-    with ``c = min L`` (detached): every exponent is ``<= 0`` (no overflow at
-    large ``beta``) and for small ``beta`` no ``log S`` is subtracted from a
-    nearly equal number, so the ``beta -> 0`` limit (PLA) is reached smoothly.
-    A single loss is returned unchanged, so ``S = 1`` is exactly the plain loss.
+    torch.Tensor, shape ``losses.shape[1:]``
+        A single loss (``S = 1``) is returned unchanged.
     """
-    check_choice("reduction", reduction, REDUCTIONS)
-    if losses.dim() != 1 or losses.numel() == 0:
-        raise ValueError(f"losses must have shape (S,) with S >= 1, got {tuple(losses.shape)}")
-    if losses.numel() == 1:
-        return losses[0]
-    if reduction == "pla":
-        return losses.mean()
-    b = 1.0 if reduction == "plea" else check_positive("beta", beta)
-    c = losses.detach().min()
-    return c - torch.log1p(torch.expm1(-b * (losses - c)).mean()) / b
+    return as_reduction(reduction, beta=beta)(losses)
 
 
 @dataclass(frozen=True)
@@ -119,10 +111,15 @@ class PartialLocalEntropy:
     layers : str or iterable of str, keyword-only
         Smoothed parameters: exact parameter names, module names (their
         weights) or glob patterns; see :func:`anisotropy.smoothing.sampling.select_parameters`.
-    reduction : {"pla", "plea", "beta"}
-        Eq 23, eq 22, or the beta family (see :func:`reduce_losses`).
-    beta : float
-        Inverse temperature of ``"beta"`` (``> 0``).
+    reduction : LossReduction or {"pla", "plea", "beta"}
+        How the ``S`` losses combine: any
+        :class:`~anisotropy.smoothing.reductions.LossReduction` instance (e.g.
+        ``BetaReduction(2.0)`` or a subclass of your own), or a name: eq 23, eq 22, or the
+        beta family (:func:`~anisotropy.smoothing.reductions.as_reduction`).  Kept as
+        given in :attr:`reduction`; the object called is :attr:`loss_reduction`.
+    beta : float, optional
+        Inverse temperature of the name ``"beta"`` (``> 0``; default 1); must be left
+        unset with an instance.
     kernel : Kernel or {"box", "gaussian"}
         Law of the displacements: the normalised kernel, e.g.
         ``BoxKernel(R, k)`` (eqs 5-6; ``k = inf``: uniform hypercube of half side
@@ -159,8 +156,8 @@ class PartialLocalEntropy:
         base_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
         *,
         layers: str | Iterable[str] = ("fc2",),
-        reduction: Reduction = "pla",
-        beta: float = 1.0,
+        reduction: LossReduction | Reduction = "pla",
+        beta: float | None = None,
         kernel: Kernel | KernelName = "box",
         R: float | Callable[[int], float] | None = None,
         k: float | None = None,
@@ -176,8 +173,13 @@ class PartialLocalEntropy:
             raise ValueError("base_loss must be callable(output, targets) -> scalar tensor")
         self.model = model
         self.base_loss = base_loss
-        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
-        self.beta = check_positive("beta", beta)
+        if isinstance(reduction, LossReduction):
+            self.beta: float | None = beta
+        else:  # a name: validated (beta too, whatever the name) as before the objects
+            check_choice("reduction", reduction, REDUCTIONS)
+            self.beta = check_positive("beta", 1.0 if beta is None else beta)
+        self.reduction: LossReduction | Reduction = reduction
+        self.loss_reduction: LossReduction = as_reduction(reduction, beta=self.beta)
         self.R = R
         self.kernel, self._schedule = self._make_kernel(kernel, R, k, gamma)
         self.y = check_int("y", y, minimum=0)
@@ -293,6 +295,6 @@ class PartialLocalEntropy:
         pending = self._start(generator, step)
         outs = stacked_outputs(self._pieces, inputs, pending, centre=self.include_centre)
         losses = torch.stack([self._loss(o, targets) for o in outs.unbind(0)])
-        loss = reduce_losses(losses, reduction=self.reduction, beta=self.beta)
+        loss = self.loss_reduction(losses)
         centre = outs[0].detach() if self.include_centre else None
         return SmoothedLoss(loss, losses.detach(), centre)

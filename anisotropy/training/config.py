@@ -37,7 +37,7 @@ from anisotropy.data.datasets import DataName, Normalisation
 from anisotropy.kernels.base import Kernel
 from anisotropy.kernels.registry import KernelName, as_kernel
 from anisotropy.models import Activation, ModelName
-from anisotropy.smoothing.losses import Reduction
+from anisotropy.smoothing.reductions import REDUCTIONS, LossReduction, Reduction, as_reduction
 from anisotropy.smoothing.schedules import Schedule
 from anisotropy.training.steplog import DEFAULT_DENSE_STEPS, DEFAULT_PER_DECADE
 from anisotropy.validation import check_choice
@@ -220,7 +220,10 @@ class SmoothingConfig:
     )
     reduction: Reduction = field(
         default="pla",
-        metadata={"help": "pla (eq 23) | plea (eq 22) | beta (-(1/beta) log mean exp(-beta L))"},
+        metadata={
+            "help": f"{' | '.join(REDUCTIONS)}: pla (eq 23), plea (eq 22), beta "
+            "(-(1/beta) log mean exp(-beta L)); see anisotropy.smoothing.reductions"
+        },
     )
     beta: float = field(default=1.0, metadata={"help": "inverse temperature of the beta reduction"})
     kernel: KernelName = field(default="box", metadata={"help": "box (eqs 5-8) | gaussian (eq 1)"})
@@ -279,6 +282,7 @@ class SmoothingConfig:
             self.schedule_epochs,
             "an integer >= 1 (or absent)",
         )
+        check_choice("smoothing.reduction", self.reduction, REDUCTIONS)
         check_choice("smoothing.kernel", self.kernel, typing.get_args(KernelName))
         try:
             self.make_kernel()
@@ -290,6 +294,12 @@ class SmoothingConfig:
         is ``BoxKernel(R, k)``; ``gaussian`` is ``GaussianKernel(gamma)``, of standard
         deviation ``R`` when ``gamma`` is absent (a radius schedule then applies to it)."""
         return as_kernel(self.kernel, scale=self.R, k=self.k, gamma=self.gamma)
+
+    def make_reduction(self) -> LossReduction:
+        """The reduction of the per-configuration losses
+        (:func:`anisotropy.smoothing.reductions.as_reduction`): ``reduction`` by name with
+        ``beta`` (used by ``"beta"`` only)."""
+        return as_reduction(self.reduction, beta=self.beta)
 
     @property
     def active(self) -> bool:
