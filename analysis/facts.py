@@ -753,7 +753,7 @@ class LimitsOptions:
 
 def main(argv: list[str] | None = None) -> int:
     """``anisotropy limits [--json] [--only NAME ...]``: exit status 1 if any fact fails."""
-    parser = argparse.ArgumentParser(prog="anisotropy limits", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="anisotropy facts", description=__doc__.split("\n")[0])
     add_dataclass_arguments(parser, LimitsOptions)
     opts = from_namespace(LimitsOptions, parser.parse_args(argv))
     try:

@@ -218,8 +218,8 @@ def config_hash(config: Mapping[str, Any]) -> str:
     The canonical form keeps only the settings that differ from the defaults of
     :class:`anisotropy.training.config.TrainConfig`: a new configuration field whose default
     reproduces the old behaviour leaves every existing run's identity (and so the
-    run store) intact.  Key order does not matter; ``threads`` (execution detail)
-    is ignored.
+    run store) intact.  Key order does not matter; the execution details in
+    :data:`HASH_EXCLUDED_KEYS` (``threads``, ``device``) are ignored.
     """
     return hashlib.sha256(_canonical(config).encode()).hexdigest()[:_HASH_DIGITS]
 

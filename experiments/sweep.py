@@ -1,6 +1,6 @@
 """Sweep runner: one training run per grid point, on any ``concurrent.futures.Executor``.
 
-``anisotropy sweep EXPERIMENT [--scale quick|paper] [--workers N] [--scheduler ADDRESS]
+``anisotropy sweep EXPERIMENT [--scale quick|medium|paper] [--workers N] [--scheduler ADDRESS]
 [--out DIR]``
 
 * Every point of the experiment (:mod:`experiments.definitions`) trains in its own

@@ -1,4 +1,4 @@
-"""``anisotropy figures [FIG ...] [--scale quick|paper] [--workers N] [--scheduler ADDRESS]
+"""``anisotropy figures [FIG ...] [--scale quick|medium|paper] [--workers N] [--scheduler ADDRESS]
 [--runs DIR] [--out DIR] [--until-decided [--max-seeds N]]``: run the sweeps the
 figures need (finished runs are reused), then draw them.
 

@@ -1,6 +1,6 @@
 r"""Monte Carlo estimators of the (partial) local free entropy (eqs 3, 9-10, 14-18).
 
-Two estimators (PAPER-NOTES section 3):
+Two estimators (eqs 3, 14 and 22 of the paper):
 
 * :func:`local_free_entropy` - the *normalised* estimator of
 
@@ -352,7 +352,7 @@ def local_free_entropy(
           ``Q = L(W) + g.dW + 1/2 sum h_i dW_i^2`` (secant finite differences at
           ``+-`` the kernel scale, or ``grad``/``hess_diag``; ``h`` clipped to
           ``>= 0``), whose kernel average is exact
-          (:func:`analysis.free_entropy.estimators.log_surrogate_averages`); optimal coefficient
+          (:func:`analysis.free_entropy.surrogate.log_surrogate_averages`); optimal coefficient
           from the same sample; stderr from the residuals.  Falls back to ``mc`` on the
           same sample (``reliable=False``) if the controlled mean is not positive.
     beta : float

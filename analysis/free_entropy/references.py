@@ -2,7 +2,7 @@ r"""Exact local free entropies of simple losses: the references for the Monte Ca
 
 All functions compute, in float64 and in log space, the (partial) local free
 entropy of eqs 10/16/18 of the paper with an inverse temperature ``beta``
-(PAPER-NOTES section 3),
+(the delta method of the estimator: variance and bias),
 
 .. math::
 
@@ -309,7 +309,7 @@ def quadratic_box_free_entropy(
 
     Per smoothed coordinate ``int_{-R}^{R} exp(-(lam'/2)(W + x - c)^2) dx =
     sqrt(pi/(2 lam')) [erf(a(W+R-c)) - erf(a(W-R-c))]`` with ``lam' = beta lam``,
-    ``a = sqrt(lam'/2)`` (PAPER-NOTES section 3), evaluated as
+    ``a = sqrt(lam'/2)`` (the delta method of the estimator: variance and bias), evaluated as
     ``sqrt(2 pi/lam') (Phi(b) - Phi(a))`` by :func:`log_normal_interval`
     (relative accuracy ~1e-15 for any ``a R``); ``lam_i = 0`` gives ``2R``.
 

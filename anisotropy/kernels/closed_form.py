@@ -1,7 +1,7 @@
 r"""Smoothing kernels of the paper, their normalisers and exact samplers.
 
 Per coordinate, with the logistic sigmoid :math:`s(x) = 1/(1+e^{-x})`
-(eqs 5-6 of the paper, PAPER-NOTES section 1),
+(eqs 5-6 of the paper),
 
 .. math::
 
@@ -16,7 +16,7 @@ and ``+inf`` outside.
 
 The 1-D normaliser is :math:`Z_1(R,k) = \int K\,dx = 2R / (1 - e^{-4kR})` and
 the normalised kernel is *exactly* the law of ``U + L`` with
-``U ~ Uniform(-R, R)`` and ``L ~ Logistic(0, 1/(2k))`` (PAPER-NOTES section 1;
+``U ~ Uniform(-R, R)`` and ``L ~ Logistic(0, 1/(2k))`` (proved in ``anisotropy facts``;
 proved in :mod:`analysis.facts`), which gives the exact sampler
 :func:`sample_kernel`.
 
@@ -25,7 +25,7 @@ variance :math:`1/\gamma`.  **Convention:** this package always uses the
 ``gamma/2`` of eq 1, not the ``gamma`` of eq 11.
 
 Masked (partial) versions sum the distance over the mask's support only
-(PAPER-NOTES section 2): coordinates outside the mask contribute nothing, and
+(eq 13 of the paper): coordinates outside the mask contribute nothing, and
 the partial normaliser is :math:`Z_1^{|U|}`.
 
 Every function accepts numpy arrays or torch tensors and returns the same kind.
@@ -162,7 +162,7 @@ def check_mask(mask: Any, n: int) -> Any:
 
 
 def masked_distance(dw: Any, mask: Any | None = None, *, R: float, k: float = math.inf) -> Any:
-    r"""Partial distance :math:`d^{[U]}_{R,k}(\Delta W)` (eq 13, PAPER-NOTES section 2).
+    r"""Partial distance :math:`d^{[U]}_{R,k}(\Delta W)` (eq 13 of the paper).
 
     The sum of :func:`distance` over the coordinates where ``mask`` is true;
     masked-out coordinates contribute nothing (not the constant

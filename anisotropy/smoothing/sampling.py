@@ -2,7 +2,7 @@
 
 The partial losses of the paper (eqs 13-23) smooth the loss along a subset
 ``U`` of the coordinates of weight space.  Here ``U`` is a set of whole
-parameter tensors picked by name (PAPER-NOTES section 2): in the paper whole
+parameter tensors picked by name (section 3 of the paper): in the paper whole
 layers' weight matrices, never biases (footnote 15).
 
 * :func:`select_parameters` turns layer names, parameter names or glob

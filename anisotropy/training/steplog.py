@@ -12,7 +12,8 @@ fixed number per decade), each summarising the minibatches of the window
 
 Record schema (one JSON object per line)::
 
-    {"step": 37, "epoch": 1, "batches": 1, "train_loss": 1.92,
+    {"step": 37, "epoch": 1, "batches": 1, "train_loss": 1.92, "smoothed_loss": 1.92,
+     "train_acc": 0.41,
      "layers": {"fc1": {"signal": ..., "signal_std": null, "grad_mean_norm": ...,
                         "grad_std_norm": null, "weight_norm": ..., "numel": ...}}}
 
