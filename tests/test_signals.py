@@ -118,3 +118,27 @@ def test_errors():
         acc.summary()
     with pytest.raises(ValueError, match="has no gradient"):
         acc.update()
+
+
+def test_float32_gradients_match_a_float64_computation_over_many_batches():
+    """Float32 training: differences, partial sums (flushed every FLUSH_EVERY batches)
+    and norms run in float32, totals in float64. Against numpy float64 on the same
+    float32 gradients the error is float32 rounding: a partial sum of <= 16 terms
+    carries <= 16 * 2^-24 ~ 1e-6 relative, torch's cascaded norms ~1e-7; the variance
+    differences add a factor of a few, so the tolerance is 1e-5 relative."""
+    from anisotropy.training.signals import FLUSH_EVERY
+
+    p = nn.Parameter(torch.zeros(40, 30))
+    acc = SignalAccumulator({"w": p})
+    rng = np.random.default_rng(4)
+    n = 3 * FLUSH_EVERY + 5  # several flushes and a partial sum pending at summary()
+    G = (0.3 + rng.standard_normal((n, 1200))).astype(np.float32)
+    for row in G:
+        p.grad = torch.from_numpy(row.reshape(40, 30).copy())
+        acc.update()
+    s = acc.summary()["w"]
+    G64 = G.astype(np.float64)
+    assert s["signal"] == pytest.approx(np.abs(G64).mean(1).mean(), rel=1e-5)
+    assert s["signal_std"] == pytest.approx(np.abs(G64).mean(1).std(), rel=1e-4)
+    assert s["grad_mean_norm"] == pytest.approx(np.linalg.norm(G64.mean(0)), rel=1e-5)
+    assert s["grad_std_norm"] == pytest.approx(np.sqrt(G64.var(0).sum()), rel=1e-5)
