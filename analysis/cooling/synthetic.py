@@ -125,6 +125,26 @@ def true_signal_max(spec: SyntheticSpec, resolution: float = 0.01) -> np.ndarray
     return t[np.argmax(_clean_log_signal(spec, t), axis=1)]
 
 
+def _channels(
+    spec: SyntheticSpec, t: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Noisy channels at times ``t``: signal, signal_std, grad_mean_norm, grad_std_norm
+    (each ``(n_layers, len(t))``) and the layers' weight counts; shared by the epoch
+    and the step generators (same draws in the same order)."""
+    L = spec.n_layers
+    clean = _clean_log_signal(spec, t)
+    eps = ar1_noise((L, t.size), spec.rho, rng, correlation=spec.layer_correlation)
+    eps2 = ar1_noise((L, t.size), spec.rho, rng, correlation=spec.layer_correlation)
+    signal = np.exp(clean + spec.noise * eps)
+    lq = np.log(spec.noise_ratio_early) + (
+        np.log(spec.noise_ratio_late) - np.log(spec.noise_ratio_early)
+    ) / (1 + np.exp(-(t - spec.snr_crossing) / spec.snr_width))
+    signal_std = signal * np.exp(lq + spec.noise_std * eps2)
+    numel = np.asarray(spec.numel, float)
+    gstd = np.sqrt(np.pi / 2) * np.sqrt(numel)[:, None] * spec.floor_fraction * signal
+    return signal, signal_std, gstd * np.exp(-lq), gstd, numel
+
+
 def generate(spec: SyntheticSpec, rng: np.random.Generator | int) -> tuple[CoolingData, dict]:
     """Draw one synthetic run.
 
@@ -142,20 +162,9 @@ def generate(spec: SyntheticSpec, rng: np.random.Generator | int) -> tuple[Cooli
             f"first_epoch must be >= 1 (the laws need t > 0), got {spec.first_epoch!r}"
         )
     check_positive("onset", spec.onset)
-    rng = np.random.default_rng(rng)
     t = spec.epochs
     L = spec.n_layers
-    clean = _clean_log_signal(spec, t)
-    eps = ar1_noise((L, t.size), spec.rho, rng, correlation=spec.layer_correlation)
-    eps2 = ar1_noise((L, t.size), spec.rho, rng, correlation=spec.layer_correlation)
-    signal = np.exp(clean + spec.noise * eps)
-    lq = np.log(spec.noise_ratio_early) + (
-        np.log(spec.noise_ratio_late) - np.log(spec.noise_ratio_early)
-    ) / (1 + np.exp(-(t - spec.snr_crossing) / spec.snr_width))
-    signal_std = signal * np.exp(lq + spec.noise_std * eps2)
-    numel = np.asarray(spec.numel, float)
-    gstd = np.sqrt(np.pi / 2) * np.sqrt(numel)[:, None] * spec.floor_fraction * signal
-    gmean = gstd * np.exp(-lq)
+    signal, signal_std, gmean, gstd, numel = _channels(spec, t, np.random.default_rng(rng))
     data = CoolingData(
         t,
         tuple(f"fc{i + 1}" for i in range(L)),

@@ -24,7 +24,7 @@ from anisotropy.io import nonfinite_to_null, write_jsonl_atomic
 
 from .io import CoolingData
 from .laws import get_law
-from .synthetic import SyntheticSpec, _clean_log_signal, ar1_noise
+from .synthetic import SyntheticSpec, _channels, _clean_log_signal
 
 __all__ = ["generate_steps", "write_steps", "true_signal_max_steps"]
 
@@ -64,26 +64,17 @@ def generate_steps(
     """
     get_law(spec.law)
     t = _check_steps(steps)
-    rng = np.random.default_rng(rng)
     L = spec.n_layers
-    clean = _clean_log_signal(spec, t)
-    eps = ar1_noise((L, t.size), spec.rho, rng, correlation=spec.layer_correlation)
-    eps2 = ar1_noise((L, t.size), spec.rho, rng, correlation=spec.layer_correlation)
-    signal = np.exp(clean + spec.noise * eps)
-    lq = np.log(spec.noise_ratio_early) + (
-        np.log(spec.noise_ratio_late) - np.log(spec.noise_ratio_early)
-    ) / (1 + np.exp(-(t - spec.snr_crossing) / spec.snr_width))
-    numel = np.asarray(spec.numel, float)
-    gstd = np.sqrt(np.pi / 2) * np.sqrt(numel)[:, None] * spec.floor_fraction * signal
+    signal, signal_std, gmean, gstd, numel = _channels(spec, t, np.random.default_rng(rng))
     batches = np.diff(np.r_[0.0, t]).astype(np.int64)
     one = np.broadcast_to(batches == 1, (L, t.size))
-    signal_std = np.where(one, np.nan, signal * np.exp(lq + spec.noise_std * eps2))
+    signal_std = np.where(one, np.nan, signal_std)
     data = CoolingData(
         t,
         tuple(f"fc{i + 1}" for i in range(L)),
         signal,
         signal_std,
-        grad_mean_norm=gstd * np.exp(-lq),
+        grad_mean_norm=gmean,
         grad_std_norm=np.where(one, np.nan, gstd),
         weight_norm=np.ones_like(signal),
         numel=numel,
