@@ -19,6 +19,7 @@ run store, and a finished run is never trained twice.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -189,8 +190,10 @@ def expand_grid(
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def _default_settings() -> dict[str, Any]:
-    """Flat default training configuration (``anisotropy.training.config``)."""
+    """Flat default training configuration (``anisotropy.training.config``), built
+    once per process (every run name hashes against it; callers only read it)."""
     from anisotropy.training.config import TrainConfig, config_to_dict
 
     return flatten(config_to_dict(TrainConfig()))
