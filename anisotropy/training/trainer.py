@@ -210,6 +210,14 @@ class _Period:
         self.steps += 1
         self.samples += n
 
+    def means(self) -> dict[str, float]:
+        """``train_loss``, ``smoothed_loss`` (per step) and ``train_acc`` (per sample)."""
+        return {
+            "train_loss": float(self.loss) / self.steps,
+            "smoothed_loss": float(self.smoothed) / self.steps,
+            "train_acc": float(self.correct) / self.samples,
+        }
+
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -417,9 +425,7 @@ class _Run:
             "step": self.step,
             "epoch": self.epoch + 1,
             "batches": w.steps,
-            "train_loss": float(w.loss) / w.steps,
-            "smoothed_loss": float(w.smoothed) / w.steps,
-            "train_acc": float(w.correct) / w.samples,
+            **w.means(),
             "layers": layers,
         }
         try:
@@ -469,9 +475,7 @@ class _Run:
         rec: dict[str, Any] = {
             "epoch": self.epoch,
             "step": self.step,
-            "train_loss": float(period.loss) / period.steps,
-            "smoothed_loss": float(period.smoothed) / period.steps,
-            "train_acc": float(period.correct) / period.samples,
+            **period.means(),
             "test_loss": test_loss,
             "test_acc": test_acc,
             "best_test_acc": best,
