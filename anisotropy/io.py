@@ -36,7 +36,9 @@ import io
 import json
 import math
 import os
+import re
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -263,11 +265,57 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     write_atomic(path, lambda fh: torch.save(state, fh))
 
 
+#: characters of the underlying reason kept in a checkpoint error (one readable line)
+_REASON_CHARS = 160
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain containers only)."""
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    The file is read with ``torch.load(weights_only=True)``: its pickle may hold
+    only tensors, numbers, strings and plain containers, so a crafted file cannot
+    run code (an object of any other type is refused, never constructed).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a file.
+    ValueError
+        If the file is truncated, corrupt, not a checkpoint, or holds objects a
+        checkpoint never holds; the message names the file and how to recover.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
+    import pickle
+
     import torch
 
-    return torch.load(p, map_location=map_location, weights_only=True)
+    recover = "delete it to start the run over, or put back a good copy"
+    try:
+        with warnings.catch_warnings():
+            # torch.save writes protocol 2; another protocol means a foreign file, which
+            # the errors below report (torch's warning would only add noise)
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ck = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = (
+            f"it holds a Python object ({found.group(1)}) that no checkpoint holds; "
+            "refused, not executed"
+            if found
+            else "it is not a valid checkpoint pickle"
+        )
+        raise ValueError(f"cannot read checkpoint {str(p)!r}: {what}; {recover}") from None
+    except Exception as exc:  # any failure to parse the file means it is damaged
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = reason.split(". ")[0][:_REASON_CHARS]
+        raise ValueError(
+            f"cannot read checkpoint {str(p)!r}: it is truncated or corrupt ({reason}); {recover}"
+        ) from None
+    if not isinstance(ck, dict):
+        raise ValueError(
+            f"cannot read checkpoint {str(p)!r}: it holds a {type(ck).__name__}, not the "
+            f"dict a checkpoint holds; {recover}"
+        )
+    return ck

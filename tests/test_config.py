@@ -180,7 +180,17 @@ def test_unknown_keys_name_the_key_and_list_valid_ones():
         ({"optim": {"momentum": 0.0, "nesterov": True}}, "Nesterov needs momentum"),
         ({"optim": {"weight_decay": -1e-4}}, "weight_decay must be a number >= 0"),
         ({"optim": {"batch_size": 0}}, "batch_size must be an integer >= 1"),
-        ({"smoothing": {"R": 0.0}}, "smoothing.R must be a number > 0"),
+        ({"smoothing": {"R": 0.0}}, r"smoothing.R must be a number in \[1e-150, 1e\+150\]"),
+        # gamma = 1/R^2 of the Gaussian kernel was 1/0 (ZeroDivisionError) at R = 1e-300
+        ({"smoothing": {"R": 1e-300, "kernel": "gaussian"}}, r"smoothing.R must be .*1e-150"),
+        ({"smoothing": {"R": 1e-300}}, r"smoothing.R must be .*gamma = 1/R\^2 must be finite"),
+        ({"smoothing": {"R": 1e200}}, r"smoothing.R must be a number in \[1e-150"),
+        ({"smoothing": {"R": math.inf}}, r"smoothing.R must be a number in \[1e-150"),
+        (
+            {"smoothing": {"kernel": "gaussian", "schedule": "linear", "R_final": 1e-300}},
+            r"smoothing.R_final must be 0 or a number in \[1e-150",
+        ),
+        ({"smoothing": {"R_final": -1.0}}, r"smoothing.R_final must be 0 or a number in"),
         ({"smoothing": {"R": math.nan}}, "must not be NaN"),
         ({"smoothing": {"y": -1}}, "smoothing.y must be an integer >= 0"),
         ({"smoothing": {"y": 0, "include_centre": False}}, "true when y = 0"),

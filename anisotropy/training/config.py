@@ -63,6 +63,14 @@ __all__ = [
 ]
 
 
+#: accepted smoothing radii: the Gaussian kernel's precision gamma = 1/R^2 (eq 1) and
+#: the box's variance R^2/3 (eqs 5-8) must be finite, non-zero float64 numbers, which
+#: holds for 1e-150 <= R <= 1e150 (float64 spans about 1e-308..1e308); a radius below
+#: ~1e-45 already moves no float32 weight, so the bound excludes nothing meaningful
+R_MIN, R_MAX = 1e-150, 1e150
+_R_RANGE = f"a number in [{R_MIN:g}, {R_MAX:g}] (gamma = 1/R^2 must be finite)"
+
+
 def _range_error(key: str, value: Any, accepted: str) -> ValueError:
     return ValueError(f"{key} must be {accepted}, got {value!r}")
 
@@ -249,7 +257,7 @@ class SmoothingConfig:
         _require(
             math.isfinite(self.beta) and self.beta > 0, "smoothing.beta", self.beta, "a number > 0"
         )
-        _require(math.isfinite(self.R) and self.R > 0, "smoothing.R", self.R, "a number > 0")
+        _require(R_MIN <= self.R <= R_MAX, "smoothing.R", self.R, _R_RANGE)
         _require(self.k > 0, "smoothing.k", self.k, "a number in (0, inf]")
         _require(
             self.gamma is None or (math.isfinite(self.gamma) and self.gamma > 0),
@@ -265,10 +273,10 @@ class SmoothingConfig:
             "true when y = 0 (nothing would be averaged)",
         )
         _require(
-            math.isfinite(self.R_final) and self.R_final >= 0,
+            self.R_final == 0 or R_MIN <= self.R_final <= R_MAX,
             "smoothing.R_final",
             self.R_final,
-            "a number >= 0",
+            f"0 or {_R_RANGE}",
         )
         _require(
             self.schedule != "exponential" or self.R_final > 0,

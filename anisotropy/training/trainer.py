@@ -8,7 +8,9 @@
 * ``log.jsonl``   - one JSON line per logging period (format in ``docs/trainer.md``);
 * ``checkpoint.pt`` - the last good state (model, optimiser, both generators,
   epoch, best accuracy, log position), written atomically;
-* ``summary.json`` - configuration, best / final test accuracy, status;
+* ``summary.json`` - configuration, best / final test accuracy, status (also
+  written, as ``interrupted at epoch N``, when a KeyboardInterrupt stops the run);
+* ``.lock`` - held for the whole run (:mod:`anisotropy.training.lock`): one writer;
 * ``steps.jsonl`` - with ``logging.steps``: the layer statistics at geometrically
   spaced steps from step 1 (:mod:`anisotropy.training.steplog`).
 
@@ -22,7 +24,8 @@ radius that a schedule has brought to 0 also means a plain step.
 
 The layer signals s_I (eq. 2) use the gradient of the loss actually optimised
 (:mod:`anisotropy.training.signals`).  A non-finite loss or weight stops the run with a
-clear status; the last good checkpoint and log lines are kept.
+clear status; the last good checkpoint and log lines are kept.  A resume never
+cuts a log that no checkpoint covers (it is refused instead).
 
 Callbacks (:mod:`anisotropy.training.hooks`) observe every step and every log line,
 and may stop the run cleanly by raising.
@@ -59,6 +62,7 @@ from anisotropy.smoothing.schedules import radius_schedule
 from anisotropy.threads import torch_threads
 from anisotropy.training.config import TrainConfig, config_to_dict, config_to_toml
 from anisotropy.training.hooks import CallbackError, TrainCallback, TrainState
+from anisotropy.training.lock import RunLock
 from anisotropy.training.signals import SignalAccumulator, weight_layers
 from anisotropy.training.steplog import geometric_steps
 
@@ -70,6 +74,7 @@ __all__ = [
     "RunPaths",
     "CHECKPOINT_FORMAT",
     "NonFiniteError",
+    "TrainingInterrupted",
 ]
 
 #: version of the checkpoint layout; bumped when its keys change
@@ -80,6 +85,32 @@ RESUME_MAY_CHANGE = ("epochs", "device", "threads")
 
 class NonFiniteError(RuntimeError):
     """A loss, gradient statistic or weight became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """:func:`train` was interrupted (Ctrl-C, or a signal turned into an interrupt).
+
+    Raised from the :class:`KeyboardInterrupt` after ``summary.json`` was written with
+    the status ``"interrupted at epoch N"`` (``N`` epochs completed).
+
+    Attributes
+    ----------
+    summary : dict
+        The summary written.
+    run_dir : Path
+    checkpoint_epoch : int or None
+        Epoch of the checkpoint a resume continues from (``None``: none written).
+    resumable : bool
+        Whether ``train(..., resume=True)`` accepts the directory: a checkpoint
+        exists, or no log line was written yet (a resume then starts afresh).
+    """
+
+    def __init__(
+        self, summary: dict[str, Any], run_dir: Path, checkpoint_epoch: int | None, resumable: bool
+    ) -> None:
+        super().__init__(summary["status"])
+        self.summary, self.run_dir = summary, run_dir
+        self.checkpoint_epoch, self.resumable = checkpoint_epoch, resumable
 
 
 @dataclass(frozen=True)
@@ -107,6 +138,29 @@ class RunPaths:
     @property
     def steps(self) -> Path:
         return self.root / "steps.jsonl"
+
+    def logged(self) -> bool:
+        """Whether ``log.jsonl`` or ``steps.jsonl`` holds anything (a record to lose)."""
+        return any(p.is_file() and p.stat().st_size > 0 for p in (self.log, self.steps))
+
+
+def check_device(device: str) -> None:
+    """Raise ValueError unless this torch build can use ``device`` (before any work)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = "has no CUDA support" if not torch.backends.cuda.is_built() else "sees no GPU"
+            raise ValueError(
+                f"device = {device!r}: this torch build ({torch.__version__}) {why}; "
+                "use device = 'cpu'"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"device = {device!r}: only {count} CUDA device(s) here, cuda:0..cuda:{count - 1}"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device = {device!r}: MPS is not available here; use device = 'cpu'")
 
 
 def derive_seeds(seed: int) -> tuple[int, int, int]:
@@ -299,6 +353,7 @@ class _Run:
         self.best_test_acc = -1.0
         self.best_epoch = 0
         self.log_position = 0
+        self.checkpoint_epoch: int | None = None  # epoch of the checkpoint on disk
         self.elapsed = 0.0
         self.last: dict[str, Any] | None = None
         self.last_loss: torch.Tensor | None = None
@@ -344,6 +399,7 @@ class _Run:
         ):
             setattr(self, key, ck[key])
         self.steps_position = ck.get("steps_position", 0)
+        self.checkpoint_epoch = self.epoch
 
     def _restore_perturbation_stream(self, state: torch.Tensor, saved: dict[str, Any]) -> None:
         """Set the perturbation generator, which lives on the run's device.
@@ -509,6 +565,7 @@ def _summary(run: _Run, status: str, wall: float) -> dict[str, Any]:
         "wall_time": wall,
         "parameters": sum(p.numel() for p in run.model.parameters()),
         "smoothed_parameters": list(run.ple.smoothed_names) if run.ple is not None else [],
+        "checkpoint_epoch": run.checkpoint_epoch,
     }
 
 
@@ -519,6 +576,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     callbacks: Iterable[TrainCallback] = (),
+    lock_wait: float = 0.0,
 ) -> dict[str, Any]:
     """Train one run described by ``cfg`` into the directory ``out_dir``.
 
@@ -527,26 +585,40 @@ def train(
     cfg : TrainConfig
     out_dir : path
         Run directory (created).  Without ``resume`` it must not hold a log yet.
+        The run holds its lock (:class:`~anisotropy.training.lock.RunLock`) from
+        start to end: one writer per run directory.
     resume : bool
         Continue from ``out_dir/checkpoint.pt`` (same trajectory as an
-        uninterrupted run); without a checkpoint the run starts afresh.
+        uninterrupted run).  Without a checkpoint the run starts afresh if no log
+        line was written yet, and is refused if one was (no checkpoint covers it).
     progress : bool
         Show a tqdm progress bar on stderr.
     callbacks : iterable of callbacks
         Objects with ``on_step(state)`` and/or ``on_epoch(state, record)``
         (:mod:`anisotropy.training.hooks`), called in order.
+    lock_wait : float
+        Seconds to wait for a run directory that another process trains in.
 
     Returns
     -------
     dict
         The summary also written to ``out_dir/summary.json``; ``status`` is
         ``"complete"`` or ``"stopped: <reason>"`` (a non-finite value, or a
-        callback that raised).
+        callback that raised); ``checkpoint_epoch`` is the epoch of the checkpoint
+        on disk (``None``: none was written).
 
     Raises
     ------
     ValueError, FileNotFoundError, FileExistsError
-        On a bad configuration, missing data, or an existing run without ``resume``.
+        On a bad configuration, a device this torch cannot use, missing data, a
+        damaged checkpoint, an existing run without ``resume``, or a log that no
+        checkpoint covers with ``resume``; all before anything is written.
+    RunDirLocked
+        If another process trains in ``out_dir`` (after ``lock_wait`` seconds).
+    TrainingInterrupted
+        On a :class:`KeyboardInterrupt` during training, after ``summary.json``
+        was written with the status ``"interrupted at epoch N"``; the last
+        checkpoint is kept.
     TypeError
         If a callback has neither ``on_step`` nor ``on_epoch``.
     """
@@ -558,29 +630,53 @@ def train(
             raise TypeError(
                 f"callbacks: {cb!r} has neither on_step(state) nor on_epoch(state, record)"
             )
+    check_device(cfg.device)
     paths = RunPaths(Path(out_dir))
-    if not resume and (paths.log.exists() or paths.checkpoint.exists()):
+    _check_run_dir(paths, resume)  # fail fast; repeated under the lock
+    with torch_threads(cfg.threads):
+        run = _Run(cfg, paths, progress, hooks)  # data, model, loss: nothing written yet
+        with RunLock(paths.root, wait=lock_wait):
+            _check_run_dir(paths, resume)
+            if resume and paths.checkpoint.exists():
+                run.restore(load_checkpoint(paths.checkpoint, map_location="cpu"))
+                truncate_log(paths.log, run.log_position)
+                if cfg.logging.steps and paths.steps.exists():
+                    truncate_log(paths.steps, run.steps_position)
+            else:
+                write_text_atomic(paths.log, "")
+                if cfg.logging.steps:
+                    write_text_atomic(paths.steps, "")
+            write_text_atomic(paths.config, config_to_toml(cfg))
+            try:
+                status = _loop(run)
+            except KeyboardInterrupt as exc:
+                summary = _summary(run, f"interrupted at epoch {run.epoch}", run.elapsed)
+                write_json_atomic(paths.summary, summary)
+                resumable = run.checkpoint_epoch is not None or not paths.logged()
+                raise TrainingInterrupted(
+                    summary, paths.root, run.checkpoint_epoch, resumable
+                ) from exc
+            summary = _summary(run, status, run.elapsed)
+            write_json_atomic(paths.summary, summary)
+    return summary
+
+
+def _check_run_dir(paths: RunPaths, resume: bool) -> None:
+    """Refuse a directory that holds a run without ``resume``, and with ``resume`` one
+    whose log no checkpoint covers (a restart would have to cut it).  An empty log
+    (a run stopped before its first log line) holds nothing to lose."""
+    if not resume and (paths.checkpoint.exists() or paths.logged()):
         raise FileExistsError(
             f"run directory {str(paths.root)!r} already holds a run; pass "
             "resume=True (--resume) to continue it, or choose another directory"
         )
-    with torch_threads(cfg.threads):
-        run = _Run(cfg, paths, progress, hooks)
-        paths.root.mkdir(parents=True, exist_ok=True)
-        if resume and paths.checkpoint.exists():
-            run.restore(load_checkpoint(paths.checkpoint, map_location="cpu"))
-            truncate_log(paths.log, run.log_position)
-            if cfg.logging.steps and paths.steps.exists():
-                truncate_log(paths.steps, run.steps_position)
-        else:
-            write_text_atomic(paths.log, "")
-            if cfg.logging.steps:
-                write_text_atomic(paths.steps, "")
-        write_text_atomic(paths.config, config_to_toml(cfg))
-        status = _loop(run)
-    summary = _summary(run, status, run.elapsed)
-    write_json_atomic(paths.summary, summary)
-    return summary
+    if resume and not paths.checkpoint.exists() and paths.logged():
+        raise FileExistsError(
+            f"cannot resume {str(paths.root)!r}: it has a log but no checkpoint.pt "
+            "(logging.checkpoint_every = 0, or it was deleted), so resuming would "
+            "discard the log; train into a new directory, or delete log.jsonl and "
+            "steps.jsonl there to start over"
+        )
 
 
 def _loop(run: _Run) -> str:
@@ -623,14 +719,26 @@ def _loop(run: _Run) -> str:
             every = cfg.logging.checkpoint_every
             if (every and run.epoch % every == 0) or run.epoch == cfg.epochs:
                 save_checkpoint(run.paths.checkpoint, run.state())
+                run.checkpoint_epoch = run.epoch
             run.notify("on_epoch", rec)
     except (NonFiniteError, CallbackError) as exc:
         status = f"stopped: {exc}"
-        print(
-            f"anisotropy train: {status}; kept the last good checkpoint ({run.paths.checkpoint})",
-            file=sys.stderr,
-        )
+        print(f"anisotropy train: {status}; {_kept(run)}", file=sys.stderr)
     finally:
         bar.close()
-    run.elapsed += time.perf_counter() - wall_start
+        run.elapsed += time.perf_counter() - wall_start
     return status
+
+
+def _kept(run: _Run) -> str:
+    """What a stopped run leaves to resume from (never a checkpoint that was not written)."""
+    if run.checkpoint_epoch is not None:
+        return (
+            f"kept the last good checkpoint ({run.paths.checkpoint}, epoch {run.checkpoint_epoch})"
+        )
+    if run.paths.logged():
+        return (
+            "no checkpoint was written (logging.checkpoint_every), so the run cannot be "
+            "resumed; start it over in a new directory"
+        )
+    return "no checkpoint was written before the stop (a resume starts the run over)"
