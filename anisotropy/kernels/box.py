@@ -19,7 +19,7 @@ from anisotropy.kernels import closed_form as cf
 from anisotropy.kernels.base import Kernel
 from anisotropy.validation import check_positive, check_sharpness
 
-__all__ = ["BoxKernel", "uniform_from_bits"]
+__all__ = ["BoxKernel", "uniform_from_bits", "logistic_from_bits"]
 
 # Mantissa widths of the uniform grids: U[0, 1) is (bits >> (width - m)) * 2**-m,
 # the construction of numpy's Generator.random, with m = 24 (float32) or 53.
@@ -46,6 +46,34 @@ def uniform_from_bits(
     np.multiply(u, out.dtype.type(width * 2.0**-m), out=out, casting="unsafe")
     if lo:
         out += out.dtype.type(lo)
+
+
+def logistic_from_bits(bits: np.random.BitGenerator, out: np.ndarray) -> None:
+    r"""Fill ``out`` (float32/64) with standard logistic draws ``log(V / (1 - V))``.
+
+    ``V`` is uniform on the ``2^m`` midpoints ``(j + 1/2) 2^{-m}`` of the cells of
+    the ``m``-bit grid of ``(0, 1)`` (``m`` = 24 for float32, 53 for float64): the
+    low bit of each ``m``-bit word picks the tail and the other ``m - 1`` bits
+    ``j`` the distance ``w = (j + 1/2) 2^{-m}`` of ``V`` from it, so the draw is
+    :math:`\mp(\log(1 - w) - \log w)`.  Every ``w`` is exact in the output
+    dtype (``2j + 1 < 2^m``), no ``V`` is 0 or 1 (no clamp, no point mass) and
+    the law is exactly symmetric in floating point: the extremes are
+    :math:`\pm\log(2^{m+1} - 1)`, about 17.33 (float32) and 37.43 (float64).
+    """
+    m = _MANTISSA[out.dtype]
+    u: np.ndarray
+    if m == 24:
+        u = bits.random_raw(-(-out.size // 2)).view(np.uint32)[: out.size]
+        u >>= 32 - m
+    else:
+        u = bits.random_raw(out.size)
+        u >>= 64 - m
+    lower = (u & 1) == 0  # the tail: V = w (below 1/2) or 1 - w
+    u |= 1  # 2j + 1
+    w = np.multiply(u, out.dtype.type(2.0 ** -(m + 1)), dtype=out.dtype)  # (j + 1/2) 2^-m
+    np.log1p(-w, out=out)
+    out -= np.log(w)  # log((1 - w) / w) > 0
+    np.negative(out, out=out, where=lower)
 
 
 @dataclass(frozen=True)
@@ -149,10 +177,11 @@ class BoxKernel(Kernel):
         return self.R * (2.0 * uni - 1.0) + (np.log(v) - np.log1p(-v)) / (2.0 * self.k)
 
     def sample_into(self, out: np.ndarray, bits: np.random.BitGenerator) -> None:
-        """Fill ``out`` from raw words: ``U(-R, R)``, plus ``log v - log(1-v)`` for finite ``k``."""
+        """Fill ``out`` from raw words: ``U(-R, R)``, plus ``Logistic(0, 1/(2k))`` for finite ``k``
+        (:func:`logistic_from_bits`)."""
         uniform_from_bits(bits, out, -self.R, 2.0 * self.R)
         if self.finite_k:
             v = np.empty_like(out)
-            uniform_from_bits(bits, v, 0.0, 1.0)
-            np.maximum(v, np.finfo(out.dtype).tiny, out=v)  # keep log(v) finite
-            out += (np.log(v) - np.log1p(-v)) / (2.0 * self.k)
+            logistic_from_bits(bits, v)  # symmetric, no clamped endpoint
+            v *= out.dtype.type(1.0 / (2.0 * self.k))
+            out += v

@@ -24,7 +24,9 @@ The evaluation itself lives in :mod:`anisotropy.smoothing.stacked`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -35,6 +37,7 @@ from torch.nn import functional as F
 from anisotropy.kernels import Kernel, KernelName
 from anisotropy.smoothing.reductions import REDUCTIONS, LossReduction, Reduction, as_reduction
 from anisotropy.smoothing.sampling import (
+    _SEED_HIGH,
     PendingDraws,
     resolve_kernel,
     select_parameters,
@@ -47,6 +50,50 @@ __all__ = ["Reduction", "REDUCTIONS", "reduce_losses", "SmoothedLoss", "PartialL
 
 Cut = Literal["auto", "off"]
 CUTS: tuple[Cut, ...] = get_args(Cut)
+
+#: modules whose training-mode forward draws from torch's global generator (dropout
+#: masks, RReLU slopes); nn.MultiheadAttention counts when its ``dropout > 0``
+_RANDOM_MODULES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd, nn.RReLU)
+
+
+def _draws_global_rng(model: nn.Module) -> bool:
+    """True if a module of ``model`` in training mode draws from torch's global generator."""
+    return any(
+        m.training
+        and (
+            isinstance(m, _RANDOM_MODULES)
+            or (isinstance(m, nn.MultiheadAttention) and m.dropout > 0)
+        )
+        for m in model.modules()
+    )
+
+
+@contextmanager
+def _global_rng_seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Torch's global CPU generator (and that of ``device`` when it is a CUDA device)
+    seeded with ``seed`` inside the block, their states restored on exit."""
+    index = None
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+    with torch.random.fork_rng(devices=[] if index is None else [index], device_type="cuda"):
+        torch.default_generator.manual_seed(seed)
+        if index is not None:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
+def _check_radius(value: object) -> float:
+    """A scheduled radius ``R(step)``: a finite number ``>= 0`` (0: no smoothing)."""
+    if not isinstance(value, bool):
+        try:
+            v = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            v = math.nan
+        if math.isfinite(v) and v >= 0:
+            return v
+    raise ValueError(
+        f"R must be a finite number >= 0 at every step (0: no smoothing), got {value!r}"
+    )
 
 
 def reduce_losses(
@@ -132,6 +179,8 @@ class PartialLocalEntropy:
         A callable is a schedule evaluated at every call's ``step`` and applied
         with :meth:`~anisotropy.kernels.Kernel.with_scale` (to an instance too;
         a float ``R`` with an instance is an error: the instance carries its scale).
+        A schedule may reach ``R(step) = 0``: no smoothing at that step, the loss
+        and its gradient are then exactly the plain (centre) ones.
     k : float, optional
         Box sharpness in ``(0, inf]`` (name form only; default ``inf``).
     gamma : float, optional
@@ -148,6 +197,25 @@ class PartialLocalEntropy:
         ``"auto"``: for an ``nn.Sequential``, evaluate the children before the
         first smoothed one once and batch the rest (:mod:`anisotropy.smoothing.stacked`);
         ``"off"``: run the whole model once per configuration.
+
+    Notes
+    -----
+    **Determinism.**  A call is a deterministic function of the model, the data,
+    ``step`` and the state of the ``generator`` passed to it.  The perturbations
+    are drawn from it first; then, when a module in training mode draws from
+    torch's global generator (the dropout modules of ``torch.nn``, ``nn.RReLU``,
+    ``nn.MultiheadAttention`` with ``dropout > 0``), one more seed is drawn from
+    ``generator`` and the global generators of the CPU and of the input's CUDA
+    device are seeded with it for the call, then restored: the global random
+    state is left as it was.  Randomness of any other kind inside ``forward``
+    (a custom module calling ``torch.rand`` or ``F.dropout``) still comes from the
+    global generator and is not covered.  With ``y = 0`` and no generator the
+    global generator is used as by a plain forward.
+
+    **Buffers.**  BatchNorm running statistics (any buffer a module changes in
+    its forward) end as after one plain forward at the centre weights, with the
+    cut on or off: the perturbed configurations do not update them (with
+    ``include_centre=False`` a gradient-free centre forward makes the update).
     """
 
     def __init__(
@@ -222,36 +290,53 @@ class PartialLocalEntropy:
         return resolve_kernel(kernel, 1.0, k, gamma), R if gamma is None else None
 
     def radius(self, step: int = 0) -> float:
-        """The kernel's scale at ``step``: the schedule's ``R(step)`` (validated ``> 0``),
-        else :attr:`Kernel.scale <anisotropy.kernels.Kernel.scale>` (the box's ``R``)."""
+        """The kernel's scale at ``step``: the schedule's ``R(step)`` (validated ``>= 0``;
+        0 means no smoothing at that step), else
+        :attr:`Kernel.scale <anisotropy.kernels.Kernel.scale>` (the box's ``R``)."""
         step = check_int("step", step, minimum=0)
         if self._schedule is not None:
-            return check_positive("R", self._schedule(step))
+            return _check_radius(self._schedule(step))
         return self.kernel.scale
 
     def kernel_at(self, step: int = 0) -> Kernel:
-        """The kernel the displacements follow at ``step`` (the schedule applied)."""
+        """The kernel the displacements follow at ``step`` (the schedule applied).
+
+        Raises
+        ------
+        ValueError
+            If the schedule gives ``R(step) = 0`` (no smoothing: no kernel).
+        """
+        kernel = self._kernel_or_none(step)
+        if kernel is None:
+            raise ValueError(f"R({step}) = 0: no smoothing at step {step}, so no kernel")
+        return kernel
+
+    def _kernel_or_none(self, step: int) -> Kernel | None:
+        """The kernel at ``step``, or ``None`` where the schedule gives ``R(step) = 0``."""
         if self._schedule is None:
             check_int("step", step, minimum=0)
             return self.kernel
-        return self.kernel.with_scale(self.radius(step))
+        radius = self.radius(step)
+        return None if radius == 0.0 else self.kernel.with_scale(radius)
 
     def sample(self, generator: torch.Generator, step: int = 0) -> dict[str, torch.Tensor]:
         """The displacements one call with this generator state would use.
 
         Returns
         -------
-        dict name -> tensor (y, *param.shape), in :attr:`smoothed_names` order.
+        dict name -> tensor (y, *param.shape), in :attr:`smoothed_names` order;
+        zeros, the generator untouched, when the schedule gives ``R(step) = 0``.
         """
-        return self._start(generator, step).result()
+        kernel = self._kernel_or_none(step)
+        if kernel is None:
+            params = dict(self.model.named_parameters())
+            return {n: params[n].new_zeros((self.y, *params[n].shape)) for n in self._names}
+        return self._start(generator, kernel).result()
 
-    def _start(self, generator: torch.Generator, step: int) -> PendingDraws:
+    def _start(self, generator: torch.Generator, kernel: Kernel) -> PendingDraws:
         params = dict(self.model.named_parameters())
         return start_perturbations(
-            [(n, params[n]) for n in self._names],
-            self.y,
-            generator=generator,
-            kernel=self.kernel_at(step),
+            [(n, params[n]) for n in self._names], self.y, generator=generator, kernel=kernel
         )
 
     def _loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -276,24 +361,42 @@ class PartialLocalEntropy:
         targets : torch.Tensor
             Passed to ``base_loss`` with the output of each configuration.
         generator : torch.Generator
-            Source of the ``y`` fresh displacements (required when ``y > 0``).
+            Source of the ``y`` fresh displacements (required when ``y > 0``) and of
+            the dropout masks (see Notes of the class).
         step : int
             Training step, passed to the ``R`` schedule.
 
         Returns
         -------
         SmoothedLoss
+            With ``R(step) = 0`` the plain loss at the centre; ``per_sample`` then
+            repeats it ``y + include_centre`` times (all configurations coincide).
         """
-        if self.y == 0:
-            check_int("step", step, minimum=0)
-            out = self.model(inputs)
-            loss = self._loss(out, targets)
-            return SmoothedLoss(loss, loss.detach().reshape(1), out.detach())
-        if generator is None:
+        step = check_int("step", step, minimum=0)
+        if generator is None and self.y > 0:
             raise ValueError("generator must be a torch.Generator when y > 0")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        # no kernel: y = 0, or the schedule gives R(step) = 0 (no smoothing)
+        kernel = self._kernel_or_none(step) if self.y > 0 else None
         # the draws fill in background threads while the prefix before the cut runs
-        pending = self._start(generator, step)
-        outs = stacked_outputs(self._pieces, inputs, pending, centre=self.include_centre)
+        pending = None
+        if kernel is not None and generator is not None:  # a generator is set when y > 0
+            pending = self._start(generator, kernel)
+        rng: AbstractContextManager[None] = nullcontext()
+        if generator is not None and _draws_global_rng(self.model):
+            seed = torch.randint(
+                0, _SEED_HIGH, (1,), generator=generator, device=generator.device
+            ).item()
+            rng = _global_rng_seeded(int(seed), inputs.device)
+        with rng:
+            if pending is None:
+                out = self.model(inputs)
+                loss = self._loss(out, targets)
+                s = self.y + int(self.include_centre)
+                centre = out.detach() if self.include_centre else None
+                return SmoothedLoss(loss, loss.detach().reshape(1).repeat(s), centre)
+            outs = stacked_outputs(self._pieces, inputs, pending, centre=self.include_centre)
         losses = torch.stack([self._loss(o, targets) for o in outs.unbind(0)])
         loss = self.loss_reduction(losses)
         centre = outs[0].detach() if self.include_centre else None

@@ -10,6 +10,8 @@ initialisation (the same paper).  With ``t = min(step / total_steps, 1)``:
 * ``exponential``: ``R(t) = R (R_final / R)^t``   (geometric; needs ``R_final > 0``)
 
 ``step`` counts minibatches from 0; after ``total_steps`` the radius stays at ``R_final``.
+A radius of 0 (``R_final = 0``, the default) means no smoothing at that step:
+:class:`~anisotropy.smoothing.losses.PartialLocalEntropy` then gives the plain loss.
 """
 
 from __future__ import annotations

@@ -117,10 +117,14 @@ def children_for(
 
     With ``cut`` and a flat ``nn.Sequential`` whose smoothed tensors are all
     owned by its children (not tied across modules), the children; otherwise
-    the whole model as the single piece ``("", model)``.
+    the whole model as the single piece ``("", model)``.  A module instance used
+    several times (a shared activation, a tied layer) is a piece at each of its
+    places, under the name of that place.
     """
     if cut and isinstance(model, nn.Sequential) and not _tied(model, names):
-        kids = list(model.named_children())
+        # every entry in order, as nn.Sequential.forward runs them: named_children()
+        # would drop the later entries of a module instance used twice
+        kids = [(c, m) for c, m in model._modules.items() if m is not None]
         owned = {f"{c}.{n}" for c, m in kids for n, _ in m.named_parameters()}
         if all(n in owned for n in names):
             return kids
@@ -214,6 +218,42 @@ def _linear_stacked(
     return z
 
 
+def _updates_buffers(mod: nn.Module) -> bool:
+    """True if a module in training mode owns buffers (BatchNorm running statistics)."""
+    return any(
+        m.training and next(m.buffers(recurse=False), None) is not None for m in mod.modules()
+    )
+
+
+def _buffer_copies(mod: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: b.clone() for n, b in mod.named_buffers()}
+
+
+def _run(
+    mod: nn.Module,
+    h: torch.Tensor,
+    params: Mapping[str, torch.Tensor],
+    buffers: Mapping[str, torch.Tensor] | None,
+) -> torch.Tensor:
+    """``mod(h)`` with some parameters replaced and, given ``buffers``, its buffers
+    replaced by those tensors: its own buffers are then neither read nor changed."""
+    if buffers is None and not params:
+        return mod(h)
+    named: dict[str, torch.Tensor] = {**dict(mod.named_parameters()), **dict(mod.named_buffers())}
+    value = {id(named[n]): v for n, v in params.items()}
+    value.update({id(named[n]): b.clone() for n, b in (buffers or {}).items()})
+    # every place holding a replaced tensor, once per module instance: functional_call's
+    # own tying names a module used twice twice and then restores it wrongly (the
+    # model would keep the replacement)
+    over = {}
+    for prefix, m in mod.named_modules():
+        pre = f"{prefix}." if prefix else ""
+        for attr, tensor in (*m._parameters.items(), *m._buffers.items()):
+            if tensor is not None and id(tensor) in value:
+                over[pre + attr] = value[id(tensor)]
+    return functional_call(mod, over, (h,), tie_weights=False)
+
+
 def _generic(
     mod: nn.Module,
     h: torch.Tensor,
@@ -222,16 +262,22 @@ def _generic(
     stacked: bool,
     s: int,
 ) -> torch.Tensor:
-    """Run ``mod`` S times with its smoothed tensors replaced out of place."""
+    """Run ``mod`` S times with its smoothed tensors replaced out of place.
+
+    Every configuration sees the buffers as they were on entry; only the centre
+    configuration (if any) changes them, as a plain forward would.
+    """
     own = dict(mod.named_parameters())
+    entry = _buffer_copies(mod) if _updates_buffers(mod) else None
     outs = []
     for i in range(s):
         a = i - 1 if centre else i
         hi = h[i] if stacked else h
-        if a < 0 or not local:
+        if a < 0:
             outs.append(mod(hi))
         else:
-            outs.append(functional_call(mod, {n: own[n] + d[a] for n, d in local.items()}, (hi,)))
+            params = {n: own[n] + d[a] for n, d in local.items()}
+            outs.append(_run(mod, hi, params, entry))
     return torch.stack(outs)
 
 
@@ -261,17 +307,45 @@ def stacked_outputs(
     -------
     torch.Tensor, shape (S, B, ...) with ``S = y + centre``; row 0 is the
     centre when ``centre``.
+
+    Notes
+    -----
+    Buffers (BatchNorm running statistics) change as in one plain forward at the
+    centre weights, whatever the path: modules before the cut run once (on the
+    centre), those run per configuration update them in the centre configuration
+    only (the others get copies), and without ``centre`` a gradient-free centre
+    forward after the others makes the update (run only when a module in
+    training mode owns buffers; the others then all get copies).
     """
     if isinstance(deltas, PendingDraws):
         names, y = frozenset(deltas.names), deltas.y
     else:
         names, y = frozenset(deltas), next(iter(deltas.values())).shape[0]
-    s = y + int(centre)
+    h = _outputs(pieces, x, deltas, names, y + int(centre), centre)
+    if not centre and any(_updates_buffers(m) for _, m in pieces):
+        # no centre configuration ran: the buffers' update of a plain forward
+        with torch.no_grad():
+            c = x
+            for _, mod in pieces:
+                c = mod(c)
+    return h
+
+
+def _outputs(
+    pieces: Sequence[tuple[str, nn.Module]],
+    x: torch.Tensor,
+    deltas: Mapping[str, torch.Tensor] | PendingDraws,
+    names: frozenset[str],
+    s: int,
+    centre: bool,
+) -> torch.Tensor:
+    """The body of :func:`stacked_outputs`: ``S = s`` configurations."""
     h, stacked = x, False
     for name, mod in pieces:
         own = _local(name, mod, names)
-        if not own and not stacked:
-            h = mod(h)
+        if not own and not stacked:  # the prefix: run once, at the centre
+            frozen = not centre and _updates_buffers(mod)
+            h = _run(mod, h, {}, _buffer_copies(mod) if frozen else None)
             continue
         if not own and _per_sample(mod):
             h = mod(h.flatten(0, 1)).unflatten(0, h.shape[:2])
