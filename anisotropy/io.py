@@ -8,7 +8,9 @@
   figures, checkpoints) - written atomically: a temporary file in the same
   directory, fsync, ``os.replace`` (:func:`write_atomic` and the typed writers
   :func:`write_text_atomic`, :func:`write_json_atomic`, :func:`write_jsonl_atomic`,
-  :func:`write_csv_atomic`, :func:`save_figure_atomic`, :func:`save_checkpoint`).
+  :func:`write_csv_atomic`, :func:`save_figure_atomic`, :func:`save_checkpoint`);
+* an output directory given by the user is checked before any work starts
+  (:func:`check_output_dir`), so a command never computes for minutes and then fails.
 
 Non-finite numbers: one policy
 ------------------------------
@@ -58,6 +60,7 @@ __all__ = [
     "save_figure_atomic",
     "save_checkpoint",
     "load_checkpoint",
+    "check_output_dir",
 ]
 
 
@@ -319,3 +322,37 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             f"dict a checkpoint holds; {recover}"
         )
     return ck
+
+
+# ------------------------------------------------------------ output directories
+def check_output_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Path:
+    """Return ``Path(path)`` if it is, or can be created as, a writable directory.
+
+    Nothing is created: the first existing ancestor must be a directory the user
+    may write to (or ``path`` itself an existing directory).
+
+    Raises
+    ------
+    ValueError
+        Naming ``option`` and the path when ``path`` is an existing file, lies below
+        a file, or its nearest existing directory is not writable.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(
+            f"{option} {str(p)!r} is an existing file; {option} takes a directory "
+            "(existing or to be created)"
+        )
+    anc = p
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.exists():  # a relative path whose every parent is missing: the cwd
+        anc = Path.cwd()
+    if not anc.is_dir():
+        raise ValueError(
+            f"{option} {str(p)!r} cannot be a directory: {str(anc)!r} is a file; "
+            f"{option} takes a directory (existing or to be created)"
+        )
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {str(p)!r}: directory {str(anc)!r} is not writable")
+    return p

@@ -34,6 +34,9 @@ from .stats import (
 __all__ = [
     "FigureContext",
     "FigureOutput",
+    "NoDataError",
+    "complete_row",
+    "has_data",
     "save_figure",
     "subset_color",
     "subset_key",
@@ -52,11 +55,31 @@ __all__ = [
 #: resolution of the PNG files (the PDF is vector); 110 dpi keeps a 3-panel
 #: figure below ~200 kB while staying readable
 DPI = 110
+#: statuses of runs that ended without a result: failed (error.txt), or stopped by the
+#: trainer (non-finite loss, ...); any other status (pending, busy) may still complete
+_FAILED_STATUSES = ("failed", "stopped", "diverged")
 _RGB = {
     "fc1": np.array([0.85, 0.1, 0.1]),
     "fc2": np.array([0.1, 0.6, 0.1]),
     "fc3": np.array([0.1, 0.2, 0.85]),
 }
+
+
+class NoDataError(RuntimeError):
+    """A figure has nothing to draw (no results, no runs, every run failed, empty axes).
+
+    Raised before anything is written, so that an existing figure or table is never
+    replaced by an empty one; ``anisotropy figures`` reports it and exits non-zero.
+    """
+
+
+def complete_row(ctx: FigureContext, experiment: str, row: Mapping[str, Any]) -> bool:
+    """Default rule of what a figure can draw: a run whose status is ``complete``."""
+    return row.get("status") == "complete"
+
+
+#: ``usable(ctx, experiment, row)``: may the figure draw this results row?
+UsableRow = Callable[["FigureContext", str, Mapping[str, Any]], bool]
 
 
 @dataclass
@@ -109,6 +132,36 @@ class FigureContext:
             self._cache[experiment] = read_results(p)
         return self._cache[experiment]
 
+    def data_problem(self, experiment: str, usable: UsableRow | None = None) -> str | None:
+        """Why ``experiment`` has nothing a figure could draw, or ``None`` if it has data.
+
+        One of: its ``results.csv`` is missing; it lists no runs; no run is usable
+        (``usable``, default :func:`complete_row`): every run failed, or none finished.
+        """
+        p = self.results_dir(experiment) / "results.csv"
+        if not p.is_file():
+            return (
+                f"{experiment}: results.csv missing ({p}); run `anisotropy sweep {experiment} "
+                f"--scale {self.scale} --out {self.runs}` first"
+            )
+        rows = self.rows(experiment)
+        if not rows:
+            return f"{experiment}: no runs ({p} lists none)"
+        usable = usable or complete_row
+        if any(usable(self, experiment, r) for r in rows):
+            return None
+        counts: dict[str, int] = {}
+        for r in rows:
+            st = str(r.get("status") or "missing")
+            counts[st] = counts.get(st, 0) + 1
+        listed = ", ".join(f"{n} {st}" for st, n in sorted(counts.items()))
+        ended = all(st.startswith(_FAILED_STATUSES) for st in counts)
+        what = "every run failed" if ended else "no complete run"
+        return (
+            f"{experiment}: {what} ({len(rows)} runs in {p}: {listed}; "
+            "see error.txt or summary.json in each run directory)"
+        )
+
     def note(self, experiment: str) -> str:
         p = self.results_dir(experiment) / "note.txt"
         return p.read_text(encoding="utf-8").strip() if p.is_file() else ""
@@ -120,8 +173,34 @@ class FigureContext:
         return read_log(self.run_path(experiment, row))
 
 
+def has_data(fig: plt.Figure) -> bool:
+    """True if an axes of ``fig`` holds a line with a finite point, a filled band or error
+    bars with a vertex, or an image (titles, legends, spans and text do not count)."""
+    for ax in fig.axes:
+        if ax.images:
+            return True
+        for line in ax.lines:
+            xy = np.asarray(line.get_xydata(), dtype=float)
+            if xy.size and np.isfinite(xy).all(axis=-1).any():
+                return True
+        for coll in ax.collections:
+            if any(np.asarray(path.vertices).size for path in coll.get_paths()):
+                return True
+    return False
+
+
 def save_figure(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
-    """Save ``fig`` as ``<out>/<stem>.png`` and ``.pdf`` and close it."""
+    """Save ``fig`` as ``<out>/<stem>.png`` and ``.pdf`` (each atomically) and close it.
+
+    Raises
+    ------
+    NoDataError
+        If no axes of ``fig`` holds data (:func:`has_data`); nothing is written, so
+        existing files of that name are left as they are.
+    """
+    if not has_data(fig):
+        plt.close(fig)
+        raise NoDataError(f"{stem}: nothing to draw (every axes is empty)")
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     save_figure_atomic(fig, paths[0], dpi=DPI, bbox_inches="tight")
@@ -341,7 +420,15 @@ def write_figure_table(
     headers: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """CSV with full numbers (mean, lo, hi per metric) and a markdown table
-    ``mean ± half-width`` (accuracies in percent)."""
+    ``mean ± half-width`` (accuracies in percent).
+
+    Raises
+    ------
+    NoDataError
+        If ``rows`` is empty (nothing is written: an existing table is kept).
+    """
+    if not rows:
+        raise NoDataError(f"{stem}: no rows to table")
     headers = dict(headers or {})
     cols = [*keys, *[f"{m}_{s}" for m in metrics for s in ("mean", "lo", "hi")], "n"]
     md_cols = [*keys, *[f"{m}_fmt" for m in metrics], "n"]
@@ -438,6 +525,9 @@ def draw_curves(
         ):
             r["variant"] = v.label
             table.append(r)
+    if not table:  # no variant has a complete run: write nothing (checked before writing)
+        plt.close(fig)
+        raise NoDataError(f"figure {figure}: no complete run of any variant in {experiment}")
     axes[0].set_yscale("log")
     axes[0].set_ylabel("training loss (cross-entropy at W)")
     axes[1].set_ylabel("accuracy (test solid, train dotted)")

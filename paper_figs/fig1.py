@@ -32,7 +32,7 @@ import numpy as np
 
 from anisotropy.io import iter_jsonl, write_text_atomic
 
-from .common import FigureContext, FigureOutput, footer, save_figure
+from .common import FigureContext, FigureOutput, NoDataError, footer, save_figure
 from .fig1_regimes import regime_verdicts
 from .stats import markdown_table, write_csv_table
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - analysis.cooling is imported on use
 __all__ = [
     "EXPERIMENTS",
     "draw",
+    "usable_row",
     "time_axis_of",
     "ensure_cooling",
     "cooling_row",
@@ -196,16 +197,18 @@ def _last_epoch(run: Path, axis: str) -> Any:
     return last
 
 
+def usable_row(ctx: FigureContext, experiment: str, row: Mapping[str, Any]) -> bool:
+    """Figure 1 draws complete runs, and runs still training whose log exists (partial)."""
+    return (
+        row.get("status") == "complete" or (ctx.run_path(experiment, row) / "log.jsonl").is_file()
+    )
+
+
 def _runs(ctx: FigureContext) -> list[dict[str, Any]]:
-    """Fig1 rows to draw: complete runs, and runs still training whose log exists (partial)."""
-    out = []
-    for row in ctx.rows("fig1"):
-        run = ctx.run_path("fig1", row)
-        if row.get("status") != "complete" and not (run / "log.jsonl").is_file():
-            continue
-        out.append(row)
+    """Fig1 rows to draw (:func:`usable_row`), by activation and seed."""
+    out = [row for row in ctx.rows("fig1") if usable_row(ctx, "fig1", row)]
     if not out:
-        raise FileNotFoundError("no fig1 run with a log to draw")
+        raise NoDataError("fig1: no run with a log to draw")
     return sorted(out, key=lambda r: (str(r.get("model.activation")), r.get("seed", 0)))
 
 

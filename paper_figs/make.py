@@ -5,8 +5,9 @@ figures need (finished runs are reused), then draw them.
 A figure is a module ``paper_figs/fig<ID>.py`` (``ID`` a number, then letters or digits,
 e.g. ``3`` or ``9b``; ``fig1_regimes.py`` and other names with an underscore are helpers) that
 defines ``EXPERIMENTS`` (the experiment definitions it reads, ``experiments/<name>.toml``)
-and ``draw(ctx)``; the modules are found by :func:`discover_figures`, so adding a figure
-is adding its module (and its definitions).
+and ``draw(ctx)``, and optionally ``usable_row(ctx, experiment, row)`` (which results rows
+it can draw; default: complete runs); the modules are found by :func:`discover_figures`, so
+adding a figure is adding its module (and its definitions).
 
 For each requested figure (default: all) in natural order (2 before 10): every
 experiment the figure reads is swept with :func:`experiments.sweep.run_sweep` (a resumed sweep
@@ -16,6 +17,11 @@ paper's claims are checked on every available result (``claims.json``,
 ``claims.md``, the forest plot ``claims_forest.png``), the wall time of each
 figure (sweep and drawing, with the load average of the machine) is merged into
 ``timings.json``, and ``figures.md`` collects images, tables and verdicts.
+
+A requested figure with nothing to draw (an experiment's ``results.csv`` missing, no runs
+in it, every run failed) is not drawn: it is checked before anything is written, so an
+existing figure or table is never replaced by an empty one; the reason is printed and the
+exit status is 1.  Claims are rewritten only when some experiment has results.
 
 With ``--until-decided`` the figures' experiments then get more seeds in rounds
 (:mod:`paper_figs.until_decided`) until every claim is decided or ``--max-seeds``
@@ -31,6 +37,7 @@ import json
 import os
 import pkgutil
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +49,7 @@ from experiments.definitions import load_experiment
 from experiments.sweep import DEFAULT_RUNNER, ExecutionOptions, make_executor, run_sweep
 
 from .claims import evaluate_claims, write_claims
-from .common import FigureContext, FigureOutput
+from .common import FigureContext, FigureOutput, NoDataError
 from .forest import draw_forest
 from .sequential import MAX_SEEDS, SequentialDesign, planned_looks
 from .stats import write_text_atomic
@@ -138,20 +145,33 @@ def _draw(
     mod: Any,
     ctx: FigureContext,
     outputs: dict[str, FigureOutput],
+    not_drawn: dict[str, str],
     log: Callable[[str], None],
 ) -> None:
+    """Draw ``fig`` if every experiment it reads has data; else record why in ``not_drawn``.
+
+    The data are checked before ``mod.draw`` writes anything, so an existing figure or
+    table is left as it is when there is nothing to draw.
+    """
+    usable = getattr(mod, "usable_row", None)
+    problems = [p for e in mod.EXPERIMENTS if (p := ctx.data_problem(e, usable)) is not None]
     try:
+        if problems:
+            raise NoDataError("; ".join(problems))
         outputs[fig] = mod.draw(ctx)
-        log(outputs[fig].report())
-    except FileNotFoundError as exc:
-        log(f"figure {fig}: not drawn: {exc}")
+    except (NoDataError, FileNotFoundError) as exc:
+        not_drawn[fig] = str(exc)
+        log(f"figure {fig}: not drawn (existing files left unchanged): {exc}")
+        return
+    not_drawn.pop(fig, None)
+    log(outputs[fig].report())
 
 
 def make_figures(
     figures: list[str], opts: FiguresOptions, *, log=print, runner: str | Callable = DEFAULT_RUNNER
 ) -> dict[str, Any]:
     """Sweep and draw ``figures``; returns ``{"timings": ..., "outputs": ..., "failed": n,
-    "claims": ...}`` (and ``"rounds"`` with ``--until-decided``).
+    "not_drawn": {figure: reason}, "claims": ...}`` (and ``"rounds"`` with ``--until-decided``).
 
     ``runner`` trains one point (see :func:`experiments.sweep.run_sweep`; tests pass a
     stand-in).
@@ -164,6 +184,7 @@ def make_figures(
     ctx.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, Any] = {}
     outputs: dict[str, FigureOutput] = {}
+    not_drawn: dict[str, str] = {}
     failed = 0
     needs_training = not opts.draw_only and any(m.EXPERIMENTS for m in modules.values())
     with make_executor(
@@ -191,7 +212,7 @@ def make_figures(
                         failed + res.n_failed,
                     )
             t1 = time.perf_counter()
-            _draw(fig, mod, ctx, outputs, log)
+            _draw(fig, mod, ctx, outputs, not_drawn, log)
             t2 = time.perf_counter()
             timings[fig] = {
                 "sweep_s": round(t1 - t0, 1),
@@ -233,7 +254,7 @@ def make_figures(
             t1 = time.perf_counter()
             for fig, mod in modules.items():
                 if grown & set(mod.EXPERIMENTS):
-                    _draw(fig, mod, ctx, outputs, log)
+                    _draw(fig, mod, ctx, outputs, not_drawn, log)
             timings["until_decided"] = {
                 "total_s": round(time.perf_counter() - t0, 1),
                 "sweep_s": round(t1 - t0, 1),
@@ -252,22 +273,32 @@ def make_figures(
     full = ctx.out / "timings.json"
     all_timings = json.loads(full.read_text()) if full.is_file() else timings
     claims = evaluate_claims(lambda e: ctx.rows(e) if ctx.has(e) else None, design=design)
-    write_claims(claims, ctx.out, scale=opts.scale, design=design)
-    draw_forest(
-        claims,
-        ctx.out,
-        title=f"The paper's claims at {opts.scale} scale ("
-        + (
-            "fixed sample"
-            if design is None
-            else f"sequential, looks at n = {', '.join(map(str, design.looks))}"
+    if all(c.verdict == "not run" for c in claims) and (ctx.out / "claims.json").is_file():
+        # no experiment has results (e.g. a wrong --runs): keep the claims of the last run
+        log(f"claims: no results under {opts.runs}; existing claims files left unchanged")
+    else:
+        write_claims(claims, ctx.out, scale=opts.scale, design=design)
+        draw_forest(
+            claims,
+            ctx.out,
+            title=f"The paper's claims at {opts.scale} scale ("
+            + (
+                "fixed sample"
+                if design is None
+                else f"sequential, looks at n = {', '.join(map(str, design.looks))}"
+            )
+            + ")",
         )
-        + ")",
-    )
     for c in claims:
         log(c.report())
     _write_index(ctx, outputs, all_timings)
-    out = {"timings": timings, "outputs": outputs, "failed": failed, "claims": claims}
+    out = {
+        "timings": timings,
+        "outputs": outputs,
+        "failed": failed,
+        "not_drawn": not_drawn,
+        "claims": claims,
+    }
     if rounds is not None:
         out["rounds"] = rounds
     return out
@@ -322,7 +353,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``anisotropy figures``: exit status 1 if a training run failed."""
+    """``anisotropy figures``: exit status 1 if a training run failed or a requested
+    figure had nothing to draw (one line per such figure on stderr saying why)."""
     parser = _parser()
     ns = parser.parse_args(argv)
     opts = from_namespace(FiguresOptions, ns)
@@ -331,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown figure(s) {', '.join(bad)}; valid: {', '.join(FIGURES)}")
     figs = sorted(dict.fromkeys(ns.figures or FIGURES), key=figure_key)
     result = make_figures(figs, opts)
-    return 1 if result["failed"] else 0
+    for fig, why in result["not_drawn"].items():
+        print(f"anisotropy figures: figure {fig} not drawn: {why}", file=sys.stderr)
+    return 1 if result["failed"] or result["not_drawn"] else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

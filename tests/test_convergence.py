@@ -494,3 +494,18 @@ def test_quick_defaults_on_the_three_dimensional_reference():
     assert abs(cv["measured"] - cv["predicted"]) < Z_TOL * cv["se"]
     eps = np.abs(np.array(st.k_fit["k2_delta"]) / st.k_fit["c2_predicted"] - 1)
     assert abs(st.k_fit["slope"] + 2) < 2 * eps[-len(st.k_fit["fit_k"]) :].max()
+
+
+def test_cli_out_that_is_a_file_is_refused_before_the_studies(tmp_path, capsys, monkeypatch):
+    import analysis.convergence.study as study_mod
+
+    def no_work(*a, **k):  # the studies (minutes) must not start
+        raise AssertionError("run_convergence ran before --out was checked")
+
+    monkeypatch.setattr(study_mod, "run_convergence", no_work)
+    (tmp_path / "f").write_text("mine")
+    for out in (tmp_path / "f", tmp_path / "f" / "sub"):
+        assert main(["--quick", "--no-progress", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"anisotropy converge: error: --out '{out}'")
+    assert (tmp_path / "f").read_text() == "mine"

@@ -92,6 +92,45 @@ def test_errors_exit_with_status_2(tmp_path, capsys):
         main([str(tmp_path), "--laws", "gompertz"])
 
 
+def test_bad_epochs_and_a_torn_last_line(tmp_path, capsys):
+    # epochs -3, 0 and 2.5 are refused (one line naming file:line, exit 2, nothing written);
+    # a last line cut off by a crash is dropped as the trainer's JSONL reader drops it
+    data = generate(SPEC, 6)[0]
+    write_run(data, tmp_path)
+    log = tmp_path / "log.jsonl"
+    lines = log.read_text().splitlines()
+    for lineno, bad in ((3, -3), (5, 0), (7, 2.5)):
+        rec = json.loads(lines[lineno - 1])
+        rec["epoch"] = bad
+        log.write_text("\n".join([*lines[: lineno - 1], json.dumps(rec), *lines[lineno:]]) + "\n")
+        assert main([str(tmp_path)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [
+            f"anisotropy cooling: error: {log}:{lineno}: epoch must be an integer >= 1, got {bad!r}"
+        ]
+        assert not (tmp_path / "cooling.json").exists()
+    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:25])  # torn by a crash
+    assert main([str(tmp_path), "--n-boot", "20", "--n-stability", "2", "--no-per-layer"]) == 0
+    last = json.loads((tmp_path / "cooling.json").read_text())["data"]["epochs"]["last"]
+    assert last == data.epochs[-2]
+
+
+def test_out_that_is_a_file_is_refused_before_the_analysis(run, tmp_path, capsys, monkeypatch):
+    import analysis.cooling.cli as cli
+
+    def no_work(*a, **k):  # the analysis must not start
+        raise AssertionError("analyse ran before --out was checked")
+
+    monkeypatch.setattr(cli, "analyse", no_work)
+    (tmp_path / "f").write_text("mine")
+    for out in (tmp_path / "f", tmp_path / "f" / "sub"):
+        assert main([str(run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"anisotropy cooling: error: --out '{out}'")
+        assert "takes a directory" in err[0]
+    assert (tmp_path / "f").read_text() == "mine"
+
+
 # ----------------------------------------------------------------- --time step
 STEP_SPEC = SyntheticSpec(
     params={"tau": 2000.0, "beta": 0.5},

@@ -207,3 +207,72 @@ def test_step_log_absent_or_unreadable(data, tmp_path):
     with pytest.raises(ValueError, match="batches must hold 3 integer window sizes"):
         sig, std = data.signal[:, :3], data.signal_std[:, :3]
         CoolingData(data.epochs[:3], data.layers, sig, std, batches=[1, 0, 2])
+
+
+def _log_lines(data):
+    """The records of ``data`` as the trainer's log lines (one JSON object per epoch)."""
+    return [
+        {
+            "epoch": int(e),
+            "layers": {
+                layer: {
+                    "signal": float(data.signal[i, j]),
+                    "signal_std": float(data.signal_std[i, j]),
+                }
+                for i, layer in enumerate(data.layers)
+            },
+        }
+        for j, e in enumerate(data.epochs)
+    ]
+
+
+@pytest.mark.parametrize("epoch", [-3, 0, 2.5, True, "7", None, 1e400])
+def test_an_epoch_that_is_not_an_integer_from_1_is_refused_with_file_and_line(
+    data, tmp_path, epoch
+):
+    # the trainer counts epochs 1, 2, ...: -3, 0 and 2.5 would put records between or before
+    # them, and the signal maximum could be reported at an epoch with no data
+    recs = _log_lines(data)[:20]
+    recs[4]["epoch"] = epoch
+    text = "\n".join(json.dumps(r) for r in recs) + "\n"
+    (tmp_path / "log.jsonl").write_text(text.replace("Infinity", "1e400"))
+    with pytest.raises(ValueError, match=r"log\.jsonl:5: epoch must be an integer >= 1, got"):
+        load(tmp_path)
+    # the same rule for a CSV (header on line 1) and for the steps of a step log
+    bad = epoch if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else -3
+    (tmp_path / "x.csv").write_text(f"epoch,layer,signal,signal_std\n1,a,1,1\n{bad},a,1,1\n")
+    with pytest.raises(ValueError, match=r"x\.csv:3: epoch must be an integer >= 1"):
+        load(tmp_path / "x.csv")
+    lay = {"a": {"signal": 1.0, "signal_std": 0.1}}
+    (tmp_path / "steps.jsonl").write_text(
+        json.dumps({"step": 1, "layers": lay}) + "\n" + json.dumps({"step": 2.5, "layers": lay})
+    )
+    with pytest.raises(ValueError, match=r"steps\.jsonl:2: a step-log record's step must be"):
+        load(tmp_path, time_axis="step")
+
+
+def test_integral_floats_are_epochs(data, tmp_path):
+    recs = _log_lines(data)
+    for r in recs:
+        r["epoch"] = float(r["epoch"])  # 3.0 is epoch 3
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    np.testing.assert_array_equal(load(tmp_path).epochs, data.epochs)
+
+
+def test_a_torn_last_line_is_ignored_and_a_torn_middle_line_refused(data, tmp_path):
+    # the trainer's JSONL rule (anisotropy.io.iter_jsonl): a crash while appending leaves
+    # a last line without its newline; it is dropped, the records before it are analysed
+    lines = [json.dumps(r) for r in _log_lines(data)]
+    torn = lines[-1][: len(lines[-1]) // 2]
+    (tmp_path / "log.jsonl").write_text("\n".join(lines[:-1]) + "\n" + torn)
+    np.testing.assert_array_equal(load(tmp_path).epochs, data.epochs[:-1])
+    # a bad epoch before the torn line is still refused, with its line
+    bad = _log_lines(data)
+    bad[2]["epoch"] = 0
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in bad[:-1]) + "\n" + torn)
+    with pytest.raises(ValueError, match=r"log\.jsonl:3: epoch must be an integer >= 1, got 0"):
+        load(tmp_path)
+    # the same cut-off text followed by more lines is not a crash's trace: refused
+    (tmp_path / "log.jsonl").write_text(torn + "\n" + "\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ValueError, match=r"log\.jsonl:1: not valid JSON"):
+        load(tmp_path)

@@ -48,6 +48,7 @@ from analysis.convergence.rates import RepetitionStats, repetition_stats
 from analysis.convergence.reference import QuadraticReference
 from analysis.free_entropy import METHODS, Method
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
+from anisotropy.io import check_output_dir
 from anisotropy.validation import check_choice, check_int, check_positive
 
 __all__ = [
@@ -594,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="anisotropy converge", description=__doc__.split("\n")[0])
     add_dataclass_arguments(parser, ConvergeOptions)
     opts = from_namespace(ConvergeOptions, parser.parse_args(argv))
+    try:
+        # checked before the studies run (minutes): a file given as --out is refused at once
+        check_output_dir(opts.out)
+    except ValueError as exc:
+        print(f"anisotropy converge: error: {exc}", file=sys.stderr)
+        return 2
     try:
         opts = resolve_options(opts)
     except ValueError as exc:  # bad option values: usage error, exit status 2

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
+from anisotropy.io import check_output_dir
 
 from .io import TIME_AXES, TimeAxis, load
 from .pipeline import CoolingConfig, analyse
@@ -56,15 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``anisotropy cooling``; returns the exit status."""
     ns = build_parser().parse_args(argv)
+    src = Path(ns.log)
     try:
+        # the output directory first: a bad --out is refused before the analysis runs
+        out = check_output_dir(ns.out if ns.out else (src if src.is_dir() else src.parent))
         cfg = from_namespace(CoolingConfig, ns)
         data = load(ns.log, time_axis=ns.time)
         result = analyse(data, cfg)
     except ValueError as exc:
         print(f"anisotropy cooling: error: {exc}", file=sys.stderr)
         return 2
-    src = Path(ns.log)
-    out = Path(ns.out) if ns.out else (src if src.is_dir() else src.parent)
     out.mkdir(parents=True, exist_ok=True)
     stem = output_stem(ns.time)
     path = result.save(out / f"{stem}.json")

@@ -41,6 +41,13 @@ Accepted inputs
   of the fits links only records one step apart and, on the geometric part of the grid, the
   Newey-West sandwich (over record index) carries the autocorrelation.
 * arrays: :func:`from_arrays`.
+
+Every file input obeys two rules.  An epoch (a step on the step log) is an integer >= 1,
+as the trainer counts them (``3.0`` reads as ``3``); ``0``, ``-3``, ``2.5``, booleans and
+non-numbers are refused with a ValueError naming ``file:line``.  The JSON-lines logs are
+read with the package's one reader, :func:`anisotropy.io.iter_jsonl`: a last line cut off
+by a crash (no terminating newline, not valid JSON) is ignored, any other bad line is
+refused with ``file:line``.
 """
 
 from __future__ import annotations
@@ -314,6 +321,26 @@ def from_arrays(
 
 
 # ---------------------------------------------------------------------- files
+def _time(v, path, lineno: int, what: str = "epoch", *, cell: bool = False) -> float:
+    """The epoch (or step) of a record: an integer >= 1, else ValueError naming ``path:line``.
+
+    The trainer counts epochs and optimiser steps from 1; ``3`` and ``3.0`` are the same
+    epoch, while ``2.5``, ``0``, ``-3``, ``true``, a JSON string or a missing value are not
+    epochs: accepting them would put records between or before the trainer's epochs and
+    let the analysis report a maximum at an epoch that holds no data.  ``cell``: ``v`` is
+    the text of a CSV cell.
+    """
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if cell and isinstance(v, str) and v.strip():
+        try:
+            v, ok = float(v), True
+        except ValueError:
+            ok = False
+    if not ok or not math.isfinite(v) or v != math.floor(v) or v < 1:
+        raise ValueError(f"{path}:{lineno}: {what} must be an integer >= 1, got {v!r}")
+    return float(v)
+
+
 def _num(v) -> float | None:
     if v is None or v == "":
         return None
@@ -391,11 +418,7 @@ def load_log(path, summary_path=None) -> CoolingData:
             continue  # other record types (e.g. a final evaluation) carry no layer signals
         if "epoch" not in rec:
             raise ValueError(f"{path}:{lineno}: record with 'layers' but no 'epoch'")
-        e = _num(rec["epoch"])
-        if e is None or not math.isfinite(e):
-            raise ValueError(
-                f"{path}:{lineno}: epoch must be a finite number, got {rec['epoch']!r}"
-            )
+        e = _time(rec["epoch"], path, lineno)
         for k in _BATCH_KEYS:
             if rec.get(k) is not None:
                 batches = int(rec[k])
@@ -445,11 +468,7 @@ def load_steps(path, summary_path=None) -> CoolingData:
     for lineno, rec in iter_jsonl(path):
         if "layers" not in rec:
             continue
-        t = _num(rec.get("step"))
-        if t is None or not math.isfinite(t) or t < 1:
-            raise ValueError(
-                f"{path}:{lineno}: a step-log record needs a step >= 1, got {rec.get('step')!r}"
-            )
+        t = _time(rec.get("step"), path, lineno, "a step-log record's step")
         b = rec.get("batches", 1)
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
             raise ValueError(f"{path}:{lineno}: batches must be an integer >= 1, got {b!r}")
@@ -493,8 +512,8 @@ def load_csv(path) -> CoolingData:
                 f"{path}: CSV header must contain {sorted(need)}; got {reader.fieldnames}"
             )
         for lineno, rec in enumerate(reader, 2):
+            e = _time(rec["epoch"], path, lineno, cell=True)
             try:
-                e = _num(rec["epoch"])
                 layer = rec["layer"]
                 vals = {
                     c: _num(rec[c])
@@ -505,10 +524,6 @@ def load_csv(path) -> CoolingData:
                     numel[layer] = _num(rec["numel"])
             except ValueError as exc:
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
-            if e is None or not math.isfinite(e):
-                raise ValueError(
-                    f"{path}:{lineno}: epoch must be a finite number, got {rec['epoch']!r}"
-                )
             if layer not in layers:
                 layers.append(layer)
             if (e, layer) in rows:
