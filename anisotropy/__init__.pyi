@@ -83,6 +83,29 @@ from .models import (
 from .models import (
     mlp as mlp,
 )
+from .optim.entropy_sgd import (
+    EntropySGD as EntropySGD,
+)
+from .optim.entropy_sgd import (
+    gamma_scoping as gamma_scoping,
+)
+
+# optimisers (anisotropy.optim): SAM, Replicated-SGD, the variational schemes
+from .optim.replicated import (
+    ReplicatedSGD as ReplicatedSGD,
+)
+from .optim.replicated import (
+    coupling_schedule as coupling_schedule,
+)
+from .optim.sam import (
+    SAM as SAM,
+)
+from .optim.variational import (
+    HeatRegularisation as HeatRegularisation,
+)
+from .optim.variational import (
+    MomentMatching as MomentMatching,
+)
 from .related.entropy_flow import (
     EntropyFlowResult as EntropyFlowResult,
 )
@@ -92,14 +115,8 @@ from .related.entropy_flow import (
 from .related.entropy_flow import (
     dense_entropy_loss as dense_entropy_loss,
 )
-from .related.entropy_sgd import (
-    EntropySGD as EntropySGD,
-)
-from .related.entropy_sgd import (
-    gamma_scoping as gamma_scoping,
-)
 
-# related methods: local energy, Entropy-SGD, entropy flow
+# related methods: local energy, entropy flow
 from .related.local_energy import (
     local_energy as local_energy,
 )

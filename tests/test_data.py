@@ -50,6 +50,16 @@ def test_idx_errors(tmp_path):
         write_idx(tmp_path / "c", np.zeros(3, dtype=np.uint64))
 
 
+def test_idx_header_sizes_do_not_wrap_around(tmp_path):
+    # 2^31 * 2^31 * 4 = 2^64 is 0 in int64: the payload check must use exact
+    # integers, else an empty payload passes it and reshape fails without the file name.
+    import struct
+
+    (tmp_path / "huge").write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2**31, 2**31, 4))
+    with pytest.raises(ValueError, match=r"huge: IDX payload has 0 bytes"):
+        read_idx(tmp_path / "huge")
+
+
 # ----------------------------------------------------------------------------- Fashion-MNIST
 
 
@@ -98,8 +108,13 @@ def test_full_mnist_from_idx_files_needs_a_root(tmp_path, rng):
 
 
 def test_installed_fashion_mnist_if_present():
+    # scripts/setup.sh installs the Debian package where it runs as root with apt-get
+    # (CI), so this real-IDX test runs there; elsewhere the skip says how to get it.
     if not __import__("os").path.isdir(data_mod.FASHION_MNIST_DIR):
-        pytest.skip("dataset-fashion-mnist is not installed")
+        pytest.skip(
+            f"dataset-fashion-mnist is not installed ({data_mod.FASHION_MNIST_DIR} missing): "
+            "`sudo apt-get install dataset-fashion-mnist`, or run scripts/setup.sh as root"
+        )
     d = load_dataset(DataConfig(name="fashion_mnist", n_train=500, n_test=200))
     assert d.x_train.shape == (500, 1, 28, 28) and d.x_test.shape == (200, 1, 28, 28)
     assert set(d.y_train.tolist()) <= set(range(10)) and len(set(d.y_train.tolist())) == 10
@@ -144,6 +159,64 @@ def test_cifar10_errors(tmp_path, rng):
         pickle.dump({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, fh)
     with pytest.raises(ValueError, match=r"must be \(n, 3072\)"):
         load_dataset(DataConfig(name="cifar10", root=str(tmp_path / "c")))
+
+
+class _CreatesFile:
+    """Pickles to ``open(path, "w")``: unpickling it with pickle.load creates ``path``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("where", ["top", "data"])
+def test_cifar10_crafted_pickle_is_refused_not_executed(tmp_path, rng, where):
+    # A batch whose pickle would create a file if its REDUCE were executed: the
+    # loader refuses it (ValueError naming the file and the global) and the file
+    # is never created.  pickle.load on the same bytes does create it (the control).
+    root = tmp_path / "c"
+    _write_cifar(root, rng)
+    marker = tmp_path / "pwned"
+    evil = _CreatesFile(marker)
+    obj = evil if where == "top" else {b"data": evil, b"labels": [0]}
+    payload = pickle.dumps(obj, protocol=2)
+    (root / "data_batch_2").write_bytes(payload)
+    with pytest.raises(ValueError, match=r"data_batch_2: refused to load.*io\.open") as e:
+        load_dataset(DataConfig(name="cifar10", root=str(root), normalize="unit"))
+    assert str(root / "data_batch_2") in str(e.value)
+    assert not marker.exists()
+    ran = pickle.loads(payload)  # the unrestricted unpickler runs it
+    (ran if where == "top" else ran[b"data"]).close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_cifar10_batches_of_every_pickle_protocol_load(tmp_path, rng, protocol):
+    # The restricted unpickler admits the globals numpy arrays need under every
+    # protocol (_reconstruct / ndarray / dtype, _frombuffer for 5, _codecs.encode for
+    # bytes in 0-2), including the numpy 1 spelling numpy.core of the original batches.
+    root = tmp_path / "c"
+    raw = _write_cifar(root, rng)
+    x, y = raw["data_batch_1"]
+    batch = {b"data": x, b"labels": y, b"batch_label": b"b1", b"filenames": [b"a.png"] * len(y)}
+    payload = pickle.dumps(batch, protocol=protocol)
+    if protocol <= 2:  # the Python 2 files name numpy.core (a text GLOBAL opcode)
+        payload = payload.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    (root / "data_batch_1").write_bytes(payload)
+    d = load_dataset(DataConfig(name="cifar10", root=str(root), normalize="unit"))
+    assert torch.equal(d.x_train[:4].flatten(1), torch.from_numpy(x.astype(np.float32)) / 255)
+    assert d.y_train[:4].tolist() == y
+
+
+def test_cifar10_truncated_pickle_names_the_file(tmp_path, rng):
+    root = tmp_path / "c"
+    _write_cifar(root, rng)
+    path = root / "test_batch"
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(ValueError, match=r"test_batch: not a readable CIFAR10 batch"):
+        load_dataset(DataConfig(name="cifar10", root=str(root)))
 
 
 def _write_stl(root, rng, n_train=3, n_test=2, bad_label=False):

@@ -1,5 +1,5 @@
-"""Entropy propagation (seed 002): Gaussian identities, the triangular convolution map,
-finite-difference gradients of the loss terms, errors."""
+"""Entropy propagation: Gaussian identities (square and tall dense layers), the triangular
+convolution map, finite-difference gradients of the loss terms, errors."""
 
 import math
 
@@ -53,14 +53,55 @@ def test_dense_identity_for_gaussian_inputs(n):
     )
 
 
-def test_dense_singular_and_non_square():
+def test_dense_singular_and_wide():
     assert dense_entropy_change(torch.zeros(3, 3, dtype=D)) == -math.inf
-    with pytest.raises(ValueError, match="square"):
+    assert dense_entropy_change(torch.zeros(5, 3, dtype=D)) == -math.inf
+    with pytest.raises(ValueError, match=r"wide \(m = 3 < n = 4\)"):
         dense_entropy_change(torch.ones(3, 4))
-    with pytest.raises(ValueError, match="square"):
+    with pytest.raises(ValueError, match="square or tall"):
         dense_entropy_change(torch.ones(3))
     with pytest.raises(ValueError, match="positive definite"):
         gaussian_entropy(-torch.eye(2))
+
+
+def test_tall_layer_closed_forms():
+    """W = Q (orthonormal columns, 7 x 3): 0; W = s Q: 3 log s; a general tall W = Q R:
+    the coordinates of WX in the basis Q are RX, so H = H(X) + log|det R| (Gaussian X);
+    the gradient of 1/2 log det(W^T W) is the transposed pseudo-inverse."""
+    g = torch.Generator().manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(7, 3, generator=g, dtype=D))[0]
+    assert abs(float(dense_entropy_change(Q))) < 1e-14
+    for s in (0.5, 3.0):
+        assert float(dense_entropy_change(s * Q)) == pytest.approx(3 * math.log(s), rel=1e-13)
+    W = torch.randn(7, 3, generator=g, dtype=D)
+    Qw, R = torch.linalg.qr(W)
+    S = _spd(3, g)
+    lhs = gaussian_entropy(R @ S @ R.T) - gaussian_entropy(S)
+    torch.testing.assert_close(lhs, dense_entropy_change(W), rtol=1e-11, atol=1e-11)
+    Wg = W.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(dense_entropy_change(Wg), Wg)
+    torch.testing.assert_close(grad, torch.linalg.pinv(W).T, rtol=1e-10, atol=1e-12)
+    # square as the special case: 1/2 log det(W^T W) = log |det W|
+    A = torch.randn(4, 4, generator=g, dtype=D)
+    torch.testing.assert_close(
+        dense_entropy_change(A), 0.5 * torch.linalg.slogdet(A.T @ A)[1], rtol=1e-11, atol=1e-11
+    )
+
+
+def test_tall_layers_in_the_loss_and_the_flow():
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).double()
+    with torch.no_grad():
+        m[0].weight.copy_(2.0 * torch.linalg.qr(torch.randn(5, 3, dtype=D))[0])
+    L = dense_entropy_loss(m, target=0.1)  # only "0" is eligible ("2" is wide)
+    assert float(L.detach()) == pytest.approx((math.log(2.0) - 0.1) ** 2, rel=1e-12)
+    _fd_check(lambda mm: dense_entropy_loss(mm, layers="0", target=0.1), m)
+    res = entropy_flow(m, (3,))
+    assert res.delta_h[0] == pytest.approx(3 * math.log(2.0), rel=1e-12)
+    assert res.layers == ("0", "2") and "tall" in res.notes[0]
+    assert math.isnan(res.delta_h[1]) and "wide" in res.notes[1]
+    with pytest.raises(ValueError, match=r"layer '2' is wide, weight \(2, 5\)"):
+        dense_entropy_loss(m, layers="2")
 
 
 def _jacobian_on_block(kernel4, shape, stride, dilation, groups):
@@ -210,13 +251,13 @@ def test_entropy_flow_profile():
 
 def test_bad_input():
     m = _model()
-    with pytest.raises(ValueError, match="non-square"):
+    with pytest.raises(ValueError, match="is wide"):
         dense_entropy_loss(m, layers="4")
     with pytest.raises(ValueError, match="not an nn.Linear"):
         dense_entropy_loss(m, layers="0")
     with pytest.raises(ValueError, match="unknown layers"):
         dense_entropy_loss(m, target={"9": 0.0})
-    with pytest.raises(ValueError, match="no square"):
+    with pytest.raises(ValueError, match="no square or tall"):
         dense_entropy_loss(nn.Sequential(nn.Linear(3, 2)))
     with pytest.raises(ValueError, match="padding"):
         conv_entropy_loss(nn.Conv2d(2, 2, 3, padding=1), layers="weight")

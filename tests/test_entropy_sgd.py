@@ -1,5 +1,6 @@
-"""Entropy-SGD (seed 003): exact inner dynamics on a quadratic, Moreau-envelope limit with a
-geometric tolerance, noise law, determinism, partial selection, errors."""
+"""Entropy-SGD: exact inner dynamics on a quadratic, Moreau-envelope limit with a
+geometric tolerance, noise law, determinism, partial selection, the authors' update rule
+written out, bitwise resume, errors."""
 
 import math
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from anisotropy.related.entropy_sgd import EntropySGD, gamma_scoping
+from anisotropy.optim.entropy_sgd import EntropySGD, gamma_scoping
 
 torch.set_num_threads(1)
 
@@ -240,6 +241,7 @@ def test_all_parameters_by_default_and_scoping_and_state():
     )
     opt2.load_state_dict(st)
     assert opt2.outer_steps == 2
+    assert opt2.param_groups is opt2.base_optimizer.param_groups  # still shared after loading
 
 
 def test_bad_input():
@@ -271,3 +273,128 @@ def test_bad_input():
         bad.step(m.closure)
     with pytest.raises(ValueError, match="gamma1"):
         gamma_scoping(0.1, -0.5)
+
+
+def _authors_reference(m, *, steps, lr, L, eps, g0, mom, wd, eta_in, beta1, seed):
+    """The authors' update rule written out from its description, on the parameters
+    (w, v) of ``m`` (a fresh copy), with the noise drawn from a generator of the same seed
+    in the same order (per inner step, w then v):
+
+    inner:  d = grad f(x') + g0 (x' - x) + eps sqrt(2/eta') xi + wd x'
+            b = mom b + d (b = 0 at each outer step);  d = d + mom b  (Nesterov)
+            x' = x' - eta' d;  mu = beta1 mu + (1 - beta1) x'
+    outer:  G = (x - mu) + wd x;  B = G at the first step, else mom B + G;
+            x = x - lr (G + mom B)   (no gamma)
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = [m.w.detach().clone(), m.v.detach().clone()]
+    outer_b = None
+
+    def grad_at(xp):
+        w, v = (t.clone().requires_grad_(True) for t in xp)
+        e = w - m.c
+        f = 0.5 * e @ m.A @ e + 0.5 * ((v - m.d) ** 2).sum() + m.kappa * (w @ v)
+        return torch.autograd.grad(f, (w, v))
+
+    for _ in range(steps):
+        xp = [t.clone() for t in x]
+        mu = [t.clone() for t in x]
+        b = [torch.zeros_like(t) for t in x]
+        for _ in range(L):
+            grads = grad_at(xp)
+            for i in range(2):
+                xi = torch.randn(xp[i].shape, generator=gen, dtype=torch.float64)
+                d = grads[i] + g0 * (xp[i] - x[i]) + eps * math.sqrt(2 / eta_in) * xi
+                d = d + wd * xp[i]
+                b[i] = mom * b[i] + d
+                d = d + mom * b[i]
+                xp[i] = xp[i] - eta_in * d
+                mu[i] = beta1 * mu[i] + (1 - beta1) * xp[i]
+        G = [(x[i] - mu[i]) + wd * x[i] for i in range(2)]
+        outer_b = G if outer_b is None else [mom * outer_b[i] + G[i] for i in range(2)]
+        x = [x[i] - lr * (G[i] + mom * outer_b[i]) for i in range(2)]
+    return x
+
+
+def test_from_authors_reproduces_their_update_rule():
+    kw = dict(lr=0.05, L=4, eps=0.05, g0=0.3, weight_decay=1e-2)
+    m = _problem(6, kappa=0.2)
+    want = _authors_reference(
+        _problem(6, kappa=0.2),
+        steps=3,
+        mom=0.9,
+        wd=kw["weight_decay"],
+        eta_in=0.1,
+        beta1=0.75,
+        seed=13,
+        **{k: kw[k] for k in ("lr", "L", "eps", "g0")},
+    )
+    opt = EntropySGD.from_authors(m, g1=0.5, generator=torch.Generator().manual_seed(13), **kw)
+    assert opt.defaults["alpha"] == 0.25 and opt.defaults["inner_lr"] == 0.1
+    assert opt.gamma_at(7) == 0.3  # the code's step counter never moves: g1 has no effect
+    for _ in range(3):
+        opt.step(m.closure)
+    got = [m.w.detach(), m.v.detach()]
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-14)
+    # the same rule from a list of parameters, and with the paper's scoping
+    m2 = _problem(6, kappa=0.2)
+    opt2 = EntropySGD.from_authors([m2.w, m2.v], generator=torch.Generator().manual_seed(13), **kw)
+    for _ in range(3):
+        opt2.step(m2.closure)
+    assert torch.equal(m2.w.detach(), got[0]) and torch.equal(m2.v.detach(), got[1])
+    scoped = EntropySGD.from_authors(m2, lr=0.1, L=1, g0=0.3, g1=0.5, eps=0.0, scoping=True)
+    assert scoped.gamma_at(2) == pytest.approx(0.3 * 1.5**2, rel=1e-12)
+
+
+def test_bitwise_resume_with_momentum_and_noise():
+    def make(m, gen):
+        return EntropySGD.from_authors(m, lr=0.05, L=3, eps=0.05, g0=0.3, generator=gen)
+
+    m = _problem(7)
+    gen = torch.Generator().manual_seed(5)
+    opt = make(m, gen)
+    for _ in range(4):
+        opt.step(m.closure)
+    straight = torch.cat([m.w.detach(), m.v.detach()])
+    m = _problem(7)
+    gen = torch.Generator().manual_seed(5)
+    opt = make(m, gen)
+    for _ in range(2):
+        opt.step(m.closure)
+    st, gs = opt.state_dict(), gen.get_state()
+    params = {k: v.clone() for k, v in m.state_dict().items()}
+    m2 = _problem(7)  # same loss (A, c, d are not in the state dict), weights from the checkpoint
+    m2.load_state_dict(params)
+    gen2 = torch.Generator()
+    gen2.set_state(gs)
+    opt2 = make(m2, gen2)
+    opt2.load_state_dict(st)
+    for _ in range(2):
+        opt2.step(m2.closure)
+    assert torch.equal(torch.cat([m2.w.detach(), m2.v.detach()]), straight)
+
+
+def test_from_authors_bad_input():
+    m = _problem()
+    for kw, word in [
+        (dict(L=0), "L must"),
+        (dict(beta1=1.0), "beta1"),
+        (dict(eps=0.1), "generator"),
+        (dict(g0=0.0), "g0"),
+        (dict(momentum=-0.1), "momentum"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            EntropySGD.from_authors(m, **{"lr": 0.1, "L": 2, "eps": 0.0, **kw})
+    with pytest.raises(ValueError, match="layers needs the model"):
+        EntropySGD.from_authors([m.w], lr=0.1, L=2, eps=0.0, layers="w")
+    base = torch.optim.SGD(m.parameters(), lr=0.1)
+    for kw, word in [
+        (dict(noise_mode="minus"), "noise_mode"),
+        (dict(outer_gradient="x"), "outer_gradient"),
+        (dict(inner_momentum=1.0), "inner_momentum"),
+        (dict(inner_nesterov=True), "inner_nesterov"),
+        (dict(inner_weight_decay=-1.0), "inner_weight_decay"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            EntropySGD(m, base, noise=0.0, **kw)

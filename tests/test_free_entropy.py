@@ -468,9 +468,10 @@ def test_report_mentions_the_numbers():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_error_bars_are_calibrated(method):
-    # Coverage of the 95% interval estimate +- t * stderr over 400 seeded repetitions
-    # (t: Student quantile with the error bar's degrees of freedom: n_scramblings - 1
-    # for sobol, else ~normal).  The binomial sd of the coverage is 0.011; the
+    # Coverage of the 95% interval() = estimate +- t * stderr over 400 seeded repetitions
+    # (t: Student quantile with the error bar's degrees of freedom, result.dof:
+    # n_scramblings - 1 for sobol, jackknife groups - 1 for control_variate, pairs - 1
+    # for antithetic, else y - 1).  The binomial sd of the coverage is 0.011; the
     # tolerance 0.04 (~3.7 sd) also covers the O(1/y) bias (relvar/(2y) = 0.001 here,
     # 2% of a standard error).
     from scipy import stats
@@ -483,10 +484,16 @@ def test_error_bars_are_calibrated(method):
         dof = 7
     if method == "control_variate":
         kw["grad"] = LAM * (W - C)  # linear surrogate: a non-degenerate residual
-    t = stats.t.ppf(0.975, dof)
+    if method == "antithetic":
+        dof = 127  # 128 pairs
+    if method == "control_variate":
+        dof = 99  # jackknife error bar: 100 groups
     rng = np.random.default_rng(31)
-    hits = [
-        abs(r.estimate - F) < t * r.stderr
-        for r in (local_free_entropy(LOSS, W, R=R, seed=rng, **kw) for _ in range(400))
-    ]
+    results = [local_free_entropy(LOSS, W, R=R, seed=rng, **kw) for _ in range(400)]
+    assert all(r.dof == dof for r in results)
+    hits = [r.interval(0.95)[0] < F < r.interval(0.95)[1] for r in results]
     assert np.mean(hits) == pytest.approx(0.95, abs=0.04)
+    t = stats.t.ppf(0.975, dof)  # interval() is estimate +- t stderr
+    assert results[0].interval(0.95)[1] == pytest.approx(
+        results[0].estimate + t * results[0].stderr
+    )

@@ -3,6 +3,7 @@ surrogates, the paper's M estimator, exact references and one layer's loss.
 """
 
 from .estimate import (
+    CV_MIN_Y,
     METHODS,
     RELVAR_LIMIT,
     FreeEntropyResult,
@@ -21,10 +22,12 @@ from .estimators import (
     estimator_kernel,
     evaluate_loss,
     jackknife,
+    jackknife_stderr,
     log_weights,
     smoothed_indices,
     weight_diagnostics,
 )
+from .layer_entropy import layer_free_entropy
 from .layer_loss import layer_loss_function, layer_weight_vector
 from .paper_m import PaperMResult, paper_m_estimator, paper_m_noiseless
 from .references import (
@@ -47,6 +50,9 @@ from .references import (
 from .surrogate import control_variate_estimate, fit_surrogate, log_surrogate_averages
 
 __all__ = [
+    "CV_MIN_Y",
+    "jackknife_stderr",
+    "layer_free_entropy",
     "quadratic_loss",
     "linear_loss",
     "full_quadratic_loss",

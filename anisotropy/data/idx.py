@@ -10,6 +10,7 @@ and the same for ``t10k``.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise ValueError(f"{p}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_TYPES[data[2]])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: a crafted header's product of up to 255 uint32 sizes must not
+    # wrap around in int64 (2^31 * 2^31 * 4 = 2^64 -> 0 would pass an empty payload)
+    expected = math.prod(shape) * dtype.itemsize
     if len(data) - header != expected:
         raise ValueError(
             f"{p}: IDX payload has {len(data) - header} bytes, header {shape} "

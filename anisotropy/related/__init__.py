@@ -1,5 +1,6 @@
-"""Methods of the related papers: local energy (flatness), Entropy-SGD,
-entropy propagation (entropy flow).
+"""Methods of the related papers: local energy (flatness), entropy propagation
+(entropy flow).  The optimisers (Entropy-SGD and the others) live in
+:mod:`anisotropy.optim`.
 """
 
 from .entropy_flow import (
@@ -13,7 +14,6 @@ from .entropy_flow import (
     entropy_flow,
     gaussian_entropy,
 )
-from .entropy_sgd import EntropySGD, gamma_scoping
 from .local_energy import NOISES, FlatnessResult, Noise, local_energy, local_energy_curve
 
 __all__ = [
@@ -22,8 +22,6 @@ __all__ = [
     "FlatnessResult",
     "local_energy",
     "local_energy_curve",
-    "EntropySGD",
-    "gamma_scoping",
     "gaussian_entropy",
     "dense_entropy_change",
     "conv_output_shape",

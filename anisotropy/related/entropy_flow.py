@@ -7,6 +7,19 @@ with a density, the change of variables ``Y = WX + b`` gives
 :math:`H(Y) = H(X) + \log|\det W|` (differential entropies, nats):
 :func:`dense_entropy_change`, computed with :func:`torch.linalg.slogdet`.
 
+*Tall layers* (``W`` of shape m x n, ``m > n``, an ``nn.Linear`` with more outputs
+than inputs).  Assumption: ``W`` is injective (rank n).  Then ``Y = WX + b`` lives on
+the n-dimensional affine image of ``W``, and its entropy is taken with respect to the
+n-dimensional volume (Hausdorff measure) on that image; the area formula gives
+:math:`H(Y) = H(X) + \frac12\log\det(W^T W)` (the square case is the special case
+:math:`\frac12\log\det(W^TW) = \log|\det W|`).  A rank-deficient ``W`` gives ``-inf``.
+
+*Wide layers* (``m < n``) have no such formula: ``WX`` has a density on
+:math:`R^m`, but its entropy depends on the law of ``X`` (on how ``X`` is spread
+along the kernel of ``W``), not on ``W`` and :math:`H(X)` alone.
+:func:`dense_entropy_change` and :func:`dense_entropy_loss` raise a ``ValueError``
+naming the shape (and layer); :func:`entropy_flow` reports NaN with that reason.
+
 **Convolutions.**  That paper states :math:`H(C*X) = H(X) + (l-p+1)(w-q+1)\log|c_{11}|`
 for a single-channel 'valid' 2-D convolution of an ``l x w`` input with a
 ``p x q`` kernel.  The output has fewer coordinates than the input, so the
@@ -38,7 +51,9 @@ so only 'valid' convolutions are accepted.
 \lambda_2 L_{conv}`, losses that steer each layer's entropy change towards a
 pattern.  The exact form chosen here: with the per-coordinate entropy change
 :math:`h_k = \Delta H_k / D_k` of layer ``k`` (``D_k`` = output coordinates;
-:math:`h_k = \frac1n\log|\det W_k|` for a dense layer,
+:math:`h_k = \frac1n\log|\det W_k|` for a square dense layer,
+:math:`\frac{1}{2n}\log\det(W_k^T W_k)` for a tall one, ``n`` the input width = the
+dimension of the image,
 :math:`\frac1C\sum_g\log|\det K_{k,g}[:,:,0,0]|` for a convolution, independent of
 the input size) and a target :math:`t_k`,
 
@@ -101,23 +116,42 @@ def gaussian_entropy(cov: torch.Tensor) -> torch.Tensor:
 
 
 def dense_entropy_change(weight: torch.Tensor) -> torch.Tensor:
-    r""":math:`\log|\det W|`, the entropy change :math:`H(WX) - H(X)` of a square layer.
+    r"""The entropy change :math:`H(WX) - H(X)` of a square or tall (injective) layer.
+
+    :math:`\log|\det W|` for a square ``W``; :math:`\frac12\log\det(W^T W)` for a tall
+    ``W`` (m > n), assuming ``W`` injective and measuring the entropy of ``WX`` on its
+    n-dimensional image (module docstring).
 
     Parameters
     ----------
-    weight : torch.Tensor, shape (..., n, n)
+    weight : torch.Tensor, shape (..., m, n) with ``m >= n``
 
     Returns
     -------
-    torch.Tensor, shape (...); ``-inf`` for a singular ``W`` (``WX`` has no density).
-    Differentiable: the gradient is :math:`W^{-T}`.
+    torch.Tensor, shape (...); ``-inf`` for a singular (rank-deficient) ``W``.
+    Differentiable: the gradient is :math:`W^{-T}` (square) or
+    :math:`W (W^T W)^{-1} = (W^+)^T` (tall).
+
+    Raises
+    ------
+    ValueError
+        For a wide ``W`` (m < n): :math:`H(WX)` then depends on the law of ``X``.
     """
-    if weight.dim() < 2 or weight.shape[-1] != weight.shape[-2]:
+    if weight.dim() < 2:
         raise ValueError(
-            f"weight must be square, shape (..., n, n), got {tuple(weight.shape)}; "
-            "H(WX) = H(X) + log|det W| holds only for square W"
+            f"weight must have shape (..., m, n) with m >= n (square or tall), got "
+            f"{tuple(weight.shape)}"
         )
-    return torch.linalg.slogdet(weight)[1]
+    m, n = weight.shape[-2:]
+    if m < n:
+        raise ValueError(
+            f"weight of shape {tuple(weight.shape)} is wide (m = {m} < n = {n}): H(WX) "
+            "depends on the law of X, not on W alone; only square or tall (injective) "
+            "W have an entropy change"
+        )
+    if m == n:
+        return torch.linalg.slogdet(weight)[1]
+    return 0.5 * torch.linalg.slogdet(weight.mT @ weight)[1]
 
 
 def _pair(name: str, v: int | Sequence[int]) -> tuple[int, int]:
@@ -240,12 +274,13 @@ def _per_coordinate(mod: nn.Module, name: str, kind: str) -> torch.Tensor:
         if type(mod) is not nn.Linear:
             raise ValueError(f"layer {name!r} is a {type(mod).__name__}, not an nn.Linear")
         w = mod.weight
-        if w.shape[0] != w.shape[1]:
+        if w.shape[0] < w.shape[1]:
             raise ValueError(
-                f"layer {name!r} has a non-square weight {tuple(w.shape)}; "
-                "L_dense needs square layers"
+                f"layer {name!r} is wide, weight {tuple(w.shape)} (out_features < "
+                "in_features): L_dense needs square or tall (injective) layers, the "
+                "entropy of a wide layer's output depends on the law of its input"
             )
-        return dense_entropy_change(w) / w.shape[0]
+        return dense_entropy_change(w) / w.shape[1]
     if type(mod) is not nn.Conv2d:
         raise ValueError(f"layer {name!r} is a {type(mod).__name__}, not an nn.Conv2d")
     if mod.padding not in ("valid", (0, 0)):
@@ -260,7 +295,7 @@ def _per_coordinate(mod: nn.Module, name: str, kind: str) -> torch.Tensor:
 
 def _eligible(mod: nn.Module, kind: str) -> bool:
     if kind == "dense":
-        return type(mod) is nn.Linear and mod.in_features == mod.out_features
+        return type(mod) is nn.Linear and mod.out_features >= mod.in_features
     return (
         type(mod) is nn.Conv2d
         and mod.in_channels == mod.out_channels
@@ -274,8 +309,8 @@ def _entropy_loss(model: nn.Module, layers, target, kind: str) -> torch.Tensor:
     if layers is None:
         mods = [n for n, m in model.named_modules() if n and _eligible(m, kind)]
         if not mods:
-            what = "nn.Linear" if kind == "dense" else "valid nn.Conv2d"
-            raise ValueError(f"model has no square {what} layer; pass layers explicitly")
+            what = "square or tall nn.Linear" if kind == "dense" else "square valid nn.Conv2d"
+            raise ValueError(f"model has no {what} layer; pass layers explicitly")
     else:
         names = select_parameters(model, layers)
         bad = [n for n in names if n.rsplit(".", 1)[-1] != "weight"]
@@ -310,7 +345,11 @@ def dense_entropy_loss(
     layers: str | Iterable[str] | None = None,
     target: float | Mapping[str, float] = 0.0,
 ) -> torch.Tensor:
-    r""":math:`L_{dense} = \sum_k (\frac{1}{n_k}\log|\det W_k| - t_k)^2` over square linear layers.
+    r""":math:`L_{dense} = \sum_k (h_k - t_k)^2` over square and tall linear layers.
+
+    :math:`h_k = \frac{1}{n_k}\log|\det W_k|` (square) or
+    :math:`\frac{1}{2n_k}\log\det(W_k^T W_k)` (tall, ``W_k`` assumed injective),
+    ``n_k`` the layer's input width (module docstring).
 
     Parameters
     ----------
@@ -318,7 +357,8 @@ def dense_entropy_loss(
     layers : str or iterable of str, optional
         Layers (module names, weight names or globs, as in
         :func:`anisotropy.smoothing.sampling.select_parameters`); each must be a square
-        ``nn.Linear``.  ``None``: every square ``nn.Linear``.
+        or tall ``nn.Linear`` (a wide one raises a ``ValueError`` naming it and its
+        shape).  ``None``: every square or tall ``nn.Linear``.
     target : float or mapping layer name -> float
         Target per-coordinate entropy change :math:`t_k` (missing names: 0).
 
@@ -354,7 +394,8 @@ class EntropyFlowResult:
         ``nn.Linear`` and ``nn.Conv2d`` modules in call order.
     delta_h : tuple of float
         :math:`\\Delta H` (nats, per sample) where the exact formula applies
-        (square dense layer, square-channel valid convolution), else NaN.
+        (square or tall dense layer, square-channel valid convolution), else NaN;
+        for a tall layer, the entropy on the layer's image (module docstring).
     coordinates : tuple of int
         Output coordinates of the layer per sample.
     notes : tuple of str
@@ -418,7 +459,9 @@ def entropy_flow(model: nn.Module, input_shape: Sequence[int]) -> EntropyFlowRes
             coords.append(math.prod(oshape[1:]))
             if isinstance(mod, nn.Linear) and _eligible(mod, "dense"):
                 dh.append(float(dense_entropy_change(mod.weight)) * coords[-1] / mod.out_features)
-                notes.append("")
+                notes.append(
+                    "" if mod.out_features == mod.in_features else "tall: entropy on the image"
+                )
             elif isinstance(mod, nn.Conv2d) and _eligible(mod, "conv"):
                 dh.append(
                     float(
@@ -435,7 +478,7 @@ def entropy_flow(model: nn.Module, input_shape: Sequence[int]) -> EntropyFlowRes
             else:
                 dh.append(math.nan)
                 notes.append(
-                    "not square (no exact formula)"
+                    "wide (no exact formula: depends on the input law)"
                     if type(mod) is nn.Linear
                     else "channels differ or padded (no exact formula)"
                 )
