@@ -123,6 +123,9 @@ from .related.local_energy import (
 from .related.local_energy import (
     local_energy_curve as local_energy_curve,
 )
+from .smoothing.accumulation import (
+    accumulate_smoothed as accumulate_smoothed,
+)
 from .smoothing.losses import (
     REDUCTIONS as REDUCTIONS,
 )

@@ -10,15 +10,24 @@ For each (model, smoothed layers) the script times one SGD step
 * ``off``    - ``PartialLocalEntropy(cut="off")``: one ``functional_call`` of the
   whole model per configuration (the generic fallback);
 * ``vmap``   - the alternative batching: prefix once, then ``torch.func.vmap``
-  over ``functional_call`` of the suffix with stacked weights.
+  over ``functional_call`` of the suffix with stacked weights;
+* ``anti``   - ``PartialLocalEntropy(antithetic=True)``: ``y/2`` pairs ``(dW, -dW)``,
+  half the draws and, on the first smoothed Linear, half the perturbation GEMM;
+* ``amp``    - the ``ple`` step under ``torch.autocast`` (bfloat16 on the CPU,
+  float16 on CUDA): mixed precision, the reduction in float32;
+* ``draw``   - not a step: the draws one ``ple`` step makes (``ple.sample``), timed
+  in the same round-robin; ``draw/ple`` is the sampling share of the smoothed step.
 
-and prints the median times and the ratios ``ple/plain`` and ``ple/naive``.  The
-variants run round-robin inside each repeat so that a change of machine load
-hits all of them alike; the median over repeats is reported.
+and prints the median times and the ratios ``ple/plain``, ``ple/naive``,
+``draw/ple`` and ``anti/ple``.  The variants run round-robin inside each repeat so
+that a change of machine load hits all of them alike; the median over repeats is
+reported.  With ``--variance-repeats N`` a second table gives the variance of the
+PLA and PLEA gradients over ``N`` draws (same weights, same batch), antithetic off
+and on.
 
 Run::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_losses.py --threads 2
+    OMP_NUM_THREADS=1 python benchmarks/bench_losses.py --threads 1
 """
 
 from __future__ import annotations
@@ -41,8 +50,11 @@ from torch.nn import functional as F
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
 from anisotropy.models import cnn_table25, mlp
 from anisotropy.smoothing.losses import PartialLocalEntropy
+from anisotropy.smoothing.reductions import Reduction
 
-VARIANTS = ("plain", "ple", "naive", "off", "vmap")
+VARIANTS = ("plain", "ple", "naive", "off", "vmap", "anti", "amp", "draw")
+#: the timed entries that are not a training step
+NOT_STEPS = ("draw",)
 
 
 @dataclass
@@ -54,7 +66,13 @@ class BenchConfig:
     repeats: int = field(default=15, metadata={"help": "timed steps per variant (median kept)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
     skip: list[str] = field(
-        default_factory=list, metadata={"help": "variants to skip (off, vmap, naive)"}
+        default_factory=list,
+        metadata={"help": "variants to skip (off, vmap, naive, anti, amp, draw)"},
+    )
+    R: float = field(default=0.01, metadata={"help": "box half side of the smoothing"})
+    variance_repeats: int = field(
+        default=0,
+        metadata={"help": "draws per gradient-variance estimate (0: no variance table)"},
     )
     clock: Literal["wall", "process"] = field(
         default="wall",
@@ -105,11 +123,22 @@ def _vmap_loss(model, ple, x, t, g):
     return torch.stack([F.cross_entropy(o, t) for o in outs.unbind(0)]).mean()
 
 
+def _autocast_dtype(device: str) -> torch.dtype:
+    return torch.float16 if device.startswith("cuda") else torch.bfloat16
+
+
 def make_steps(model, layers, cfg) -> dict[str, Callable[[torch.Tensor, torch.Tensor], None]]:
-    ple = PartialLocalEntropy(model, layers=layers, y=cfg.y, R=0.01)
-    off = PartialLocalEntropy(model, layers=layers, y=cfg.y, R=0.01, cut="off")
+    ple = PartialLocalEntropy(model, layers=layers, y=cfg.y, R=cfg.R)
+    off = PartialLocalEntropy(model, layers=layers, y=cfg.y, R=cfg.R, cut="off")
+    anti = PartialLocalEntropy(model, layers=layers, y=cfg.y, R=cfg.R, antithetic=True)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     g = torch.Generator(device=cfg.device).manual_seed(0)
+    device_type = torch.device(cfg.device).type
+
+    def amp(x, t):
+        with torch.autocast(device_type, dtype=_autocast_dtype(cfg.device)):
+            out = ple(x, t, generator=g)
+        out.loss.backward()
 
     def wrap(fn):
         def step(x, t):
@@ -125,7 +154,58 @@ def make_steps(model, layers, cfg) -> dict[str, Callable[[torch.Tensor, torch.Te
         "naive": wrap(lambda x, t: _naive_step(model, ple, x, t, g)),
         "off": wrap(lambda x, t: off(x, t, generator=g).loss.backward()),
         "vmap": wrap(lambda x, t: _vmap_loss(model, ple, x, t, g).backward()),
+        "anti": wrap(lambda x, t: anti(x, t, generator=g).loss.backward()),
+        "amp": wrap(amp),
+        "draw": lambda x, t: ple.sample(g),
     }
+
+
+def gradient_variance(
+    model: nn.Module, layers, x, t, cfg, *, reduction: Reduction, antithetic: bool
+) -> float:
+    """Total variance (summed over the smoothed weights' coordinates) of the gradient of
+    the smoothed loss over ``cfg.variance_repeats`` draws, weights and batch fixed."""
+    ple = PartialLocalEntropy(
+        model, layers=layers, y=cfg.y, R=cfg.R, reduction=reduction, antithetic=antithetic
+    )
+    params = dict(model.named_parameters())
+    g = torch.Generator(device=cfg.device).manual_seed(1)
+    n = cfg.variance_repeats
+    total = {name: torch.zeros_like(params[name]) for name in ple.smoothed_names}
+    squares = {name: torch.zeros_like(params[name]) for name in ple.smoothed_names}
+    for _ in range(n):
+        model.zero_grad(set_to_none=True)
+        ple(x, t, generator=g).loss.backward()
+        for name in total:
+            grad = params[name].grad
+            assert grad is not None  # a smoothed weight always gets a gradient
+            total[name] += grad
+            squares[name] += grad * grad
+    return sum(
+        float(((squares[m] - total[m] ** 2 / n) / (n - 1)).sum()) for m in ple.smoothed_names
+    )
+
+
+def print_variances(x, t, cfg) -> None:
+    """The gradient-variance table: PLA and PLEA, antithetic off and on."""
+    print(
+        f"\n# gradient variance over {cfg.variance_repeats} draws (sum over the smoothed "
+        f"weights), R {cfg.R}, y {cfg.y}"
+    )
+    print("| model | smoothed | PLA | PLA anti | ratio | PLEA | PLEA anti | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, make, layers in CASES[:3]:
+        torch.manual_seed(0)
+        model = make().to(cfg.device)
+        row = [label, "+".join(layers)]
+        reductions: tuple[Reduction, ...] = ("pla", "plea")
+        for reduction in reductions:
+            off, on = (
+                gradient_variance(model, layers, x, t, cfg, reduction=reduction, antithetic=anti)
+                for anti in (False, True)
+            )
+            row += [f"{off:.3g}", f"{on:.3g}", f"{on / off:.3f}"]
+        print("| " + " | ".join(row) + " |", flush=True)
 
 
 def time_steps(steps, x, t, cfg) -> dict[str, float]:
@@ -168,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         f"load avg at start {load0[0]:.2f}"
     )
     cols = [v for v in VARIANTS if v not in cfg.skip]
-    head = ["model", "smoothed"] + [f"{v} ms" for v in cols] + ["ple/plain", "ple/naive"]
+    ratios = [("ple", "plain"), ("ple", "naive"), ("draw", "ple"), ("anti", "ple")]
+    head = ["model", "smoothed"] + [f"{v} ms" for v in cols] + [f"{a}/{b}" for a, b in ratios]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     gen = torch.Generator().manual_seed(1)
@@ -178,11 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         model = make().to(cfg.device)
         med = time_steps(make_steps(model, layers, cfg), x, t, cfg)
-        naive = f"{med['ple'] / med['naive']:.2f}" if "naive" in med else "-"
         row = [label, "+".join(layers)] + [f"{1e3 * med[v]:.1f}" for v in cols]
-        row += [f"{med['ple'] / med['plain']:.2f}", naive]
+        row += [f"{med[a] / med[b]:.2f}" if a in med and b in med else "-" for a, b in ratios]
         print("| " + " | ".join(row) + " |", flush=True)
     print(f"# load avg at end {os.getloadavg()[0]:.2f}")
+    if cfg.variance_repeats > 0:
+        print_variances(x, t, cfg)
     return 0
 
 

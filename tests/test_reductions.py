@@ -154,6 +154,20 @@ def test_single_loss_is_returned_unchanged_and_bad_shapes_raise(reduction):
         reduction([0.1, 0.2])
 
 
+@pytest.mark.parametrize(
+    "reduction,linear",
+    [(PLA(), True), (PLEA(), False), (BetaReduction(0.5), False), (CVaR(0.5), False)],
+)
+def test_linear_flag_says_whether_the_reduction_is_a_fixed_weighted_sum(reduction, linear):
+    """``linear`` (one-pass gradient accumulation) is claimed exactly when M is additive:
+    M(L + L') = M(L) + M(L') for all L, L' (checked on random losses)."""
+    g = torch.Generator().manual_seed(3)
+    L, L2 = torch.rand(2, 5, generator=g, dtype=torch.float64)
+    additive = abs((reduction(L + L2) - reduction(L) - reduction(L2)).item()) < TIGHT
+    assert reduction.linear is linear is additive
+    assert LossReduction.linear is False  # the safe default of a user's subclass
+
+
 # ------------------------------------------------------- a user's reduction in training
 def small_mlp(seed=0):
     torch.manual_seed(seed)

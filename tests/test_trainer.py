@@ -247,6 +247,29 @@ def test_resume_errors_and_fresh_start(tmp_path):
     assert fresh["status"] == "complete" and fresh["epochs"] == 1
 
 
+def test_checkpoint_from_before_precision_and_accumulate_resumes(tmp_path):
+    """A checkpoint whose configuration predates ``precision`` and ``optim.accumulate``
+    resumes (the absent keys mean their defaults); a different precision is refused,
+    while ``optim.accumulate`` may change (it only reorders the sums of a step)."""
+    from anisotropy.io import save_checkpoint
+
+    cfg = small(epochs=1)
+    train(cfg, tmp_path / "r", progress=False)
+    ck = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    del ck["config"]["precision"], ck["config"]["optim"]["accumulate"]
+    save_checkpoint(tmp_path / "r" / "checkpoint.pt", ck)
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's in precision"):
+        train(
+            apply_overrides(cfg, ["epochs=2", "precision=bfloat16"]),
+            tmp_path / "r",
+            resume=True,
+            progress=False,
+        )
+    more = apply_overrides(cfg, ["epochs=2", "optim.accumulate=2"])
+    summary = train(more, tmp_path / "r", resume=True, progress=False)
+    assert summary["epochs"] == 2 and summary["world_size"] == 1
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     class Poison(Callback):
         def on_step(self, state):

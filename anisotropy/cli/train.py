@@ -7,6 +7,10 @@ file exists, the name of a configuration shipped with the ``experiments`` packag
 (``smoke.toml``, ``fmnist_quick.toml``, ...) - the command line may know about
 ``experiments/``, the training core does not.
 
+Under ``torchrun --standalone --nproc_per_node N -m anisotropy train CONFIG --out DIR``
+the N processes train the run data-parallel (:mod:`anisotropy.training.distributed`);
+rank 0 writes the run directory and prints the report, every rank prints its errors.
+
 Exit status: 0 for a complete run, 2 for bad input (configuration, data, command
 line, a damaged checkpoint, a run directory another process trains in), 3 for a
 run stopped by a non-finite value or a callback, 130 / 143 for a run interrupted
@@ -17,6 +21,7 @@ and the command to resume is printed (the last checkpoint is kept).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -182,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt as exc:
             signum = caught[0] if caught else signal.SIGINT
             return _interrupted(exc, signum, out / "config.toml", out)
-    print(_report(summary, out))
+    if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 reports for the run
+        print(_report(summary, out))
     return 0 if summary["status"] == "complete" else EXIT_STOPPED
 
 

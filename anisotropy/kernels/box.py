@@ -19,33 +19,59 @@ from anisotropy.kernels import closed_form as cf
 from anisotropy.kernels.base import Kernel
 from anisotropy.validation import check_positive, check_sharpness
 
-__all__ = ["BoxKernel", "uniform_from_bits", "logistic_from_bits"]
+__all__ = ["BoxKernel", "top_bits", "uniform_from_bits", "logistic_from_bits"]
 
-# Mantissa widths of the uniform grids: U[0, 1) is (bits >> (width - m)) * 2**-m,
-# the construction of numpy's Generator.random, with m = 24 (float32) or 53.
+# Widths of the uniform grids: ``m`` random bits per draw, the significand width of the
+# output dtype (24 for float32, 53 for float64), so that every grid point below is
+# exact in that dtype.
 _MANTISSA = {np.dtype(np.float32): 24, np.dtype(np.float64): 53}
+# Signed integer views of the words: ``m``-bit integers fit and convert exactly.
+_SIGNED = {24: np.int32, 53: np.int64}
+# The finite-k sampler works on chunks of this many draws: its half a dozen
+# temporaries (64-256 KiB each) then come from the reused heap instead of fresh
+# pages (page faults cost as much as the logarithms on a 1 MiB block).
+_CHUNK = 1 << 16
+
+
+def top_bits(bits: np.random.BitGenerator, n: int, m: int) -> np.ndarray:
+    """``n`` uniform ``m``-bit integers ``j`` in ``[0, 2^m)`` from raw 64-bit words.
+
+    ``m = 24``: the top 24 bits of each 32-bit half of a word (two per word);
+    ``m = 53``: the top 53 bits of each word.  Returned as a signed integer array
+    (int32 / int64), which converts to float32 / float64 without a float64 detour.
+    """
+    u: np.ndarray
+    if m == 24:
+        u = bits.random_raw(-(-n // 2)).view(np.uint32)[:n]
+        u >>= 32 - m
+    else:
+        u = bits.random_raw(n)
+        u >>= 64 - m
+    return u.view(_SIGNED[m])
 
 
 def uniform_from_bits(
     bits: np.random.BitGenerator, out: np.ndarray, lo: float, width: float
 ) -> None:
-    """Fill ``out`` (float32/64) with ``lo + width * U[0, 1)`` from raw 64-bit words.
+    r"""Fill ``out`` (float32/64) with ``lo + width * V`` from raw 64-bit words.
 
-    Converting raw words in place (two float32 per word) is about 1.5x faster
-    than ``Generator.random(dtype=float32)``, which draws one buffered 32-bit
-    word per call, and gives the same law.
+    ``V`` is uniform on the ``2^m`` midpoints :math:`(j + 1/2)\,2^{-m}` of the
+    cells of the ``m``-bit grid of ``(0, 1)`` (``m`` = 24 for float32, 53 for
+    float64): never 0 or 1.  The draw is computed as
+    :math:`c + w\,2^{-m}\,(j - (2^{m-1} - 1/2))` with ``c = lo + width/2``: the
+    half-integer is exact in the output dtype (magnitude below :math:`2^{m-1}`), so
+    the integers convert straight to the output dtype (no float64 detour) and, for
+    ``c = 0`` (a centred interval such as the box's ``(-R, R)``), the law is exactly
+    symmetric in floating point: ``j`` and ``2^m - 1 - j`` give opposite draws.
+    All-zero words give the lowest midpoint :math:`lo + width\,2^{-m-1}`.
     """
     m = _MANTISSA[out.dtype]
-    u: np.ndarray  # raw words: uint32 halves for float32, uint64 for float64
-    if m == 24:
-        u = bits.random_raw(-(-out.size // 2)).view(np.uint32)[: out.size]
-        u >>= 32 - m
-    else:
-        u = bits.random_raw(out.size)
-        u >>= 64 - m
-    np.multiply(u, out.dtype.type(width * 2.0**-m), out=out, casting="unsafe")
-    if lo:
-        out += out.dtype.type(lo)
+    j = top_bits(bits, out.size, m)
+    np.subtract(j, out.dtype.type(2.0 ** (m - 1) - 0.5), out=out, dtype=out.dtype)
+    out *= out.dtype.type(width * 2.0**-m)
+    centre = lo + 0.5 * width
+    if centre:
+        out += out.dtype.type(centre)
 
 
 def logistic_from_bits(bits: np.random.BitGenerator, out: np.ndarray) -> None:
@@ -61,19 +87,15 @@ def logistic_from_bits(bits: np.random.BitGenerator, out: np.ndarray) -> None:
     :math:`\pm\log(2^{m+1} - 1)`, about 17.33 (float32) and 37.43 (float64).
     """
     m = _MANTISSA[out.dtype]
-    u: np.ndarray
-    if m == 24:
-        u = bits.random_raw(-(-out.size // 2)).view(np.uint32)[: out.size]
-        u >>= 32 - m
-    else:
-        u = bits.random_raw(out.size)
-        u >>= 64 - m
-    lower = (u & 1) == 0  # the tail: V = w (below 1/2) or 1 - w
+    u = top_bits(bits, out.size, m)
+    # the tail: the low bit moved to the sign bit (1: V = 1 - w, a positive draw)
+    upper = np.left_shift(u, 8 * u.itemsize - 1)
     u |= 1  # 2j + 1
     w = np.multiply(u, out.dtype.type(2.0 ** -(m + 1)), dtype=out.dtype)  # (j + 1/2) 2^-m
-    np.log1p(-w, out=out)
-    out -= np.log(w)  # log((1 - w) / w) > 0
-    np.negative(out, out=out, where=lower)
+    np.log(w, out=out)
+    np.negative(w, out=w)
+    out -= np.log1p(w, out=w)  # log(w / (1 - w)) < 0, the lower tail
+    out.view(upper.dtype)[...] ^= upper  # exact negation in the upper tail
 
 
 @dataclass(frozen=True)
@@ -179,9 +201,15 @@ class BoxKernel(Kernel):
     def sample_into(self, out: np.ndarray, bits: np.random.BitGenerator) -> None:
         """Fill ``out`` from raw words: ``U(-R, R)``, plus ``Logistic(0, 1/(2k))`` for finite ``k``
         (:func:`logistic_from_bits`)."""
-        uniform_from_bits(bits, out, -self.R, 2.0 * self.R)
-        if self.finite_k:
-            v = np.empty_like(out)
-            logistic_from_bits(bits, v)  # symmetric, no clamped endpoint
-            v *= out.dtype.type(1.0 / (2.0 * self.k))
-            out += v
+        if not self.finite_k:
+            uniform_from_bits(bits, out, -self.R, 2.0 * self.R)
+            return
+        scale = out.dtype.type(1.0 / (2.0 * self.k))
+        v = np.empty(min(out.size, _CHUNK), out.dtype)
+        for start in range(0, out.size, _CHUNK):
+            part = out[start : start + _CHUNK]
+            uniform_from_bits(bits, part, -self.R, 2.0 * self.R)
+            logistic = v[: part.size]
+            logistic_from_bits(bits, logistic)  # symmetric, no clamped endpoint
+            logistic *= scale
+            part += logistic

@@ -233,12 +233,41 @@ def heat_log_normaliser(gamma: float, n: int = 1) -> float:
     return 0.5 * n * math.log(2.0 * math.pi / gamma)
 
 
-def _torch_uniform01(shape, generator, dtype, device):
+def _torch_bits(shape, generator, dtype, device):
+    """Uniform ``m``-bit integers ``j`` (``m`` = the significand width of ``dtype``:
+    24 for float32, 53 for float64) and ``m``."""
     import torch
 
-    u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
-    # torch.rand is on [0, 1); the smallest positive normal keeps log(u) finite.
-    return u.clamp_(min=torch.finfo(dtype).tiny)
+    m = 1 - round(math.log2(torch.finfo(dtype).eps))  # eps = 2^(1 - m)
+    idtype = torch.int32 if m < 31 else torch.int64
+    return torch.randint(0, 2**m, shape, generator=generator, dtype=idtype, device=device), m
+
+
+def _torch_uniform(shape, generator, dtype, device, R):
+    """``Uniform(-R, R)`` on the ``2^m`` cell midpoints: exact and symmetric in ``dtype``.
+
+    ``R (j - (2^{m-1} - 1/2)) 2^{1-m}`` with a half-integer exact in ``dtype``
+    (as :func:`anisotropy.kernels.box.uniform_from_bits`): never ``-R`` or ``R``, and
+    ``j``, ``2^m - 1 - j`` give opposite draws.
+    """
+    j, m = _torch_bits(shape, generator, dtype, device)
+    return j.to(dtype).sub_(2.0 ** (m - 1) - 0.5).mul_(R * 2.0 ** (1 - m))
+
+
+def _torch_logistic(shape, generator, dtype, device):
+    r"""Standard logistic draws ``log(V / (1 - V))``, ``V`` on the ``2^m`` cell midpoints.
+
+    The construction of :func:`anisotropy.kernels.box.logistic_from_bits`: the low bit
+    of ``j`` picks the tail and the others the distance ``w = (j' + 1/2) 2^{-m}`` of
+    ``V`` from it, exact in ``dtype``; no ``V`` is 0 or 1 (no clamp, no point mass at
+    the smallest normal as before) and the law is exactly symmetric.
+    """
+    import torch
+
+    j, m = _torch_bits(shape, generator, dtype, device)
+    w = (j | 1).to(dtype).mul_(2.0 ** -(m + 1))  # (j' + 1/2) 2^-m, exact: 2j' + 1 < 2^m
+    lower = torch.log(w) - torch.log1p(-w)  # the lower tail, < 0
+    return torch.where((j & 1).bool(), -lower, lower)
 
 
 def sample_kernel(
@@ -278,11 +307,9 @@ def sample_kernel(
         )
     dtype = dtype or torch.get_default_dtype()
     device = device or rng.device
-    u = torch.rand(shape, generator=rng, dtype=dtype, device=device)
-    out = u.mul_(2.0 * R).sub_(R)
+    out = _torch_uniform(shape, rng, dtype, device, R)
     if not math.isinf(k):
-        v = _torch_uniform01(shape, rng, dtype, device)
-        out = out + (v.log() - (-v).log1p()) / (2.0 * k)
+        out += _torch_logistic(shape, rng, dtype, device).mul_(1.0 / (2.0 * k))
     return out
 
 

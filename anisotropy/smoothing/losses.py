@@ -20,12 +20,18 @@ is the uniform hypercube of the paper's experiments, a finite ``k`` the exact
 sampler of the kernel of eqs 5-6 (so the kernel weights of eqs 14 and 19 are
 carried by the sampling law), and the Gaussian kernel the heat kernel of eq 1.
 The evaluation itself lives in :mod:`anisotropy.smoothing.stacked`.
+
+For real training loops a call takes pre-drawn displacements (``draws=``: micro-batches
+of one step share them; :mod:`anisotropy.smoothing.accumulation` accumulates the exact
+batch gradient of every reduction) and a ``sync=`` hook mapping this process's
+per-configuration losses to the global ones (several processes); under ``torch.autocast``
+the losses are reduced in float32.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -35,10 +41,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from anisotropy.kernels import Kernel, KernelName
-from anisotropy.smoothing.reductions import REDUCTIONS, LossReduction, Reduction, as_reduction
+from anisotropy.smoothing.reductions import (
+    REDUCTIONS,
+    LossReduction,
+    Reduction,
+    as_reduction,
+    widen_losses,
+)
 from anisotropy.smoothing.sampling import (
     _SEED_HIGH,
     PendingDraws,
+    check_antithetic,
     resolve_kernel,
     select_parameters,
     start_perturbations,
@@ -94,6 +107,54 @@ def _check_radius(value: object) -> float:
     raise ValueError(
         f"R must be a finite number >= 0 at every step (0: no smoothing), got {value!r}"
     )
+
+
+#: ``sync(losses) -> losses``: the per-configuration losses of this process (detached,
+#: shape (S,)) to the global ones, e.g. their mean over the ranks of torch.distributed
+Sync = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _check_draws(
+    draws: object, params: Mapping[str, torch.Tensor], names: tuple[str, ...], y: int
+) -> dict[str, torch.Tensor]:
+    """``draws`` checked against the smoothed parameters: one tensor (y, *param.shape) of
+    the parameter's dtype and device per name of ``names``, no other name."""
+    if not isinstance(draws, Mapping):
+        raise TypeError(
+            f"draws must be a mapping name -> tensor (y, *param.shape) as returned by "
+            f"PartialLocalEntropy.sample, got {type(draws).__name__}"
+        )
+    if set(draws) != set(names):
+        missing, extra = sorted(set(names) - set(draws)), sorted(set(draws) - set(names))
+        raise ValueError(
+            f"draws must have exactly the smoothed parameters {list(names)} as keys; "
+            f"missing {missing}, unexpected {extra}"
+        )
+    out = {}
+    for n in names:
+        d, p = draws[n], params[n]
+        if not isinstance(d, torch.Tensor):
+            raise TypeError(f"draws[{n!r}] must be a torch.Tensor, got {type(d).__name__}")
+        if d.shape != (y, *p.shape) or d.dtype != p.dtype or d.device != p.device:
+            raise ValueError(
+                f"draws[{n!r}] must have shape {(y, *p.shape)} (y, *param.shape), dtype "
+                f"{p.dtype} and device {p.device} like the parameter; got shape "
+                f"{tuple(d.shape)}, dtype {d.dtype}, device {d.device}"
+            )
+        out[n] = d.detach()
+    return out
+
+
+def _synced(sync: Sync, local: torch.Tensor) -> torch.Tensor:
+    """``sync(local)`` checked: a tensor of ``local``'s shape, cast to its dtype/device."""
+    total = sync(local.clone())
+    if not isinstance(total, torch.Tensor) or total.shape != local.shape:
+        got = tuple(total.shape) if isinstance(total, torch.Tensor) else type(total).__name__
+        raise ValueError(
+            f"sync must return a tensor of the shape {tuple(local.shape)} of the "
+            f"per-configuration losses it is given (their global values), got {got}"
+        )
+    return total.detach().to(dtype=local.dtype, device=local.device)
 
 
 def reduce_losses(
@@ -197,6 +258,14 @@ class PartialLocalEntropy:
         ``"auto"``: for an ``nn.Sequential``, evaluate the children before the
         first smoothed one once and batch the rest (:mod:`anisotropy.smoothing.stacked`);
         ``"off"``: run the whole model once per configuration.
+    antithetic : bool
+        Draw the displacements as ``y / 2`` antithetic pairs :math:`(\Delta W^a,
+        -\Delta W^a)` sharing one draw (``y`` must be even, the kernel symmetric):
+        every configuration keeps the kernel's law, so PLA stays unbiased, and the
+        odd-order terms of the loss cancel within a pair (on a quadratic loss the
+        PLA gradient is then exact).  On the cut path the first smoothed Linear
+        computes :math:`h(W \pm \Delta W^a)^T` from :math:`hW^T` and one GEMM
+        :math:`h\,\Delta W^{aT}` per pair (:mod:`anisotropy.smoothing.stacked`).
 
     Notes
     -----
@@ -234,6 +303,7 @@ class PartialLocalEntropy:
         include_centre: bool = True,
         include_biases: bool = False,
         cut: Cut = "auto",
+        antithetic: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -256,6 +326,7 @@ class PartialLocalEntropy:
             raise ValueError("y must be >= 1 when include_centre=False (nothing to evaluate)")
         self.include_biases = bool(include_biases)
         self.cut = check_choice("cut", cut, CUTS)
+        self.antithetic = check_antithetic(antithetic, self.y, self.kernel)
         self._names = select_parameters(model, layers, include_biases=self.include_biases)
         self._pieces = children_for(model, self._names, cut=self.cut == "auto")
 
@@ -336,7 +407,11 @@ class PartialLocalEntropy:
     def _start(self, generator: torch.Generator, kernel: Kernel) -> PendingDraws:
         params = dict(self.model.named_parameters())
         return start_perturbations(
-            [(n, params[n]) for n in self._names], self.y, generator=generator, kernel=kernel
+            [(n, params[n]) for n in self._names],
+            self.y,
+            generator=generator,
+            kernel=kernel,
+            antithetic=self.antithetic,
         )
 
     def _loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -352,8 +427,10 @@ class PartialLocalEntropy:
         *,
         generator: torch.Generator | None = None,
         step: int = 0,
+        draws: Mapping[str, torch.Tensor] | None = None,
+        sync: Sync | None = None,
     ) -> SmoothedLoss:
-        """Evaluate the smoothed loss on one minibatch.
+        r"""Evaluate the smoothed loss on one minibatch.
 
         Parameters
         ----------
@@ -361,43 +438,86 @@ class PartialLocalEntropy:
         targets : torch.Tensor
             Passed to ``base_loss`` with the output of each configuration.
         generator : torch.Generator
-            Source of the ``y`` fresh displacements (required when ``y > 0``) and of
-            the dropout masks (see Notes of the class).
+            Source of the ``y`` fresh displacements (required when ``y > 0`` and
+            ``draws`` is not given) and of the dropout masks (see Notes of the class).
         step : int
             Training step, passed to the ``R`` schedule.
+        draws : mapping name -> tensor (y, \*param.shape), optional, keyword-only
+            Displacements to use instead of drawing: the dict :meth:`sample` returns
+            (for this ``step``), one entry per smoothed parameter, of its dtype and
+            device.  The ``k`` micro-batches of one step then share its perturbations
+            (gradient accumulation); ``generator``, if given, only seeds the dropout
+            masks, consumed as after :meth:`sample`, so ``sample(g, step)`` then a
+            call with these draws and ``g`` gives bitwise the call with ``g`` alone.
+            Where the schedule gives ``R(step) = 0`` they are checked and not used
+            (the plain loss, as without them).
+        sync : callable(losses) -> losses, optional, keyword-only
+            Maps the detached per-configuration losses of this process, shape
+            ``(S,)``, ``S = y + include_centre``, to the global ones (e.g. their mean
+            over the ranks of ``torch.distributed``).  It receives a copy (an in-place
+            ``all_reduce`` is fine) and is called exactly once per call on every path,
+            so a collective inside it stays matched across ranks.  The loss is then
+            the surrogate :math:`M(G + (L - \mathrm{sg}(L)))` with :math:`G` the global
+            and :math:`L` the local losses: its value is :math:`M(G)` exactly and its
+            gradient :math:`\sum_a \partial M/\partial L_a(G)\, \nabla L_a`, so the mean
+            over ranks of these gradients is the gradient of the whole batch (equal
+            shards; see docs/losses.md).  ``per_sample`` is then :math:`G`.
 
         Returns
         -------
         SmoothedLoss
             With ``R(step) = 0`` the plain loss at the centre; ``per_sample`` then
             repeats it ``y + include_centre`` times (all configurations coincide).
+            Under ``torch.autocast`` the per-configuration losses are cast to float32
+            (when in float16/bfloat16) and reduced in float32 outside autocast, so
+            ``loss`` and ``per_sample`` are float32 (see
+            :class:`~anisotropy.smoothing.reductions.LossReduction`).
         """
         step = check_int("step", step, minimum=0)
-        if generator is None and self.y > 0:
-            raise ValueError("generator must be a torch.Generator when y > 0")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if sync is not None and not callable(sync):
+            raise TypeError(f"sync must be callable(losses) -> losses, got {type(sync).__name__}")
+        if draws is not None:
+            draws = _check_draws(draws, dict(self.model.named_parameters()), self._names, self.y)
+        elif generator is None and self.y > 0:
+            raise ValueError("generator must be a torch.Generator when y > 0 (or pass draws=)")
         # no kernel: y = 0, or the schedule gives R(step) = 0 (no smoothing)
         kernel = self._kernel_or_none(step) if self.y > 0 else None
         # the draws fill in background threads while the prefix before the cut runs
-        pending = None
-        if kernel is not None and generator is not None:  # a generator is set when y > 0
-            pending = self._start(generator, kernel)
+        deltas: Mapping[str, torch.Tensor] | PendingDraws | None = None
+        if kernel is not None:
+            deltas = draws
+            if deltas is None and generator is not None:  # set when y > 0 without draws
+                deltas = self._start(generator, kernel)
         rng: AbstractContextManager[None] = nullcontext()
         if generator is not None and _draws_global_rng(self.model):
             seed = torch.randint(
                 0, _SEED_HIGH, (1,), generator=generator, device=generator.device
             ).item()
             rng = _global_rng_seeded(int(seed), inputs.device)
+        s = self.y + int(self.include_centre)
         with rng:
-            if pending is None:
+            if deltas is None:
                 out = self.model(inputs)
-                loss = self._loss(out, targets)
-                s = self.y + int(self.include_centre)
+                loss = widen_losses(self._loss(out, targets))
                 centre = out.detach() if self.include_centre else None
-                return SmoothedLoss(loss, loss.detach().reshape(1).repeat(s), centre)
-            outs = stacked_outputs(self._pieces, inputs, pending, centre=self.include_centre)
-        losses = torch.stack([self._loss(o, targets) for o in outs.unbind(0)])
-        loss = self.loss_reduction(losses)
+                if sync is None:
+                    return SmoothedLoss(loss, loss.detach().reshape(1).repeat(s), centre)
+                reduced, seen = self._reduce(loss.reshape(1).repeat(s), sync)
+                return SmoothedLoss(reduced, seen, centre)
+            outs = stacked_outputs(self._pieces, inputs, deltas, centre=self.include_centre)
+        losses = widen_losses(torch.stack([self._loss(o, targets) for o in outs.unbind(0)]))
+        loss, seen = self._reduce(losses, sync)
         centre = outs[0].detach() if self.include_centre else None
-        return SmoothedLoss(loss, losses.detach(), centre)
+        return SmoothedLoss(loss, seen, centre)
+
+    def _reduce(self, losses: torch.Tensor, sync: Sync | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reduced loss and the detached losses it was reduced from (global with
+        ``sync``: the surrogate of :meth:`__call__`)."""
+        if sync is None:
+            return self.loss_reduction(losses), losses.detach()
+        local = losses.detach()
+        total = _synced(sync, local)
+        # losses - local is exactly 0 (value) with the gradient of the local losses
+        return self.loss_reduction(total + (losses - local)), total

@@ -25,7 +25,7 @@ import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 
@@ -36,6 +36,7 @@ __all__ = [
     "REDUCTIONS",
     "REDUCTION_CLASSES",
     "LossReduction",
+    "widen_losses",
     "PLA",
     "PLEA",
     "BetaReduction",
@@ -48,6 +49,22 @@ __all__ = [
 Reduction = Literal["pla", "plea", "beta"]
 REDUCTIONS: tuple[Reduction, ...] = get_args(Reduction)
 
+#: losses in a floating dtype narrower than this (float16, bfloat16: the autocast dtypes)
+#: are reduced in float32: bfloat16 keeps 8 significant bits, so a log-mean-exp evaluated
+#: in it would be off by ~2^-8 relative before any training noise
+_MIN_REDUCTION_BITS = 32
+
+
+def widen_losses(losses: torch.Tensor) -> torch.Tensor:
+    """``losses`` in float32 when their dtype is float16 or bfloat16, else unchanged.
+
+    Mixed precision (``torch.autocast``) may leave the per-configuration losses in a
+    16-bit dtype; the reductions of eqs. 22-23 run on them in float32.
+    """
+    if losses.is_floating_point() and torch.finfo(losses.dtype).bits < _MIN_REDUCTION_BITS:
+        return losses.float()
+    return losses
+
 
 class LossReduction(abc.ABC):
     r"""A mean :math:`M(L_1, \dots, L_S)` of the ``S`` per-configuration losses.
@@ -59,6 +76,19 @@ class LossReduction(abc.ABC):
     respect to ``losses``: its gradient weights the ``S`` per-configuration gradients.
     A single loss (``S = 1``) is returned unchanged, so ``y = 0`` is exactly the plain
     loss for every reduction.
+
+    **Mixed precision.**  Losses in float16 or bfloat16 are cast to float32 first
+    (:func:`widen_losses`) and the reduction runs with ``torch.autocast`` disabled, so
+    under autocast the log-mean-exp of eq. 22 is evaluated in float32 (or in the losses'
+    own dtype when wider) and the result is float32 at least.
+
+    Attributes
+    ----------
+    linear : bool, class attribute
+        ``True`` when the reduction is a fixed weighted sum of the ``L_a`` (its weights do
+        not depend on the losses, as for PLA): micro-batches then accumulate in one pass
+        (:func:`~anisotropy.smoothing.accumulation.accumulate_smoothed`).  Default
+        ``False``, which is always correct (two passes).
 
     Subclassing
     -----------
@@ -79,16 +109,24 @@ class LossReduction(abc.ABC):
                 return losses.topk(math.ceil(self.q * losses.shape[0]), dim=0).values.mean(0)
     """
 
+    linear: ClassVar[bool] = False
+
     def __call__(self, losses: torch.Tensor) -> torch.Tensor:
-        """Reduce ``losses``, shape ``(S, ...)`` with ``S >= 1``, over its first axis."""
+        """Reduce ``losses``, shape ``(S, ...)`` with ``S >= 1``, over its first axis
+        (in float32 at least, outside autocast)."""
         if not isinstance(losses, torch.Tensor):
             raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
         if losses.dim() == 0 or losses.shape[0] == 0:
             raise ValueError(
                 f"losses must have shape (S, ...) with S >= 1, got {tuple(losses.shape)}"
             )
+        losses = widen_losses(losses)
         if losses.shape[0] == 1:
             return losses[0]
+        device = losses.device.type
+        if torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self.reduce(losses)
         return self.reduce(losses)
 
     @abc.abstractmethod
@@ -131,6 +169,8 @@ def beta_mean(losses: torch.Tensor, beta: float) -> torch.Tensor:
 @dataclass(frozen=True)
 class PLA(LossReduction):
     r"""Partial local average, eq. 23: :math:`\frac1S \sum_a L_a`."""
+
+    linear: ClassVar[bool] = True
 
     def reduce(self, losses: torch.Tensor) -> torch.Tensor:
         """The arithmetic mean over axis 0."""

@@ -10,7 +10,8 @@ layers' weight matrices, never biases (footnote 15).
 * :func:`sample_perturbations` draws the ``y`` displacements
   :math:`\\Delta W^a` of every smoothed tensor from the normalised kernel, any
   :class:`anisotropy.kernels.Kernel` (the box kernel of eqs 5-8, the heat kernel
-  of eq 1, or a user's subclass).
+  of eq 1, or a user's subclass); with ``antithetic=True`` as pairs
+  :math:`(\\Delta W, -\\Delta W)` sharing one draw.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "select_parameters",
     "PendingDraws",
     "resolve_kernel",
+    "check_antithetic",
     "start_perturbations",
     "sample_perturbations",
 ]
@@ -139,11 +141,13 @@ def select_parameters(
 
 
 # Draws are made in blocks of this many coordinates, each from its own numpy
-# PCG64 stream keyed by 124 bits taken from the torch generator: the block size
+# SFC64 stream keyed by 124 bits taken from the torch generator: the block size
 # only depends on the tensor sizes (never on the thread count), so the draws are
 # the same however many threads fill them.  2**18 floats (1 MiB) is large
 # enough that seeding a stream (~20 us) is negligible and small enough that a
-# 784x784 layer splits across a handful of threads.
+# 784x784 layer splits across a handful of threads.  SFC64 (a small chaotic
+# generator with a counter, seeded from the key through SeedSequence) gives its raw
+# words ~10 % faster than PCG64 and several times faster than Philox here.
 BLOCK = 1 << 18
 _SEED_HIGH = 1 << 62  # seed words in [0, 2**62): two per block, 124 bits
 
@@ -165,7 +169,7 @@ def _pool() -> ThreadPoolExecutor:
 
 def _fill_block(out: np.ndarray, seed: list[int], kernel: Kernel) -> None:
     """Fill ``out`` (1-D, float32/64) with draws from the normalised kernel."""
-    kernel.sample_into(out, np.random.PCG64(np.random.SeedSequence(seed)))
+    kernel.sample_into(out, np.random.SFC64(np.random.SeedSequence(seed)))
 
 
 class PendingDraws:
@@ -177,12 +181,19 @@ class PendingDraws:
         The parameters they perturb, in order.
     y : int
         Number of displacements per parameter.
+    antithetic : bool
+        Rows ``a`` and ``a + y/2`` of every tensor are opposite, ``(dW, -dW)``.
     """
 
     def __init__(
-        self, names: tuple[str, ...], y: int, finish: Callable[[], dict[str, torch.Tensor]]
+        self,
+        names: tuple[str, ...],
+        y: int,
+        finish: Callable[[], dict[str, torch.Tensor]],
+        *,
+        antithetic: bool = False,
     ) -> None:
-        self.names, self.y = names, y
+        self.names, self.y, self.antithetic = names, y, antithetic
         self._finish = finish
         self._value: dict[str, torch.Tensor] | None = None
 
@@ -225,6 +236,7 @@ def start_perturbations(
     R: float | None = None,
     k: float | None = None,
     gamma: float | None = None,
+    antithetic: bool = False,
 ) -> PendingDraws:
     r"""Start drawing ``y`` displacements :math:`\Delta W^a` of each smoothed tensor.
 
@@ -242,25 +254,30 @@ def start_perturbations(
     )
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    antithetic = check_antithetic(antithetic, y, kern)
+    drawn = y // 2 if antithetic else y  # independent draws per parameter
     names = tuple(n for n, _ in params)
     shapes = [(y, *p.shape) for _, p in params]
     if generator.device.type != "cpu":
         out = {}
         for (name, p), shape in zip(params, shapes, strict=True):
-            d = kern.sample(shape, generator=generator, dtype=p.dtype, device=generator.device)
-            out[name] = d.to(p.device)
-        return PendingDraws(names, y, lambda: out)
-    counts = [-(-math.prod(sh) // BLOCK) for sh in shapes]
+            d = kern.sample(
+                (drawn, *shape[1:]), generator=generator, dtype=p.dtype, device=generator.device
+            )
+            out[name] = (torch.cat([d, -d]) if antithetic else d).to(p.device)
+        return PendingDraws(names, y, lambda: out, antithetic=antithetic)
+    sizes = [drawn * math.prod(sh[1:]) for sh in shapes]
+    counts = [-(-size // BLOCK) for size in sizes]
     seeds = torch.randint(0, _SEED_HIGH, (sum(counts), 2), generator=generator).tolist()
     flats: list[np.ndarray] = []
     jobs: list[tuple] = []
-    for (_, p), shape in zip(params, shapes, strict=True):
+    for (_, p), shape, size in zip(params, shapes, sizes, strict=True):
         flat = np.empty(
             math.prod(shape), dtype=np.float64 if p.dtype == torch.float64 else np.float32
         )
         flats.append(flat)
-        for i in range(-(-flat.size // BLOCK)):
-            jobs.append((flat[i * BLOCK : (i + 1) * BLOCK], seeds[len(jobs)], kern))
+        for i in range(-(-size // BLOCK)):
+            jobs.append((flat[i * BLOCK : min((i + 1) * BLOCK, size)], seeds[len(jobs)], kern))
     workers = min(torch.get_num_threads(), len(jobs))
     futures = []
     if workers > 1:  # numpy releases the GIL while it fills; torch's thread budget
@@ -271,12 +288,39 @@ def start_perturbations(
     def finish() -> dict[str, torch.Tensor]:
         for f in futures:
             f.result()
+        if antithetic:  # the second half: the first one negated (exact in floating point)
+            for flat, size in zip(flats, sizes, strict=True):
+                np.negative(flat[:size], out=flat[size:])
         return {
             name: torch.from_numpy(flat).reshape(shape).to(dtype=p.dtype, device=p.device)
             for (name, p), shape, flat in zip(params, shapes, flats, strict=True)
         }
 
-    return PendingDraws(names, y, finish)
+    return PendingDraws(names, y, finish, antithetic=antithetic)
+
+
+def check_antithetic(antithetic: object, y: int, kernel: Kernel) -> bool:
+    """Validate ``antithetic``: a bool; when true, ``y`` even and ``kernel`` symmetric.
+
+    Raises
+    ------
+    TypeError
+        If ``antithetic`` is not a bool.
+    ValueError
+        If ``antithetic`` and ``y`` is odd (the draws come in pairs).
+    NotImplementedError
+        If ``antithetic`` and the kernel does not declare ``symmetric = True`` (``-dW``
+        must have the law of ``dW``).
+    """
+    if not isinstance(antithetic, (bool, np.bool_)):
+        raise TypeError(f"antithetic must be a bool, got {type(antithetic).__name__}")
+    if antithetic:
+        if y % 2:
+            raise ValueError(
+                f"y must be even with antithetic=True (pairs dW, -dW share one draw), got {y}"
+            )
+        kernel.require("symmetric", needed_by="antithetic pairs (antithetic=True)")
+    return bool(antithetic)
 
 
 def sample_perturbations(
@@ -288,6 +332,7 @@ def sample_perturbations(
     R: float | None = None,
     k: float | None = None,
     gamma: float | None = None,
+    antithetic: bool = False,
 ) -> dict[str, torch.Tensor]:
     r"""Draw ``y`` displacements :math:`\Delta W^a` of each smoothed tensor.
 
@@ -309,6 +354,11 @@ def sample_perturbations(
         converted by :func:`resolve_kernel` with ``R``, ``k``, ``gamma``.
     R, k, gamma : float, optional
         Parameters of the name form only (``R`` defaults to :data:`DEFAULT_R`).
+    antithetic : bool, keyword-only
+        Draw ``y / 2`` displacements and append their negatives: rows ``a`` and
+        ``a + y/2`` are the pair :math:`(\Delta W, -\Delta W)`.  Every row still has
+        the kernel's law (the kernel must declare ``symmetric = True``), so the
+        partial losses stay unbiased; ``y`` must be even.
 
     Returns
     -------
@@ -320,11 +370,19 @@ def sample_perturbations(
     :meth:`~anisotropy.kernels.Kernel.sample` on that generator.  A CPU generator is
     slow (one Mersenne-Twister stream, ~4 ns per float here: a quarter of a smoothed
     MLP step), so on CPU the generator only supplies 124-bit keys of independent numpy
-    PCG64 streams, one per block of :data:`BLOCK` coordinates, filled in parallel on
+    SFC64 streams, one per block of :data:`BLOCK` coordinates, filled in parallel on
     ``torch.get_num_threads()`` threads with the same laws
-    (:meth:`~anisotropy.kernels.Kernel.sample_into`); the draws do not
-    depend on the number of threads.
+    (:meth:`~anisotropy.kernels.Kernel.sample_into`, which builds float32 draws
+    straight from the raw bits); the draws do not depend on the number of threads
+    and are a deterministic function of the generator's state.
     """
     return start_perturbations(
-        params, y, generator=generator, kernel=kernel, R=R, k=k, gamma=gamma
+        params,
+        y,
+        generator=generator,
+        kernel=kernel,
+        R=R,
+        k=k,
+        gamma=gamma,
+        antithetic=antithetic,
     ).result()

@@ -19,7 +19,9 @@ leading axis of length ``S``:
   :math:`hW^T + b` once and adds :math:`h\,\Delta W_a^T` for all ``a`` in one
   GEMM ``h @ [ΔW_1; ...; ΔW_y]^T``; because ``ΔW`` is a constant, backward
   costs one GEMM for the weight gradient (the ``S`` output gradients are summed
-  first) instead of ``S``;
+  first) instead of ``S``; with antithetic pairs :math:`(\Delta W_a, -\Delta W_a)`
+  the GEMM covers the first half only, :math:`h(W \pm \Delta W_a)^T = hW^T \pm
+  h\,\Delta W_a^T`, halving it and the input-gradient GEMM of the backward;
 * a Linear child on stacked input uses :func:`torch.baddbmm` with the stacked
   weights ``W + ΔW_a`` (backward: one ``bmm`` for the input gradient, one GEMM
   over the ``S * B`` rows for the weight gradient; see :class:`_StackedLinear`);
@@ -143,8 +145,13 @@ def _linear_shared(
     z0: torch.Tensor,
     local: Mapping[str, torch.Tensor],
     centre: bool,
+    antithetic: bool = False,
 ) -> torch.Tensor:
-    """Shared input ``h`` (B..., in) and its centre output ``z0`` -> (S, B..., out)."""
+    """Shared input ``h`` (B..., in) and its centre output ``z0`` -> (S, B..., out).
+
+    With ``antithetic`` the rows ``a`` and ``a + y/2`` of the displacements are
+    opposite: only the first half enters the GEMM.
+    """
     dw, db = local.get("weight"), local.get("bias")
     first = dw if dw is not None else db
     if first is None:
@@ -152,7 +159,13 @@ def _linear_shared(
     y = first.shape[0]
     out = mod.out_features
     zs = z0.unsqueeze(0)
-    if dw is not None:
+    if dw is not None and antithetic:
+        # one GEMM for the y/2 pairs: h(W +- dW_a)^T = hW^T +- h dW_a^T
+        half = y // 2
+        p = F.linear(h, dw[:half].reshape(half * out, mod.in_features))
+        p = p.unflatten(-1, (half, out)).movedim(-2, 0)
+        zs = torch.cat([zs + p, zs - p])
+    elif dw is not None:
         # one GEMM for all y perturbations: (B..., in) x (in, y*out)
         p = F.linear(h, dw.reshape(y * out, mod.in_features))
         zs = zs + p.unflatten(-1, (y, out)).movedim(-2, 0)
@@ -173,6 +186,10 @@ class _StackedLinear(torch.autograd.Function):
     def forward(ctx, h3, weight, bias, ws):
         ctx.save_for_backward(h3, ws)
         ctx.has_bias = bias is not None
+        # under torch.autocast the GEMMs below run in the autocast dtype: the backward
+        # computes in the dtype of the output gradient and returns each gradient in
+        # the dtype of its input
+        ctx.dtypes = (h3.dtype, weight.dtype, None if bias is None else bias.dtype)
         wt = ws.transpose(1, 2)
         return (
             torch.baddbmm(bias.reshape(1, 1, -1), h3, wt)
@@ -184,12 +201,14 @@ class _StackedLinear(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g):
         h3, ws = ctx.saved_tensors
-        gh = torch.bmm(g, ws) if ctx.needs_input_grad[0] else None
+        h_dtype, w_dtype, b_dtype = ctx.dtypes
+        gh = torch.bmm(g, ws.to(g.dtype)).to(h_dtype) if ctx.needs_input_grad[0] else None
         gw = gb = None
         if ctx.needs_input_grad[1]:
-            gw = g.reshape(-1, g.shape[-1]).t().mm(h3.reshape(-1, h3.shape[-1]))
+            rows = h3.reshape(-1, h3.shape[-1]).to(g.dtype)
+            gw = g.reshape(-1, g.shape[-1]).t().mm(rows).to(w_dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = g.sum((0, 1))
+            gb = g.sum((0, 1)).to(b_dtype)
         return gh, gw, gb, None
 
 
@@ -287,6 +306,7 @@ def stacked_outputs(
     deltas: Mapping[str, torch.Tensor] | PendingDraws,
     *,
     centre: bool,
+    antithetic: bool = False,
 ) -> torch.Tensor:
     r"""Outputs at the centre (optional) and at each perturbed configuration.
 
@@ -302,6 +322,13 @@ def stacked_outputs(
         smoothed piece is reached, so they are filled while the prefix runs.
     centre : bool
         Prepend the output at the unperturbed weights.
+    antithetic : bool
+        The caller guarantees that rows ``a`` and ``a + y/2`` of every displacement
+        are opposite (``y`` even), as drawn by
+        :func:`~anisotropy.smoothing.sampling.start_perturbations` with
+        ``antithetic=True``: a first smoothed Linear on the shared input then
+        computes half the perturbation GEMM.  Pending draws carry their own flag
+        (this one is then ignored).
 
     Returns
     -------
@@ -319,9 +346,12 @@ def stacked_outputs(
     """
     if isinstance(deltas, PendingDraws):
         names, y = frozenset(deltas.names), deltas.y
+        antithetic = deltas.antithetic
     else:
         names, y = frozenset(deltas), next(iter(deltas.values())).shape[0]
-    h = _outputs(pieces, x, deltas, names, y + int(centre), centre)
+    if antithetic and y % 2:
+        raise ValueError(f"antithetic pairs need an even number of displacements, got {y}")
+    h = _outputs(pieces, x, deltas, names, y + int(centre), centre, bool(antithetic))
     if not centre and any(_updates_buffers(m) for _, m in pieces):
         # no centre configuration ran: the buffers' update of a plain forward
         with torch.no_grad():
@@ -338,6 +368,7 @@ def _outputs(
     names: frozenset[str],
     s: int,
     centre: bool,
+    antithetic: bool,
 ) -> torch.Tensor:
     """The body of :func:`stacked_outputs`: ``S = s`` configurations."""
     h, stacked = x, False
@@ -367,7 +398,7 @@ def _outputs(
         if fast is not None and stacked:
             h = _linear_stacked(fast, h, local, centre)
         elif fast is not None and z0 is not None:
-            h = _linear_shared(fast, h, z0, local, centre)
+            h = _linear_shared(fast, h, z0, local, centre, antithetic)
         else:
             h = _generic(mod, h, local, centre, stacked, s)
         stacked = True

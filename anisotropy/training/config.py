@@ -10,9 +10,11 @@ paper gives one: section 4 of
 
     seed = 0
     epochs = 120
+    precision = "float32"    # or "bfloat16", "float16" (cpu or cuda)
     [model]      name = "mlp", depth = 2, width = 784, activation = "relu", ...
     [data]       name = "fashion_mnist", root = "...", n_train = 10000, ...
-    [optim]      lr = 1e-4, momentum = 0.9, nesterov = false, weight_decay = 0.0, batch_size = 256
+    [optim]      lr = 1e-4, momentum = 0.9, nesterov = false, weight_decay = 0.0, batch_size = 256,
+                 accumulate = 1
     [smoothing]  layers = ["fc2"], reduction = "pla", R = 0.01, y = 4, ...
     [logging]    log_every = 1, checkpoint_every = 1
 
@@ -48,6 +50,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "Precision",
+    "PRECISIONS",
     "ModelConfig",
     "DataConfig",
     "OptimConfig",
@@ -69,6 +73,12 @@ __all__ = [
 #: ~1e-45 already moves no float32 weight, so the bound excludes nothing meaningful
 R_MIN, R_MAX = 1e-150, 1e150
 _R_RANGE = f"a number in [{R_MIN:g}, {R_MAX:g}] (gamma = 1/R^2 must be finite)"
+
+
+#: arithmetic of the forward passes: float32, or torch.autocast to bfloat16 / float16
+#: (weights, optimiser and the reduction of the smoothed loss stay float32)
+Precision = Literal["float32", "bfloat16", "float16"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
 def _range_error(key: str, value: Any, accepted: str) -> ValueError:
@@ -187,6 +197,13 @@ class OptimConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay (figure 7)"})
     batch_size: int = field(default=256, metadata={"help": "minibatch size"})
     eval_batch_size: int = field(default=1024, metadata={"help": "batch size of the evaluation"})
+    accumulate: int = field(
+        default=1,
+        metadata={
+            "help": "micro-batches per step (gradient accumulation; the step's perturbations "
+            "are shared, the update is that of the whole minibatch)"
+        },
+    )
 
     def __post_init__(self) -> None:
         _require(math.isfinite(self.lr) and self.lr > 0, "optim.lr", self.lr, "a number > 0")
@@ -209,6 +226,13 @@ class OptimConfig:
             "optim.eval_batch_size",
             self.eval_batch_size,
             "an integer >= 1",
+        )
+        _require(self.accumulate >= 1, "optim.accumulate", self.accumulate, "an integer >= 1")
+        _require(
+            self.batch_size % self.accumulate == 0,
+            "optim.accumulate",
+            self.accumulate,
+            f"a divisor of optim.batch_size = {self.batch_size} (equal micro-batches)",
         )
 
 
@@ -373,6 +397,13 @@ class TrainConfig:
     threads: int | None = field(
         default=None, metadata={"help": "torch intra-op threads (default: leave torch's setting)"}
     )
+    precision: Precision = field(
+        default="float32",
+        metadata={
+            "help": "float32 | bfloat16 | float16 (with a gradient scaler): torch.autocast "
+            "of the training forward passes (cpu or cuda)"
+        },
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -393,6 +424,13 @@ class TrainConfig:
             "threads",
             self.threads,
             "an integer >= 1 (or absent)",
+        )
+        check_choice("precision", self.precision, PRECISIONS)
+        _require(
+            self.precision == "float32" or self.device.split(":")[0] in ("cpu", "cuda"),
+            "precision",
+            self.precision,
+            f"'float32' on device {self.device!r} (mixed precision: cpu or cuda)",
         )
 
 

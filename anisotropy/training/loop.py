@@ -1,0 +1,241 @@
+"""The loop over epochs: steps, log lines, checkpoints, callbacks and the summary.
+
+:func:`loop` runs the epochs of a :class:`~anisotropy.training.run.Run` from its
+current epoch: each step is :func:`anisotropy.training.step.train_step`; every
+``logging.log_every`` epochs the period's means, the test loss and accuracy and
+the layer signals (eq. 2 of the paper) become one line of ``log.jsonl``, and every
+``logging.checkpoint_every`` epochs the run's state is checkpointed.  In a
+data-parallel run every rank computes the same means and signals (its gradients
+and statistics are the minibatch's, summed over the ranks); rank 0 alone
+evaluates (its test loss and accuracy are sent to the others, which wait for them)
+and writes the log, the step log and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anisotropy.data.datasets import Dataset, minibatches
+from anisotropy.io import append_jsonl, check_record, save_checkpoint
+from anisotropy.training.config import config_to_dict
+from anisotropy.training.hooks import CallbackError, TrainState
+from anisotropy.training.run import NonFiniteError, Period, Run
+from anisotropy.training.step import train_step
+
+__all__ = ["evaluate", "loop", "summary", "write_step_record", "record", "notify"]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: Dataset, x: torch.Tensor, y: torch.Tensor, *, batch_size: int
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)`` (``x`` un-normalised)."""
+    model.eval()
+    total, correct = 0.0, 0
+    for idx in minibatches(len(x), batch_size):
+        out = model(data.normalise(x[idx]))
+        total += float(F.cross_entropy(out, y[idx], reduction="sum"))
+        correct += int((out.argmax(dim=1) == y[idx]).sum())
+    model.train()
+    return total / len(x), correct / len(x)
+
+
+def write_step_record(run: Run) -> None:
+    """Append the window since the last step record to ``steps.jsonl`` and reset it
+    (rank 0 writes; every rank checks the record and resets its window).
+
+    The spreads of a one-minibatch window are written as ``null`` (not defined).
+    A run resumed from a checkpoint restarts the window that was in progress, so
+    that one record covers fewer minibatches than in an uninterrupted run (its
+    ``batches`` says how many).
+    """
+    if run.step_signals is None:  # step logging is off
+        return
+    w = run.step_period
+    # values become None below (no spread in a one-batch window)
+    layers: dict[str, dict[str, Any]] = run.step_signals.summary()
+    if w.steps == 1:
+        for stats in layers.values():
+            stats["signal_std"] = stats["grad_std_norm"] = None
+    rec = {
+        "step": run.step,
+        "epoch": run.epoch + 1,
+        "batches": w.steps,
+        **w.means(),
+        "layers": layers,
+    }
+    try:
+        check_record(rec, "steps log")
+    except ValueError as exc:
+        raise NonFiniteError(f"step {run.step}: {exc}") from None
+    if run.ctx.is_main:
+        run.steps_position = append_jsonl(run.paths.steps, rec)
+    run.step_period = Period(run.device)
+    run.step_signals.reset()
+
+
+def notify(run: Run, hook: str, *args: Any) -> None:
+    """Call ``hook`` (``"on_step"`` or ``"on_epoch"``) of every callback with the run's
+    state; an exception in one becomes :class:`CallbackError` (a clean stop).  With
+    several ranks, a callback that raised on one rank stops every rank."""
+    failure: CallbackError | None = None
+    if run.callbacks:
+        state = TrainState(
+            epoch=run.epoch,
+            step=run.step,
+            model=run.model,
+            optimizer=run.optimizer,
+            loss=run.last_loss,
+            record=run.last,
+        )
+        for cb in run.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is None:
+                continue
+            try:
+                fn(state, *args)
+            except Exception as exc:
+                failure = CallbackError(f"callback {hook} raised {type(exc).__name__}: {exc}")
+                failure.__cause__ = exc
+                break
+    if run.ctx.parallel and run.ctx.any(failure is not None) and failure is None:
+        failure = CallbackError(f"a callback {hook} raised on another rank")
+    if failure is not None:
+        raise failure
+
+
+def record(run: Run, period: Period, wall_start: float) -> dict[str, Any]:
+    """The log line of the period that ends now (rank 0 evaluates; every rank gets it)."""
+    for name, p in run.model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise NonFiniteError(f"parameter {name} became non-finite in epoch {run.epoch}")
+
+    def measure() -> tuple[float, float, float]:
+        test_loss, test_acc = evaluate(
+            run.model,
+            run.data,
+            run.data.x_test,
+            run.data.y_test,
+            batch_size=run.cfg.optim.eval_batch_size,
+        )
+        return test_loss, test_acc, run.elapsed + (time.perf_counter() - wall_start)
+
+    test_loss, test_acc, wall = run.ctx.on_main(measure)
+    best = max(run.best_test_acc, test_acc)
+    rec: dict[str, Any] = {
+        "epoch": run.epoch,
+        "step": run.step,
+        **period.means(),
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "best_test_acc": best,
+        "wall_time": wall,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "R": None if run.schedule is None else run.schedule(max(run.step - 1, 0)),
+        "layers": run.signals.summary() if run.signals is not None else {},
+    }
+    try:
+        check_record(rec, "log")
+    except ValueError as exc:
+        raise NonFiniteError(f"epoch {run.epoch}: {exc}") from None
+    if test_acc > run.best_test_acc:
+        run.best_test_acc, run.best_epoch = test_acc, run.epoch
+    return rec
+
+
+def summary(run: Run, status: str, wall: float) -> dict[str, Any]:
+    """The content of ``summary.json``."""
+    last = run.last or {}
+    return {
+        "status": status,
+        "config": config_to_dict(run.cfg, json_safe=True),
+        "epochs": last.get("epoch", 0),
+        "steps": last.get("step", 0),
+        "best_test_acc": run.best_test_acc if run.best_test_acc >= 0 else None,
+        "best_epoch": run.best_epoch if run.best_test_acc >= 0 else None,
+        "final_test_acc": last.get("test_acc"),
+        "final_train_loss": last.get("train_loss"),
+        "final_smoothed_loss": last.get("smoothed_loss"),
+        "final_train_acc": last.get("train_acc"),
+        "wall_time": wall,
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "smoothed_parameters": list(run.ple.smoothed_names) if run.ple is not None else [],
+        "checkpoint_epoch": run.checkpoint_epoch,
+        "world_size": run.ctx.world_size,
+    }
+
+
+def loop(run: Run) -> str:
+    """Train from the run's epoch to ``cfg.epochs``; the status (``complete`` or
+    ``stopped: <reason>``)."""
+    cfg = run.cfg
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=cfg.epochs * run.steps_per_epoch,
+        initial=run.epoch * run.steps_per_epoch,
+        file=sys.stderr,
+        disable=not run.progress,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+    )
+    wall_start = time.perf_counter()
+    status = "complete"
+    try:
+        run.model.train()
+        period = Period(run.device)
+        if run.signals is not None:
+            run.signals.reset()
+        while run.epoch < cfg.epochs:
+            for idx in minibatches(run.n_train, cfg.optim.batch_size, generator=run.data_gen):
+                train_step(run, idx, period)
+                notify(run, "on_step")
+                bar.update(1)
+            run.epoch += 1
+            if run.epoch % cfg.logging.log_every and run.epoch != cfg.epochs:
+                continue
+            rec = record(run, period, wall_start)
+            if run.ctx.is_main:
+                run.log_position = append_jsonl(run.paths.log, rec)
+            run.last = rec
+            bar.set_postfix(loss=f"{rec['train_loss']:.4g}", test_acc=f"{rec['test_acc']:.4f}")
+            period = Period(run.device)
+            if run.signals is not None:
+                run.signals.reset()
+            run.elapsed, wall_start = rec["wall_time"], time.perf_counter()
+            every = cfg.logging.checkpoint_every
+            if (every and run.epoch % every == 0) or run.epoch == cfg.epochs:
+                if run.ctx.is_main:
+                    save_checkpoint(run.paths.checkpoint, run.state())
+                run.checkpoint_epoch = run.epoch
+            notify(run, "on_epoch", rec)
+    except (NonFiniteError, CallbackError) as exc:
+        status = f"stopped: {exc}"
+        if run.ctx.is_main:
+            print(f"anisotropy train: {status}; {_kept(run)}", file=sys.stderr)
+    finally:
+        bar.close()
+        run.elapsed += time.perf_counter() - wall_start
+    return status
+
+
+def _kept(run: Run) -> str:
+    """What a stopped run leaves to resume from (never a checkpoint that was not written)."""
+    if run.checkpoint_epoch is not None:
+        return (
+            f"kept the last good checkpoint ({run.paths.checkpoint}, epoch {run.checkpoint_epoch})"
+        )
+    if run.paths.logged():
+        return (
+            "no checkpoint was written (logging.checkpoint_every), so the run cannot be "
+            "resumed; start it over in a new directory"
+        )
+    return "no checkpoint was written before the stop (a resume starts the run over)"
