@@ -184,7 +184,11 @@ def parse_experiment(data: Mapping[str, Any], *, name: str, scale: str) -> Exper
             f"experiment {name!r}: unknown key(s) {sorted(unknown)}; valid: {sorted(_TOP_KEYS)}"
         )
     if scale not in data:
-        raise ValueError(f"experiment {name!r} has no [{scale}] section")
+        have = [s for s in SCALES if isinstance(data.get(s), dict)]
+        raise ValueError(
+            f"experiment {name!r} has no [{scale}] section; available scales: "
+            f"{', '.join(have) or 'none'}"
+        )
     sec = data[scale]
     unknown = set(sec) - _SCALE_KEYS
     if unknown:

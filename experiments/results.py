@@ -25,6 +25,8 @@ __all__ = [
     "METRIC_COLUMNS",
     "read_summary",
     "is_complete",
+    "is_stopped",
+    "STATUS_STOPPED",
     "result_row",
     "result_columns",
     "read_results",
@@ -58,6 +60,11 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "wall_time",
 )
 _STATUS_COMPLETE = "complete"
+#: row status of a run the trainer stopped (a non-finite value, a failing callback)
+STATUS_STOPPED = "stopped"
+#: how the trainer's ``summary.json`` status of such a run begins
+#: (:func:`anisotropy.training.trainer.train`: ``"stopped: <reason>"``)
+_STOPPED_PREFIXES: tuple[str, ...] = ("stopped", "diverged")
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
@@ -74,6 +81,15 @@ def is_complete(run_dir: str | Path) -> bool:
     """True when the run directory holds a summary with ``status == "complete"``."""
     s = read_summary(run_dir)
     return isinstance(s, dict) and s.get("status") == _STATUS_COMPLETE
+
+
+def is_stopped(run_dir: str | Path) -> bool:
+    """True when the trainer stopped the run early (its summary's status begins with
+    ``"stopped"`` or ``"diverged"``): rerunning it gives the same result, so a sweep
+    does not retry it unless asked."""
+    s = read_summary(run_dir)
+    status = s.get("status") if isinstance(s, dict) else None
+    return isinstance(status, str) and status.startswith(_STOPPED_PREFIXES)
 
 
 def result_columns(swept: Sequence[str] = ()) -> list[str]:
@@ -104,16 +120,20 @@ def result_row(
 ) -> dict[str, Any]:
     """One results row for ``point`` run in ``run_dir`` (metrics empty if not complete).
 
-    ``status`` overrides the summary's (e.g. ``"failed"``); ``run_dir`` is stored
+    ``status`` overrides the summary's (e.g. ``"failed"``); a stopped run's
+    ``"stopped: <reason>"`` becomes ``"stopped"`` (the reason stays in its
+    ``summary.json``); ``run_dir`` is stored
     relative to ``relative_to`` when given, so a results folder can be moved with
     its run store.
     """
     summary = read_summary(run_dir) or {}
+    if status is None:
+        status = STATUS_STOPPED if is_stopped(run_dir) else summary.get("status", "missing")
     row: dict[str, Any] = {
         "experiment": experiment,
         "scale": scale,
         "run": point.name,
-        "status": status or summary.get("status", "missing"),
+        "status": status,
     }
     for key in result_columns(swept)[4 : -len(METRIC_COLUMNS) - 1]:
         row[key] = _cell(point.settings.get(key, get_dotted(point.config, key)))

@@ -19,7 +19,20 @@
   :class:`~concurrent.futures.ProcessPoolExecutor`, each worker with ``--threads``
   torch threads, 1 unless told otherwise), or a Dask cluster with
   ``--scheduler ADDRESS`` (``dask.distributed.Client(ADDRESS).get_executor()``;
-  the workers must see the same file system as ``--out``).
+  the workers must see the same file system as ``--out``).  Local workers die
+  with the sweep, however it dies (:mod:`experiments.workers`).
+* Outcomes of a point: *trained* (complete), *failed* (an exception; traceback in
+  ``error.txt``; retried on a rerun), *stopped* (the trainer stopped it, e.g. a
+  non-finite loss; not retried unless ``--retry-stopped``: the same run would stop
+  again), *busy* (another process holds the run directory's lock,
+  :mod:`anisotropy.training.lock`, and is training it; left alone) or
+  *unfinished* (the runner returned without completing it).  The exit status is
+  0 only when every point is complete, 1 otherwise.
+* SIGINT / SIGTERM cancel the pending points, stop the workers, print one line
+  with the command that resumes the sweep and exit with 130 / 143.  Bad input
+  (unknown experiment, missing file, bad option value, bad ``--set``, a scale the
+  definition lacks, an unreachable scheduler) is reported in one line with exit
+  status 2 before anything runs.
 """
 
 from __future__ import annotations
@@ -27,23 +40,33 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import contextlib
-import importlib
-import multiprocessing
 import os
+import shlex
+import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
 from anisotropy.io import write_csv_atomic, write_json_atomic, write_text_atomic
-from anisotropy.threads import torch_threads
 
 from .definitions import SCALES, Experiment, Scale, load_experiment, normalise_config
 from .grid import Point, format_value
-from .results import is_complete, read_summary, result_columns, result_row
+from .points import (
+    DEFAULT_RUNNER,
+    LOCK_PROBE_WAIT_SECONDS,
+    STATUS_BUSY,
+    SweepResult,
+    held_elsewhere,
+    run_point,
+    run_points,
+    train_config_dict,
+)
+from .results import is_complete, is_stopped, read_summary, result_columns, result_row
+from .workers import SchedulerError, interrupt_on_signals, interrupting_signal, make_executor
 
 __all__ = [
     "DEFAULT_RUNNER",
@@ -55,11 +78,10 @@ __all__ = [
     "run_sweep",
     "sweep_paths",
     "make_executor",
+    "check_options",
+    "resume_command",
     "main",
 ]
-
-#: ``module:function`` called as ``fn(config_dict, run_dir) -> summary`` for each point
-DEFAULT_RUNNER = "experiments.sweep:train_config_dict"
 
 
 @dataclass
@@ -115,73 +137,13 @@ class SweepOptions(ExecutionOptions):
     dry_run: bool = field(
         default=False, metadata={"help": "list the points and whether each is done; train nothing"}
     )
-
-
-@dataclass
-class SweepResult:
-    """What a sweep did: counts, where the results are, how long it took."""
-
-    experiment: str
-    scale: str
-    results_path: Path
-    n_points: int
-    n_skipped: int
-    n_run: int
-    n_failed: int
-    wall_time: float
-    rows: list = field(default_factory=list, repr=False)
-
-    def report(self) -> str:
-        return (
-            f"sweep {self.experiment} ({self.scale}): {self.n_points} points, "
-            f"{self.n_skipped} already complete, {self.n_run} trained, {self.n_failed} failed, "
-            f"{self.wall_time:.1f} s -> {self.results_path}"
-        )
-
-
-def train_config_dict(config: Mapping[str, Any], run_dir: str) -> dict:
-    """The default runner: validate ``config`` and train it in ``run_dir``
-    (continuing from a checkpoint there, if any)."""
-    from anisotropy.training.config import config_from_dict
-    from anisotropy.training.trainer import train
-
-    return train(config_from_dict(dict(config)), run_dir, resume=True, progress=False)
-
-
-def _resolve(runner: str | Callable) -> Callable:
-    if callable(runner):
-        return runner
-    module, _, func = runner.partition(":")
-    if not module or not func:
-        raise ValueError(f"runner {runner!r} must be 'module:function'")
-    return getattr(importlib.import_module(module), func)
-
-
-def run_point(
-    config: Mapping[str, Any],
-    run_dir: str,
-    *,
-    threads: int | None = 1,
-    runner: str | Callable = DEFAULT_RUNNER,
-    keep_checkpoint: bool = True,
-) -> dict:
-    """Train one point (executed in a worker): set torch threads, call the runner.
-
-    With ``keep_checkpoint=False`` the run's ``checkpoint.pt`` is deleted once the
-    run is complete (its log and summary hold everything the figures read); an
-    unfinished run keeps it so that it can resume.
-
-    Returns the runner's summary (a dict) with ``"elapsed"`` (seconds in the worker).
-    """
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with torch_threads(threads):
-        summary = _resolve(runner)(dict(config), str(run_dir))
-    if not keep_checkpoint and is_complete(run_dir):
-        (Path(run_dir) / "checkpoint.pt").unlink(missing_ok=True)
-    out = dict(summary or {})
-    out["elapsed"] = time.perf_counter() - t0
-    return out
+    retry_stopped: bool = field(
+        default=False,
+        metadata={
+            "help": "retrain points the trainer stopped (non-finite loss, ...); by default "
+            "they are listed and left alone"
+        },
+    )
 
 
 def sweep_paths(out: str | Path, scale: str, experiment: str) -> tuple[Path, Path]:
@@ -198,24 +160,6 @@ def _describe(point: Point, keys: list[str]) -> str:
     )
 
 
-def _completed(
-    executor: cf.Executor | None, calls: list[tuple[Point, tuple, dict]]
-) -> Iterator[tuple[Point, dict | None, BaseException | None]]:
-    """Run ``calls`` (point, run_point args, kwargs) and yield ``(point, summary, error)``
-    as each finishes: on ``executor``, or one after the other in this process."""
-    if executor is None:
-        for p, args, kwargs in calls:
-            try:
-                yield p, run_point(*args, **kwargs), None
-            except Exception as exc:
-                yield p, None, exc
-        return
-    futures = {executor.submit(run_point, *args, **kwargs): p for p, args, kwargs in calls}
-    for fut in cf.as_completed(futures):
-        err = fut.exception()
-        yield futures[fut], (None if err else fut.result()), err
-
-
 def run_sweep(
     experiment: Experiment,
     *,
@@ -227,6 +171,8 @@ def run_sweep(
     log: Callable[[str], None] = print,
     dry_run: bool = False,
     keep_checkpoints: bool = True,
+    retry_stopped: bool = False,
+    lock_wait: float = LOCK_PROBE_WAIT_SECONDS,
 ) -> SweepResult:
     """Run every point of ``experiment`` not yet complete and collect ``results.csv``.
 
@@ -250,12 +196,19 @@ def run_sweep(
         Only list the points.
     keep_checkpoints : bool
         Keep ``checkpoint.pt`` of completed runs (see :func:`run_point`).
+    retry_stopped : bool
+        Retrain the points the trainer stopped on an earlier run (by default they
+        are counted as stopped and left alone).
+    lock_wait : float
+        Seconds to wait for run directories another process holds before counting
+        them as busy (see :func:`experiments.points.held_elsewhere`).
 
     Returns
     -------
     SweepResult
         Failed points are counted (and their traceback written to ``error.txt`` in
-        the run directory); the other points still run.
+        the run directory); the other points still run.  A point whose run
+        directory another process holds is counted as busy and not trained.
     """
     t0 = time.perf_counter()
     store, res_dir = sweep_paths(out, experiment.scale, experiment.name)
@@ -268,6 +221,9 @@ def run_sweep(
     log(experiment.report())
     rows: dict[str, dict] = {}
     pending: list[Point] = []
+    stopped: list[tuple[str, str]] = []
+    busy: list[tuple[str, str]] = []
+    state: dict[str, str] = {}
 
     def row(p: Point, status: str | None = None) -> dict:
         return result_row(
@@ -280,30 +236,56 @@ def run_sweep(
             relative_to=res_dir,
         )
 
+    def why_stopped(p: Point) -> str:
+        return str((read_summary(store / p.name) or {}).get("status", "stopped"))
+
+    todo: list[Point] = []
     for p in points.values():
-        done = is_complete(store / p.name)
-        rows[p.name] = row(p) if done else row(p, status="pending")
-        if not done:
+        run_dir = store / p.name
+        if is_complete(run_dir):
+            state[p.name], rows[p.name] = "done", row(p)
+        elif is_stopped(run_dir) and not retry_stopped:
+            state[p.name], rows[p.name] = "stopped", row(p)
+            stopped.append((p.name, why_stopped(p)))
+        else:
+            todo.append(p)
+    held = held_elsewhere([store / p.name for p in todo], wait=lock_wait)
+    for p in todo:
+        if (holder := held.get(store / p.name)) is not None:
+            state[p.name], rows[p.name] = STATUS_BUSY, row(p, status=STATUS_BUSY)
+            busy.append((p.name, holder))
+        else:
+            state[p.name], rows[p.name] = "pending", row(p, status="pending")
             pending.append(p)
     # seed-major order: the sweep completes whole rounds of seeds across every arm,
     # so an interrupted sweep leaves paired comparisons, not a few finished arms
     pending.sort(key=lambda p: p.settings.get("seed", 0))
-    n_total, n_skip = len(points), len(points) - len(pending)
-    if dry_run:
-        todo = {p.name for p in pending}
-        for p in points.values():
-            log(f"  {'pending' if p.name in todo else 'done   '} {p.name}  [{_describe(p, swept)}]")
+    n_total = len(points)
+    n_skip = sum(v == "done" for v in state.values())
+    counts = {"trained": 0, "failed": 0, "unfinished": 0}
+
+    def result() -> SweepResult:
         return SweepResult(
             experiment.name,
             experiment.scale,
             results_path,
             n_total,
             n_skip,
-            0,
-            0,
+            counts["trained"],
+            counts["failed"],
             time.perf_counter() - t0,
             list(rows.values()),
+            n_stopped=len(stopped),
+            n_busy=len(busy),
+            n_unfinished=counts["unfinished"],
+            stopped=stopped,
+            busy=busy,
         )
+
+    if dry_run:
+        for p in points.values():
+            log(f"  {state[p.name]:<7} {p.name}  [{_describe(p, swept)}]")
+        return result()
     res_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(res_dir / "note.txt", (experiment.note or "the paper's settings") + "\n")
     write_json_atomic(
@@ -327,6 +309,10 @@ def run_sweep(
     flush()
     if n_skip:
         log(f"  {n_skip} of {n_total} points already complete (skipped)")
+    if stopped:
+        log(f"  {len(stopped)} points stopped on an earlier run (not retried; --retry-stopped)")
+    for name, holder in busy:
+        log(f"  busy (another process is training it): {name} ({holder})")
     calls = [
         (
             p,
@@ -335,89 +321,65 @@ def run_sweep(
         )
         for p in pending
     ]
-    n_done = n_skip
-    n_failed = 0
-    for p, summary, exc in _completed(executor, calls):
+    n_done = n_total - len(pending)
+    width = len(str(n_total))
+    for p, summary, exc in run_points(executor, calls):
         n_done += 1
+        head = f"[{n_done:>{width}}/{n_total}]"
+        run_dir = store / p.name
         if exc is not None:  # one failed point must not stop the sweep
-            n_failed += 1
+            counts["failed"] += 1
             rows[p.name] = row(p, status="failed")
             with contextlib.suppress(OSError):
-                (store / p.name).mkdir(parents=True, exist_ok=True)
-                write_text_atomic(
-                    store / p.name / "error.txt", "".join(traceback.format_exception(exc))
-                )
-            log(
-                f"[{n_done:>{len(str(n_total))}}/{n_total}] FAILED {p.name}: "
-                f"{type(exc).__name__}: {exc}"
-            )
-        else:
-            summary = summary or {}
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(run_dir / "error.txt", "".join(traceback.format_exception(exc)))
+            log(f"{head} FAILED {p.name}: {type(exc).__name__}: {exc}")
+            flush()
+            continue
+        summary = summary or {}
+        if summary.get("status") == STATUS_BUSY:  # lost the race for the lock: not ours
+            rows[p.name] = row(p, status=STATUS_BUSY)
+            busy.append((p.name, str(summary.get("holder", "pid unknown"))))
+            log(f"{head} BUSY {p.name}: another process is training it; not trained here")
+            flush()
+            continue
+        s = read_summary(run_dir) or summary
+        status = str(s.get("status", ""))
+        if is_complete(run_dir) or status == "complete":
+            counts["trained"] += 1
             rows[p.name] = row(p)
-            s = read_summary(store / p.name) or summary
             log(
-                f"[{n_done:>{len(str(n_total))}}/{n_total}] {experiment.name} "
-                f"{_describe(p, swept)}: best {_fmt(s.get('best_test_acc'))} "
-                f"final {_fmt(s.get('final_test_acc'))} "
+                f"{head} {experiment.name} {_describe(p, swept)}: "
+                f"best {_fmt(s.get('best_test_acc'))} final {_fmt(s.get('final_test_acc'))} "
                 f"({summary.get('elapsed', float('nan')):.1f} s)"
             )
+        elif is_stopped(run_dir):
+            rows[p.name] = row(p)
+            stopped.append((p.name, status))
+            log(f"{head} STOPPED {p.name}: {status}")
+        else:
+            counts["unfinished"] += 1
+            rows[p.name] = row(p, status="pending")
+            log(f"{head} UNFINISHED {p.name}: status {status or 'missing'!r}; a rerun resumes it")
         flush()
-    result = SweepResult(
-        experiment.name,
-        experiment.scale,
-        results_path,
-        n_total,
-        n_skip,
-        len(pending) - n_failed,
-        n_failed,
-        time.perf_counter() - t0,
-        list(rows.values()),
-    )
-    log(result.report())
-    return result
+    res = result()
+    log(res.report())
+    return res
 
 
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, (int, float)) else "?"
 
 
-@contextlib.contextmanager
-def make_executor(
-    *, workers: int = 1, scheduler: str | None = None
-) -> Iterator[cf.Executor | None]:
-    """Executor for a sweep: Dask (``scheduler`` address) or ``workers`` local processes.
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line (no usage block), exit status 2."""
 
-    ``workers = 0`` yields ``None``: :func:`run_sweep` then runs the points in this
-    process, one after the other.
-    """
-    if scheduler:
-        try:
-            from dask.distributed import Client
-        except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise ValueError(
-                "--scheduler needs dask.distributed: pip install 'anisotropy[dist]'"
-            ) from exc
-        client = Client(scheduler)
-        try:
-            yield client.get_executor(pure=False)
-        finally:
-            client.close()
-        return
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
-    if workers == 0:
-        yield None
-        return
-    # spawn, not fork: a forked child of a process that already runs torch threads
-    # can deadlock; the price is one torch import per worker
-    with cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-    ) as ex:
-        yield ex
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anisotropy sweep", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="anisotropy sweep", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "experiment",
         help="experiment name (fig1, fig3, ...; see "
@@ -427,25 +389,109 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_options(experiment: str, opts: SweepOptions) -> Experiment:
+    """Every check of ``anisotropy sweep``'s input that can be made before work starts:
+    the option values, the definition, its scale, and each ``--set`` against every
+    point.  Returns the experiment with the overrides applied.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        With a one-line message naming the option or file and what is accepted.
+    """
+    from anisotropy.training.config import parse_override
+
+    w = opts.workers
+    if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+        raise ValueError(
+            f"--workers must be an integer >= 0 (0 runs the points one after the other "
+            f"in this process), got {w!r}"
+        )
+    t = opts.threads
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise ValueError(f"--threads must be an integer >= 1 (torch threads per run), got {t!r}")
+    if opts.scale not in SCALES:  # pragma: no cover - argparse enforces the choices
+        raise ValueError(f"--scale must be one of {', '.join(SCALES)}, got {opts.scale!r}")
+    if opts.scheduler is not None and not opts.scheduler.strip():
+        raise ValueError("--scheduler must be an address such as tcp://10.0.0.1:8786, got ''")
+    exp = load_experiment(experiment, opts.scale)
+    for item in opts.set:
+        try:
+            parse_override(item)
+        except ValueError as exc:
+            raise ValueError(f"--set: {exc}") from None
+    full = exp.with_overrides(opts.set)
+    try:
+        full.points()
+    except ValueError as exc:
+        if not opts.set:
+            raise
+        try:
+            exp.points()
+        except ValueError:  # the definition itself is at fault, not a --set
+            raise exc from None
+        for k, item in enumerate(opts.set, start=1):  # the first --set that breaks a point
+            try:
+                exp.with_overrides(opts.set[:k]).points()
+            except ValueError as bad:
+                raise ValueError(f"--set {item}: {bad}") from None
+        raise
+    return full
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that resumes an interrupted sweep: the same command."""
+    return shlex.join(["anisotropy", "sweep", *argv])
+
+
+def _error(exc: BaseException) -> int:
+    print(f"anisotropy sweep: error: {exc}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``anisotropy sweep``: run an experiment's sweep; exit status 1 if a point failed."""
+    """``anisotropy sweep``: run an experiment's sweep.
+
+    Exit status: 0 when every point is complete; 1 when a point failed, was
+    stopped by the trainer, is busy in another process or is unfinished; 2 on bad
+    input (one line on stderr, nothing run); 130 / 143 after SIGINT / SIGTERM
+    (pending points cancelled, workers stopped, the resume command printed).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     ns = _parser().parse_args(argv)
     opts = from_namespace(SweepOptions, ns)
-    if opts.scale not in SCALES:  # pragma: no cover - argparse enforces the choices
-        raise ValueError(f"unknown scale {opts.scale!r}; valid: {', '.join(SCALES)}")
-    exp = load_experiment(ns.experiment, opts.scale).with_overrides(opts.set)
+    try:
+        exp = check_options(ns.experiment, opts)
+    except (ValueError, FileNotFoundError) as exc:
+        return _error(exc)
     if opts.dry_run:
-        run_sweep(exp, out=opts.out, dry_run=True)
+        res = run_sweep(exp, out=opts.out, dry_run=True, retry_stopped=opts.retry_stopped)
         return 0
-    with make_executor(workers=opts.workers, scheduler=opts.scheduler) as ex:
-        res = run_sweep(
-            exp,
-            out=opts.out,
-            executor=ex,
-            threads=opts.threads,
-            keep_checkpoints=opts.keep_checkpoints,
+    try:
+        with (
+            interrupt_on_signals(),
+            make_executor(workers=opts.workers, scheduler=opts.scheduler) as ex,
+        ):
+            res = run_sweep(
+                exp,
+                out=opts.out,
+                executor=ex,
+                threads=opts.threads,
+                keep_checkpoints=opts.keep_checkpoints,
+                retry_stopped=opts.retry_stopped,
+            )
+    except SchedulerError as exc:
+        return _error(exc)
+    except KeyboardInterrupt as exc:  # SweepInterrupted, or the trainer's report of it
+        sig = interrupting_signal(exc)
+        print(
+            f"anisotropy sweep: {sig.name}: pending points cancelled, workers stopped; "
+            f"resume with: {resume_command(argv)}",
+            file=sys.stderr,
+            flush=True,
         )
-    return 1 if res.n_failed else 0
+        return 128 + sig.value
+    return 0 if res.ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
