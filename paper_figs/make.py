@@ -209,7 +209,9 @@ def make_figures(
                     trained, skipped, failed = (
                         trained + res.n_run,
                         skipped + res.n_skipped,
-                        failed + res.n_failed,
+                        # every point not complete counts: failed, stopped (diverged),
+                        # busy (trained by another process) or unfinished
+                        failed + res.n_failed + res.n_stopped + res.n_busy + res.n_unfinished,
                     )
             t1 = time.perf_counter()
             _draw(fig, mod, ctx, outputs, not_drawn, log)
@@ -353,7 +355,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``anisotropy figures``: exit status 1 if a training run failed or a requested
+    """``anisotropy figures``: exit status 1 if a training run did not complete (failed,
+    stopped, busy or unfinished) or a requested
     figure had nothing to draw (one line per such figure on stderr saying why)."""
     parser = _parser()
     ns = parser.parse_args(argv)

@@ -8,6 +8,7 @@ and that files already on disk keep their bytes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -161,3 +162,21 @@ def test_analysis_and_figures_write_only_through_the_atomic_writers():
         if _DIRECT_WRITE.search(line) and not line.lstrip().startswith("#")
     ]
     assert offenders == []
+
+
+def stopping_runner(config, run_dir):
+    """Stand-in trainer whose every run diverges (the trainer's "stopped" status)."""
+    summary = {"status": "stopped: non-finite training loss (nan) at epoch 1", "config": config}
+    (Path(run_dir) / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def test_figures_count_stopped_points_as_not_complete(tmp_path):
+    # a diverged point is not "failed" for the sweep (it is not retried), but a figure
+    # that asked for it did not get it: the command must not report success
+    opts = make.FiguresOptions(
+        scale="quick", runs=str(tmp_path / "runs"), out=str(tmp_path / "out"), workers=0
+    )
+    out = make.make_figures(["7"], opts, log=lambda s: None, runner=stopping_runner)
+    n_points = len(load_experiment("fig7", "quick").points())
+    assert out["failed"] == n_points > 0
