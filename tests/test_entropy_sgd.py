@@ -398,3 +398,12 @@ def test_from_authors_bad_input():
     ]:
         with pytest.raises(ValueError, match=word):
             EntropySGD(m, base, noise=0.0, **kw)
+
+
+def test_gamma_scoping_overflow_is_a_clear_error():
+    from anisotropy.optim.entropy_sgd import gamma_scoping
+
+    g = gamma_scoping(0.03, 1e-3)
+    assert g(1000) == pytest.approx(0.03 * 1.001**1000, rel=1e-12)
+    with pytest.raises(ValueError, match="overflows at step"):
+        g(800_000)

@@ -288,3 +288,17 @@ def test_bad_input_is_refused():
     other = ReplicatedSGD(mlp(0), y=3, lr=0.1).state_dict()
     with pytest.raises(ValueError, match="shapes"):
         opt.load_state_dict(other)
+
+
+def test_exponential_coupling_is_computed_in_log_space():
+    # (1 + 1e-3)^t overflows a float64 near t = 710,000: the cap must still apply there,
+    # and without a cap the overflow is a clear error, not an OverflowError
+    from anisotropy.optim import coupling_schedule
+
+    capped = coupling_schedule("exp", 1e-3, rate=1e-3, gamma_max=5.0)
+    assert capped(800_000) == 5.0
+    assert capped(0) == pytest.approx(1e-3, rel=1e-15)
+    assert capped(1000) == pytest.approx(1e-3 * 1.001**1000, rel=1e-12)
+    with pytest.raises(ValueError, match="gamma_max"):
+        coupling_schedule("exp", 1e-3, rate=1e-3)(800_000)
+    assert coupling_schedule("exp", 0.0, rate=1e-3)(800_000) == 0.0

@@ -34,6 +34,8 @@ LOG_KEYS = {
     "lr",
     "R",
     "layers",
+    "passes",
+    "forward_passes",
 }
 LAYER_KEYS = {"signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight_norm", "numel"}
 

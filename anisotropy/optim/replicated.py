@@ -45,6 +45,7 @@ tensors as they are: evaluate or save the model as usual.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, get_args
@@ -72,6 +73,10 @@ def _nonnegative(name: str, value: Any, *, allow_inf: bool = False) -> float:
     if math.isnan(v) or v < 0 or (math.isinf(v) and not allow_inf):
         raise ValueError(bad)
     return v
+
+
+#: log of the largest float64: exp() of more overflows
+_LOG_FLOAT_MAX = math.log(sys.float_info.max)
 
 
 def coupling_schedule(
@@ -125,8 +130,20 @@ def coupling_schedule(
 
     def gamma(step: int) -> float:
         t = check_int("step", step, minimum=0)
-        if kind == "exp":
-            return min(g0 * math.exp(t * math.log1p(r)), gmax)
+        if kind == "exp":  # in log space: (1 + r)^t overflows a float long before a cap
+            if g0 == 0.0:
+                return 0.0
+            growth = t * math.log1p(r)
+            log_gamma = math.log(g0) + growth
+            if log_gamma >= math.log(gmax):
+                return gmax
+            if log_gamma > _LOG_FLOAT_MAX:
+                raise ValueError(
+                    f"the exponential coupling overflows at step {t} (gamma0 = {g0:g}, "
+                    f"rate = {r:g}); set gamma_max to cap it"
+                )
+            # the direct product where it is finite (bit-identical to the plain formula)
+            return g0 * math.exp(growth) if growth <= _LOG_FLOAT_MAX else math.exp(log_gamma)
         if kind == "linear":
             return min(g0 + r * t, gmax)
         if kind == "cosine":

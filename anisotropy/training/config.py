@@ -14,7 +14,7 @@ paper gives one: section 4 of
     [model]      name = "mlp", depth = 2, width = 784, activation = "relu", ...
     [data]       name = "fashion_mnist", root = "...", n_train = 10000, ...
     [optim]      lr = 1e-4, momentum = 0.9, nesterov = false, weight_decay = 0.0, batch_size = 256,
-                 accumulate = 1
+                 accumulate = 1, name = "sgd" (or "sam", "replicated", ...: the optimiser)
     [smoothing]  layers = ["fc2"], reduction = "pla", R = 0.01, y = 4, ...
     [logging]    log_every = 1, checkpoint_every = 1
 
@@ -41,6 +41,13 @@ from anisotropy.kernels.registry import KernelName, as_kernel
 from anisotropy.models import Activation, ModelName
 from anisotropy.smoothing.reductions import REDUCTIONS, LossReduction, Reduction, as_reduction
 from anisotropy.smoothing.schedules import Schedule
+from anisotropy.training.optimisers import (
+    OPTIMISERS,
+    GammaSchedule,
+    OptimName,
+    check_optimiser,
+    check_optimiser_combination,
+)
 from anisotropy.training.steplog import DEFAULT_DENSE_STEPS, DEFAULT_PER_DECADE
 from anisotropy.validation import check_choice
 
@@ -189,7 +196,8 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """torch SGD with momentum (paper: lr 1e-4, momentum 0.9, no Nesterov, batch 256)."""
+    """torch SGD with momentum (paper: lr 1e-4, momentum 0.9, no Nesterov, batch 256), or
+    another optimiser of :mod:`anisotropy.optim` (``name``) with its parameters."""
 
     lr: float = field(default=1e-4, metadata={"help": "learning rate"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum in [0, 1)"})
@@ -203,6 +211,77 @@ class OptimConfig:
             "help": "micro-batches per step (gradient accumulation; the step's perturbations "
             "are shared, the update is that of the whole minibatch)"
         },
+    )
+    # --- the optimiser (anisotropy.training.optimisers; docs/trainer.md "Optimisers").
+    # Each parameter below is used by the optimisers named in its help; giving one a
+    # value other than its default while another optimiser is chosen is an error.
+    name: OptimName = field(
+        default="sgd",
+        metadata={
+            "help": f"{' | '.join(OPTIMISERS)}: torch SGD (default), SAM, Replicated-SGD, "
+            "Entropy-SGD, variational moment matching, heat regularisation (anisotropy.optim)"
+        },
+    )
+    layers: list[str] = field(
+        default_factory=list,
+        metadata={"help": "not sgd: act on these layers only (names or globs; empty: all)"},
+    )
+    include_biases: bool = field(
+        default=False, metadata={"help": "not sgd: with layers, also the selected biases"}
+    )
+    rho: float = field(default=0.05, metadata={"help": "sam: radius of the ascent step"})
+    replicas: int = field(default=3, metadata={"help": "replicated: number of replicas y"})
+    gamma: float | None = field(
+        default=None,
+        metadata={
+            "help": "replicated, entropy_sgd: coupling to the centre (at step 0); "
+            "moment_matching, heat: precision 1/tau of the Gaussian (required by all four)"
+        },
+    )
+    gamma_schedule: GammaSchedule = field(
+        default="constant",
+        metadata={
+            "help": "replicated, entropy_sgd: scoping of gamma, constant | exp | linear | cosine"
+        },
+    )
+    gamma_rate: float = field(
+        default=0.0,
+        metadata={"help": "replicated, entropy_sgd: growth of gamma per step (exp, linear)"},
+    )
+    gamma_max: float = field(
+        default=math.inf,
+        metadata={
+            "help": "replicated, entropy_sgd: cap of gamma (exp, linear), final value (cosine)"
+        },
+    )
+    init_noise: float = field(
+        default=0.0,
+        metadata={"help": "replicated: std of the noise added to each replica at the start"},
+    )
+    inner_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "entropy_sgd: Langevin steps L (default 20); heat: gradient steps per "
+            "proximal step (default 1)"
+        },
+    )
+    inner_lr: float = field(default=0.1, metadata={"help": "entropy_sgd: Langevin step size"})
+    noise: float = field(default=1e-4, metadata={"help": "entropy_sgd: Langevin noise epsilon"})
+    alpha: float = field(
+        default=0.75, metadata={"help": "entropy_sgd: weight of the newest replica in its mean"}
+    )
+    samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "moment_matching (default 64), heat (default 16): Gaussian samples per step"
+        },
+    )
+    beta: float = field(
+        default=1.0, metadata={"help": "moment_matching, heat: inverse temperature of exp(-beta L)"}
+    )
+    chunk_size: int | None = field(
+        default=None,
+        metadata={"help": "moment_matching, heat: samples evaluated at once (default: all)"},
     )
 
     def __post_init__(self) -> None:
@@ -234,6 +313,7 @@ class OptimConfig:
             self.accumulate,
             f"a divisor of optim.batch_size = {self.batch_size} (equal micro-batches)",
         )
+        check_optimiser(self)
 
 
 @dataclass
@@ -432,6 +512,7 @@ class TrainConfig:
             self.precision,
             f"'float32' on device {self.device!r} (mixed precision: cpu or cuda)",
         )
+        check_optimiser_combination(self)
 
 
 # ----------------------------------------------------------------------------- conversion

@@ -3,7 +3,8 @@
 :func:`loop` runs the epochs of a :class:`~anisotropy.training.run.Run` from its
 current epoch: each step is :func:`anisotropy.training.step.train_step`; every
 ``logging.log_every`` epochs the period's means, the test loss and accuracy and
-the layer signals (eq. 2 of the paper) become one line of ``log.jsonl``, and every
+the layer signals (eq. 2 of the paper) and the cumulative passes (the compute
+spent, :mod:`anisotropy.training.optimisers`) become one line of ``log.jsonl``, and every
 ``logging.checkpoint_every`` epochs the run's state is checkpointed.  In a
 data-parallel run every rank computes the same means and signals (its gradients
 and statistics are the minibatch's, summed over the ranks); rank 0 alone
@@ -25,10 +26,11 @@ from anisotropy.data.datasets import Dataset, minibatches
 from anisotropy.io import append_jsonl, check_record, save_checkpoint
 from anisotropy.training.config import config_to_dict
 from anisotropy.training.hooks import CallbackError, TrainState
+from anisotropy.training.optimisers import log_extras
 from anisotropy.training.run import NonFiniteError, Period, Run
 from anisotropy.training.step import train_step
 
-__all__ = ["evaluate", "loop", "summary", "write_step_record", "record", "notify"]
+__all__ = ["evaluate", "loop", "summary", "write_step_record", "record", "notify", "epoch_batches"]
 
 
 @torch.no_grad()
@@ -139,7 +141,12 @@ def record(run: Run, period: Period, wall_start: float) -> dict[str, Any]:
         "lr": run.optimizer.param_groups[0]["lr"],
         "R": None if run.schedule is None else run.schedule(max(run.step - 1, 0)),
         "layers": run.signals.summary() if run.signals is not None else {},
+        "passes": run.passes,
+        "forward_passes": run.forward_passes,
     }
+    extras = log_extras(run)
+    if extras:
+        rec["optim"] = extras
     try:
         check_record(rec, "log")
     except ValueError as exc:
@@ -163,6 +170,8 @@ def summary(run: Run, status: str, wall: float) -> dict[str, Any]:
         "final_train_loss": last.get("train_loss"),
         "final_smoothed_loss": last.get("smoothed_loss"),
         "final_train_acc": last.get("train_acc"),
+        "passes": last.get("passes", 0),
+        "forward_passes": last.get("forward_passes", 0),
         "wall_time": wall,
         "parameters": sum(p.numel() for p in run.model.parameters()),
         "smoothed_parameters": list(run.ple.smoothed_names) if run.ple is not None else [],
@@ -195,8 +204,8 @@ def loop(run: Run) -> str:
         if run.signals is not None:
             run.signals.reset()
         while run.epoch < cfg.epochs:
-            for idx in minibatches(run.n_train, cfg.optim.batch_size, generator=run.data_gen):
-                train_step(run, idx, period)
+            for idxs in epoch_batches(run):
+                train_step(run, idxs, period)
                 notify(run, "on_step")
                 bar.update(1)
             run.epoch += 1
@@ -225,6 +234,17 @@ def loop(run: Run) -> str:
         bar.close()
         run.elapsed += time.perf_counter() - wall_start
     return status
+
+
+def epoch_batches(run: Run) -> list[tuple[torch.Tensor, ...]]:
+    """The minibatches of one epoch, one tuple per step: one permutation of the training
+    set per stream (``run.streams``: the replicas, the Langevin steps, else one), all
+    drawn from the data generator at the start of the epoch."""
+    orders = [
+        list(minibatches(run.n_train, run.cfg.optim.batch_size, generator=run.data_gen))
+        for _ in range(run.streams)
+    ]
+    return list(zip(*orders, strict=True))
 
 
 def _kept(run: Run) -> str:

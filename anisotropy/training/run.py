@@ -29,6 +29,7 @@ from anisotropy.smoothing.schedules import radius_schedule
 from anisotropy.training.config import Precision, TrainConfig, config_to_dict
 from anisotropy.training.distributed import Context
 from anisotropy.training.hooks import TrainCallback
+from anisotropy.training.optimisers import USED_BY, build_optimizer, gradient_free, streams
 from anisotropy.training.signals import SignalAccumulator, weight_layers
 from anisotropy.training.steplog import geometric_steps
 
@@ -55,7 +56,16 @@ CHECKPOINT_FORMAT = 1
 RESUME_MAY_CHANGE = ("epochs", "device", "threads", "optim.accumulate")
 #: configuration keys added after checkpoints were written, with the value that
 #: reproduces the behaviour from before them (a checkpoint without the key has it)
-_ADDED_KEYS: dict[str, Any] = {"precision": "float32", "optim.accumulate": 1}
+_ADDED_KEYS: dict[str, Any] = {
+    "precision": "float32",
+    "optim.accumulate": 1,
+    # the optimisers (optim.name and its parameters), in their JSON-safe form
+    **{
+        f"optim.{k}": v
+        for k, v in config_to_dict(TrainConfig(), json_safe=True)["optim"].items()
+        if k == "name" or k in USED_BY
+    },
+}
 #: the autocast dtype of each precision (float32: no autocast)
 PRECISION_DTYPES: dict[Precision, torch.dtype | None] = {
     "float32": None,
@@ -317,21 +327,27 @@ class Run:
             self.device
         )
         o = cfg.optim
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=o.lr,
-            momentum=o.momentum,
-            nesterov=o.nesterov,
-            weight_decay=o.weight_decay,
-        )
         self.data_gen = torch.Generator().manual_seed(data_seed)
         self.pert_gen = torch.Generator(device=self.device).manual_seed(pert_seed)
+        self.steps_per_epoch = math.ceil(self.n_train / o.batch_size)
+        # the optimiser (anisotropy.training.optimisers); its randomness: pert_gen
+        self.optimizer = build_optimizer(
+            cfg,
+            self.model,
+            generator=self.pert_gen,
+            total_steps=cfg.epochs * self.steps_per_epoch,
+            world_size=self.ctx.world_size,
+            on_gradient=self.record_signals,
+        )
+        #: minibatches per step, each from its own permutation of the data per epoch
+        self.streams = streams(o)
         # float16 needs a gradient scaler (its small gradients underflow); bfloat16 has
         # float32's exponent range and float32 none
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "float16" else None
-        self.steps_per_epoch = math.ceil(self.n_train / o.batch_size)
         self.ple, self.schedule = make_loss(cfg, self.model, self.steps_per_epoch)
-        self.signals = SignalAccumulator(weight_layers(self.model)) if cfg.logging.signals else None
+        # a gradient-free optimiser leaves no gradient to take the signals of
+        with_signals = cfg.logging.signals and not gradient_free(o)
+        self.signals = SignalAccumulator(weight_layers(self.model)) if with_signals else None
         lg = cfg.logging
         # step log: its own accumulators over the window since the last step record
         self.step_signals = SignalAccumulator(weight_layers(self.model)) if lg.steps else None
@@ -356,6 +372,36 @@ class Run:
         self.elapsed = 0.0
         self.last: dict[str, Any] | None = None
         self.last_loss: torch.Tensor | None = None
+        #: cumulative minibatch passes with / without backward (optimisers module)
+        self.passes = self.forward_passes = 0
+        #: per-optimiser values of the last step for the log (optimisers.log_extras)
+        self.optim_log: dict[str, float] = {}
+
+    def smoothed(self, step: int) -> bool:
+        """Whether the training loss at ``step`` is the smoothed one (a smoothed layer,
+        and a radius that no schedule has brought to 0)."""
+        return self.ple is not None and self.schedule is not None and self.schedule(step) != 0.0
+
+    def configurations(self, step: int) -> int:
+        """Network evaluations of one minibatch by the training loss at ``step``: the
+        ``y`` perturbed weights and the centre (if included) when smoothed, else 1."""
+        if self.ple is None or not self.smoothed(step):
+            return 1
+        return self.ple.y + int(self.ple.include_centre)
+
+    def record_signals(self) -> None:
+        """Add the current ``.grad`` of the weight layers to the layer signals (eq. 2 of
+        the paper) of the period and of the step log: the gradient the update uses;
+        nothing when a layer has no gradient (a non-finite loss skipped its backward,
+        and the run stops at this step)."""
+        if self.signals is None and self.step_signals is None:
+            return
+        if any(p.grad is None for p in weight_layers(self.model).values()):
+            return
+        if self.signals is not None:
+            self.signals.update()
+        if self.step_signals is not None:
+            self.step_signals.update()
 
     def autocast(self) -> AbstractContextManager[Any]:
         """``torch.autocast`` at the run's precision on its device (float32: none)."""
@@ -378,6 +424,8 @@ class Run:
             "steps_position": self.steps_position,
             "elapsed": self.elapsed,
             "last": self.last,
+            "passes": self.passes,
+            "forward_passes": self.forward_passes,
             "config": config_to_dict(self.cfg, json_safe=True),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -407,9 +455,21 @@ class Run:
         ):
             setattr(self, key, ck[key])
         self.steps_position = ck.get("steps_position", 0)
+        if "passes" in ck:
+            self.passes, self.forward_passes = ck["passes"], ck["forward_passes"]
+        else:  # written before the passes were counted: by the sgd step, which is known
+            self._count_sgd_passes()
         if self.scaler is not None and "scaler" in ck:
             self.scaler.load_state_dict(ck["scaler"])
         self.checkpoint_epoch = self.epoch
+
+    def _count_sgd_passes(self) -> None:
+        """The passes of ``self.step`` sgd steps (one process, no accumulation: all a
+        checkpoint from before the count could hold)."""
+        for s in range(self.step):
+            self.passes += self.configurations(s)
+            if self.ple is not None and self.smoothed(s) and not self.ple.include_centre:
+                self.forward_passes += 1
 
     def _restore_perturbation_stream(self, state: torch.Tensor, saved: dict[str, Any]) -> None:
         """Set the perturbation generator, which lives on the run's device.

@@ -24,11 +24,18 @@ with the perturbation generator), bitwise as before.  The precision
 float16 a gradient scaler scales the losses and unscales the gradients before the
 layer signals and the update (a step whose gradients overflow is skipped by the
 scaler, and not counted in the signals).
+
+The optimiser's own step (SAM's two passes, the replicas' and the Langevin steps'
+minibatches, the variational schemes' batched evaluations) is
+:mod:`anisotropy.training.optimisers`; it calls :func:`gradient` for each
+(smoothed) loss gradient it needs, so accumulation, ranks and precision apply to
+all of them.  Every evaluation is counted in ``run.passes`` / ``run.forward_passes``
+(a minibatch pass: see that module).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +43,12 @@ import torch.nn.functional as F
 from anisotropy.data.augment import augment_batch
 from anisotropy.smoothing.reductions import PLA
 from anisotropy.training.distributed import shard_bounds
+from anisotropy.training.optimisers import StepOps, optimiser_step
 from anisotropy.training.run import NonFiniteError, Period, Run
 
-__all__ = ["train_step", "pieces"]
+__all__ = ["train_step", "pieces", "gradient"]
+
+Draws = Mapping[str, torch.Tensor]
 
 
 def pieces(batch: int, world_size: int, rank: int, accumulate: int) -> list[tuple[int, int]]:
@@ -54,36 +64,45 @@ def _centre_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.detach().to(wide), targets)
 
 
-def train_step(run: Run, idx: torch.Tensor, period: Period) -> None:
-    """One step of ``run`` on the minibatch ``idx`` (the same indices on every rank)."""
+def train_step(run: Run, idxs: torch.Tensor | Sequence[torch.Tensor], period: Period) -> None:
+    """One step of ``run`` on the minibatch ``idxs`` (the same indices on every rank), or on
+    one minibatch per stream (:func:`anisotropy.training.optimisers.streams`): the
+    optimiser's step (:func:`anisotropy.training.optimisers.optimiser_step`)."""
     d, cfg = run.data, run.cfg
-    idx = idx.to(run.device)
-    x = d.x_train[idx]
-    if cfg.data.augment != "none":  # the whole minibatch: the data generator stays in step
-        x = augment_batch(x, cfg.data.augment, generator=run.data_gen)
-    x, t = d.normalise(x), d.y_train[idx]
-    if run.ctx.parallel or cfg.optim.accumulate > 1:
-        centre, loss, correct = _pieces_backward(run, x, t)
-    else:
-        centre, loss, correct = _whole_backward(run, x, t)
-    if not bool(torch.isfinite(loss)):
+    batches = []
+    for idx in [idxs] if isinstance(idxs, torch.Tensor) else idxs:
+        idx = idx.to(run.device)
+        x = d.x_train[idx]
+        if cfg.data.augment != "none":  # the whole minibatch: the data generator stays in step
+            x = augment_batch(x, cfg.data.augment, generator=run.data_gen)
+        batches.append((d.normalise(x), d.y_train[idx]))
+    res = optimiser_step(run, batches, _OPS)
+    if not bool(torch.isfinite(res.loss)):
         raise NonFiniteError(
-            f"non-finite training loss ({float(loss)}) at epoch {run.epoch + 1}, step {run.step}"
+            f"non-finite training loss ({float(res.loss)}) at epoch {run.epoch + 1}, "
+            f"step {run.step}"
         )
-    _update(run)
-    period.add(centre, loss, correct, len(idx))
-    run.last_loss = loss
+    period.add(res.centre, res.loss, res.correct, res.samples)
+    run.last_loss = res.loss
     run.step += 1
     if run.step_signals is not None:
-        run.step_period.add(centre, loss, correct, len(idx))
+        run.step_period.add(res.centre, res.loss, res.correct, res.samples)
         if run.step in run.step_marks:
             from anisotropy.training.loop import write_step_record
 
             write_step_record(run)
 
 
-def _radius(run: Run) -> float:
-    return run.schedule(run.step) if run.schedule is not None else 0.0
+def gradient(
+    run: Run, x: torch.Tensor, t: torch.Tensor, *, draws: Draws | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zero the gradients, evaluate the (smoothed) loss of the minibatch ``(x, t)`` at the
+    current weights, call ``backward()`` (unless the loss is non-finite) and count the
+    passes; return (centre loss, loss, correct count), detached.  ``draws``: the
+    perturbations of the step (default: drawn from the perturbation generator)."""
+    if run.ctx.parallel or run.cfg.optim.accumulate > 1:
+        return _pieces_backward(run, x, t, draws)
+    return _whole_backward(run, x, t, draws)
 
 
 def _backward(run: Run, loss: torch.Tensor) -> None:
@@ -91,29 +110,31 @@ def _backward(run: Run, loss: torch.Tensor) -> None:
 
 
 def _whole_backward(
-    run: Run, x: torch.Tensor, t: torch.Tensor
+    run: Run, x: torch.Tensor, t: torch.Tensor, draws: Draws | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One process, one piece: (centre loss, smoothed loss, correct count), detached."""
+    run.passes += run.configurations(run.step)
     with run.autocast():
-        if run.ple is None or _radius(run) == 0.0:
+        if run.ple is None or not run.smoothed(run.step):
             logits = run.model(x)
             loss = F.cross_entropy(logits, t)
         else:
-            out = run.ple(x, t, generator=run.pert_gen, step=run.step)
+            out = run.ple(x, t, generator=run.pert_gen, step=run.step, draws=draws)
             loss, logits = out.loss, out.centre_output
             if logits is None:  # centre excluded from the loss: one extra forward for the log
+                run.forward_passes += 1
                 with torch.no_grad():
                     logits = run.model(x)
     centre = _centre_loss(logits, t)
     if not bool(torch.isfinite(loss)):  # checked before the backward, as always
         return centre, loss.detach(), torch.zeros((), device=run.device)
-    run.optimizer.zero_grad(set_to_none=True)
+    run.model.zero_grad(set_to_none=True)
     _backward(run, loss)
     return centre, loss.detach(), (logits.detach().argmax(dim=1) == t).sum()
 
 
 def _pieces_backward(
-    run: Run, x: torch.Tensor, t: torch.Tensor
+    run: Run, x: torch.Tensor, t: torch.Tensor, draws: Draws | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pieces of the minibatch on this rank (see the module's notes): accumulate their
     weighted gradients and sum them over the ranks; return the minibatch's (centre
@@ -121,14 +142,19 @@ def _pieces_backward(
     ctx, b = run.ctx, len(t)
     bounds = pieces(b, ctx.world_size, ctx.rank, run.cfg.optim.accumulate)
     ple, step = run.ple, run.step
-    smoothed = ple is not None and _radius(run) != 0.0
-    draws = ple.sample(run.pert_gen, step) if smoothed and ple is not None and ple.y > 0 else None
+    smoothed = ple is not None and run.smoothed(step)
+    run.passes += run.configurations(step)
+    if smoothed and ple is not None and ple.y > 0 and draws is None:
+        draws = ple.sample(run.pert_gen, step)
+    if smoothed and ple is not None and not ple.include_centre:
+        run.forward_passes += 1  # the centre forward for the log, over all pieces
     sync: Callable[[torch.Tensor], torch.Tensor] | None = None
     if smoothed and ple is not None and not isinstance(ple.loss_reduction, PLA):
         if len(bounds) == 1:  # one piece per rank: sum the weighted losses over the ranks
             w = (bounds[0][1] - bounds[0][0]) / b
             sync = lambda local: ctx.all_reduce_sum(local * w)
         else:  # micro-batches: the minibatch's losses from a gradient-free pass first
+            run.forward_passes += run.configurations(step)
             with torch.no_grad(), run.autocast():
                 parts = [
                     ple(
@@ -138,7 +164,7 @@ def _pieces_backward(
                 ]
             whole = ctx.all_reduce_sum(torch.stack(parts).sum(0))
             sync = lambda local: whole
-    run.optimizer.zero_grad(set_to_none=True)
+    run.model.zero_grad(set_to_none=True)
     stats = torch.zeros(3, dtype=torch.float64, device=run.device)
     for lo, hi in bounds:
         xp, tp, w = x[lo:hi], t[lo:hi], (hi - lo) / b
@@ -180,3 +206,6 @@ def _update(run: Run) -> None:
         scaler.update()
     else:
         run.optimizer.step()
+
+
+_OPS = StepOps(gradient=gradient, update=_update, signals=Run.record_signals)

@@ -1,4 +1,6 @@
-"""Training loop: SGD on plain or partially smoothed cross-entropy, with layer signals.
+"""Training loop: SGD on plain or partially smoothed cross-entropy, with layer signals
+(or another optimiser of :mod:`anisotropy.optim`, ``optim.name``:
+:mod:`anisotropy.training.optimisers`).
 
 :func:`train` runs one configuration (the command line ``anisotropy train`` is
 :mod:`anisotropy.cli.train`).  One run = one
@@ -6,8 +8,8 @@
 
 * ``config.toml`` - the configuration (after overrides);
 * ``log.jsonl``   - one JSON line per logging period (format in ``docs/trainer.md``);
-* ``checkpoint.pt`` - the last good state (model, optimiser, both generators,
-  epoch, best accuracy, log position), written atomically;
+* ``checkpoint.pt`` - the last good state (model, the optimiser's ``state_dict``, both
+  generators, epoch, best accuracy, log position, passes), written atomically;
 * ``summary.json`` - configuration, best / final test accuracy, status (also
   written, as ``interrupted at epoch N``, when a KeyboardInterrupt stops the run);
 * ``.lock`` - held for the whole run (:mod:`anisotropy.training.lock`): one writer;
