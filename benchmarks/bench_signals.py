@@ -8,8 +8,9 @@ figure 3 at batch 256, measured per step inside whole epochs:
 * ``hand+welford`` - the same loop plus a per-layer Welford update of s_I and of the
   gradient vector (the accumulator this package used before; kept here as the
   reference point);
-* ``hand+signals`` - the same loop plus :class:`SignalAccumulator.update` (sums
-  shifted by the first minibatch: one float64 copy, L1 norm, subtraction, add, dot);
+* ``hand+signals`` - the same loop plus :class:`SignalAccumulator.update` (per
+  layer, in cache-sized blocks: ``|g|`` and its sum, the deviation from the running
+  mean of the group of minibatches and its squared norm, the group sum);
 * ``trainer``   - :func:`anisotropy.training.trainer.train` with signals on (everything
   the trainer does per step: loss sums, accuracy, NaN checks, the signals);
 * ``trainer-nosignals`` - the trainer with ``logging.signals = false``.
@@ -18,7 +19,10 @@ Step times come from the intervals between consecutive steps inside an epoch
 (the trainer's through an ``on_step`` callback), so the end-of-epoch evaluation is
 not counted.  The variants run round-robin, one epoch each per repeat, so a change
 of machine load hits all of them alike; medians over repeats and their ratios to
-``hand`` are printed.  Target: ``trainer`` within 1.15x ``hand``.
+``hand`` are printed, for wall time and for the CPU time of the (single) training
+thread, which does not count the time other processes take the core from it and
+so varies less on a shared machine (with ``--threads 1``, where all the work runs on
+that thread).  Target: ``trainer`` within 1.15x ``hand``.
 
 Run::
 
@@ -78,7 +82,12 @@ class _Welford:
                 m2 += delta * (x - mean)
 
 
-def _hand_epoch(model, opt, x, t, batch, accumulator) -> list[float]:
+def _stamp() -> tuple[float, float]:
+    """(wall time, CPU time of this thread) in seconds."""
+    return time.perf_counter(), time.thread_time()
+
+
+def _hand_epoch(model, opt, x, t, batch, accumulator) -> list[tuple[float, float]]:
     stamps = []
     perm = torch.randperm(len(x))
     for i in range(0, len(x), batch):
@@ -89,20 +98,22 @@ def _hand_epoch(model, opt, x, t, batch, accumulator) -> list[float]:
         if accumulator is not None:
             accumulator.update()
         opt.step()
-        stamps.append(time.perf_counter())
+        stamps.append(_stamp())
     return stamps
 
 
 class _Stamps(Callback):
     def __init__(self) -> None:
-        self.stamps: list[float] = []
+        self.stamps: list[tuple[float, float]] = []
 
     def on_step(self, state) -> None:
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(_stamp())
 
 
-def _per_step(stamps: list[float]) -> float:
-    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+def _per_step(stamps: list[tuple[float, float]]) -> tuple[float, float]:
+    """Mean (wall, CPU) seconds per step between the first and the last stamp."""
+    (w0, c0), (w1, c1) = stamps[0], stamps[-1]
+    return (w1 - w0) / (len(stamps) - 1), (c1 - c0) / (len(stamps) - 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(n, 784, generator=g)
     t = torch.randint(0, 10, (n,), generator=g)
-    times: dict[str, list[float]] = {
+    times: dict[str, list[tuple[float, float]]] = {
         k: [] for k in ("hand", "hand+welford", "hand+signals", "trainer", "trainer-nosignals")
     }
     train_cfg = {  # synthetic data of the same shape: 80 % of n train, as many steps
@@ -155,16 +166,18 @@ def main(argv: list[str] | None = None) -> int:
                     stamps = cb.stamps
                 if r:
                     times[name].append(_per_step(stamps))
-    base = statistics.median(times["hand"])
+    med = {k: [statistics.median(col) for col in zip(*ts, strict=True)] for k, ts in times.items()}
+    (wall0, cpu0), load_end = med["hand"], os.getloadavg()
     print(
         f"plain MLP 784-784-784-10 step, batch {batch}, {cfg.threads} thread(s), "
         f"{cfg.steps} steps/epoch, median of {cfg.repeats} epochs "
-        f"(load average at start {load[0]:.2f})"
+        f"(load average {load[0]:.2f} at start, {load_end[0]:.2f} at end)"
     )
-    print(f"{'variant':<20} {'ms/step':>8} {'/hand':>7}")
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{name:<20} {1e3 * med:8.2f} {med / base:7.3f}")
+    print(f"{'variant':<20} {'wall ms/step':>12} {'/hand':>7} {'cpu ms/step':>12} {'/hand':>7}")
+    for name, (wall, cpu) in med.items():
+        print(
+            f"{name:<20} {1e3 * wall:12.2f} {wall / wall0:7.3f} {1e3 * cpu:12.2f} {cpu / cpu0:7.3f}"
+        )
     return 0
 
 
