@@ -69,7 +69,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from anisotropy.smoothing.sampling import select_parameters
+from anisotropy.optim._partial import partial_ids
 from anisotropy.validation import check_choice, check_int, check_positive
 
 __all__ = [
@@ -232,19 +232,12 @@ class EntropySGD(torch.optim.Optimizer):
         outer_gradient = check_choice("outer_gradient", outer_gradient, OUTER_GRADIENTS)
         base_params = [p for g in base_optimizer.param_groups for p in g["params"]]
         owned = {id(p): n for n, p in model.named_parameters()}
-        if layers is None:
-            entropic = {id(p) for p in base_params}
-        else:
-            names = select_parameters(model, layers, include_biases=include_biases)
-            params = dict(model.named_parameters())
-            ids = {id(p) for p in base_params}
-            missing = [n for n in names if id(params[n]) not in ids]
-            if missing:
-                raise ValueError(
-                    f"layers selects parameters the base optimizer does not hold: "
-                    f"{', '.join(missing)}"
-                )
-            entropic = {id(params[n]) for n in names}
+        entropic = partial_ids(
+            base_params,
+            model=model,
+            layers=layers,
+            include_biases=include_biases and layers is not None,
+        )
         self.base_optimizer = base_optimizer
         self.model = model
         self.gamma = gamma
