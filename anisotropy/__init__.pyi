@@ -115,13 +115,16 @@ from .related.entropy_flow import (
 from .related.entropy_flow import (
     dense_entropy_loss as dense_entropy_loss,
 )
-
-# related methods: local energy, entropy flow
 from .related.local_energy import (
     local_energy as local_energy,
 )
 from .related.local_energy import (
     local_energy_curve as local_energy_curve,
+)
+
+# related methods: local energy, entropy flow
+from .related.local_free_entropy import (
+    mc_local_free_entropy as mc_local_free_entropy,
 )
 from .smoothing.accumulation import (
     accumulate_smoothed as accumulate_smoothed,
@@ -197,6 +200,9 @@ from .training.config import (
 )
 from .training.config import (
     load_config as load_config,
+)
+from .training.flatness import (
+    measure_flatness as measure_flatness,
 )
 from .training.hooks import (
     Callback as Callback,

@@ -24,29 +24,26 @@ the way a training step computes the smoothed loss
 Memory is bounded by ``chunk`` copies of the layer plus the activations of
 ``chunk`` configurations, whatever ``y`` is: the only array of length ``y`` is the
 float64 vector of log-weights (``8 y`` bytes: 0.8 MB at ``y = 1e5``).
+
+The estimator itself is :func:`anisotropy.related.local_free_entropy.mc_local_free_entropy`
+(one implementation, also used by the trainer's end-of-run flatness measurement);
+this function adds the layer check and the analysis package's diagnostics.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from analysis.free_entropy.estimate import RELVAR_LIMIT, FreeEntropyResult
 from analysis.free_entropy.estimators import weight_diagnostics
-from anisotropy.kernels import Kernel, as_kernel
-from anisotropy.smoothing.losses import PartialLocalEntropy
-from anisotropy.validation import check_int, check_positive
+from anisotropy.kernels import Kernel
+from anisotropy.related.local_free_entropy import DEFAULT_CHUNK, mc_local_free_entropy
 
 __all__ = ["layer_free_entropy", "DEFAULT_CHUNK"]
-
-#: perturbed configurations per batched evaluation: 64 copies of a 784 x 784
-#: float32 layer are 157 MB, and the batched product is already GEMM-bound there
-DEFAULT_CHUNK = 64
 
 
 def layer_free_entropy(
@@ -95,10 +92,6 @@ def layer_free_entropy(
     FreeEntropyResult
         ``method = "mc"``; ``stderr`` by the delta method (``sd(w) / (sqrt(y) mean w)``).
     """
-    y = check_int("y", y, minimum=2)
-    chunk = check_int("chunk", chunk, minimum=1)
-    beta = check_positive("beta", beta)
-    kern = as_kernel(kernel)
     modules = dict(model.named_modules())
     weight = getattr(modules.get(layer_name), "weight", None) if layer_name else None
     if not isinstance(weight, torch.Tensor):
@@ -108,52 +101,34 @@ def layer_free_entropy(
             if n and isinstance(getattr(m, "weight", None), torch.Tensor)
         ]
         raise ValueError(f"unknown layer_name {layer_name!r}; layers with weights: {names}")
-    if inputs.shape[0] != targets.shape[0]:
-        raise ValueError(
-            f"inputs and targets must have the same batch size, got "
-            f"{inputs.shape[0]} and {targets.shape[0]}"
-        )
-    n = weight.numel()
-    log_w = np.empty(y)
-    losses: dict[int, PartialLocalEntropy] = {}
-    with torch.no_grad():
-        for start in range(0, y, chunk):
-            b = min(chunk, y - start)
-            if b not in losses:  # at most two sizes: chunk and the remainder
-                losses[b] = PartialLocalEntropy(
-                    model,
-                    loss_fn,
-                    layers=[f"{layer_name}.weight"],
-                    kernel=kern,
-                    y=b,
-                    include_centre=False,
-                )
-            out = losses[b](inputs, targets, generator=generator)
-            log_w[start : start + b] = -beta * out.per_sample.double().cpu().numpy()
-    if not np.all(np.isfinite(log_w)):
-        raise ValueError("the loss is not finite at some perturbed weights (NaN or inf)")
-    log_z = n * kern.log_normaliser()
-    shift = float(log_w.max())
-    u = np.exp(log_w - shift)
-    mean = float(u.mean())
-    estimate = -log_z - shift - math.log(mean)
-    stderr = float(u.std(ddof=1) / math.sqrt(y) / mean)
-    relvar, ess = weight_diagnostics(log_w)
-    return FreeEntropyResult(
-        estimate=estimate,
-        stderr=stderr,
-        dof=y - 1,
+    res = mc_local_free_entropy(
+        model,
+        [f"{layer_name}.weight"],
+        inputs,
+        targets,
+        kernel=kernel,
         y=y,
+        generator=generator,
+        beta=beta,
+        chunk=chunk,
+        loss_fn=loss_fn,
+    )
+    relvar, ess = weight_diagnostics(res.log_weights)
+    return FreeEntropyResult(
+        estimate=res.estimate,
+        stderr=res.stderr,
+        dof=res.y - 1,
+        y=res.y,
         method="mc",
-        log_normaliser=log_z,
+        log_normaliser=res.log_normaliser,
         relative_variance=relvar,
         ess=ess,
         reliable=relvar <= RELVAR_LIMIT,
         jackknife_bias=None,
-        raw_estimate=estimate,
-        n_evaluations=y,
-        n_smoothed=n,
-        kernel=kern.name,
-        beta=beta,
+        raw_estimate=res.estimate,
+        n_evaluations=res.y,
+        n_smoothed=res.n_smoothed,
+        kernel=res.kernel,
+        beta=res.beta,
         notes=(f"streamed in chunks of {chunk} through the prefix-once training path",),
     )

@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("anisotropy.cli.train:main", "train a model from a TOML configuration"),
     "cooling": ("analysis.cooling:main", "cooling-law analysis of logged layer signals"),
+    "flatness": (
+        "anisotropy.training.flatness:main",
+        "measure a run's final flatness (local energy, local free entropy)",
+    ),
     "sweep": ("experiments.sweep:main", "run an experiment's sweep of training runs"),
     "figures": ("paper_figs.make:main", "draw the paper's figures from sweep results"),
 }

@@ -10,13 +10,15 @@ paper gives one: section 4 of
 
     seed = 0
     epochs = 120
+    max_passes = 100000      # optional budget of minibatch passes (docs/trainer.md)
     precision = "float32"    # or "bfloat16", "float16" (cpu or cuda)
     [model]      name = "mlp", depth = 2, width = 784, activation = "relu", ...
     [data]       name = "fashion_mnist", root = "...", n_train = 10000, ...
     [optim]      lr = 1e-4, momentum = 0.9, nesterov = false, weight_decay = 0.0, batch_size = 256,
                  accumulate = 1, name = "sgd" (or "sam", "replicated", ...: the optimiser)
     [smoothing]  layers = ["fc2"], reduction = "pla", R = 0.01, y = 4, ...
-    [logging]    log_every = 1, checkpoint_every = 1
+    [logging]    log_every = 1, checkpoint_every = 1, flatness = false, ...
+    [guidance]   dense_weight = 0.0, conv_weight = 0.0, layers = [], target = 0.0
 
 ``None`` values (e.g. ``data.root``, ``smoothing.gamma``) are written as absent
 keys, since TOML has no null.  Unknown keys and values of the wrong type or out
@@ -59,11 +61,14 @@ else:  # pragma: no cover - exercised on 3.10 only
 __all__ = [
     "Precision",
     "PRECISIONS",
+    "Init",
+    "INITS",
     "ModelConfig",
     "DataConfig",
     "OptimConfig",
     "SmoothingConfig",
     "LoggingConfig",
+    "GuidanceConfig",
     "TrainConfig",
     "load_config",
     "config_from_dict",
@@ -80,6 +85,14 @@ __all__ = [
 #: ~1e-45 already moves no float32 weight, so the bound excludes nothing meaningful
 R_MIN, R_MAX = 1e-150, 1e150
 _R_RANGE = f"a number in [{R_MIN:g}, {R_MAX:g}] (gamma = 1/R^2 must be finite)"
+
+
+#: initialisation of the weights: Kaiming-normal with zero biases (the package's
+#: networks, :mod:`anisotropy.models`), or PyTorch's default ``reset_parameters`` of
+#: every ``nn.Linear`` / ``nn.Conv2d`` (weights and biases uniform in +-1/sqrt(fan_in):
+#: weight variance 1/(3 fan_in), a poor start for a deep ReLU network)
+Init = Literal["kaiming", "torch_default"]
+INITS: tuple[Init, ...] = get_args(Init)
 
 
 #: arithmetic of the forward passes: float32, or torch.autocast to bfloat16 / float16
@@ -114,8 +127,16 @@ class ModelConfig:
         default=None, metadata={"help": "cnn: input side (default: from the data)"}
     )
     padding: int = field(default=0, metadata={"help": "cnn: padding of the 3x3 convolutions"})
+    init: Init = field(
+        default="kaiming",
+        metadata={
+            "help": "kaiming (Kaiming-normal weights, zero biases) | torch_default "
+            "(PyTorch's reset_parameters: uniform +-1/sqrt(fan_in))"
+        },
+    )
 
     def __post_init__(self) -> None:
+        check_choice("model.init", self.init, INITS)
         _require(self.depth >= 1, "model.depth", self.depth, "an integer >= 1")
         _require(self.width >= 1, "model.width", self.width, "an integer >= 1")
         _require(self.padding >= 0, "model.padding", self.padding, "an integer >= 0")
@@ -447,6 +468,30 @@ class LoggingConfig:
         default=DEFAULT_PER_DECADE,
         metadata={"help": "step log: logged steps per factor 10 after the dense start"},
     )
+    # --- end-of-run flatness (anisotropy.training.flatness; docs/trainer.md "Flatness")
+    flatness: bool = field(
+        default=False,
+        metadata={
+            "help": "at the end of the run, measure the final model's per-layer and "
+            "whole-model local energy and Monte Carlo local free entropy into summary.json"
+        },
+    )
+    flatness_n_train: int = field(
+        default=1024,
+        metadata={"help": "flatness: size of the fixed training subset (seeded by seed)"},
+    )
+    flatness_sigmas: list[float] = field(
+        default_factory=lambda: [0.1, 0.2, 0.4],
+        metadata={"help": "flatness: multiplicative noise scales of the local energy"},
+    )
+    flatness_R: list[float] = field(
+        default_factory=lambda: [0.01],
+        metadata={"help": "flatness: box radii of the Monte Carlo local free entropy"},
+    )
+    flatness_samples: int = field(
+        default=256,
+        metadata={"help": "flatness: noise draws per local energy curve and per free entropy"},
+    )
 
     def __post_init__(self) -> None:
         _require(self.log_every >= 1, "logging.log_every", self.log_every, "an integer >= 1")
@@ -463,6 +508,84 @@ class LoggingConfig:
             self.checkpoint_every,
             f"0 or a multiple of logging.log_every = {self.log_every}",
         )
+        _require(
+            self.flatness_n_train >= 1,
+            "logging.flatness_n_train",
+            self.flatness_n_train,
+            "an integer >= 1",
+        )
+        _require(
+            bool(self.flatness_sigmas)
+            and all(math.isfinite(v) and v >= 0 for v in self.flatness_sigmas),
+            "logging.flatness_sigmas",
+            self.flatness_sigmas,
+            "a non-empty list of finite numbers >= 0",
+        )
+        _require(
+            bool(self.flatness_R) and all(R_MIN <= v <= R_MAX for v in self.flatness_R),
+            "logging.flatness_R",
+            self.flatness_R,
+            f"a non-empty list, each {_R_RANGE}",
+        )
+        _require(
+            self.flatness_samples >= 2,
+            "logging.flatness_samples",
+            self.flatness_samples,
+            "an integer >= 2 (a standard error needs two draws)",
+        )
+
+
+@dataclass
+class GuidanceConfig:
+    """Entropy guidance (Meni et al.): the training loss becomes
+    ``L + dense_weight * L_dense + conv_weight * L_conv``
+    (:func:`anisotropy.related.entropy_flow.dense_entropy_loss`,
+    :func:`~anisotropy.related.entropy_flow.conv_entropy_loss`); both weights 0 (the
+    default) is the plain loss, bit for bit."""
+
+    dense_weight: float = field(
+        default=0.0, metadata={"help": "weight of L_dense (square or tall nn.Linear layers)"}
+    )
+    conv_weight: float = field(
+        default=0.0, metadata={"help": "weight of L_conv (square-channel valid nn.Conv2d)"}
+    )
+    layers: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "guided layers (names or globs; each term takes those of its kind); "
+            "empty: every eligible layer"
+        },
+    )
+    target: float | dict[str, float] = field(
+        default=0.0,
+        metadata={
+            "help": "target entropy change per coordinate t_k: one number, or a table "
+            "layer -> number (missing layers: 0)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        for key in ("dense_weight", "conv_weight"):
+            v = getattr(self, key)
+            _require(math.isfinite(v) and v >= 0, f"guidance.{key}", v, "a finite number >= 0")
+        _require(
+            len(set(self.layers)) == len(self.layers),
+            "guidance.layers",
+            self.layers,
+            "a list of distinct layer names",
+        )
+        values = self.target.values() if isinstance(self.target, dict) else [self.target]
+        _require(
+            all(math.isfinite(v) for v in values),
+            "guidance.target",
+            self.target,
+            "a finite number or a table of layer -> finite number",
+        )
+
+    @property
+    def active(self) -> bool:
+        """True when a guidance term enters the training loss (a weight > 0)."""
+        return self.dense_weight > 0 or self.conv_weight > 0
 
 
 @dataclass
@@ -472,7 +595,17 @@ class TrainConfig:
     seed: int = field(
         default=0, metadata={"help": "seed of initialisation, data order and perturbations"}
     )
-    epochs: int = field(default=120, metadata={"help": "number of epochs"})
+    epochs: int = field(
+        default=120,
+        metadata={"help": "number of epochs (the upper limit when max_passes is set)"},
+    )
+    max_passes: int | None = field(
+        default=None,
+        metadata={
+            "help": "budget: stop once passes + forward_passes reaches it (checked after each "
+            "step; the partial last epoch is logged); absent: no budget"
+        },
+    )
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda"})
     threads: int | None = field(
         default=None, metadata={"help": "torch intra-op threads (default: leave torch's setting)"}
@@ -489,10 +622,17 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        _require(
+            self.max_passes is None or self.max_passes >= 1,
+            "max_passes",
+            self.max_passes,
+            "an integer >= 1 (or absent: no budget)",
+        )
         _require(
             re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device) is not None,
             "device",
@@ -531,7 +671,18 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         args = [a for a in get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        tables = [a for a in args if get_origin(a) is dict]
+        if isinstance(value, dict) and tables:  # e.g. a per-layer table
+            return _coerce(key, tables[0], value)
         return _coerce(key, args[0], value)
+    if origin is dict:
+        _, inner = get_args(tp)
+        if not isinstance(value, dict):
+            raise ValueError(f"{key} must be a table (dict), got {value!r}")
+        for k in value:
+            if not isinstance(k, str) or not k:
+                raise ValueError(f"{key} must have non-empty string keys, got {k!r}")
+        return {k: _coerce(f"{key}.{k}", inner, v) for k, v in value.items()}
     if origin is list:
         (inner,) = get_args(tp)
         if not isinstance(value, (list, tuple)):
@@ -594,6 +745,18 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     return _from_dict(TrainConfig, d, "")
 
 
+def _sections(cls: type, prefix: str = "") -> frozenset[str]:
+    """Dotted names of the configuration sections (dataclass fields) under ``cls``; a
+    dict that is a value (``guidance.target`` as a table) is not one."""
+    out: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            out |= {prefix + f.name} | _sections(tp, f"{prefix}{f.name}.")
+    return frozenset(out)
+
+
 def _json_safe(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _json_safe(x) for k, x in v.items()}
@@ -628,6 +791,8 @@ def _toml_value(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table, keys quoted
+        return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")  # pragma: no cover
 
 
@@ -637,12 +802,11 @@ def config_to_toml(cfg: TrainConfig) -> str:
     ``None`` values are left out (TOML has no null; absent keys take the default ``None``).
     """
     d = config_to_dict(cfg)
-    top = [
-        f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict) and v is not None
-    ]
+    sections = _sections(TrainConfig)
+    top = [f"{k} = {_toml_value(v)}" for k, v in d.items() if k not in sections and v is not None]
     lines = top + [""]
     for section, sub in d.items():
-        if isinstance(sub, dict):
+        if section in sections:
             lines.append(f"[{section}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in sub.items() if v is not None]
             lines.append("")
@@ -693,20 +857,25 @@ def apply_overrides(cfg: TrainConfig, overrides: typing.Iterable[str] = ()) -> T
     if isinstance(overrides, str):
         raise ValueError("overrides must be a list of KEY=VALUE strings, not one string")
     d = config_to_dict(cfg)
+    sections = _sections(TrainConfig)
     for item in overrides:
         path, value = parse_override(item)
         node: Any = d
         for depth, part in enumerate(path[:-1]):
-            if not isinstance(node, dict) or not isinstance(node.get(part), dict):
-                sections = [k for k, v in node.items() if isinstance(v, dict)]
+            if ".".join(path[: depth + 1]) not in sections:
+                here = ".".join(path[:depth])
+                valid = [k for k in node if ".".join([*path[:depth], k]) in sections]
+                where = f"valid sections{' in ' + here if here else ''}: {', '.join(valid)}"
                 raise ValueError(
                     f"override {item!r}: {'.'.join(path[: depth + 1])!r} is not a "
-                    f"configuration section; valid sections: {', '.join(sections)}"
+                    "configuration section; "
+                    + (where if valid else f"set the key {'.'.join(path[: depth + 1])!r} whole")
                 )
             node = node[part]
         last = path[-1]
-        if last not in node or isinstance(node[last], dict):
-            valid = [k for k, v in node.items() if not isinstance(v, dict)]
+        prefix = path[:-1]
+        if last not in node or ".".join(path) in sections:
+            valid = [k for k in node if ".".join([*prefix, k]) not in sections]
             raise ValueError(
                 f"override {item!r}: unknown key {'.'.join(path)!r}; valid keys "
                 f"here: {', '.join(valid)}"

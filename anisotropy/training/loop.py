@@ -147,6 +147,8 @@ def record(run: Run, period: Period, wall_start: float) -> dict[str, Any]:
     extras = log_extras(run)
     if extras:
         rec["optim"] = extras
+    if run.guidance is not None:
+        rec.update(run.guidance.record())
     try:
         check_record(rec, "log")
     except ValueError as exc:
@@ -177,12 +179,23 @@ def summary(run: Run, status: str, wall: float) -> dict[str, Any]:
         "smoothed_parameters": list(run.ple.smoothed_names) if run.ple is not None else [],
         "checkpoint_epoch": run.checkpoint_epoch,
         "world_size": run.ctx.world_size,
+        "stopped_by": stopped_by(run, status),
     }
 
 
+def stopped_by(run: Run, status: str) -> str | None:
+    """What ended a complete run: ``"max_passes"`` (the budget is spent, also when that
+    happened at the last step of the last epoch) or ``"epochs"``; ``None`` for a run that
+    was stopped or interrupted."""
+    if status != "complete":
+        return None
+    return "max_passes" if run.budget_reached() else "epochs"
+
+
 def loop(run: Run) -> str:
-    """Train from the run's epoch to ``cfg.epochs``; the status (``complete`` or
-    ``stopped: <reason>``)."""
+    """Train from the run's epoch to ``cfg.epochs``, or until the budget ``cfg.max_passes``
+    is spent (checked after every step: the epoch in progress ends there, and its log
+    line has ``"partial": true``); the status (``complete`` or ``stopped: <reason>``)."""
     cfg = run.cfg
     from tqdm import tqdm
 
@@ -203,15 +216,25 @@ def loop(run: Run) -> str:
         period = Period(run.device)
         if run.signals is not None:
             run.signals.reset()
-        while run.epoch < cfg.epochs:
-            for idxs in epoch_batches(run):
+        while run.epoch < cfg.epochs and not run.budget_reached():
+            batches = epoch_batches(run)
+            partial = False
+            for i, idxs in enumerate(batches):
                 train_step(run, idxs, period)
                 notify(run, "on_step")
                 bar.update(1)
+                if run.budget_reached():
+                    partial = i + 1 < len(batches)
+                    break
             run.epoch += 1
-            if run.epoch % cfg.logging.log_every and run.epoch != cfg.epochs:
+            last = run.epoch == cfg.epochs or run.budget_reached()
+            if run.epoch % cfg.logging.log_every and not last:
                 continue
+            if run.budget_reached() and run.step_period.steps:
+                write_step_record(run)  # the run's last step ends the step log
             rec = record(run, period, wall_start)
+            if partial:
+                rec["partial"] = True
             if run.ctx.is_main:
                 run.log_position = append_jsonl(run.paths.log, rec)
             run.last = rec
@@ -221,7 +244,7 @@ def loop(run: Run) -> str:
                 run.signals.reset()
             run.elapsed, wall_start = rec["wall_time"], time.perf_counter()
             every = cfg.logging.checkpoint_every
-            if (every and run.epoch % every == 0) or run.epoch == cfg.epochs:
+            if (every and run.epoch % every == 0) or last:
                 if run.ctx.is_main:
                     save_checkpoint(run.paths.checkpoint, run.state())
                 run.checkpoint_epoch = run.epoch

@@ -280,6 +280,12 @@ def check_optimiser_combination(cfg: TrainConfig) -> None:
             f"precision must be 'float32' with optim.name = {name!r} (its vmapped "
             f"evaluation runs without autocast), got {cfg.precision!r}"
         )
+    if name in _VARIATIONAL and cfg.guidance.active:
+        raise ValueError(
+            f"guidance.dense_weight and guidance.conv_weight must be 0 with optim.name = "
+            f"{name!r}: its vmapped evaluation takes the cross-entropy only (the guidance "
+            "terms enter the gradient of the other optimisers)"
+        )
     if name in _VARIATIONAL and cfg.logging.steps:
         raise ValueError(
             f"logging.steps must be false with optim.name = {name!r}: the step log records "

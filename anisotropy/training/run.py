@@ -28,6 +28,7 @@ from anisotropy.data.datasets import load_dataset
 from anisotropy.smoothing.schedules import radius_schedule
 from anisotropy.training.config import Precision, TrainConfig, config_to_dict
 from anisotropy.training.distributed import Context
+from anisotropy.training.guidance import EntropyGuidance
 from anisotropy.training.hooks import TrainCallback
 from anisotropy.training.optimisers import USED_BY, build_optimizer, gradient_free, streams
 from anisotropy.training.signals import SignalAccumulator, weight_layers
@@ -52,13 +53,31 @@ __all__ = [
 #: version of the checkpoint layout; bumped when its keys change
 CHECKPOINT_FORMAT = 1
 #: configuration keys that may differ between a checkpoint and a resumed run (the
-#: accumulation and the number of ranks change only the order of floating-point sums)
-RESUME_MAY_CHANGE = ("epochs", "device", "threads", "optim.accumulate")
+#: accumulation and the number of ranks change only the order of floating-point sums;
+#: the end-of-run flatness measurement does not touch the trajectory)
+RESUME_MAY_CHANGE = (
+    "epochs",
+    "device",
+    "threads",
+    "optim.accumulate",
+    "logging.flatness",
+    "logging.flatness_n_train",
+    "logging.flatness_sigmas",
+    "logging.flatness_R",
+    "logging.flatness_samples",
+)
 #: configuration keys added after checkpoints were written, with the value that
 #: reproduces the behaviour from before them (a checkpoint without the key has it)
 _ADDED_KEYS: dict[str, Any] = {
     "precision": "float32",
     "optim.accumulate": 1,
+    "max_passes": None,
+    "model.init": "kaiming",
+    # entropy guidance off
+    **{
+        f"guidance.{k}": v
+        for k, v in config_to_dict(TrainConfig(), json_safe=True)["guidance"].items()
+    },
     # the optimisers (optim.name and its parameters), in their JSON-safe form
     **{
         f"optim.{k}": v
@@ -166,34 +185,46 @@ def build_model(
     """The network of ``cfg.model`` for inputs of ``input_shape``, initialised from ``seed``.
 
     The global torch RNG is forked, so building a model does not touch global state.
+    With ``model.init = "torch_default"`` every layer's ``reset_parameters()`` then
+    redraws its weights and biases, in model order, from the same seeded stream.
     """
-    m = cfg.model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if m.name == "mlp":
-            return models.mlp(
-                depth=m.depth,
-                width=m.width,
-                in_features=int(np.prod(input_shape)),
-                classes=classes,
-                activation=m.activation,
-            )
-        if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
-            raise ValueError(
-                f"model {m.name!r} needs square images (C, H, H), the data set "
-                f"gives samples of shape {input_shape}"
-            )
-        for key, value in (("in_channels", input_shape[0]), ("input_size", input_shape[1])):
-            given = getattr(m, key)
-            if given is not None and given != value:
-                raise ValueError(f"model.{key} = {given} does not match the data ({value})")
-        build = models.cnn_table24 if m.name == "cnn_table24" else models.cnn_table25
-        return build(
-            in_channels=input_shape[0],
-            input_size=input_shape[1],
-            padding=m.padding,
+        model = _network(cfg, input_shape, classes)
+        if cfg.model.init == "torch_default":
+            for module in model.modules():
+                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                    module.reset_parameters()
+        return model
+
+
+def _network(cfg: TrainConfig, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
+    """The network of ``cfg.model`` (its own initialisation), drawn from the global RNG."""
+    m = cfg.model
+    if m.name == "mlp":
+        return models.mlp(
+            depth=m.depth,
+            width=m.width,
+            in_features=int(np.prod(input_shape)),
             classes=classes,
+            activation=m.activation,
         )
+    if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
+        raise ValueError(
+            f"model {m.name!r} needs square images (C, H, H), the data set "
+            f"gives samples of shape {input_shape}"
+        )
+    for key, value in (("in_channels", input_shape[0]), ("input_size", input_shape[1])):
+        given = getattr(m, key)
+        if given is not None and given != value:
+            raise ValueError(f"model.{key} = {given} does not match the data ({value})")
+    build = models.cnn_table24 if m.name == "cnn_table24" else models.cnn_table25
+    return build(
+        in_channels=input_shape[0],
+        input_size=input_shape[1],
+        padding=m.padding,
+        classes=classes,
+    )
 
 
 def make_loss(
@@ -345,6 +376,8 @@ class Run:
         # float32's exponent range and float32 none
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "float16" else None
         self.ple, self.schedule = make_loss(cfg, self.model, self.steps_per_epoch)
+        #: the entropy guidance term of the training loss (None: off, the plain loss)
+        self.guidance = EntropyGuidance(cfg.guidance, self.model) if cfg.guidance.active else None
         # a gradient-free optimiser leaves no gradient to take the signals of
         with_signals = cfg.logging.signals and not gradient_free(o)
         self.signals = SignalAccumulator(weight_layers(self.model)) if with_signals else None
@@ -376,6 +409,12 @@ class Run:
         self.passes = self.forward_passes = 0
         #: per-optimiser values of the last step for the log (optimisers.log_extras)
         self.optim_log: dict[str, float] = {}
+
+    def budget_reached(self) -> bool:
+        """Whether the run has spent its budget ``max_passes`` (a forward-only pass counts
+        as one pass: ``passes + forward_passes >= max_passes``); never without one."""
+        budget = self.cfg.max_passes
+        return budget is not None and self.passes + self.forward_passes >= budget
 
     def smoothed(self, step: int) -> bool:
         """Whether the training loss at ``step`` is the smoothed one (a smoothed layer,

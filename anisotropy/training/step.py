@@ -31,6 +31,12 @@ minibatches, the variational schemes' batched evaluations) is
 (smoothed) loss gradient it needs, so accumulation, ranks and precision apply to
 all of them.  Every evaluation is counted in ``run.passes`` / ``run.forward_passes``
 (a minibatch pass: see that module).
+
+With entropy guidance (``[guidance]``, :mod:`anisotropy.training.guidance`) every
+gradient evaluation back-propagates ``L + lambda_d L_dense + lambda_c L_conv``: on the
+whole-minibatch path the terms are added to the loss, on the pieces path rank 0 alone
+back-propagates them once (the summed gradient then holds them once).  Without it the
+code path is the one above, bit for bit.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import torch.nn.functional as F
 from anisotropy.data.augment import augment_batch
 from anisotropy.smoothing.reductions import PLA
 from anisotropy.training.distributed import shard_bounds
+from anisotropy.training.guidance import EntropyGuidance, GuidanceError
 from anisotropy.training.optimisers import StepOps, optimiser_step
 from anisotropy.training.run import NonFiniteError, Period, Run
 
@@ -129,8 +136,22 @@ def _whole_backward(
     if not bool(torch.isfinite(loss)):  # checked before the backward, as always
         return centre, loss.detach(), torch.zeros((), device=run.device)
     run.model.zero_grad(set_to_none=True)
-    _backward(run, loss)
+    _backward(run, loss if run.guidance is None else loss + _guidance(run, run.guidance))
     return centre, loss.detach(), (logits.detach().argmax(dim=1) == t).sum()
+
+
+def _guidance(run: Run, guidance: EntropyGuidance) -> torch.Tensor:
+    """The entropy guidance term (``run.guidance``) at the current weights (outside
+    autocast: float32 log-determinants), added to the period's means; a singular layer
+    stops the run."""
+    try:
+        total, parts = guidance.terms()
+    except GuidanceError as err:
+        raise NonFiniteError(
+            f"non-finite guidance loss ({err}) at epoch {run.epoch + 1}, step {run.step}"
+        ) from None
+    guidance.add(total, parts)
+    return total
 
 
 def _pieces_backward(
@@ -182,6 +203,10 @@ def _pieces_backward(
         stats[0] += w * _centre_loss(logits, tp).to(torch.float64)
         stats[1] += w * loss.detach().to(torch.float64)
         stats[2] += (logits.detach().argmax(dim=1) == tp).sum()
+    if run.guidance is not None:  # once per minibatch: on rank 0, whose sum counts it once
+        g = _guidance(run, run.guidance)
+        if ctx.is_main:
+            _backward(run, g)
     ctx.sum_gradients(list(run.model.parameters()))
     stats = ctx.all_reduce_sum(stats)
     return stats[0], stats[1], stats[2]

@@ -16,6 +16,12 @@
 * ``steps.jsonl`` - with ``logging.steps``: the layer statistics at geometrically
   spaced steps from step 1 (:mod:`anisotropy.training.steplog`).
 
+A run ends after ``epochs`` epochs or, with ``max_passes``, once its passes reach the
+budget (:mod:`anisotropy.training.loop`); with ``logging.flatness`` the final model's
+flatness is then measured into ``summary.json`` (:mod:`anisotropy.training.flatness`).
+The training loss may carry entropy guidance terms (``[guidance]``,
+:mod:`anisotropy.training.guidance`).
+
 Each step draws a minibatch (order and augmentation from the *data* generator)
 and, when layers are smoothed, ``y`` fresh perturbations from the *perturbation*
 generator (:class:`~anisotropy.smoothing.losses.PartialLocalEntropy`, eqs 22-23); both
@@ -50,6 +56,7 @@ from anisotropy.io import load_checkpoint, truncate_log, write_json_atomic, writ
 from anisotropy.threads import torch_threads
 from anisotropy.training.config import TrainConfig, config_to_toml
 from anisotropy.training.distributed import open_context
+from anisotropy.training.flatness import run_flatness
 from anisotropy.training.hooks import TrainCallback
 from anisotropy.training.lock import RunLock
 from anisotropy.training.loop import evaluate, loop, summary
@@ -152,8 +159,11 @@ def train(
             ctx.broadcast_module(run.model)
             ctx.check_same("data-order generator state", run.data_gen.get_state())
             ctx.check_same("perturbation generator state", run.pert_gen.get_state())
+            flat: dict[str, Any] | None = None
             try:
                 status = loop(run)
+                if status == "complete" and cfg.logging.flatness:
+                    flat = ctx.on_main(lambda: run_flatness(cfg, run.model, run.data))
             except KeyboardInterrupt as exc:
                 stopped = summary(run, f"interrupted at epoch {run.epoch}", run.elapsed)
                 if ctx.is_main:
@@ -163,6 +173,8 @@ def train(
                     stopped, paths.root, run.checkpoint_epoch, resumable
                 ) from exc
             done = summary(run, status, run.elapsed)
+            if flat is not None:
+                done["flatness"] = flat
             if ctx.is_main:
                 write_json_atomic(paths.summary, done)
         finished = True
