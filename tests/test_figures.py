@@ -282,16 +282,21 @@ def test_figures_cli_rejects_unknown_figures(capsys):
     with pytest.raises(SystemExit):
         make.main(["9", "--draw-only"])
     err = capsys.readouterr().err
-    assert "unknown figure" in err and "valid: 1, 2, 3, 4, 5, 6, 7, 8" in err
-    assert "figures to make (1, 2, 3, 4, 5, 6, 7, 8; default: all)" in make._parser().format_help()
+    valid = "1, 2, 3, 4, 5, 6, 7, 8, 9a, 9b, 9c, 9d"
+    assert "unknown figure" in err and f"valid: {valid}" in err
+    help_text = " ".join(make._parser().format_help().split())  # argparse wraps lines
+    assert f"figures to make ({valid}; default: all)" in help_text
 
 
 def test_figures_are_discovered_from_their_modules(tmp_path, monkeypatch):
     import importlib
     import sys
 
-    # the shipped figures: fig1 ... fig8, not the helper fig1_regimes; each has the interface
-    assert dict(make.FIGURES.items()) == {str(i): f"paper_figs.fig{i}" for i in range(1, 9)}
+    # the shipped figures: fig1 ... fig8 and the related seeds' fig9a ... fig9d, not the
+    # helper fig1_regimes; each has the interface
+    expected = {str(i): f"paper_figs.fig{i}" for i in range(1, 9)}
+    expected |= {f"9{c}": f"paper_figs.fig9{c}" for c in "abcd"}
+    assert dict(make.FIGURES.items()) == expected
     for fig in make.FIGURES:
         mod = make._module(fig)
         assert isinstance(mod.EXPERIMENTS, tuple) and callable(mod.draw)

@@ -1,0 +1,409 @@
+"""The related work's experiments (figures 9a-9d): definitions, the rank statistics,
+the claims' verdicts on planted effects, and the figures drawn from a planted run store
+(stand-in trainer: no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from experiments.definitions import load_experiment
+from experiments.grid import expand_grid, flatten, format_value, get_dotted
+from experiments.sweep import run_sweep
+from paper_figs import make, rank_correlation, related_claims, related_data
+
+RELATED = ("rel_compare", "rel_scoping", "rel_guidance", "rel_flatness")
+#: runs per definition and scale (grid x seeds), the numbers the report quotes
+RUNS = {
+    "rel_compare": {"quick": 39, "medium": 312, "paper": 111},
+    "rel_scoping": {"quick": 12, "medium": 48, "paper": 18},
+    "rel_guidance": {"quick": 9, "medium": 32, "paper": 12},
+    "rel_flatness": {"quick": 21, "medium": 80, "paper": 66},
+}
+#: training-set sizes of the scales (the paper scale reads all of Fashion-MNIST)
+_FMNIST_TRAIN = 60_000
+
+
+# ----------------------------------------------------------------------------- definitions
+
+
+@pytest.mark.parametrize("name", RELATED)
+def test_definitions_load_and_validate_at_every_scale(name):
+    for scale, n in RUNS[name].items():
+        exp = load_experiment(name, scale)
+        assert len(expand_grid(exp.grid, exp.seeds)) == n
+        assert exp.note and exp.figure.startswith("9")
+        points = exp.points()
+        assert len({p.name for p in points}) == n  # every point a distinct run
+    medium = load_experiment(name, "medium")
+    assert len(medium.seeds) >= 8
+    assert get_dotted(medium.points()[0].config, "data.n_test") is None  # full test set
+
+
+def _per_step(config) -> tuple[int, int]:
+    """(passes, forward passes) per step, the trainer's count (docs/trainer.md)."""
+    o, sm = config["optim"], config["smoothing"]
+    m = sm["y"] + 1 if sm["layers"] else 1
+    return {
+        "sgd": (m, 0),
+        "sam": (2 * m, 0),
+        "replicated": (o["replicas"], 0),
+        "entropy_sgd": (o["inner_steps"] or 20, 0),
+        "moment_matching": (0, 1 + (o["samples"] or 64)),
+        "heat": ((o["inner_steps"] or 1) * max(o["samples"] or 16, 1), 1),
+    }[o["name"]]
+
+
+@pytest.mark.parametrize("scale", ["quick", "medium", "paper"])
+def test_compare_gives_every_method_the_same_budget(scale):
+    exp = load_experiment("rel_compare", scale)
+    budget = exp.base["max_passes"]
+    methods = set()
+    for p in exp.points():
+        c = p.config
+        assert c["max_passes"] == budget and c["logging"]["flatness"]
+        steps = math.ceil((c["data"]["n_train"] or _FMNIST_TRAIN) / c["optim"]["batch_size"])
+        cost = sum(_per_step(c)) * steps
+        # the budget ends every run (epochs suffice), within its last epoch
+        assert c["epochs"] * cost >= budget > (c["epochs"] - 1) * cost, p.name
+        row = {k: format_value(v) if isinstance(v, list) else v for k, v in flatten(c).items()}
+        methods.add(related_data.method_of(row))
+    assert methods == set(related_data.METHOD_ORDER)
+
+
+# ----------------------------------------------------------------------------- rank statistics
+
+
+def test_kendall_tau_b_matches_scipy_and_the_duplicated_sample(rng):
+    x = rng.normal(size=24)
+    y = x + rng.normal(size=24)
+    x[3] = x[4]  # a tie
+    assert rank_correlation.kendall_tau_b(x, y) == pytest.approx(sps.kendalltau(x, y).statistic)
+    seeds = np.repeat(np.arange(6), 4)
+    w, k = rank_correlation.seed_resample_weights(seeds, n_boot=5, rng=rng)
+    assert k == 6 and np.allclose(w.reshape(5, 6, 4).std(axis=2), 0)  # a seed moves whole
+    sx, sy = rank_correlation._signs(x), rank_correlation._signs(y)
+    for row in w:  # weighted tau-b = tau-b of the sample with each model repeated w_i times
+        idx = np.repeat(np.arange(24), row.astype(int))
+        tau = rank_correlation._weighted_tau(sx, sy, row[None])[0]
+        assert tau == pytest.approx(sps.kendalltau(x[idx], y[idx]).statistic)
+    with pytest.raises(ValueError, match="2 distinct seeds"):
+        rank_correlation.bootstrap_tau(x, y, [0] * 24, alpha=0.05, rng=rng)
+    with pytest.raises(ValueError, match="equal length"):
+        rank_correlation.kendall_tau_b(x, y[:-1])
+
+
+def test_bootstrap_interval_covers_the_population_tau(rng):
+    # bivariate normal with rho = 0.5: population tau = (2 / pi) arcsin(rho) = 1/3; 10
+    # seeds of 6 independent models each; over 100 seeded replicates the 90 % interval
+    # covers about 84 % of the time (a percentile bootstrap of 10 clusters undercovers a
+    # little); binomial sd 3.7 %, so >= 0.72 is 3 sd below, and an interval of the wrong
+    # width (e.g. resampling models instead of the seeds' full sets) would still pass
+    # only if it were wider; a width-zero or shifted interval fails
+    rho, tau_pop = 0.5, 2 / math.pi * math.asin(0.5)
+    cover = 0
+    for _ in range(100):
+        z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=60)
+        b = rank_correlation.bootstrap_tau(
+            z[:, 0], z[:, 1], np.repeat(np.arange(10), 6), alpha=0.1, rng=rng, n_boot=200
+        )
+        assert b.lo <= b.tau <= b.hi and b.n_seeds == 10
+        cover += b.lo <= tau_pop <= b.hi
+    assert 0.72 <= cover / 100 <= 0.99
+
+
+# ----------------------------------------------------------------------------- planted runs
+
+#: planted top accuracy of each arm (base 0.80); the effects the verdicts must find
+_BASE = 0.80
+
+
+def _noise(config, salt: str) -> float:
+    """Deterministic seed-by-arm noise in [-1, 1] (a hash of the configuration)."""
+    text = json.dumps({**config, "salt": salt}, sort_keys=True, default=str)
+    return (zlib.crc32(text.encode()) % 2001) / 1000.0 - 1.0
+
+
+def _top(config) -> float:
+    o, sm = config["optim"], config["smoothing"]
+    layers, name = sm["layers"], o["name"]
+    top = _BASE
+    if name == "sgd" and layers and config["model"]["depth"] == 2:
+        # the comparison: PLA on fc2 best (+3 pp), fc1 +1.5 pp, isotropic +1 pp
+        top += {("fc2",): 0.03, ("fc1",): 0.015}.get(tuple(layers), 0.01)
+    top += {"sam": 0.01, "entropy_sgd": -0.01, "moment_matching": -0.2, "heat": -0.02}.get(name, 0)
+    if name == "replicated":
+        top += 0.005 if o["layers"] else 0.0
+    if config["model"].get("init") == "torch_default":  # poor start; scoping recovers it
+        top += -0.001 if layers else -0.10
+    return top + 0.0005 * _noise(config, "acc")
+
+
+def related_runner(config, run_dir):
+    """Stand-in trainer with planted effects: accuracy curves, passes, guidance entropy
+    changes and end-of-run flatness."""
+    top = _top(config)
+    guided = config["guidance"]["dense_weight"] > 0
+    speed = 2.0 if guided else 1.0  # guidance: the same plateau, reached twice as fast
+    p, f = _per_step(config)
+    steps = math.ceil((config["data"]["n_train"] or 1000) / config["optim"]["batch_size"])
+    budget = config.get("max_passes")
+    epochs = config["epochs"]
+    last_step = (
+        epochs * steps if budget is None else min(epochs * steps, math.ceil(budget / (p + f)))
+    )
+    lines, best, e = [], 0.0, 0
+    while e * steps < last_step:
+        e += 1
+        done = min(e * steps, last_step)
+        acc = top * (1 - 0.5 ** (speed * done / steps))
+        best = max(best, acc)
+        rec = {
+            "epoch": e,
+            "train_loss": 1.0 / e,
+            "train_acc": (acc + 0.98) / 2,
+            "test_acc": acc,
+            "best_test_acc": best,
+            "passes": done * p,
+            "forward_passes": done * f,
+            "layers": {},
+        }
+        if guided:
+            rec["guidance"] = {"dense": 0.01, "conv": None, "h": {"fc1": -0.05, "fc2": -0.04}}
+        lines.append(json.dumps(rec))
+    Path(run_dir, "log.jsonl").write_text("\n".join(lines) + "\n")
+    summary = {
+        "status": "complete",
+        "best_test_acc": best,
+        "best_epoch": e,
+        "final_test_acc": acc,
+        "final_train_loss": 1.0 / e,
+        "epochs": e,
+        "wall_time": 0.1 * e,
+        "passes": last_step * p,
+        "forward_passes": last_step * f,
+        "config": config,
+    }
+    if config["logging"].get("flatness"):
+        # fc2's sharpness ranks the models exactly as their accuracy; the whole model's
+        # with noise; fc1 and fc3 not at all
+        sharp = {
+            "fc2": 1 - top,
+            SCOPE: 1 - top + 0.01 * _noise(config, "model"),
+            "fc1": 0.5 + 0.1 * _noise(config, "fc1"),
+            "fc3": 0.5 + 0.1 * _noise(config, "fc3"),
+        }
+        lg = config["logging"]
+
+        def unit(s):
+            return {
+                "numel": 1,
+                "local_energy": [
+                    {"sigma": sg, "mean": 10 * s * sg**2, "stderr": 1e-4}
+                    for sg in lg["flatness_sigmas"]
+                ],
+                "free_entropy": [
+                    {"R": R, "estimate": 100 * s + R, "stderr": 1e-3, "log_normaliser": 0.0}
+                    for R in lg["flatness_R"]
+                ],
+            }
+
+        summary["flatness"] = {
+            "layers": {k: unit(v) for k, v in sharp.items() if k != SCOPE},
+            "model": unit(sharp[SCOPE]),
+        }
+    Path(run_dir, "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+SCOPE = related_data.SCOPE_MODEL
+
+
+@pytest.fixture(scope="module")
+def related_store(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    for name in RELATED:
+        run_sweep(
+            load_experiment(name, "quick"),
+            out=runs,
+            runner=related_runner,
+            threads=None,
+            log=lambda s: None,
+        )
+    return runs
+
+
+def _verdicts(runs):
+    ctx = make.FigureContext("quick", Path(runs), Path(runs) / "unused")
+    return {(c.id, c.experiment): c for c in related_claims.evaluate_related(ctx)}
+
+
+def test_related_claims_find_the_planted_effects(related_store):
+    v = _verdicts(related_store)
+    verdict = {k: c.verdict for k, c in v.items()}
+    # compare: partial (PLA on fc2, +3 pp) beats every other arm by >= 1.5 pp
+    for cid in (
+        "partial-beats-isotropic-at-equal-cost",
+        "partial-beats-sgd",
+        "partial-beats-sam",
+        "partial-beats-entropy-sgd",
+        "partial-beats-replicated-sgd-partial",
+        "partial-beats-replicated-sgd-full",
+        "partial-beats-moment-matching",
+        "partial-beats-heat-regularisation",
+    ):
+        assert verdict[(cid, "rel_compare")] == "holds", v[(cid, "rel_compare")].evidence
+    assert "fc2" in v[("partial-beats-sgd", "rel_compare")].evidence
+    # scoping: the poor start costs 10 pp, scoping recovers all but 0.1 pp (< margin)
+    assert verdict[("poor-init-is-worse", "rel_scoping")] == "holds"
+    assert verdict[("scoping-helps-poor-init", "rel_scoping")] == "holds"
+    assert verdict[("scoping-replaces-init", "rel_scoping")] == "holds"
+    # guidance: the same plateau reached twice as fast: 6 vs 3 epochs to the target,
+    # final accuracy within 0.3 pp (inside the margin)
+    conv = v[("guidance-converges-faster", "rel_guidance")]
+    assert conv.verdict == "holds" and conv.numbers["diff"] == pytest.approx(3.0)
+    assert verdict[("guidance-improves-final", "rel_guidance")] == "negligible"
+    # flatness: whole-model flatness ranks accuracy and gap; fc2 ranks it exactly
+    for exp in ("rel_flatness", "rel_compare"):
+        assert verdict[("flatter-generalises-better", exp)] == "holds"
+        assert verdict[("flatter-smaller-gap", exp)] == "holds"
+    layer = v[("layer-flatness-predicts-better", "rel_flatness")]
+    assert layer.verdict == "holds" and layer.numbers["layer"] == "fc2"
+
+
+def test_related_claims_without_results_or_arms_are_not_run(tmp_path):
+    out = related_claims.evaluate_related_claims(lambda e: None)
+    assert out and all(c.verdict == "not run" for c in out)
+    rows = [{"status": "complete", "seed": 0, "best_test_acc": 0.8, "final_test_acc": 0.8}]
+    out = related_claims.evaluate_related_claims(lambda e: rows)
+    assert all(c.verdict == "not run" for c in out)
+    j, m = related_claims.write_related_claims(out, tmp_path, scale="quick")
+    assert len(json.loads(j.read_text())["claims"]) == len(out)
+    assert "not run" in m.read_text()
+
+
+def test_scoping_replacement_fails_when_scoping_falls_short():
+    def rows(scoped_acc):
+        out = []
+        for seed in range(4):
+            for init, layers, acc in (
+                ("kaiming", "none", 0.80),
+                ("torch_default", "none", 0.70),
+                ("torch_default", "fc1+fc2", scoped_acc),
+            ):
+                a = acc + 0.001 * (seed % 2)
+                out.append(
+                    {
+                        "status": "complete",
+                        "seed": seed,
+                        "model.init": init,
+                        "smoothing.layers": layers,
+                        "smoothing.R": 0.1,
+                        "best_test_acc": a,
+                    }
+                )
+        return out
+
+    def verdict(scoped_acc):
+        out = related_claims.evaluate_related_claims(
+            lambda e: rows(scoped_acc) if e == "rel_scoping" else None
+        )
+        return {c.id: c.verdict for c in out if c.experiment == "rel_scoping"}
+
+    assert verdict(0.75)["scoping-replaces-init"] == "does not hold"
+    assert verdict(0.75)["scoping-helps-poor-init"] == "holds"
+    assert verdict(0.69)["scoping-helps-poor-init"] == "does not hold"
+
+
+def test_epochs_to_target_counts_a_censored_run_against_it():
+    row = {"test_acc_by_epoch": {1: 0.5, 2: 0.7, 3: 0.69}, "epochs_done": 3}
+    assert related_claims.epochs_to(row, 0.7) == 2.0
+    assert related_claims.epochs_to(row, 0.9) == 4.0
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _draw(runs, out_dir, figures):
+    opts = make.FiguresOptions(scale="quick", runs=str(runs), out=str(out_dir), draw_only=True)
+    result = make.make_figures(figures, opts, log=lambda s: None)
+    d = Path(out_dir) / "quick"
+    for fig in figures:
+        assert not result["not_drawn"], result["not_drawn"]
+        assert (d / f"fig{fig}.png").stat().st_size > 10_000 and (d / f"fig{fig}.pdf").is_file()
+        assert (d / f"fig{fig}_table.md").is_file() and (d / f"fig{fig}_claims_table.md").is_file()
+    return d
+
+
+def test_related_figures_are_discovered():
+    for fig in ("9a", "9b", "9c", "9d"):
+        mod = make._module(fig)
+        assert mod.EXPERIMENTS[0].startswith("rel_") and callable(mod.draw)
+        assert load_experiment(mod.EXPERIMENTS[0], "quick").figure == fig
+
+
+def test_compare_and_flatness_figures_draw_from_the_store(related_store, tmp_path):
+    d = _draw(related_store, tmp_path, ["9a", "9d"])
+    rows = {r["method"]: r for r in _csv(d / "fig9a_table.csv")}
+    assert set(rows) == set(related_data.METHOD_ORDER)
+    assert rows["PLA (single layer)"]["cost_passes_mean"] == 480  # the budget, matched
+    assert all(480 <= r["cost_passes_mean"] < 480 + 17 for r in rows.values())
+    claims = json.loads((d / "fig9d_claims.json").read_text())["claims"]
+    assert {c["experiment"] for c in claims} == {"rel_flatness", "rel_compare"}
+    index = (d / "figures.md").read_text()
+    assert "![figure 9a](fig9a.png)" in index and "related work's claims" in index
+
+
+@pytest.mark.slow
+def test_scoping_and_guidance_figures_draw_from_the_store(related_store, tmp_path):
+    d = _draw(related_store, tmp_path, ["9b", "9c"])
+    table = _csv(d / "fig9c_table.csv")
+    assert [r["weight"] for r in table] == [0.0, 0.1, 1.0]
+    assert table[0]["epochs_to_mean"] == 6 and table[1]["epochs_to_mean"] == 3
+
+
+def _csv(path):
+    from experiments.results import read_results
+
+    return read_results(path)
+
+
+def test_flatness_claims_on_planted_rows(rng):
+    # 8 seeds x 10 models; accuracy rises with the cell; the whole-model measure is the
+    # sharpness: decreasing with accuracy (flat generalises), increasing (sharp
+    # generalises) or unrelated
+    def rows(sharpness):
+        out = []
+        for seed in range(8):
+            for cell in range(10):
+                acc = 0.8 + 0.002 * cell + 0.0005 * rng.normal()
+                col = related_data.flat_column("local_energy", SCOPE, 0.1)
+                out.append(
+                    {
+                        "status": "complete",
+                        "seed": seed,
+                        "final_test_acc": acc,
+                        "gap": 0.9 - acc,
+                        col: sharpness(acc),
+                        related_data.flat_column("local_energy", "fc1", 0.1): rng.normal(),
+                    }
+                )
+        return out
+
+    def verdict(sharpness, cid="flatter-generalises-better"):
+        out = related_claims.evaluate_related_claims(
+            lambda e: rows(sharpness) if e == "rel_flatness" else None
+        )
+        return next(c for c in out if c.id == cid and c.experiment == "rel_flatness").verdict
+
+    assert verdict(lambda a: 1 - a) == "holds"
+    assert verdict(lambda a: a) == "does not hold"
+    assert verdict(lambda a: rng.normal()) in ("negligible", "inconclusive")
+    # the whole model ranks exactly, fc1 is noise: a layer does not predict better
+    assert verdict(lambda a: 1 - a, "layer-flatness-predicts-better") == "does not hold"
