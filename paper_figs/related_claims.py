@@ -30,36 +30,46 @@ run store into ``related_claims.json`` and ``related_claims_table.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from anisotropy.io import nonfinite_to_null, write_json_atomic
 
-from .claims import ClaimResult, directional, rules
+from .claims import ClaimResult, rules
 from .common import FigureContext
 from .rank_correlation import (
     N_BOOTSTRAP,
-    bootstrap_tau,
-    bootstrap_tau_difference,
-    kendall_tau_b,
 )
 from .related_data import (
     METHOD_ORDER,
-    SCOPE_MODEL,
-    best_cell,
-    cells,
-    describe_cell,
     enrich,
     family_of,
-    flat_column,
-    flatness_keys,
+)
+from .related_findings import (
+    BOOTSTRAP_SEED,
+    EPOCH_MARGIN,
+    TARGET_SLACK,
+    TAU_MARGIN,
+    Finding,
+    NotRun,
+    Rows,
+    _ci,
+    _converges_faster,
+    _fmt,
+    _improves_final,
+    _layer_predicts_better,
+    _poor_is_worse,
+    _scoping_helps,
+    _scoping_replaces,
+    _tau_claim,
+    _versus,
+    epochs_to,
+    guidance_target,
 )
 from .stats import markdown_table, write_text_atomic
-from .verdicts import ALPHA, MARGIN, OUTCOMES, Evidence, Verdict, arm, compare, decide
+from .verdicts import ALPHA, MARGIN, OUTCOMES
 
 __all__ = [
     "EPOCH_MARGIN",
@@ -78,20 +88,6 @@ __all__ = [
     "related_rules",
 ]
 
-#: margin of "negligible" for epochs to a target accuracy: one epoch, the resolution of
-#: the measurement (test accuracy is logged once per epoch)
-EPOCH_MARGIN = 1.0
-#: margin of "negligible" for Kendall's tau: |tau| < 0.1 is a negligible association
-#: (tau = 0.1 corresponds to a Pearson correlation of sin(pi tau / 2) = 0.16 under
-#: normality, a variance share below 3 %)
-TAU_MARGIN = 0.1
-#: target of "epochs to target": the unguided runs' mean best test accuracy less 1 pp,
-#: so that the target is reached by the unguided runs themselves (not only by their
-#: luckiest seeds) and a faster approach to it is what the count measures
-TARGET_SLACK = 0.01
-#: seed of the bootstrap resampling of the flatness claims (their verdicts are
-#: reproducible; any seed gives the same verdicts up to the bootstrap's Monte Carlo error)
-BOOTSTRAP_SEED = 20_240_213
 #: the experiments these claims read
 RELATED_EXPERIMENTS: tuple[str, ...] = (
     "rel_compare",
@@ -99,13 +95,6 @@ RELATED_EXPERIMENTS: tuple[str, ...] = (
     "rel_guidance",
     "rel_flatness",
 )
-
-Finding = tuple[Verdict, str, dict]
-Rows = Sequence[Mapping[str, Any]]
-
-
-class NotRun(Exception):
-    """The rows lack what a claim compares (the message says what)."""
 
 
 def related_rules() -> dict[str, str]:
@@ -122,330 +111,6 @@ def related_rules() -> dict[str, str]:
         f"the m measures a best-of selection scanned): negligible inside +-{TAU_MARGIN:g}, "
         "else holds above 0, does not hold below 0, else inconclusive",
     }
-
-
-# ----------------------------------------------------------------------------- evidence
-
-
-def _fmt(x: float, unit: str) -> str:
-    if unit == "pp":
-        return f"{100 * x:+.2f} pp"
-    if unit == "epochs":
-        return f"{x:+.2f} epochs"
-    return f"{x:+.3f}"
-
-
-def _ci(lo: float, hi: float, unit: str) -> str:
-    if unit == "pp":
-        return f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pp"
-    return f"[{lo:+.2f}, {hi:+.2f}]" + (" epochs" if unit == "epochs" else "")
-
-
-def _evidence(a: str, b: str, e: Evidence, alpha: float, unit: str) -> str:
-    parts = [f"{a} - {b} = {_fmt(e.diff, unit)}"]
-    if e.paired is not None:
-        c = e.paired
-        parts.append(f"paired 95% {_ci(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a}")
-    if e.welch is not None:
-        c = e.welch
-        parts.append(f"Welch 95% {_ci(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a} vs {c.n_b}")
-    parts.append(f"decision: {e.kind} {_ci(e.lo, e.hi, unit)} at alpha = {alpha:.3g}")
-    return "; ".join(parts)
-
-
-def _numbers(e: Evidence, alpha: float, unit: str, **kw: Any) -> dict:
-    return {**e.numbers(), "alpha": alpha, "unit": unit, **kw}
-
-
-# ----------------------------------------------------------------------------- comparison
-
-
-def _is(key: str, value: Any) -> Callable[[Mapping[str, Any]], bool]:
-    return lambda r: r.get(key) == value
-
-
-def _family(rows: Rows, family: str, metric: str) -> tuple[dict, Any]:
-    groups = cells(rows, _is("family", family))
-    return groups, best_cell(groups, metric)
-
-
-def _versus(family: str, metric: str = "best_test_acc") -> Callable[[Rows], Finding]:
-    """Claim: partial smoothing at its best cell beats ``family`` at its best cell."""
-
-    def claim(rows: Rows) -> Finding:
-        p, kp = _family(rows, "partial", metric)
-        o, ko = _family(rows, family, metric)
-        if kp is None or ko is None:
-            raise NotRun(f"needs >= 2 seeds of single-layer PLA / PLEA and of {family}")
-        v, e, alpha = directional(arm(p[kp], metric), arm(o[ko], metric), m=len(p) + len(o))
-        mp, mo = p[kp][0]["method"], o[ko][0]["method"]
-        return (
-            v,
-            _evidence(
-                f"{mp} ({describe_cell(kp)})",
-                f"{mo} ({describe_cell(ko)})" if describe_cell(ko) else mo,
-                e,
-                alpha,
-                "pp",
-            ),
-            _numbers(e, alpha, "pp", partial=describe_cell(kp), other=describe_cell(ko)),
-        )
-
-    return claim
-
-
-# ----------------------------------------------------------------------------- scoping
-
-
-_POOR, _GOOD = "torch_default", "kaiming"
-
-
-def _unsmoothed(rows: Rows, init: str) -> list[Mapping[str, Any]]:
-    return [
-        r
-        for r in rows
-        if r.get("status") == "complete"
-        and r.get("model.init") == init
-        and str(r.get("smoothing.layers")) == "none"
-    ]
-
-
-def _scoping_arms(rows: Rows, metric: str) -> tuple[list, list, dict, Any]:
-    """(Kaiming unsmoothed, poor unsmoothed, poor scoped cells, best scoped cell)."""
-    good, poor = _unsmoothed(rows, _GOOD), _unsmoothed(rows, _POOR)
-    scoped = cells(
-        rows,
-        lambda r: r.get("model.init") == _POOR and str(r.get("smoothing.layers")) != "none",
-        ("smoothing.layers", "smoothing.R"),
-    )
-    return good, poor, scoped, best_cell(scoped, metric)
-
-
-def _poor_is_worse(rows: Rows, metric: str = "best_test_acc") -> Finding:
-    good, poor, _, _ = _scoping_arms(rows, metric)
-    if len(good) < 2 or len(poor) < 2:
-        raise NotRun("needs >= 2 unsmoothed runs from each initialisation")
-    v, e, alpha = directional(arm(good, metric), arm(poor, metric), m=1)
-    return (
-        v,
-        _evidence("Kaiming", "PyTorch default (no smoothing)", e, alpha, "pp"),
-        _numbers(e, alpha, "pp"),
-    )
-
-
-def _scoping_helps(rows: Rows, metric: str = "best_test_acc") -> Finding:
-    _, poor, scoped, k = _scoping_arms(rows, metric)
-    if k is None or len(poor) < 2:
-        raise NotRun("needs >= 2 seeds of scoped and unsmoothed runs from the poor initialisation")
-    v, e, alpha = directional(arm(scoped[k], metric), arm(poor, metric), m=len(scoped))
-    return (
-        v,
-        _evidence(
-            f"PyTorch default + scoping ({describe_cell(k)})", "PyTorch default", e, alpha, "pp"
-        ),
-        _numbers(e, alpha, "pp", cell=describe_cell(k)),
-    )
-
-
-def _scoping_replaces(rows: Rows, metric: str = "best_test_acc") -> Finding:
-    good, _, scoped, k = _scoping_arms(rows, metric)
-    if k is None or len(good) < 2:
-        raise NotRun("needs >= 2 seeds of Kaiming runs and of scoped poor-initialisation runs")
-    alpha = ALPHA / max(len(scoped), 1)
-    e = compare(arm(good, metric), arm(scoped[k], metric), alpha=alpha)
-    v = decide(e.lo, e.hi, kind="no better")
-    return (
-        v,
-        _evidence(
-            "Kaiming (no smoothing)",
-            f"PyTorch default + scoping ({describe_cell(k)})",
-            e,
-            alpha,
-            "pp",
-        )
-        + f"; margin {100 * MARGIN:.2f} pp",
-        _numbers(e, alpha, "pp", cell=describe_cell(k), margin=MARGIN),
-    )
-
-
-# ----------------------------------------------------------------------------- guidance
-
-_WEIGHT = "guidance.dense_weight"
-
-
-def guidance_target(rows: Rows) -> float:
-    """The target accuracy: the unguided runs' mean best test accuracy less
-    :data:`TARGET_SLACK`."""
-    base = [float(r["best_test_acc"]) for r in rows if _unguided(r)]
-    if len(base) < 2:
-        raise NotRun("needs >= 2 unguided runs (guidance.dense_weight = 0)")
-    return float(np.mean(base)) - TARGET_SLACK
-
-
-def epochs_to(row: Mapping[str, Any], target: float) -> float:
-    """First epoch whose test accuracy reaches ``target``; ``epochs_done + 1`` when no
-    epoch does (a censored run counts against its arm)."""
-    curve = row.get("test_acc_by_epoch") or {}
-    hit = [int(ep) for ep, acc in curve.items() if float(acc) >= target]
-    if hit:
-        return float(min(hit))
-    done = row.get("epochs_done") or (max((int(e) for e in curve), default=0))
-    return float(int(done) + 1)
-
-
-def _unguided(r: Mapping[str, Any]) -> bool:
-    return r.get("status") == "complete" and float(r.get(_WEIGHT) or 0.0) == 0.0
-
-
-def _guided(rows: Rows) -> dict:
-    return cells(rows, lambda r: float(r.get(_WEIGHT) or 0.0) > 0, (_WEIGHT, "guidance.target"))
-
-
-def _converges_faster(rows: Rows) -> Finding:
-    target = guidance_target(rows)
-    guided = _guided(rows)
-    timed = {k: [{**r, "epochs_to": epochs_to(r, target)} for r in v] for k, v in guided.items()}
-    k = best_cell(timed, "epochs_to", lower=True)
-    base = [{**r, "epochs_to": epochs_to(r, target)} for r in rows if _unguided(r)]
-    if k is None:
-        raise NotRun("needs >= 2 seeds of a guided cell (guidance.dense_weight > 0)")
-    alpha = ALPHA / max(len(timed), 1)
-    e = compare(arm(base, "epochs_to"), arm(timed[k], "epochs_to"), alpha=alpha)
-    v = decide(e.lo, e.hi, kind="directional", margin=EPOCH_MARGIN)
-    return (
-        v,
-        f"target test accuracy {100 * target:.2f} %; "
-        + _evidence("epochs without guidance", f"with ({describe_cell(k)})", e, alpha, "epochs"),
-        _numbers(e, alpha, "epochs", target=target, cell=describe_cell(k)),
-    )
-
-
-def _improves_final(rows: Rows, metric: str = "final_test_acc") -> Finding:
-    guided = _guided(rows)
-    k = best_cell(guided, metric)
-    base = [r for r in rows if _unguided(r)]
-    if k is None or len(base) < 2:
-        raise NotRun("needs >= 2 seeds of a guided cell and of the unguided runs")
-    v, e, alpha = directional(arm(guided[k], metric), arm(base, metric), m=len(guided))
-    return (
-        v,
-        _evidence(f"guided ({describe_cell(k)})", "unguided", e, alpha, "pp"),
-        _numbers(e, alpha, "pp", cell=describe_cell(k)),
-    )
-
-
-# ----------------------------------------------------------------------------- flatness
-
-
-def _flat_models(rows: Rows) -> tuple[list[Mapping[str, Any]], list[tuple[str, str, float]]]:
-    done = [r for r in rows if r.get("status") == "complete"]
-    keys = flatness_keys(done)
-    if not keys:
-        raise NotRun("no flatness in the runs' summary.json (logging.flatness = false?)")
-    if len({r.get("seed") for r in done}) < 2:
-        raise NotRun("needs final models of >= 2 seeds")
-    return done, keys
-
-
-def _flatness(r: Mapping[str, Any], key: tuple[str, str, float]) -> float:
-    """Flatness of a model (larger = flatter): minus its sharpness measure."""
-    return -float(r[flat_column(*key)])
-
-
-def _describe_key(key: tuple[str, str, float]) -> str:
-    measure, scope, param = key
-    p = "sigma" if measure == "local_energy" else "R"
-    where = "the whole model" if scope == SCOPE_MODEL else scope
-    return f"{measure.replace('_', ' ')} of {where} ({p} = {param:g})"
-
-
-def _tau_claim(y_of: Callable[[Mapping[str, Any]], float], what: str) -> Callable[[Rows], Finding]:
-    def claim(rows: Rows) -> Finding:
-        done, keys = _flat_models(rows)
-        whole = [k for k in keys if k[1] == SCOPE_MODEL]
-        if not whole:
-            raise NotRun("no whole-model flatness in the summaries")
-        y = [y_of(r) for r in done]
-        seeds = [int(r["seed"]) for r in done]
-        taus = {k: _tau_point([_flatness(r, k) for r in done], y) for k in whole}
-        k = max(whole, key=lambda q: taus[q])
-        alpha = ALPHA / len(whole)
-        b = bootstrap_tau(
-            [_flatness(r, k) for r in done],
-            y,
-            seeds,
-            alpha=alpha,
-            rng=np.random.default_rng(BOOTSTRAP_SEED),
-        )
-        v = decide(b.lo, b.hi, kind="directional", margin=TAU_MARGIN)
-        return (
-            v,
-            f"Kendall tau(flatness, {what}) with flatness = minus the {_describe_key(k)}: "
-            f"{b.tau:+.3f}, bootstrap {_ci(b.lo, b.hi, 'tau')} at alpha = {alpha:.3g} "
-            f"({b.n} models, {b.n_seeds} seeds, {b.n_boot} resamples; best of {len(whole)} "
-            "whole-model measures)",
-            {
-                "diff": b.tau,
-                "lo": b.lo,
-                "hi": b.hi,
-                "alpha": alpha,
-                "test": "bootstrap",
-                "n_a": b.n,
-                "n_b": b.n_seeds,
-                "unit": "tau",
-                "measure": list(k),
-            },
-        )
-
-    return claim
-
-
-def _tau_point(x: Sequence[float], y: Sequence[float]) -> float:
-    """Tau-b, with an undefined tau (a constant measure) ranked last."""
-    t = kendall_tau_b(x, y)
-    return -math.inf if math.isnan(t) else t
-
-
-def _layer_predicts_better(rows: Rows) -> Finding:
-    done, keys = _flat_models(rows)
-    whole = [k for k in keys if k[1] == SCOPE_MODEL]
-    layers = [k for k in keys if k[1] != SCOPE_MODEL]
-    if not whole or not layers:
-        raise NotRun("needs whole-model and per-layer flatness")
-    y = [float(r["final_test_acc"]) for r in done]
-    seeds = [int(r["seed"]) for r in done]
-    taus = {k: _tau_point([_flatness(r, k) for r in done], y) for k in keys}
-    kl, kw = max(layers, key=lambda q: taus[q]), max(whole, key=lambda q: taus[q])
-    alpha = ALPHA / len(keys)
-    b = bootstrap_tau_difference(
-        [_flatness(r, kl) for r in done],
-        [_flatness(r, kw) for r in done],
-        y,
-        seeds,
-        alpha=alpha,
-        rng=np.random.default_rng(BOOTSTRAP_SEED),
-    )
-    v = decide(b.lo, b.hi, kind="directional", margin=TAU_MARGIN)
-    return (
-        v,
-        f"best layer: {_describe_key(kl)}, tau {taus[kl]:+.3f}; whole model: "
-        f"{_describe_key(kw)}, tau {taus[kw]:+.3f}; difference {b.tau:+.3f}, bootstrap "
-        f"{_ci(b.lo, b.hi, 'tau')} at alpha = {alpha:.3g} ({b.n} models, {b.n_seeds} seeds; "
-        f"best of {len(keys)} measures)",
-        {
-            "diff": b.tau,
-            "lo": b.lo,
-            "hi": b.hi,
-            "alpha": alpha,
-            "test": "bootstrap",
-            "n_a": b.n,
-            "n_b": b.n_seeds,
-            "unit": "tau",
-            "layer": kl[1],
-            "layer_measure": list(kl),
-            "model_measure": list(kw),
-        },
-    )
 
 
 # ----------------------------------------------------------------------------- the claims
