@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tiny_runs import tiny_run
 
 from anisotropy.data.datasets import load_dataset
 from anisotropy.io import load_checkpoint, read_jsonl
@@ -44,26 +45,14 @@ MIXED_REL = 3e-2
 def tiny(reduction: str = "pla", **over) -> dict:
     """A run of a fraction of a second: 16-8-8-3 MLP, 187 training samples, so the last
     minibatch of 32 holds 27 (it splits unequally over 2 ranks / 4 micro-batches)."""
-    d = {
+    changes = {
         "seed": 3,
         "epochs": 1,
-        "threads": 1,
-        "model": {"name": "mlp", "depth": 2, "width": 8},
-        "data": {
-            "name": "synthetic",
-            "synthetic_size": 240,
-            "synthetic_features": 16,
-            "synthetic_classes": 3,
-            "n_train": 187,
-        },
-        "optim": {"lr": 0.05, "batch_size": 32},
+        "data": {"n_train": 187},
         "smoothing": {"layers": ["fc1", "fc2"], "R": 0.5, "y": 3, "reduction": reduction},
         "logging": {"signals": True},
     }
-    for key, value in over.items():
-        section, _, name = key.rpartition(".")
-        (d.setdefault(section, {}) if section else d)[name] = value
-    return d
+    return tiny_run(changes, **over)
 
 
 def _load_float64(cfg):

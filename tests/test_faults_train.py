@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import STEPS_PER_EPOCH, tiny_run
 
 import anisotropy.training.trainer as trainer_mod
 from anisotropy.cli.train import EXIT_SIGINT, EXIT_SIGTERM, main
@@ -35,37 +36,17 @@ from anisotropy.training.hooks import Callback
 from anisotropy.training.lock import LOCK_NAME, RunDirLocked
 from anisotropy.training.trainer import TrainingInterrupted, train
 
-#: a run of well under a second: 16-8-8-3 MLP, 240 Gaussian-mixture samples, 6 steps/epoch
-TINY = {
-    "seed": 1,
-    "epochs": 3,
-    "threads": 1,
-    "model": {"name": "mlp", "depth": 2, "width": 8},
-    "data": {
-        "name": "synthetic",
-        "synthetic_size": 240,
-        "synthetic_features": 16,
-        "synthetic_classes": 3,
-    },
-    "optim": {"lr": 0.05, "batch_size": 32},
-    "smoothing": {"layers": ["fc2"], "R": 0.05, "y": 3},
-}
-STEPS_PER_EPOCH = 6  # 192 training samples / 32
+#: a run of well under a second (the tests' tiny run, 3 epochs, smoothed on fc2)
+TINY_CHANGES = {"epochs": 3, "smoothing": {"layers": ["fc2"], "R": 0.05, "y": 3}}
+TINY = tiny_run(TINY_CHANGES)
 #: seconds a helper process may take to start and take the lock (python alone, no torch)
 START_TIMEOUT = 30.0
 
 
 def tiny(tmp_path: Path, **over) -> Path:
     """Write the tiny configuration (with top-level / section overrides) to a TOML file."""
-    d = json.loads(json.dumps(TINY))
-    for key, value in over.items():
-        node = d
-        *parts, last = key.split(".")
-        for p in parts:
-            node = node.setdefault(p, {})
-        node[last] = value
     f = tmp_path / "tiny.toml"
-    f.write_text(config_to_toml(config_from_dict(d)))
+    f.write_text(config_to_toml(config_from_dict(tiny_run(TINY_CHANGES, **over))))
     return f
 
 

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_runs import tiny_config
 
 from anisotropy.cli.train import main
 from anisotropy.data.datasets import load_dataset
@@ -41,24 +42,8 @@ LAYER_KEYS = {"signal", "signal_std", "grad_mean_norm", "grad_std_norm", "weight
 
 
 def small(**over) -> TrainConfig:
-    """A run of a second or less: 16-8-8-3 MLP on a 240-sample Gaussian mixture."""
-    d = {
-        "seed": 1,
-        "epochs": 2,
-        "threads": 1,
-        "model": {"name": "mlp", "depth": 2, "width": 8},
-        "data": {
-            "name": "synthetic",
-            "synthetic_size": 240,
-            "synthetic_features": 16,
-            "synthetic_classes": 3,
-        },
-        "optim": {"lr": 0.05, "batch_size": 32},
-        "smoothing": {"layers": ["fc2"], "R": 0.05, "y": 3},
-    }
-    cfg = config_from_dict(d)
-    over = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in over.items()}
-    return apply_overrides(cfg, [f"{k}={v}" for k, v in over.items()])
+    """The tiny run (a second or less), smoothed on fc2, with ``--set``-style overrides."""
+    return tiny_config({"smoothing": {"layers": ["fc2"], "R": 0.05, "y": 3}}, **over)
 
 
 def weights(run_dir):

@@ -7,33 +7,18 @@ import math
 
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from anisotropy.io import load_checkpoint, read_jsonl, save_checkpoint
-from anisotropy.training.config import TrainConfig, apply_overrides, config_from_dict
+from anisotropy.training.config import TrainConfig, apply_overrides
 from anisotropy.training.config import config_to_dict as to_dict
 from anisotropy.training.hooks import Callback
 from anisotropy.training.trainer import train
 
-#: 192 training samples in minibatches of 32: 6 steps per epoch
-STEPS_PER_EPOCH = 6
-
 
 def small(**over) -> TrainConfig:
-    """A run of a fraction of a second: 16-8-8-3 MLP on a 240-sample Gaussian mixture."""
-    d = {
-        "seed": 1,
-        "epochs": 5,
-        "threads": 1,
-        "model": {"name": "mlp", "depth": 2, "width": 8},
-        "data": {
-            "name": "synthetic",
-            "synthetic_size": 240,
-            "synthetic_features": 16,
-            "synthetic_classes": 3,
-        },
-        "optim": {"lr": 0.05, "batch_size": 32},
-    }
-    return apply_overrides(config_from_dict(d), [f"{k}={v}" for k, v in over.items()])
+    """The tiny run (a fraction of a second) for 5 epochs, with ``--set``-style overrides."""
+    return tiny_config({"epochs": 5}, **over)
 
 
 def weights(run_dir):

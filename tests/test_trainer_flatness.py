@@ -8,11 +8,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_runs import tiny_config
 
 from anisotropy.data.datasets import load_dataset
 from anisotropy.io import load_checkpoint, read_jsonl
 from anisotropy.models import mlp
-from anisotropy.training.config import TrainConfig, apply_overrides, config_from_dict
+from anisotropy.training.config import TrainConfig
 from anisotropy.training.flatness import (
     flatness_seeds,
     flatness_subset,
@@ -26,27 +27,15 @@ SAMPLES = 8
 
 
 def small(**over) -> TrainConfig:
-    """A run of a fraction of a second: 16-8-8-3 MLP on a 240-sample Gaussian mixture."""
-    d = {
-        "seed": 4,
-        "epochs": 2,
-        "threads": 1,
-        "model": {"name": "mlp", "depth": 2, "width": 8},
-        "data": {
-            "name": "synthetic",
-            "synthetic_size": 240,
-            "synthetic_features": 16,
-            "synthetic_classes": 3,
-        },
-        "optim": {"lr": 0.05, "batch_size": 32},
-        "logging": {
-            "flatness": True,
-            "flatness_samples": SAMPLES,
-            "flatness_n_train": 100,
-            "flatness_R": [0.01, 0.05],
-        },
+    """The tiny run (a fraction of a second), seed 4, measuring its end-of-run flatness,
+    with ``--set``-style overrides."""
+    flatness = {
+        "flatness": True,
+        "flatness_samples": SAMPLES,
+        "flatness_n_train": 100,
+        "flatness_R": [0.01, 0.05],
     }
-    return apply_overrides(config_from_dict(d), [f"{k}={v}" for k, v in over.items()])
+    return tiny_config({"seed": 4, "logging": flatness}, **over)
 
 
 def final_model(cfg, run_dir):

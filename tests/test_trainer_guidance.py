@@ -7,31 +7,20 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_runs import tiny_config
 
 from anisotropy.data.datasets import load_dataset
 from anisotropy.io import load_checkpoint, read_jsonl
-from anisotropy.training.config import TrainConfig, apply_overrides, config_from_dict
+from anisotropy.training.config import TrainConfig, config_from_dict
 from anisotropy.training.hooks import Callback
 from anisotropy.training.trainer import build_model, derive_seeds, train
 
 
 def small(**over) -> TrainConfig:
     """16-8-8-3 MLP on a 240-sample Gaussian mixture (192 training samples): fc2 (8 x 8)
-    is its one square layer; fc1 and fc3 are wide."""
-    d = {
-        "seed": 2,
-        "epochs": 2,
-        "threads": 1,
-        "model": {"name": "mlp", "depth": 2, "width": 8},
-        "data": {
-            "name": "synthetic",
-            "synthetic_size": 240,
-            "synthetic_features": 16,
-            "synthetic_classes": 3,
-        },
-        "optim": {"lr": 0.05, "batch_size": 32},
-    }
-    return apply_overrides(config_from_dict(d), [f"{k}={v}" for k, v in over.items()])
+    is its one square layer; fc1 and fc3 are wide.  The tiny run, seed 2, with
+    ``--set``-style overrides."""
+    return tiny_config({"seed": 2}, **over)
 
 
 def weights(run_dir):

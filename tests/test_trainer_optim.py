@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from anisotropy.io import load_checkpoint, read_jsonl, save_checkpoint
 from anisotropy.training.config import (
     TrainConfig,
     apply_overrides,
-    config_from_dict,
     config_to_dict,
 )
 from anisotropy.training.hooks import Callback
@@ -19,21 +19,8 @@ from anisotropy.training.trainer import train
 
 def small(**over) -> TrainConfig:
     """A run of a fraction of a second: 16-8-8-3 MLP on a 240-sample Gaussian mixture,
-    6 steps per epoch."""
-    d = {
-        "seed": 1,
-        "epochs": 2,
-        "threads": 1,
-        "model": {"name": "mlp", "depth": 2, "width": 8},
-        "data": {
-            "name": "synthetic",
-            "synthetic_size": 240,
-            "synthetic_features": 16,
-            "synthetic_classes": 3,
-        },
-        "optim": {"lr": 0.05, "batch_size": 32},
-    }
-    return apply_overrides(config_from_dict(d), [f"{k}={v}" for k, v in over.items()])
+    6 steps per epoch (the tiny run), with ``--set``-style overrides."""
+    return tiny_config(**over)
 
 
 #: one configuration per optimiser, partial where the optimiser allows it, with its
