@@ -243,7 +243,8 @@ def run_name(config: Mapping[str, Any]) -> str:
 
     The slug is for people (``fashion_mnist-mlp-d2-fc2-pla-R0.01-y4-wd0-s1``);
     uniqueness comes from the hash of the whole configuration.  Smoothing
-    settings are left out of the slug of an unsmoothed run.
+    settings are left out of the slug of an unsmoothed run; an optimiser other than
+    SGD is named before the weight decay (``...-sam-wd0-s1``).
     """
     parts = []
     smoothed = bool(get_dotted(config, "smoothing.layers", []))
@@ -255,6 +256,8 @@ def run_name(config: Mapping[str, Any]) -> str:
             continue
         if key in ("model.depth", "model.activation") and get_dotted(config, "model.name") != "mlp":
             continue
+        if key == "optim.weight_decay" and get_dotted(config, "optim.name", "sgd") != "sgd":
+            parts.append(format_value(get_dotted(config, "optim.name")))  # before its wd
         parts.append(_SHORT.get(key, "") + format_value(v))
     slug = re.sub(r"[^A-Za-z0-9_.+=-]", "_", "-".join(parts))
     return f"{slug}-{config_hash(config)}"

@@ -116,6 +116,11 @@ def test_run_name_depends_on_the_configuration_only():
     assert "fc2" in grid.run_name(a) and "R0.01" in grid.run_name(a)
     plain = {**a, "smoothing": {**a["smoothing"], "layers": []}}
     assert "R0.01" not in grid.run_name(plain) and "none" in grid.run_name(plain)
+    # the optimiser is named when it is not SGD (SGD runs keep their former names)
+    sam = {**plain, "optim": {"name": "sam", "weight_decay": 0.0}}
+    assert "-sam-wd0-s1-" in grid.run_name(sam)
+    sgd = {**plain, "optim": {"name": "sgd", "weight_decay": 0.0}}
+    assert "sgd" not in grid.run_name(sgd) and "-wd0-s1-" in grid.run_name(sgd)
 
 
 # ----------------------------------------------------------------------------- definitions
