@@ -55,18 +55,18 @@ from .related_findings import (
     Finding,
     NotRun,
     Rows,
-    _ci,
-    _converges_faster,
-    _fmt,
-    _improves_final,
-    _layer_predicts_better,
-    _poor_is_worse,
-    _scoping_helps,
-    _scoping_replaces,
-    _tau_claim,
-    _versus,
+    converges_faster,
     epochs_to,
+    format_interval,
+    format_value_unit,
     guidance_target,
+    improves_final,
+    layer_predicts_better,
+    poor_is_worse,
+    scoping_helps,
+    scoping_replaces,
+    tau_claim,
+    versus,
 )
 from .stats import markdown_table, write_text_atomic
 from .verdicts import ALPHA, MARGIN, OUTCOMES
@@ -132,7 +132,7 @@ RELATED_CLAIMS: tuple[
         "layer) at the same budget of passes, each at its best tuning cell",
         ("rel_compare",),
         "directional",
-        _versus("isotropic"),
+        versus("isotropic"),
         "best_test_acc",
     ),
     *(
@@ -143,7 +143,7 @@ RELATED_CLAIMS: tuple[
             "tuning cell",
             ("rel_compare",),
             "directional",
-            _versus(method),
+            versus(method),
             "best_test_acc",
         )
         for method in METHOD_ORDER
@@ -155,7 +155,7 @@ RELATED_CLAIMS: tuple[
         "the PyTorch-default initialisation of the deep net is worse than Kaiming's (no smoothing)",
         ("rel_scoping",),
         "directional",
-        _poor_is_worse,
+        poor_is_worse,
         "best_test_acc",
     ),
     (
@@ -165,7 +165,7 @@ RELATED_CLAIMS: tuple[
         "initialised net",
         ("rel_scoping",),
         "directional",
-        _scoping_helps,
+        scoping_helps,
         "best_test_acc",
     ),
     (
@@ -175,7 +175,7 @@ RELATED_CLAIMS: tuple[
         "than the poor initialisation with scoping",
         ("rel_scoping",),
         "no better",
-        _scoping_replaces,
+        scoping_replaces,
         "best_test_acc",
     ),
     (
@@ -184,7 +184,7 @@ RELATED_CLAIMS: tuple[
         "entropy guidance (L_dense) reaches the target test accuracy in fewer epochs",
         ("rel_guidance",),
         "epochs",
-        _converges_faster,
+        converges_faster,
         "epochs to target",
     ),
     (
@@ -193,7 +193,7 @@ RELATED_CLAIMS: tuple[
         "entropy guidance (L_dense) improves the final test accuracy",
         ("rel_guidance",),
         "directional",
-        _improves_final,
+        improves_final,
         "final_test_acc",
     ),
     (
@@ -203,7 +203,7 @@ RELATED_CLAIMS: tuple[
         "accuracy (whole-model flatness)",
         _FLAT_EXPERIMENTS,
         "rank",
-        _tau_claim(lambda r: float(r["final_test_acc"]), "final test accuracy"),
+        tau_claim(lambda r: float(r["final_test_acc"]), "final test accuracy"),
         "Kendall tau",
     ),
     (
@@ -213,7 +213,7 @@ RELATED_CLAIMS: tuple[
         "generalisation gap (train minus test accuracy; whole-model flatness)",
         _FLAT_EXPERIMENTS,
         "rank",
-        _tau_claim(lambda r: -float(r["gap"]), "minus the generalisation gap"),
+        tau_claim(lambda r: -float(r["gap"]), "minus the generalisation gap"),
         "Kendall tau",
     ),
     (
@@ -223,7 +223,7 @@ RELATED_CLAIMS: tuple[
         "model's (best layer measure vs best whole-model measure)",
         _FLAT_EXPERIMENTS,
         "rank",
-        _layer_predicts_better,
+        layer_predicts_better,
         "Kendall tau difference",
     ),
 )
@@ -294,9 +294,9 @@ def _table_row(r: ClaimResult) -> dict[str, str]:
         "source": r.section,
         "experiment": r.experiment,
         "verdict": f"**{r.verdict}**",
-        "estimate": _fmt(nb["diff"], unit) if "diff" in nb else "",
+        "estimate": format_value_unit(nb["diff"], unit) if "diff" in nb else "",
         "decision": (
-            f"{nb.get('test', '')} {_ci(nb['lo'], nb['hi'], unit)}"
+            f"{nb.get('test', '')} {format_interval(nb['lo'], nb['hi'], unit)}"
             if "lo" in nb and math.isfinite(nb["lo"]) and math.isfinite(nb["hi"])
             else "-"
         ),

@@ -41,6 +41,16 @@ __all__ = [
     "NotRun",
     "epochs_to",
     "guidance_target",
+    "format_interval",
+    "format_value_unit",
+    "converges_faster",
+    "improves_final",
+    "layer_predicts_better",
+    "poor_is_worse",
+    "scoping_helps",
+    "scoping_replaces",
+    "tau_claim",
+    "versus",
 ]
 
 #: margin of "negligible" for epochs to a target accuracy: one epoch, the resolution of
@@ -68,7 +78,7 @@ class NotRun(Exception):
 # ----------------------------------------------------------------------------- evidence
 
 
-def _fmt(x: float, unit: str) -> str:
+def format_value_unit(x: float, unit: str) -> str:
     if unit == "pp":
         return f"{100 * x:+.2f} pp"
     if unit == "epochs":
@@ -76,21 +86,23 @@ def _fmt(x: float, unit: str) -> str:
     return f"{x:+.3f}"
 
 
-def _ci(lo: float, hi: float, unit: str) -> str:
+def format_interval(lo: float, hi: float, unit: str) -> str:
     if unit == "pp":
         return f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pp"
     return f"[{lo:+.2f}, {hi:+.2f}]" + (" epochs" if unit == "epochs" else "")
 
 
 def _evidence(a: str, b: str, e: Evidence, alpha: float, unit: str) -> str:
-    parts = [f"{a} - {b} = {_fmt(e.diff, unit)}"]
+    parts = [f"{a} - {b} = {format_value_unit(e.diff, unit)}"]
     if e.paired is not None:
         c = e.paired
-        parts.append(f"paired 95% {_ci(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a}")
+        parts.append(f"paired 95% {format_interval(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a}")
     if e.welch is not None:
         c = e.welch
-        parts.append(f"Welch 95% {_ci(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a} vs {c.n_b}")
-    parts.append(f"decision: {e.kind} {_ci(e.lo, e.hi, unit)} at alpha = {alpha:.3g}")
+        parts.append(
+            f"Welch 95% {format_interval(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a} vs {c.n_b}"
+        )
+    parts.append(f"decision: {e.kind} {format_interval(e.lo, e.hi, unit)} at alpha = {alpha:.3g}")
     return "; ".join(parts)
 
 
@@ -110,7 +122,7 @@ def _family(rows: Rows, family: str, metric: str) -> tuple[dict, Any]:
     return groups, best_cell(groups, metric)
 
 
-def _versus(family: str, metric: str = "best_test_acc") -> Callable[[Rows], Finding]:
+def versus(family: str, metric: str = "best_test_acc") -> Callable[[Rows], Finding]:
     """Claim: partial smoothing at its best cell beats ``family`` at its best cell."""
 
     def claim(rows: Rows) -> Finding:
@@ -162,7 +174,7 @@ def _scoping_arms(rows: Rows, metric: str) -> tuple[list, list, dict, Any]:
     return good, poor, scoped, best_cell(scoped, metric)
 
 
-def _poor_is_worse(rows: Rows, metric: str = "best_test_acc") -> Finding:
+def poor_is_worse(rows: Rows, metric: str = "best_test_acc") -> Finding:
     good, poor, _, _ = _scoping_arms(rows, metric)
     if len(good) < 2 or len(poor) < 2:
         raise NotRun("needs >= 2 unsmoothed runs from each initialisation")
@@ -174,7 +186,7 @@ def _poor_is_worse(rows: Rows, metric: str = "best_test_acc") -> Finding:
     )
 
 
-def _scoping_helps(rows: Rows, metric: str = "best_test_acc") -> Finding:
+def scoping_helps(rows: Rows, metric: str = "best_test_acc") -> Finding:
     _, poor, scoped, k = _scoping_arms(rows, metric)
     if k is None or len(poor) < 2:
         raise NotRun("needs >= 2 seeds of scoped and unsmoothed runs from the poor initialisation")
@@ -188,7 +200,7 @@ def _scoping_helps(rows: Rows, metric: str = "best_test_acc") -> Finding:
     )
 
 
-def _scoping_replaces(rows: Rows, metric: str = "best_test_acc") -> Finding:
+def scoping_replaces(rows: Rows, metric: str = "best_test_acc") -> Finding:
     good, _, scoped, k = _scoping_arms(rows, metric)
     if k is None or len(good) < 2:
         raise NotRun("needs >= 2 seeds of Kaiming runs and of scoped poor-initialisation runs")
@@ -242,7 +254,7 @@ def _guided(rows: Rows) -> dict:
     return cells(rows, lambda r: float(r.get(_WEIGHT) or 0.0) > 0, (_WEIGHT, "guidance.target"))
 
 
-def _converges_faster(rows: Rows) -> Finding:
+def converges_faster(rows: Rows) -> Finding:
     target = guidance_target(rows)
     guided = _guided(rows)
     timed = {k: [{**r, "epochs_to": epochs_to(r, target)} for r in v] for k, v in guided.items()}
@@ -261,7 +273,7 @@ def _converges_faster(rows: Rows) -> Finding:
     )
 
 
-def _improves_final(rows: Rows, metric: str = "final_test_acc") -> Finding:
+def improves_final(rows: Rows, metric: str = "final_test_acc") -> Finding:
     guided = _guided(rows)
     k = best_cell(guided, metric)
     base = [r for r in rows if _unguided(r)]
@@ -300,7 +312,7 @@ def _describe_key(key: tuple[str, str, float]) -> str:
     return f"{measure.replace('_', ' ')} of {where} ({p} = {param:g})"
 
 
-def _tau_claim(y_of: Callable[[Mapping[str, Any]], float], what: str) -> Callable[[Rows], Finding]:
+def tau_claim(y_of: Callable[[Mapping[str, Any]], float], what: str) -> Callable[[Rows], Finding]:
     def claim(rows: Rows) -> Finding:
         done, keys = _flat_models(rows)
         whole = [k for k in keys if k[1] == SCOPE_MODEL]
@@ -322,7 +334,7 @@ def _tau_claim(y_of: Callable[[Mapping[str, Any]], float], what: str) -> Callabl
         return (
             v,
             f"Kendall tau(flatness, {what}) with flatness = minus the {_describe_key(k)}: "
-            f"{b.tau:+.3f}, bootstrap {_ci(b.lo, b.hi, 'tau')} at alpha = {alpha:.3g} "
+            f"{b.tau:+.3f}, bootstrap {format_interval(b.lo, b.hi, 'tau')} at alpha = {alpha:.3g} "
             f"({b.n} models, {b.n_seeds} seeds, {b.n_boot} resamples; best of {len(whole)} "
             "whole-model measures)",
             {
@@ -347,7 +359,7 @@ def _tau_point(x: Sequence[float], y: Sequence[float]) -> float:
     return -math.inf if math.isnan(t) else t
 
 
-def _layer_predicts_better(rows: Rows) -> Finding:
+def layer_predicts_better(rows: Rows) -> Finding:
     done, keys = _flat_models(rows)
     whole = [k for k in keys if k[1] == SCOPE_MODEL]
     layers = [k for k in keys if k[1] != SCOPE_MODEL]
@@ -371,7 +383,8 @@ def _layer_predicts_better(rows: Rows) -> Finding:
         v,
         f"best layer: {_describe_key(kl)}, tau {taus[kl]:+.3f}; whole model: "
         f"{_describe_key(kw)}, tau {taus[kw]:+.3f}; difference {b.tau:+.3f}, bootstrap "
-        f"{_ci(b.lo, b.hi, 'tau')} at alpha = {alpha:.3g} ({b.n} models, {b.n_seeds} seeds; "
+        f"{format_interval(b.lo, b.hi, 'tau')} at alpha = {alpha:.3g} "
+        f"({b.n} models, {b.n_seeds} seeds; "
         f"best of {len(keys)} measures)",
         {
             "diff": b.tau,
