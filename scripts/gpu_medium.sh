@@ -4,7 +4,9 @@
 #   bash scripts/gpu_medium.sh RUNS_DIR BUDGET_SECONDS [PACK_DIR]
 #
 # Trains the pending points of the medium-scale experiments (figure 1's two long
-# runs and the sweeps of figures 3-8) with `device = "cuda"`, several single-thread
+# runs and the sweeps of figures 3-8; or only those named in $EXPERIMENTS, with
+# $WORKERS workers, e.g. EXPERIMENTS="fig7 fig6 fig8 rel_compare rel_scoping
+# rel_guidance rel_flatness") with `device = "cuda"`, several single-thread
 # workers sharing the GPU; stops every sweep when the budget is spent (a sweep
 # resumes from its run store), then, with PACK_DIR, packs the small files of the
 # finished runs (never checkpoints) into PACK_DIR/finished.tar.gz and, for an
@@ -46,11 +48,17 @@ smoke_ok=1
 $PY -m anisotropy train experiments/smoke.toml --out "$RUNS/smoke" --set "device=\"${DEVICE:-cuda}\"" \
   > "$RUNS/smoke.log" 2>&1 || { smoke_ok=0; echo "smoke run FAILED:"; tail -n 20 "$RUNS/smoke.log"; }
 pids=()
-chain 2 fig1 & pids+=($!)
-if [ "$smoke_ok" = 1 ]; then
-  chain 5 fig3 fig5 fig4_left & pids+=($!)
-  chain 4 fig6 fig7 fig8 & pids+=($!)
-  chain 3 fig4_right & pids+=($!)
+if [ -n "${EXPERIMENTS:-}" ]; then
+  # EXPERIMENTS="fig6 fig7 fig8 rel_compare ..." [WORKERS=n]: one chain of these only
+  # (e.g. the CNN reruns and the related experiments of figures 9a-9d)
+  [ "$smoke_ok" = 1 ] && { chain "${WORKERS:-8}" $EXPERIMENTS & pids+=($!); }
+else
+  chain 2 fig1 & pids+=($!)
+  if [ "$smoke_ok" = 1 ]; then
+    chain 5 fig3 fig5 fig4_left & pids+=($!)
+    chain 4 fig6 fig7 fig8 & pids+=($!)
+    chain 3 fig4_right & pids+=($!)
+  fi
 fi
 while [ $(( $(date +%s) - start )) -lt "$BUDGET" ] && [ -n "$(jobs -r)" ]; do sleep 5; done
 echo "elapsed $(( $(date +%s) - start )) s; stopping sweeps"
