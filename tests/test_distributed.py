@@ -20,7 +20,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from tiny_runs import tiny_run
 
 from anisotropy.data.datasets import load_dataset
 from anisotropy.io import load_checkpoint, read_jsonl
@@ -31,6 +30,7 @@ from anisotropy.training.distributed import shard_bounds
 from anisotropy.training.run import check_shards
 from anisotropy.training.step import pieces
 from anisotropy.training.trainer import train
+from tiny_runs import tiny_run
 
 #: float64 agreement of two summation orders over a few SGD steps (see the module's notes)
 EXACT = 1e-12

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_runs import STEPS_PER_EPOCH, tiny_run
 
 import anisotropy.training.trainer as trainer_mod
 from anisotropy.cli.train import EXIT_SIGINT, EXIT_SIGTERM, main
@@ -35,6 +34,7 @@ from anisotropy.training.config import config_from_dict, config_to_toml
 from anisotropy.training.hooks import Callback
 from anisotropy.training.lock import LOCK_NAME, RunDirLocked
 from anisotropy.training.trainer import TrainingInterrupted, train
+from tiny_runs import STEPS_PER_EPOCH, tiny_run
 
 #: a run of well under a second (the tests' tiny run, 3 epochs, smoothed on fc2)
 TINY_CHANGES = {"epochs": 3, "smoothing": {"layers": ["fc2"], "R": 0.05, "y": 3}}

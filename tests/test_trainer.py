@@ -10,7 +10,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_runs import tiny_config
 
 from anisotropy.cli.train import main
 from anisotropy.data.datasets import load_dataset
@@ -21,6 +20,7 @@ from anisotropy.training.config import TrainConfig, apply_overrides, config_from
 from anisotropy.training.hooks import Callback
 from anisotropy.training.signals import weight_layers
 from anisotropy.training.trainer import build_model, derive_seeds, train
+from tiny_runs import tiny_config
 
 LOG_KEYS = {
     "epoch",

@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
-from tiny_runs import tiny_config
 
 from anisotropy.io import load_checkpoint, read_jsonl, save_checkpoint
 from anisotropy.training.config import TrainConfig, apply_overrides
 from anisotropy.training.config import config_to_dict as to_dict
 from anisotropy.training.hooks import Callback
 from anisotropy.training.trainer import train
+from tiny_runs import tiny_config
 
 
 def small(**over) -> TrainConfig:

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_runs import tiny_config
 
 from anisotropy.data.datasets import load_dataset
 from anisotropy.io import load_checkpoint, read_jsonl
@@ -21,6 +20,7 @@ from anisotropy.training.flatness import (
     measure_flatness,
 )
 from anisotropy.training.trainer import build_model, derive_seeds, train
+from tiny_runs import tiny_config
 
 #: noise draws of the tests' measurements (the default is 256)
 SAMPLES = 8

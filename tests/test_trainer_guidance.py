@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_runs import tiny_config
 
 from anisotropy.data.datasets import load_dataset
 from anisotropy.io import load_checkpoint, read_jsonl
 from anisotropy.training.config import TrainConfig, config_from_dict
 from anisotropy.training.hooks import Callback
 from anisotropy.training.trainer import build_model, derive_seeds, train
+from tiny_runs import tiny_config
 
 
 def small(**over) -> TrainConfig:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_runs import tiny_config
 
 from anisotropy.io import load_checkpoint, read_jsonl, save_checkpoint
 from anisotropy.training.config import (
@@ -15,6 +14,7 @@ from anisotropy.training.config import (
 )
 from anisotropy.training.hooks import Callback
 from anisotropy.training.trainer import train
+from tiny_runs import tiny_config
 
 
 def small(**over) -> TrainConfig:
