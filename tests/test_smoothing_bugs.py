@@ -297,6 +297,24 @@ def test_schedule_reaching_zero_is_the_plain_loss(include_centre):
     assert abs(smoothed.item() - plain.item()) > 1e-6
 
 
+@pytest.mark.parametrize("kernel", ["box", "gaussian"])
+def test_schedule_fading_below_the_negligible_radius_is_the_plain_loss(kernel):
+    # a fading schedule's last steps (here 1e-200) must not overflow the heat kernel's
+    # precision 1/R^2: below R_NEGLIGIBLE the step is the plain loss, as at R = 0
+    from anisotropy.smoothing.losses import R_NEGLIGIBLE
+
+    model = small_mlp()
+    x, t = batch()
+    ple = PartialLocalEntropy(
+        model, layers="2", kernel=kernel, R=lambda step: 1e-200 if step else 0.1, y=3
+    )
+    assert ple.radius(1) == 1e-200 < R_NEGLIGIBLE
+    plain = F.cross_entropy(model(x), t)
+    out = ple(x, t, generator=torch.Generator().manual_seed(0), step=1)
+    assert torch.equal(out.loss, plain)
+    assert ple(x, t, generator=torch.Generator().manual_seed(0), step=0).loss != plain
+
+
 def test_schedule_negative_radius_still_refused():
     ple = PartialLocalEntropy(small_mlp(), layers="2", R=lambda s: -0.1, y=2)
     x, t = batch()

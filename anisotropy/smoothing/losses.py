@@ -59,7 +59,14 @@ from anisotropy.smoothing.sampling import (
 from anisotropy.smoothing.stacked import children_for, stacked_outputs
 from anisotropy.validation import check_choice, check_int, check_positive, check_sharpness
 
-__all__ = ["Reduction", "REDUCTIONS", "reduce_losses", "SmoothedLoss", "PartialLocalEntropy"]
+__all__ = [
+    "Reduction",
+    "REDUCTIONS",
+    "R_NEGLIGIBLE",
+    "reduce_losses",
+    "SmoothedLoss",
+    "PartialLocalEntropy",
+]
 
 Cut = Literal["auto", "off"]
 CUTS: tuple[Cut, ...] = get_args(Cut)
@@ -93,6 +100,13 @@ def _global_rng_seeded(seed: int, device: torch.device) -> Iterator[None]:
         if index is not None:
             torch.cuda.default_generators[index].manual_seed(seed)
         yield
+
+
+#: a scheduled radius below this is no smoothing (the plain loss at that step): it moves
+#: no float32 weight (their spacing near 1 is 1e-7, their smallest normal 1e-38), and
+#: below it the heat kernel's precision gamma = 1/R^2 (eq 1) overflows float64 (1e308)
+#: long before R reaches 0, as a fading schedule's last steps may
+R_NEGLIGIBLE = 1e-150
 
 
 def _check_radius(value: object) -> float:
@@ -383,12 +397,13 @@ class PartialLocalEntropy:
         return kernel
 
     def _kernel_or_none(self, step: int) -> Kernel | None:
-        """The kernel at ``step``, or ``None`` where the schedule gives ``R(step) = 0``."""
+        """The kernel at ``step``, or ``None`` where the schedule gives ``R(step) = 0``
+        (or below :data:`R_NEGLIGIBLE`)."""
         if self._schedule is None:
             check_int("step", step, minimum=0)
             return self.kernel
         radius = self.radius(step)
-        return None if radius == 0.0 else self.kernel.with_scale(radius)
+        return None if radius < R_NEGLIGIBLE else self.kernel.with_scale(radius)
 
     def sample(self, generator: torch.Generator, step: int = 0) -> dict[str, torch.Tensor]:
         """The displacements one call with this generator state would use.

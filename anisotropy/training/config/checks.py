@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
+from anisotropy.smoothing.losses import R_NEGLIGIBLE
+
 #: accepted smoothing radii: the Gaussian kernel's precision gamma = 1/R^2 (eq 1) and
 #: the box's variance R^2/3 (eqs 5-8) must be finite, non-zero float64 numbers, which
 #: holds for 1e-150 <= R <= 1e150 (float64 spans about 1e-308..1e308); a radius below
-#: ~1e-45 already moves no float32 weight, so the bound excludes nothing meaningful
-R_MIN, R_MAX = 1e-150, 1e150
+#: ~1e-45 already moves no float32 weight, so the bound excludes nothing meaningful (a
+#: schedule that fades below it is the plain loss there: smoothing.losses.R_NEGLIGIBLE)
+R_MIN, R_MAX = R_NEGLIGIBLE, 1e150
 _R_RANGE = f"a number in [{R_MIN:g}, {R_MAX:g}] (gamma = 1/R^2 must be finite)"
 
 
