@@ -386,6 +386,7 @@ def test_command_line_smoke_run_and_errors(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "complete after 1 epoch(s)" in text and "test accuracy: final" in text
+    assert " passes, " in text  # the cost in forward+backward passes
     assert (out / "summary.json").is_file() and len(read_jsonl(out / "log.jsonl")) == 1
 
     def error_of(args):

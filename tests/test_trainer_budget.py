@@ -148,3 +148,14 @@ def test_bad_budget_is_named():
         small(max_passes=0)
     with pytest.raises(ValueError, match=r"max_passes must be an integer"):
         small(max_passes=1.5)
+
+
+def test_the_command_says_the_budget_stopped_the_run(tmp_path, capsys):
+    from anisotropy.cli.train import main
+    from anisotropy.training.config import config_to_toml
+
+    config = tmp_path / "run.toml"
+    config.write_text(config_to_toml(small(max_passes=8)))
+    assert main([str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "complete (stopped by max_passes) after 2 epoch(s), 8 steps, 8 passes" in text

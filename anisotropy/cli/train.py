@@ -128,9 +128,13 @@ def _report(summary: dict[str, Any], out: Path) -> str:
     def fmt(v: Any) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
+    by = summary.get("stopped_by")
+    why = f" (stopped by {by})" if by == "max_passes" else ""
+    passes = summary.get("passes")
+    cost = "" if passes is None else f", {passes} passes"
     return (
-        f"{out}: {summary['status']} after {summary['epochs']} epoch(s), "
-        f"{summary['steps']} steps, {summary['wall_time']:.1f} s\n"
+        f"{out}: {summary['status']}{why} after {summary['epochs']} epoch(s), "
+        f"{summary['steps']} steps{cost}, {summary['wall_time']:.1f} s\n"
         f"  test accuracy: final {fmt(summary['final_test_acc'])}, best "
         f"{fmt(summary['best_test_acc'])} (epoch {summary['best_epoch']})\n"
         f"  train loss (centre): {fmt(summary['final_train_loss'])}, smoothed: "
