@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "check_positive",
+    "check_nonnegative",
     "check_sharpness",
     "check_choice",
     "check_finite",
@@ -38,6 +39,20 @@ def check_positive(name: str, value: Any, *, allow_inf: bool = False) -> float:
     upper = "inf]" if allow_inf else "inf)"
     if math.isnan(v) or v <= 0 or (math.isinf(v) and not allow_inf):
         raise ValueError(f"{name} must lie in (0, {upper}, got {value!r}")
+    return v
+
+
+def check_nonnegative(name: str, value: Any, *, allow_inf: bool = False) -> float:
+    """Return ``float(value)`` after checking ``0 <= value < inf`` (``<= inf`` if allowed)."""
+    bad = f"{name} must be a {'' if allow_inf else 'finite '}number >= 0, got {value!r}"
+    if isinstance(value, bool):
+        raise ValueError(bad)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(bad) from None
+    if math.isnan(v) or v < 0 or (math.isinf(v) and not allow_inf):
+        raise ValueError(bad)
     return v
 
 

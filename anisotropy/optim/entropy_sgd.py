@@ -70,7 +70,7 @@ import torch
 from torch import nn
 
 from anisotropy.optim._partial import partial_ids
-from anisotropy.validation import check_choice, check_int, check_positive
+from anisotropy.validation import check_choice, check_int, check_nonnegative, check_positive
 
 __all__ = [
     "EntropySGD",
@@ -211,7 +211,7 @@ class EntropySGD(torch.optim.Optimizer):
             gamma = check_positive("gamma", gamma)
         inner_steps = check_int("inner_steps", inner_steps, minimum=1)
         inner_lr = check_positive("inner_lr", inner_lr)
-        noise = _check_nonnegative("noise", noise)
+        noise = check_nonnegative("noise", noise)
         alpha = check_positive("alpha", alpha)
         if alpha > 1:
             raise ValueError(f"alpha must lie in (0, 1], got {alpha!r}")
@@ -220,14 +220,14 @@ class EntropySGD(torch.optim.Optimizer):
                 "generator must be a torch.Generator when noise > 0, got "
                 f"{type(generator).__name__}"
             )
-        inner_momentum = _check_nonnegative("inner_momentum", inner_momentum)
+        inner_momentum = check_nonnegative("inner_momentum", inner_momentum)
         if inner_momentum >= 1:
             raise ValueError(f"inner_momentum must lie in [0, 1), got {inner_momentum!r}")
         if not isinstance(inner_nesterov, bool):
             raise ValueError(f"inner_nesterov must be a bool, got {inner_nesterov!r}")
         if inner_nesterov and inner_momentum == 0:
             raise ValueError("inner_nesterov=True needs inner_momentum in (0, 1), got 0")
-        inner_weight_decay = _check_nonnegative("inner_weight_decay", inner_weight_decay)
+        inner_weight_decay = check_nonnegative("inner_weight_decay", inner_weight_decay)
         noise_mode = check_choice("noise_mode", noise_mode, NOISE_MODES)
         outer_gradient = check_choice("outer_gradient", outer_gradient, OUTER_GRADIENTS)
         base_params = [p for g in base_optimizer.param_groups for p in g["params"]]
@@ -343,17 +343,17 @@ class EntropySGD(torch.optim.Optimizer):
             if layers is not None:
                 raise ValueError("layers needs the model: pass the nn.Module as params")
         L = check_int("L", L, minimum=1)
-        beta1 = _check_nonnegative("beta1", beta1)
+        beta1 = check_nonnegative("beta1", beta1)
         if beta1 >= 1:
             raise ValueError(f"beta1 must lie in [0, 1), got {beta1!r}")
-        momentum = _check_nonnegative("momentum", momentum)
+        momentum = check_nonnegative("momentum", momentum)
         use_nesterov = bool(nesterov) and momentum > 0
         base = torch.optim.SGD(
             groups,
             lr=check_positive("lr", lr),
             momentum=momentum,
             nesterov=use_nesterov,
-            weight_decay=_check_nonnegative("weight_decay", weight_decay),
+            weight_decay=check_nonnegative("weight_decay", weight_decay),
         )
         return cls(
             model,
@@ -361,7 +361,7 @@ class EntropySGD(torch.optim.Optimizer):
             gamma=gamma_scoping(g0, g1) if scoping else check_positive("g0", g0),
             inner_steps=L,
             inner_lr=inner_lr,
-            noise=_check_nonnegative("eps", eps),
+            noise=check_nonnegative("eps", eps),
             alpha=1.0 - beta1,
             layers=layers,
             include_biases=include_biases,
@@ -461,15 +461,3 @@ class EntropySGD(torch.optim.Optimizer):
         self.base_optimizer.load_state_dict(state_dict["base"])
         self.param_groups = self.base_optimizer.param_groups  # loading rebinds them
         self.outer_steps = check_int("outer_steps", state_dict["outer_steps"], minimum=0)
-
-
-def _check_nonnegative(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v

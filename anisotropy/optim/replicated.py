@@ -54,25 +54,12 @@ import torch
 from torch import nn
 
 from anisotropy.optim._partial import partial_ids
-from anisotropy.validation import check_choice, check_int
+from anisotropy.validation import check_choice, check_int, check_nonnegative
 
 __all__ = ["CouplingScheduleName", "COUPLING_SCHEDULES", "coupling_schedule", "ReplicatedSGD"]
 
 CouplingScheduleName = Literal["constant", "exp", "linear", "cosine"]
 COUPLING_SCHEDULES: tuple[CouplingScheduleName, ...] = get_args(CouplingScheduleName)
-
-
-def _nonnegative(name: str, value: Any, *, allow_inf: bool = False) -> float:
-    bad = f"{name} must be a {'' if allow_inf else 'finite '}number >= 0, got {value!r}"
-    if isinstance(value, bool):
-        raise ValueError(bad)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(bad) from None
-    if math.isnan(v) or v < 0 or (math.isinf(v) and not allow_inf):
-        raise ValueError(bad)
-    return v
 
 
 #: log of the largest float64: exp() of more overflows
@@ -114,9 +101,9 @@ def coupling_schedule(
     callable(int) -> float
     """
     kind = check_choice("kind", kind, COUPLING_SCHEDULES)
-    g0 = _nonnegative("gamma0", gamma0)
-    r = _nonnegative("rate", rate)
-    gmax = _nonnegative("gamma_max", gamma_max, allow_inf=True)
+    g0 = check_nonnegative("gamma0", gamma0)
+    r = check_nonnegative("rate", rate)
+    gmax = check_nonnegative("gamma_max", gamma_max, allow_inf=True)
     if gmax < g0:
         raise ValueError(f"gamma_max must be >= gamma0 = {g0}, got {gamma_max!r}")
     if kind == "cosine":
@@ -227,9 +214,9 @@ class ReplicatedSGD(torch.optim.Optimizer):
             )
         self.y = check_int("y", y, minimum=1)
         if not callable(gamma):
-            gamma = _nonnegative("gamma", gamma)
+            gamma = check_nonnegative("gamma", gamma)
         self.gamma = gamma
-        noise = _nonnegative("init_noise", init_noise)
+        noise = check_nonnegative("init_noise", init_noise)
         if noise > 0 and not isinstance(generator, torch.Generator):
             raise ValueError(
                 "generator must be a torch.Generator when init_noise > 0, got "
@@ -269,7 +256,7 @@ class ReplicatedSGD(torch.optim.Optimizer):
     def gamma_at(self, step: int | None = None) -> float:
         """Coupling at ``step`` (default: the next step), validated ``>= 0``."""
         step = self.steps if step is None else check_int("step", step, minimum=0)
-        return _nonnegative("gamma", self.gamma(step) if callable(self.gamma) else self.gamma)
+        return check_nonnegative("gamma", self.gamma(step) if callable(self.gamma) else self.gamma)
 
     @property
     def replicas(self) -> dict[str, torch.Tensor]:

@@ -28,7 +28,6 @@ the gradient of the second pass (taken at :math:`w + e`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,20 +35,9 @@ import torch
 from torch import nn
 
 from anisotropy.optim._partial import partial_ids
+from anisotropy.validation import check_nonnegative
 
 __all__ = ["SAM"]
-
-
-def _check_rho(rho: Any) -> float:
-    if isinstance(rho, bool):
-        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
-    try:
-        value = float(rho)
-    except (TypeError, ValueError):
-        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
-    return value
 
 
 class SAM(torch.optim.Optimizer):
@@ -110,9 +98,9 @@ class SAM(torch.optim.Optimizer):
                 "base_optimizer must be a torch.optim.Optimizer class (e.g. torch.optim.SGD), "
                 f"got {base_optimizer!r}"
             )
-        super().__init__(params, dict(rho=_check_rho(rho)))
+        super().__init__(params, dict(rho=check_nonnegative("rho", rho)))
         for group in self.param_groups:
-            group["rho"] = _check_rho(group["rho"])
+            group["rho"] = check_nonnegative("rho", group["rho"])
         held = [p for g in self.param_groups for p in g["params"]]
         self._perturbed = partial_ids(
             held, model=model, layers=layers, include_biases=include_biases
@@ -167,6 +155,6 @@ class SAM(torch.optim.Optimizer):
         for group in state_dict.get("param_groups", ()):
             if "rho" not in group:
                 raise ValueError("state_dict is not a SAM state dict: its param_groups lack 'rho'")
-            _check_rho(group["rho"])
+            check_nonnegative("rho", group["rho"])
         self.base_optimizer.load_state_dict(state_dict)
         self.param_groups = self.base_optimizer.param_groups  # loading rebinds them
