@@ -65,10 +65,17 @@ def write_step_record(run: Run) -> None:
     if w.steps == 1:
         for stats in layers.values():
             stats["signal_std"] = stats["grad_std_norm"] = None
+    extra: dict[str, Any] = {}
+    if run.step_within is not None:  # the gradient noise inside the step's minibatch
+        for name, stats in run.step_within.items():
+            layers[name].update(stats)
+        extra["within_parts"] = run.step_split
+        run.step_within = None
     rec = {
         "step": run.step,
         "epoch": run.epoch + 1,
         "batches": w.steps,
+        **extra,
         **w.means(),
         "layers": layers,
     }

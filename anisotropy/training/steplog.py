@@ -20,6 +20,15 @@ Record schema (one JSON object per line)::
 ``batches`` is the window's number of minibatches; the spreads ``signal_std`` and
 ``grad_std_norm`` are ``null`` for a one-minibatch window (a spread over one
 batch is not defined), which readers treat as missing.
+
+With ``logging.steps_split = K`` every record also holds ``"within_parts": K`` and, per
+layer, the gradient noise inside the minibatch of the logged step, measured at the
+weights before its update (:func:`anisotropy.training.spread.within_batch_spread`)::
+
+    "fc1": {..., "within_mean_norm": ..., "within_noise_norm": ..., "within_snr": ...}
+
+so that the signal-to-noise ratio is defined at every logged step, one-minibatch
+windows included.
 """
 
 from __future__ import annotations

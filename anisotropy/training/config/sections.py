@@ -14,6 +14,7 @@ from anisotropy.data.augment import AugmentName
 from anisotropy.data.datasets import DataName, Normalisation
 from anisotropy.models import Activation, ModelName
 from anisotropy.training.config.checks import _R_RANGE, INITS, R_MAX, R_MIN, Init, _require
+from anisotropy.training.spread import SPLIT_MIN
 from anisotropy.training.steplog import DEFAULT_DENSE_STEPS, DEFAULT_PER_DECADE
 from anisotropy.validation import check_choice
 
@@ -153,6 +154,14 @@ class LoggingConfig:
         default=DEFAULT_PER_DECADE,
         metadata={"help": "step log: logged steps per factor 10 after the dense start"},
     )
+    steps_split: int = field(
+        default=0,
+        metadata={
+            "help": "step log: at each logged step also cut the minibatch into this many "
+            "equal parts and log the gradient noise inside it and the step's SNR "
+            "(within_* keys; 0: off, else 2..batch_size; one extra pass per logged step)"
+        },
+    )
     # --- end-of-run flatness (anisotropy.training.flatness; docs/trainer.md "Flatness")
     flatness: bool = field(
         default=False,
@@ -186,6 +195,12 @@ class LoggingConfig:
             "logging.steps_per_decade",
             self.steps_per_decade,
             "an integer >= 1",
+        )
+        _require(
+            self.steps_split == 0 or (self.steps_split >= SPLIT_MIN and self.steps),
+            "logging.steps_split",
+            self.steps_split,
+            f"0 (off) or an integer >= {SPLIT_MIN} with logging.steps = true",
         )
         _require(
             self.checkpoint_every >= 0 and self.checkpoint_every % self.log_every == 0,

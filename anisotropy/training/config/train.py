@@ -77,6 +77,12 @@ class TrainConfig:
             self.threads,
             "an integer >= 1 (or absent)",
         )
+        _require(
+            self.logging.steps_split <= self.optim.batch_size,
+            "logging.steps_split",
+            self.logging.steps_split,
+            f"at most optim.batch_size = {self.optim.batch_size} (parts of one minibatch)",
+        )
         check_choice("precision", self.precision, PRECISIONS)
         _require(
             self.precision == "float32" or self.device.split(":")[0] in ("cpu", "cuda"),
