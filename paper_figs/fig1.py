@@ -33,6 +33,8 @@ import numpy as np
 from anisotropy.io import iter_jsonl, write_text_atomic
 
 from .common import FigureContext, FigureOutput, NoDataError, footer, save_figure
+from .fig1_early import EXPERIMENT as EARLY_EXPERIMENT
+from .fig1_early import activation_verdicts, draw_early, early_runs, early_verdict
 from .fig1_regimes import regime_verdicts
 from .stats import markdown_table, write_csv_table
 
@@ -49,7 +51,8 @@ __all__ = [
     "TABLE_COLUMNS",
 ]
 
-EXPERIMENTS: tuple[str, ...] = ("fig1",)
+#: the long runs, and the early probe of their first epochs (:mod:`paper_figs.fig1_early`)
+EXPERIMENTS: tuple[str, ...] = ("fig1", EARLY_EXPERIMENT)
 
 #: columns of fig1_table.csv (the markdown table shows the numbers, then the verdicts)
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -338,6 +341,24 @@ def draw(ctx: FigureContext) -> FigureOutput:
     footer(gfig, ctx, EXPERIMENTS)
     gfig.tight_layout()
     images = save_figure(fig, ctx.out, "fig1") + save_figure(gfig, ctx.out, "fig1_gradients")
+    early = early_runs(ctx)
+    if early:  # regimes 1-2 from the within-minibatch noise of the early probe
+        for r in table:
+            seeded = early.get(str(r["activation"]))
+            if seeded:
+                v = activation_verdicts([early_verdict(run) for _, run in seeded])
+                for k in ("regime1", "regime2"):
+                    r[f"{k}_present"] = v[f"{k}_present"]
+                    r[k] = f"{v[k]} [early probe {EARLY_EXPERIMENT}]"
+        efig = draw_early(early)
+        efig.suptitle(
+            "Figure 1, early regimes: the step's signal-to-noise ratio |G| / sigma_B from the "
+            "gradient noise inside each minibatch (16 parts), first epochs",
+            fontsize=10,
+        )
+        footer(efig, ctx, (EARLY_EXPERIMENT,))
+        efig.tight_layout()
+        images += save_figure(efig, ctx.out, "fig1_early")
     tables = [
         write_csv_table(table, TABLE_COLUMNS, ctx.out / "fig1_table.csv"),
         write_text_atomic(ctx.out / "fig1_table.md", _markdown(table, ctx)),

@@ -1,0 +1,85 @@
+"""Figure 1's early regimes from the within-minibatch noise (paper_figs.fig1_early): the
+rules on planted step records, and the figure end to end on a planted early probe."""
+
+import math
+
+import pytest
+from planted_fig1 import LAYERS, planted_early_runner, planted_records
+
+from paper_figs.fig1_early import (
+    CROSSING_HOLD,
+    EarlyRun,
+    activation_verdicts,
+    early_verdict,
+)
+
+
+def test_planted_signal_dominated_start_and_crossing():
+    v = early_verdict(EarlyRun(planted_records(4.0, cross=30.0)))
+    assert v["regime1"] and v["regime2"]
+    assert v["snr_first"] == pytest.approx(4.0 * (1 + 0.0 / 20), rel=0.05)
+    # the median over layers crosses 1 at step 30 (the median layer factor is 1 + 0/20);
+    # the first step of CROSSING_HOLD records <= 1 is 30 or 31
+    assert 29 <= v["crossing"] <= 31
+    assert v["signal_max"] == 5.0
+    assert v["crossing_from_max_decades"] == pytest.approx(math.log10(v["crossing"] / 5.0))
+
+
+def test_noise_dominated_from_the_start():
+    v = early_verdict(EarlyRun(planted_records(0.3)))
+    assert not v["regime1"] and v["crossing"] == 1.0  # at or below 1 from step 1
+    # a single record below 1 does not end the regime
+    recs = planted_records(4.0, cross=60.0)
+    for name in LAYERS:
+        recs[9]["layers"][name]["within_snr"] = 0.5
+    v = early_verdict(EarlyRun(recs))
+    assert v["crossing"] > 10 + CROSSING_HOLD
+
+
+def test_majority_over_seeds_and_sentences():
+    runs = [planted_records(4.0), planted_records(3.0), planted_records(0.5)]
+    out = activation_verdicts([early_verdict(EarlyRun(r)) for r in runs])
+    assert out["regime1_present"] and out["regime2_present"] and out["runs"] == 3
+    assert out["regime1"].startswith("present (2 of 3 seeds)")
+    assert "crosses 1 downwards" in out["regime2"]
+    out = activation_verdicts([early_verdict(EarlyRun(planted_records(0.5)))] * 3)
+    assert not out["regime1_present"] and out["regime1"].startswith("absent (3 of 3 seeds)")
+    with pytest.raises(ValueError, match="at least one run"):
+        activation_verdicts([])
+
+
+def test_records_without_the_split_are_refused():
+    recs = planted_records(2.0)
+    for r in recs:
+        del r["within_parts"]
+    with pytest.raises(ValueError, match="steps_split was off"):
+        EarlyRun(recs)
+
+
+def test_planted_probe_reaches_figure_and_table(tmp_path):
+    from test_figures import synthetic_cooling_runner
+
+    from experiments import results as res_mod
+    from experiments.definitions import load_experiment
+    from experiments.sweep import run_sweep
+    from paper_figs import make
+
+    runs = tmp_path / "runs"
+    for name, runner in (("fig1", synthetic_cooling_runner), ("fig1_early", planted_early_runner)):
+        run_sweep(
+            load_experiment(name, "quick"),
+            out=runs,
+            runner=runner,
+            threads=None,
+            log=lambda s: None,
+        )
+    opts = make.FiguresOptions(
+        scale="quick", runs=str(runs), out=str(tmp_path / "out"), draw_only=True
+    )
+    make.make_figures(["1"], opts, log=lambda s: None)
+    d = tmp_path / "out" / "quick"
+    assert (d / "fig1_early.png").stat().st_size > 10_000
+    for r in res_mod.read_results(d / "fig1_table.csv"):
+        assert str(r["regime1_present"]) == "True" and str(r["regime2_present"]) == "True"
+        assert r["regime1"].startswith("present (3 of 3 seeds)")
+        assert r["regime1"].endswith("[early probe fig1_early]")
