@@ -4,7 +4,6 @@ rules on planted step records, and the figure end to end on a planted early prob
 import math
 
 import pytest
-from planted_fig1 import LAYERS, planted_early_runner, planted_records
 
 from paper_figs.fig1_early import (
     CROSSING_HOLD,
@@ -12,6 +11,7 @@ from paper_figs.fig1_early import (
     activation_verdicts,
     early_verdict,
 )
+from planted_fig1 import LAYERS, planted_early_runner, planted_records
 
 
 def test_planted_signal_dominated_start_and_crossing():
@@ -57,12 +57,11 @@ def test_records_without_the_split_are_refused():
 
 
 def test_planted_probe_reaches_figure_and_table(tmp_path):
-    from test_figures import synthetic_cooling_runner
-
     from experiments import results as res_mod
     from experiments.definitions import load_experiment
     from experiments.sweep import run_sweep
     from paper_figs import make
+    from test_figures import synthetic_cooling_runner
 
     runs = tmp_path / "runs"
     for name, runner in (("fig1", synthetic_cooling_runner), ("fig1_early", planted_early_runner)):
