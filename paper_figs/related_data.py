@@ -65,6 +65,7 @@ CELL_KEYS: tuple[str, ...] = (
     "optim.gamma",
     "optim.layers",
     "optim.samples",
+    "optim.beta",
     "optim.inner_steps",
 )
 #: the scope name of the whole-model flatness (every layer weight at once)
@@ -113,9 +114,26 @@ def family_of(method: str) -> str:
     return method
 
 
+def _relevant(row: Mapping[str, Any], key: str) -> bool:
+    """Whether ``key`` does anything in ``row``'s run: an ``optim.*`` key when the run's
+    optimiser uses it (:data:`anisotropy.training.optimisers.USED_BY`), a ``smoothing.*``
+    key when the run smooths; any other key always (the results table has a column for
+    every key of the sweep, filled with the default where a run does not use it)."""
+    from anisotropy.training.optimisers import USED_BY
+
+    section, _, name = key.partition(".")
+    if section == "optim" and name in USED_BY:
+        opt = _text(row.get("optim.name")) if row.get("optim.name") is not None else "sgd"
+        return opt in USED_BY[name]
+    if section == "smoothing" and name != "layers":
+        return bool(_smoothed_layers(row))
+    return True
+
+
 def cell_of(row: Mapping[str, Any], keys: Sequence[str] = CELL_KEYS) -> tuple[tuple[str, Any], ...]:
-    """The tuning cell of a row: its values of ``keys`` that are present (not empty)."""
-    return tuple((k, row[k]) for k in keys if row.get(k) not in (None, ""))
+    """The tuning cell of a row: its values of ``keys`` that are present (not empty) and
+    used by the run (a SAM run's cell has no ``smoothing.R``, a PLA run's no ``optim.rho``)."""
+    return tuple((k, row[k]) for k in keys if row.get(k) not in (None, "") and _relevant(row, k))
 
 
 def cells(

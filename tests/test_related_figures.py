@@ -14,7 +14,7 @@ import pytest
 from scipy import stats as sps
 
 from experiments.definitions import load_experiment
-from experiments.grid import expand_grid, flatten, format_value, get_dotted
+from experiments.grid import config_hash, expand_grid, flatten, format_value, get_dotted
 from experiments.sweep import run_sweep
 from paper_figs import make, rank_correlation, related_claims, related_data
 
@@ -125,8 +125,10 @@ _BASE = 0.80
 
 
 def _noise(config, salt: str) -> float:
-    """Deterministic seed-by-arm noise in [-1, 1] (a hash of the configuration)."""
-    text = json.dumps({**config, "salt": salt}, sort_keys=True, default=str)
+    """Deterministic seed-by-arm noise in [-1, 1]: a hash of the run's identity (its
+    settings other than the defaults, :func:`experiments.grid.config_hash`), so a new
+    configuration field with a default leaves the planted numbers unchanged."""
+    text = config_hash(config) + salt
     return (zlib.crc32(text.encode()) % 2001) / 1000.0 - 1.0
 
 
