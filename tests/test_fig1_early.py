@@ -1,5 +1,5 @@
 """Figure 1's early regimes from the within-minibatch noise (paper_figs.fig1_early): the
-rules on planted step records, and the figure end to end on a planted early probe."""
+rules on planted step records (the figure end to end: tests/test_figures.py)."""
 
 import math
 
@@ -11,7 +11,7 @@ from paper_figs.fig1_early import (
     activation_verdicts,
     early_verdict,
 )
-from planted_fig1 import LAYERS, planted_early_runner, planted_records
+from planted_fig1 import LAYERS, planted_records
 
 
 def test_planted_signal_dominated_start_and_crossing():
@@ -54,31 +54,3 @@ def test_records_without_the_split_are_refused():
         del r["within_parts"]
     with pytest.raises(ValueError, match="steps_split was off"):
         EarlyRun(recs)
-
-
-def test_planted_probe_reaches_figure_and_table(tmp_path):
-    from experiments import results as res_mod
-    from experiments.definitions import load_experiment
-    from experiments.sweep import run_sweep
-    from paper_figs import make
-    from test_figures import synthetic_cooling_runner
-
-    runs = tmp_path / "runs"
-    for name, runner in (("fig1", synthetic_cooling_runner), ("fig1_early", planted_early_runner)):
-        run_sweep(
-            load_experiment(name, "quick"),
-            out=runs,
-            runner=runner,
-            threads=None,
-            log=lambda s: None,
-        )
-    opts = make.FiguresOptions(
-        scale="quick", runs=str(runs), out=str(tmp_path / "out"), draw_only=True
-    )
-    make.make_figures(["1"], opts, log=lambda s: None)
-    d = tmp_path / "out" / "quick"
-    assert (d / "fig1_early.png").stat().st_size > 10_000
-    for r in res_mod.read_results(d / "fig1_table.csv"):
-        assert str(r["regime1_present"]) == "True" and str(r["regime2_present"]) == "True"
-        assert r["regime1"].startswith("present (3 of 3 seeds)")
-        assert r["regime1"].endswith("[early probe fig1_early]")

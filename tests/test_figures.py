@@ -385,6 +385,12 @@ def test_figure1_runs_the_cooling_analysis_when_missing(tmp_path):
     assert not list(runs.rglob("cooling*.json"))
     rows = res_mod.read_results(d / "fig1_table.csv")
     assert {r["activation"] for r in rows} == {"relu", "tanh"}
+    # regimes 1-2 from the planted early probe (signal-dominated start, then a crossing)
+    assert (d / "fig1_early.png").stat().st_size > 10_000
+    for r in rows:
+        assert str(r["regime1_present"]) == "True" and str(r["regime2_present"]) == "True"
+        assert r["regime1"].startswith("present (3 of 3 seeds)")
+        assert r["regime1"].endswith("[early probe fig1_early]")
     for r in rows:  # the planted onset (epoch 40) is inside the reported interval
         assert r["time_axis"] == "epoch"  # no step log: the epoch axis
         lo, hi = (float(x) for x in r["late_onset_ci"].strip("[]").split(","))
