@@ -9,7 +9,11 @@ the step's signal-to-noise ratio ``within_snr = |G| / sigma_B`` (the norm of the
 full-data gradient over the norm of the standard deviation of a minibatch gradient,
 :mod:`anisotropy.training.spread`) is estimated at frozen weights.
 
-The rules, per run (one activation, one seed), on the median over layers of ``within_snr``:
+One record's estimate is noisy near SNR 1: its ``|G|^2`` estimate ``|g|^2 - sigma_B^2`` is a
+difference of two numbers of the same size, often below 0 (SNR 0).  The analysis therefore
+pools :data:`POOL` consecutive records per layer, ``SNR = sqrt(max(sum |G|^2_hat, 0) /
+sum sigma_B^2_hat)`` over a centred window (the ratio of the pooled unbiased estimates),
+and the rules, per run (one activation, one seed), read the median over layers of it:
 
 * **regime 1** (early, signal-dominated) is present iff the SNR exceeds 1 at the first
   logged step, i.e. training starts signal-dominated;
@@ -41,6 +45,7 @@ from .common import FigureContext
 __all__ = [
     "EXPERIMENT",
     "CROSSING_HOLD",
+    "POOL",
     "NEAR_DECADES",
     "SNR_SIGNAL_DOMINATED",
     "EarlyRun",
@@ -56,11 +61,13 @@ EXPERIMENT = "fig1_early"
 #: the signal dominates when |G| exceeds the norm of a minibatch gradient's standard
 #: deviation (the "signal = noise" line of figure 1)
 SNR_SIGNAL_DOMINATED = 1.0
-#: records in a row at or below SNR 1 that end the signal-dominated regime: the estimate
-#: of one record has a relative standard error of a few percent near SNR 1 (K - 1 = 15
-#: degrees of freedom per weight, averaged over 10^4-10^5 weights), so five records in a
-#: row cannot all fall below 1 by noise while the ratio is clearly above it
+#: records in a row at or below SNR 1 (pooled) that end the signal-dominated regime: one
+#: excursion of the noisy estimate below 1 does not end it
 CROSSING_HOLD = 5
+#: records pooled per SNR estimate (centred; module docstring): five records divide the
+#: variance of the |G|^2 estimate by five and span at most 10^(5/20) = 1.8 in steps (a
+#: quarter decade: every step up to 100, then 20 records per decade), finer than a regime
+POOL = 5
 #: "near the signal maximum": within this many decades of steps (a factor 3)
 NEAR_DECADES = 0.5
 
@@ -72,7 +79,7 @@ class EarlyRun:
     ----------
     steps : ndarray (n,) of float
     layers : list of str
-    snr : ndarray (L, n), NaN where not logged
+    snr : ndarray (L, n), one record's ``within_snr``, NaN where not logged
     signal : ndarray (L, n), the window mean of s_I (eq. 2)
     noise, mean : ndarray (L, n), ``within_noise_norm`` and ``within_mean_norm``
     """
@@ -96,10 +103,35 @@ class EarlyRun:
         self.snr, self.signal = grid("within_snr"), grid("signal")
         self.noise, self.mean = grid("within_noise_norm"), grid("within_mean_norm")
 
-    def median_snr(self) -> np.ndarray:
-        """Median over layers of the SNR at each logged step (NaN where none is logged)."""
+    def pooled_snr(self, pool: int = POOL) -> np.ndarray:
+        """Per layer, ``sqrt(max(sum |G|^2_hat, 0) / sum sigma_B^2_hat)`` over the ``pool``
+        records centred on each one (fewer at the ends; NaN where nothing is logged).
+
+        Returns
+        -------
+        ndarray (L, n)
+        """
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise ValueError(f"pool must be an integer >= 1, got {pool!r}")
+        g2 = np.nan_to_num(self.mean**2 - self.noise**2)
+        n2 = np.nan_to_num(self.noise**2)
+        have = np.isfinite(self.noise).astype(float)
+        kernel = np.ones(pool)
+
+        def window_sum(a: np.ndarray) -> np.ndarray:
+            return np.array([np.convolve(row, kernel, mode="same") for row in a])
+
+        sg, sn, cnt = window_sum(g2), window_sum(n2), window_sum(have)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.sqrt(np.maximum(sg, 0.0) / sn)
+        return np.where((cnt > 0) & (sn > 0), out, np.nan)
+
+    def median_snr(self, pool: int = POOL) -> np.ndarray:
+        """Median over layers of :meth:`pooled_snr` at each logged step (``pool = 1``: of
+        each record's own estimate)."""
+        snr = self.pooled_snr(pool)
         with np.errstate(all="ignore"):
-            return np.where(np.isnan(self.snr).all(0), np.nan, np.nanmedian(self.snr, axis=0))
+            return np.where(np.isnan(snr).all(0), np.nan, np.nanmedian(snr, axis=0))
 
 
 def read_early_run(run_dir: Path) -> EarlyRun:
@@ -170,14 +202,14 @@ def activation_verdicts(verdicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     if present1:
         s1 = (
             f"present ({r1} of {n} seeds): the step's SNR |G|/sigma_B (median over layers, "
-            f"within-minibatch noise) starts at {snr_text} at step 1 and stays above 1 until "
-            f"step {_fmt_steps(crosses)}"
+            f"within-minibatch noise, {POOL} records pooled) starts at {snr_text} at step 1 "
+            f"and stays above 1 until step {_fmt_steps(crosses)}"
         )
     else:
         s1 = (
             f"absent ({n - r1} of {n} seeds): the step's SNR |G|/sigma_B (median over layers, "
-            f"within-minibatch noise) is already <= 1 at step 1 ({snr_text}): noise-dominated "
-            "from the start"
+            f"within-minibatch noise, {POOL} records pooled) is already <= 1 at step 1 "
+            f"({snr_text}): noise-dominated from the start"
         )
     if present2:
         near = [abs(d) <= NEAR_DECADES for d in dists]
@@ -224,15 +256,27 @@ def early_runs(ctx: FigureContext) -> dict[str, list[tuple[int, EarlyRun]]]:
 
 
 def draw_early(runs: Mapping[str, Sequence[tuple[int, EarlyRun]]]) -> plt.Figure:
-    """One panel per activation: the step's SNR per layer (seed 0 solid, other seeds thin),
-    the median over layers (black), SNR = 1 (grey) and each seed's crossing (dotted)."""
+    """One panel per activation: the pooled SNR per layer (seed 0 solid, other seeds thin),
+    its median over layers (black), seed 0's one-record median (grey dots), SNR = 1 (grey)
+    and each seed's crossing (dotted)."""
     fig, axes = plt.subplots(len(runs), 1, figsize=(9, 4.2 * len(runs)), squeeze=False)
     for ax, (act, seeded) in zip(axes[:, 0], runs.items(), strict=True):
         for n, (_, run) in enumerate(seeded):
+            pooled = run.pooled_snr()
+            if n == 0:
+                raw = run.median_snr(pool=1)
+                ax.plot(
+                    run.steps,
+                    np.where(raw > 0, raw, np.nan),
+                    ".",
+                    color="0.55",
+                    ms=2.5,
+                    label="median, one record (0 not shown)",
+                )
             for i, layer in enumerate(run.layers):
                 ax.plot(
                     run.steps,
-                    run.snr[i],
+                    pooled[i],
                     color=f"C{i % 10}",
                     lw=1.1 if n == 0 else 0.5,
                     alpha=1.0 if n == 0 else 0.45,
@@ -243,7 +287,7 @@ def draw_early(runs: Mapping[str, Sequence[tuple[int, EarlyRun]]]) -> plt.Figure
                 run.median_snr(),
                 color="k",
                 lw=1.6 if n == 0 else 0.7,
-                label="median over layers" if n == 0 else None,
+                label=f"median over layers ({POOL} records pooled)" if n == 0 else None,
             )
             cross = early_verdict(run)["crossing"]
             if cross is not None:

@@ -29,7 +29,7 @@ def planted_records(
                 "signal": (1 + k / 10) * t * math.exp(-t / peak),
                 "within_snr": snr * (1 + (k - 1.5) / 20),
                 "within_noise_norm": 1.0,
-                "within_mean_norm": math.sqrt(1 + snr**2),
+                "within_mean_norm": math.sqrt(1 + (snr * (1 + (k - 1.5) / 20)) ** 2),
             }
             for k, name in enumerate(LAYERS)
         }

@@ -17,10 +17,13 @@ from planted_fig1 import LAYERS, planted_records
 def test_planted_signal_dominated_start_and_crossing():
     v = early_verdict(EarlyRun(planted_records(4.0, cross=30.0)))
     assert v["regime1"] and v["regime2"]
-    assert v["snr_first"] == pytest.approx(4.0 * (1 + 0.0 / 20), rel=0.05)
-    # the median over layers crosses 1 at step 30 (the median layer factor is 1 + 0/20);
-    # the first step of CROSSING_HOLD records <= 1 is 30 or 31
-    assert 29 <= v["crossing"] <= 31
+    # noise 1, |G|^2 = SNR^2: the pooled estimate at step 1 is the rms of the planted SNR
+    # over records 1..3 (the centred window of POOL = 5, cut at the start); the median
+    # over the layers' factors 1 + (k - 1.5) / 20 is 1
+    planted = [4.0 * t ** (-math.log(4.0) / math.log(30.0)) for t in (1, 2, 3)]
+    assert v["snr_first"] == pytest.approx(math.sqrt(sum(x * x for x in planted) / 3))
+    # the planted SNR crosses 1 at step 30; the centred rms lags it by at most ~2 steps
+    assert 30 <= v["crossing"] <= 33
     assert v["signal_max"] == 5.0
     assert v["crossing_from_max_decades"] == pytest.approx(math.log10(v["crossing"] / 5.0))
 
@@ -54,3 +57,13 @@ def test_records_without_the_split_are_refused():
         del r["within_parts"]
     with pytest.raises(ValueError, match="steps_split was off"):
         EarlyRun(recs)
+
+
+def test_pooling_one_record_is_the_record_estimate():
+    """pool = 1 gives each record's own sqrt(max(|g|^2 - sigma^2, 0)) / sigma, i.e. the
+    trainer's within_snr (planted consistently: mean^2 = 1 + SNR^2, noise 1)."""
+    run = EarlyRun(planted_records(2.0, n=40))
+    assert run.pooled_snr(pool=1) == pytest.approx(run.snr, rel=1e-12)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="pool must be an integer >= 1"):
+            run.pooled_snr(pool=bad)
