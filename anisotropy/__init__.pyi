@@ -83,14 +83,20 @@ from .models import (
 from .models import (
     mlp as mlp,
 )
+
+# optimisers (anisotropy.optim): SAM, Replicated-SGD, the variational schemes
+from .optim.diagnostics import (
+    MomentMatchingDiagnosis as MomentMatchingDiagnosis,
+)
+from .optim.diagnostics import (
+    diagnose_moment_matching as diagnose_moment_matching,
+)
 from .optim.entropy_sgd import (
     EntropySGD as EntropySGD,
 )
 from .optim.entropy_sgd import (
     gamma_scoping as gamma_scoping,
 )
-
-# optimisers (anisotropy.optim): SAM, Replicated-SGD, the variational schemes
 from .optim.replicated import (
     ReplicatedSGD as ReplicatedSGD,
 )

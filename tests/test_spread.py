@@ -82,9 +82,7 @@ def test_expectations_under_sampling_without_replacement():
         noise, signal = [], []
         for _ in range(600):
             idx = torch.as_tensor(rng.permutation(n_pop)[:b])
-            r = within_batch_spread(net, x[idx], t[idx], {name: _layers(net)[name]}, parts=k)[
-                name
-            ]
+            r = within_batch_spread(net, x[idx], t[idx], {name: _layers(net)[name]}, parts=k)[name]
             noise.append(r["within_noise_norm"] ** 2)
             signal.append(r["within_mean_norm"] ** 2 - r["within_noise_norm"] ** 2)
         for vals, want in ((noise, s2 / b), (signal, float(big_g @ big_g) - s2 / n_pop)):
@@ -159,6 +157,6 @@ def test_trainer_logs_the_split_without_changing_the_run(tmp_path):
         for layer, stats in b["layers"].items():
             assert stats["within_noise_norm"] > 0 and stats["within_mean_norm"] > 0
             assert stats["within_snr"] is None or stats["within_snr"] >= 0
-            assert {k: v for k, v in stats.items() if not k.startswith("within_")} == a[
-                "layers"
-            ][layer]
+            assert {k: v for k, v in stats.items() if not k.startswith("within_")} == a["layers"][
+                layer
+            ]

@@ -12,9 +12,12 @@ chosen layers only (``layers=`` and ``model=``, the names and globs of
   (Baldassi et al.; Pittorino et al.), with :func:`coupling_schedule` for scoping;
 * :class:`EntropySGD` - Entropy-SGD (Chaudhari et al.);
 * :class:`MomentMatching`, :class:`HeatRegularisation` - the two-step variational
-  schemes for local entropy and heat regularisation.
+  schemes for local entropy and heat regularisation, and
+  :func:`diagnose_moment_matching` (the signal-to-noise ratio of one importance-sampled
+  moment-matching step).
 """
 
+from .diagnostics import MomentMatchingDiagnosis, diagnose_moment_matching
 from .entropy_sgd import EntropySGD
 from .replicated import COUPLING_SCHEDULES, CouplingScheduleName, ReplicatedSGD, coupling_schedule
 from .sam import SAM
@@ -29,4 +32,6 @@ __all__ = [
     "EntropySGD",
     "MomentMatching",
     "HeatRegularisation",
+    "MomentMatchingDiagnosis",
+    "diagnose_moment_matching",
 ]
