@@ -216,9 +216,8 @@ def activation_verdicts(verdicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         where = (
             f"; the signal s_I peaks at step {_fmt_steps(smax)}, so the crossing is "
             + ", ".join(f"{d:+.2f}" for d in dists)
-            + " decades from it ("
-            + ("near it" if near and all(near) else "not near it in every seed")
-            + f": within {NEAR_DECADES} decades)"
+            + f" decades from it (near it, within {NEAR_DECADES} decades, in {sum(near)} of "
+            + f"{len(near)} seeds)"
         )
         s2 = (
             f"present ({r2} of {n} seeds): the SNR crosses 1 downwards at step "
