@@ -60,6 +60,10 @@ __all__ = [
     "VERDICTS",
     "OUTCOMES",
     "ClaimResult",
+    "claim_result",
+    "evidence_text",
+    "format_interval",
+    "format_value_unit",
     "evaluate_claims",
     "write_claims",
     "directional",
@@ -117,6 +121,50 @@ class ClaimResult:
             f"[{self.verdict}] {self.id} (section {self.section}, {self.experiment}): "
             f"{self.claim}\n    {self.evidence}"
         )
+
+
+def claim_result(
+    entry: Sequence[Any],
+    experiment: str,
+    rule: Mapping[str, str],
+    verdict: str,
+    evidence: str = "",
+    numbers: Mapping[str, Any] | None = None,
+    arms: list | None = None,
+) -> ClaimResult:
+    """The :class:`ClaimResult` of one claim on one experiment.
+
+    Parameters
+    ----------
+    entry : sequence
+        The claim's row of :data:`CLAIMS` or of
+        :data:`paper_figs.related_claims.RELATED_CLAIMS`: (id, section, claim,
+        experiments, rule kind, function, metric).
+    experiment : str
+        The experiment it was checked on.
+    rule : mapping
+        Rule kind -> the rule in words (:func:`rules`); the claim's kind picks its rule.
+    verdict, evidence :
+        As in :class:`ClaimResult`.
+    numbers : mapping, optional
+        The finding's numbers; the rule kind is added under ``"kind"``.  ``None``: no
+        numbers at all (not even the kind).
+    arms : list, optional
+        The selections the verdict read (default none).
+    """
+    cid, section, text, _, kind, _, metric = entry
+    return ClaimResult(
+        cid,
+        section,
+        text,
+        experiment,
+        metric,
+        rule[kind],
+        verdict,
+        evidence,
+        {} if numbers is None else {**numbers, "kind": kind},
+        [] if arms is None else arms,
+    )
 
 
 # ----------------------------------------------------------------------------- rules
@@ -194,8 +242,25 @@ def _base(rows: _Scan, metric: str, **extra: Any) -> Arm:
     return arm(rows.select(**{"smoothing.layers": "none"}, **extra), metric)
 
 
+def format_value_unit(x: float, unit: str) -> str:
+    """A signed difference in its unit: ``"pp"`` (an accuracy difference, in percentage
+    points), ``"epochs"``, or any other (a rank correlation, three decimals)."""
+    if unit == "pp":
+        return f"{100 * x:+.2f} pp"
+    if unit == "epochs":
+        return f"{x:+.2f} epochs"
+    return f"{x:+.3f}"
+
+
+def format_interval(lo: float, hi: float, unit: str) -> str:
+    """An interval of differences in its unit (as :func:`format_value_unit`)."""
+    if unit == "pp":
+        return f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pp"
+    return f"[{lo:+.2f}, {hi:+.2f}]" + (" epochs" if unit == "epochs" else "")
+
+
 def _pct(x: float) -> str:
-    return f"{100 * x:+.2f} pp"
+    return format_value_unit(x, "pp")
 
 
 def _abs_pct(x: float) -> str:
@@ -203,23 +268,29 @@ def _abs_pct(x: float) -> str:
 
 
 def _ci(lo: float, hi: float) -> str:
-    return f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pp"
+    return format_interval(lo, hi, "pp")
 
 
 #: the fixed-sample rules in words
 RULES = rules()
 
 
-def _evidence(label_a: str, label_b: str, e: Evidence, alpha: float) -> str:
-    parts = [f"{label_a} - {label_b} = {_pct(e.diff)}"]
+def evidence_text(label_a: str, label_b: str, e: Evidence, alpha: float, unit: str = "pp") -> str:
+    """The evidence of a verdict in words: the difference ``label_a - label_b``, its
+    paired and Welch 95 % intervals and the decision interval at ``alpha`` (with the
+    sequential look it was read at, if any), in ``unit`` (:func:`format_value_unit`)."""
+    parts = [f"{label_a} - {label_b} = {format_value_unit(e.diff, unit)}"]
     if e.paired is not None:
         c = e.paired
-        parts.append(f"paired 95% {_ci(c.lo, c.hi)}, p = {c.p:.3g}, n = {c.n_a}")
+        parts.append(f"paired 95% {format_interval(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a}")
     if e.welch is not None:
         c = e.welch
-        parts.append(f"Welch 95% {_ci(c.lo, c.hi)}, p = {c.p:.3g}, n = {c.n_a} vs {c.n_b}")
+        parts.append(
+            f"Welch 95% {format_interval(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a} vs {c.n_b}"
+        )
     where = "" if e.design == "fixed" else f", {e.design}"
-    parts.append(f"decision: {e.kind} {_ci(e.lo, e.hi)} at alpha = {alpha:.3g}{where}")
+    interval = format_interval(e.lo, e.hi, unit)
+    parts.append(f"decision: {e.kind} {interval} at alpha = {alpha:.3g}{where}")
     return "; ".join(parts)
 
 
@@ -241,7 +312,7 @@ def _improves(rows: _Scan, look: _Look) -> Finding:
     v, e, alpha = directional(cells[k], base, m=len(cells), look=look)
     return (
         v,
-        _evidence(f"best cell ({k[0]}, R={k[1]:g})", "no smoothing", e, alpha),
+        evidence_text(f"best cell ({k[0]}, R={k[1]:g})", "no smoothing", e, alpha),
         _numbers(e, alpha, cell=list(k)),
     )
 
@@ -267,7 +338,7 @@ def _maximum(rows: _Scan, look: _Look, subset: str | None = None) -> Finding:
             verdict,
             (
                 f"{s}: maximum at the largest R = {r_max:g}; "
-                + _evidence(f"R={r_max:g}", f"R={other:g}", e, alpha)
+                + evidence_text(f"R={r_max:g}", f"R={other:g}", e, alpha)
             ),
             _numbers(e, alpha, subset=s, r_star=r_star, r_max=r_max, orientation="reversed"),
         )
@@ -276,7 +347,7 @@ def _maximum(rows: _Scan, look: _Look, subset: str | None = None) -> Finding:
         v,
         (
             f"{s}: maximum at R = {r_star:g}; "
-            + _evidence(f"R={r_star:g}", f"R={r_max:g} (largest)", e, alpha)
+            + evidence_text(f"R={r_star:g}", f"R={r_max:g} (largest)", e, alpha)
         ),
         _numbers(e, alpha, subset=s, r_star=r_star, r_max=r_max),
     )
@@ -302,7 +373,7 @@ def _single_beats_isotropic(rows: _Scan, look: _Look) -> Finding:
     v, e, alpha = directional(cs[ks], cf[kf], m=len(cs) + len(cf), look=look)
     return (
         v,
-        _evidence(
+        evidence_text(
             f"best single layer ({ks[0]}, R={ks[1]:g})",
             f"best isotropic ({kf[0]}, R={kf[1]:g})",
             e,
@@ -324,7 +395,7 @@ def _deeper(rows: _Scan, look: _Look) -> Finding:
     v, e, alpha = directional(cd[kd], c1[k1], m=len(c1) + len(cd), look=look)
     return (
         v,
-        _evidence(f"deepest ({kd[0]}, R={kd[1]:g})", f"first ({k1[0]}, R={k1[1]:g})", e, alpha),
+        evidence_text(f"deepest ({kd[0]}, R={kd[1]:g})", f"first ({k1[0]}, R={k1[1]:g})", e, alpha),
         _numbers(e, alpha, deep=list(kd), first=list(k1)),
     )
 
@@ -392,7 +463,7 @@ def _y8_no_better(rows: _Scan, look: _Look) -> Finding:
         v,
         (
             f"mean over {len(keys)} (subset, R) cells of "
-            + _evidence("y8", "y4", e, ALPHA)
+            + evidence_text("y8", "y4", e, ALPHA)
             + f"; margin {_abs_pct(MARGIN)}"
         ),
         _numbers(e, ALPHA, cells=len(keys), margin=MARGIN),
@@ -419,7 +490,7 @@ def _head_helps(rows: _Scan, look: _Look) -> Finding:
     v, e, alpha = directional(a, base, m=2, look=look)
     return (
         v,
-        _evidence(f"PLA on {s} (better head layer)", "no smoothing", e, alpha),
+        evidence_text(f"PLA on {s} (better head layer)", "no smoothing", e, alpha),
         _numbers(e, alpha, layer=s),
     )
 
@@ -439,7 +510,7 @@ def _early_stopping(rows: _Scan, look: _Look) -> Finding:
         v,
         (
             "gain in best acc minus gain in final acc = "
-            + _evidence(f"(best - final) PLA on {s}", "(best - final) no smoothing", e, alpha)
+            + evidence_text(f"(best - final) PLA on {s}", "(best - final) no smoothing", e, alpha)
         ),
         _numbers(e, alpha, layer=s),
     )
@@ -458,7 +529,7 @@ def _conv_hurts(rows: _Scan, look: _Look) -> Finding:
     if not results:
         raise _NotRun("needs >= 2 seeds")
     s, v, e, alpha = results[0]
-    return v, _evidence("no smoothing", f"PLA on {s}", e, alpha), _numbers(e, alpha, layer=s)
+    return v, evidence_text("no smoothing", f"PLA on {s}", e, alpha), _numbers(e, alpha, layer=s)
 
 
 def _wd_no_help(rows: _Scan, look: _Look) -> Finding:
@@ -480,7 +551,7 @@ def _wd_no_help(rows: _Scan, look: _Look) -> Finding:
         e = compare(a, base, alpha=ALPHA, critical=look.critical, design=look.design)
         verdicts.append(equivalence(e.diff, e.lo, e.hi))
         evs.append(e)
-        parts.append(f"wd {wd:g}: " + _evidence("wd", "none", e, ALPHA))
+        parts.append(f"wd {wd:g}: " + evidence_text("wd", "none", e, ALPHA))
         nums[f"{wd:g}"] = e.numbers()
     v: Verdict
     if "does not hold" in verdicts:
@@ -522,7 +593,7 @@ def _pla_beats_wd(rows: _Scan, look: _Look) -> Finding:
     v, e, alpha = directional(a, cells[wd], m=2 + len(cells), look=look)
     return (
         v,
-        _evidence(f"PLA on {s}", f"best weight decay ({wd:g})", e, alpha),
+        evidence_text(f"PLA on {s}", f"best weight decay ({wd:g})", e, alpha),
         _numbers(e, alpha, layer=s, weight_decay=wd),
     )
 
@@ -704,15 +775,12 @@ def evaluate_claims(
     """
     out = []
     rule = rules(design)
-    for cid, section, text, exps, kind, fn, metric in CLAIMS:
+    for entry in CLAIMS:
+        _, _, _, exps, _, fn, _ = entry
         for exp in exps:
             rows = rows_of(exp)
             if rows is None:
-                out.append(
-                    ClaimResult(
-                        cid, section, text, exp, metric, rule[kind], "not run", "sweep not run"
-                    )
-                )
+                out.append(claim_result(entry, exp, rule, "not run", "sweep not run"))
                 continue
             arms: list = []
             verdict: Outcome
@@ -725,20 +793,7 @@ def evaluate_claims(
                     verdict, evidence, numbers, arms = _sequential(fn, rows, design)
             except _NotRun as exc:
                 verdict, evidence, numbers = "not run", str(exc), {}
-            out.append(
-                ClaimResult(
-                    cid,
-                    section,
-                    text,
-                    exp,
-                    metric,
-                    rule[kind],
-                    verdict,
-                    evidence,
-                    {**numbers, "kind": kind},
-                    arms,
-                )
-            )
+            out.append(claim_result(entry, exp, rule, verdict, evidence, numbers, arms))
     return out
 
 

@@ -310,26 +310,39 @@ def vs_R_table(
     by: Sequence[str] = ("smoothing.layers", "smoothing.R"),
 ) -> list[dict[str, Any]]:
     """One row per (subset, R) (baseline first, R empty) with mean, interval, n per metric."""
-    out: dict[tuple, dict[str, Any]] = {}
-    for metric in metrics:
-        for s in group_summary(rows, list(by), metric):
-            key = tuple(s[k] for k in by)
-            row = out.setdefault(key, {k: s[k] for k in by})
-            if row.get("smoothing.layers") == "none" and "smoothing.R" in row:
-                row["smoothing.R"] = None
-            row[f"{metric}_mean"] = s["mean"]
-            row[f"{metric}_lo"] = s["ci_lo"]
-            row[f"{metric}_hi"] = s["ci_hi"]
-            row["n"] = s["n"]
-            row[f"{metric}_fmt"] = _ci_text(s)
+    out = _summary_rows(rows, by, metrics, lambda metric, s: _ci_text(s))
+    for row in out:
+        if row.get("smoothing.layers") == "none" and "smoothing.R" in row:
+            row["smoothing.R"] = None
     return sorted(
-        out.values(),
+        out,
         key=lambda r: (
             r.get("smoothing.layers") != "none",
             subset_key(str(r.get("smoothing.layers"))),
             *[r.get(k) or 0 for k in by[1:]],
         ),
     )
+
+
+def _summary_rows(
+    rows: Sequence[Mapping[str, Any]],
+    by: Sequence[str],
+    metrics: Sequence[str],
+    fmt: Callable[[str, Mapping[str, Any]], str],
+) -> list[dict[str, Any]]:
+    """One row per group of ``by`` (in first-seen order): per metric its mean, interval,
+    ``n`` and ``fmt(metric, summary)`` (columns ``<metric>_mean/_lo/_hi/_fmt``, ``n``)."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for metric in metrics:
+        for s in group_summary(rows, list(by), metric):
+            key = tuple(s[k] for k in by)
+            row = out.setdefault(key, {k: s[k] for k in by})
+            row[f"{metric}_mean"] = s["mean"]
+            row[f"{metric}_lo"] = s["ci_lo"]
+            row[f"{metric}_hi"] = s["ci_hi"]
+            row["n"] = s["n"]
+            row[f"{metric}_fmt"] = fmt(metric, s)
+    return list(out.values())
 
 
 def _ci_text(s: Mapping[str, Any]) -> str:
@@ -390,23 +403,13 @@ def curves_table(
     metrics: Sequence[str] = ("best_test_acc", "final_test_acc", "final_train_loss"),
 ) -> list[dict[str, Any]]:
     """One row per variant (``by`` columns): mean, interval, n of each metric."""
-    out: dict[tuple, dict[str, Any]] = {}
-    for metric in metrics:
-        for s in group_summary(rows, list(by), metric):
-            key = tuple(s[k] for k in by)
-            row = out.setdefault(key, {k: s[k] for k in by})
-            row[f"{metric}_mean"], row[f"{metric}_lo"], row[f"{metric}_hi"] = (
-                s["mean"],
-                s["ci_lo"],
-                s["ci_hi"],
-            )
-            row["n"] = s["n"]
-            row[f"{metric}_fmt"] = (
-                _ci_text(s)
-                if metric.endswith("acc")
-                else f"{s['mean']:.4f}" + (f" ± {s['half_width']:.4f}" if s["n"] >= 2 else "")
-            )
-    return list(out.values())
+
+    def fmt(metric: str, s: Mapping[str, Any]) -> str:
+        if metric.endswith("acc"):
+            return _ci_text(s)
+        return f"{s['mean']:.4f}" + (f" ± {s['half_width']:.4f}" if s["n"] >= 2 else "")
+
+    return _summary_rows(rows, by, metrics, fmt)
 
 
 def write_figure_table(
@@ -454,6 +457,22 @@ def footer(fig: plt.Figure, ctx: FigureContext, experiments: Sequence[str]) -> s
     text = f"{ctx.scale} scale. " + " | ".join(notes)
     fig.text(0.01, -0.01, "\n".join(_wrap(text, 150)), fontsize=7, va="top", ha="left", color="0.3")
     return text
+
+
+def finish_figure(
+    fig: plt.Figure, ctx: FigureContext, experiments: Sequence[str], stem: str, *, title: str
+) -> tuple[list[Path], str]:
+    """Title ``fig``, write its :func:`footer`, lay it out and save it as ``stem``
+    (:func:`save_figure`, which closes it): the last steps of every figure.
+
+    Returns
+    -------
+    (images, caption) : the saved files and the footer's text.
+    """
+    fig.suptitle(title, fontsize=10)
+    caption = footer(fig, ctx, experiments)
+    fig.tight_layout()
+    return save_figure(fig, ctx.out, stem), caption
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -540,10 +559,8 @@ def draw_curves(
         pad = 0.05 * (hi_y - lo_y) + 1e-4
         axes[2].set_ylim(lo_y - pad, hi_y + pad)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Figure {figure}: {title} (mean and 95% t-band across seeds)", fontsize=10)
-    caption = footer(fig, ctx, [experiment])
-    fig.tight_layout()
-    images = save_figure(fig, ctx.out, f"fig{figure}")
+    heading = f"Figure {figure}: {title} (mean and 95% t-band across seeds)"
+    images, caption = finish_figure(fig, ctx, [experiment], f"fig{figure}", title=heading)
     tables = write_figure_table(
         table,
         ctx.out,
@@ -560,4 +577,4 @@ def draw_curves(
     return FigureOutput(figure, images, tables, caption)
 
 
-__all__ += ["footer", "Variant", "draw_curves"]
+__all__ += ["footer", "finish_figure", "Variant", "draw_curves"]

@@ -13,9 +13,8 @@ from .common import (
     FigureContext,
     FigureOutput,
     baseline_band,
-    footer,
+    finish_figure,
     plot_vs_R,
-    save_figure,
     select,
     vs_R_table,
     write_figure_table,
@@ -58,14 +57,11 @@ def draw(ctx: FigureContext) -> FigureOutput:
         ax.set_title(f"{name} test accuracy (PLA, y = 4)")
         ax.set_ylabel("test accuracy")
     axes[0].legend(fontsize=8)
-    fig.suptitle(
+    title = (
         "Figure 3: 2-layer FC net on Fashion-MNIST, PLA on layer 1, 2 or both "
-        "(mean and 95% t-interval across seeds)",
-        fontsize=10,
+        "(mean and 95% t-interval across seeds)"
     )
-    caption = footer(fig, ctx, EXPERIMENTS)
-    fig.tight_layout()
-    images = save_figure(fig, ctx.out, "fig3")
+    images, caption = finish_figure(fig, ctx, EXPERIMENTS, "fig3", title=title)
     table = vs_R_table(rows, metrics=["best_test_acc", "final_test_acc"])
     tables = write_figure_table(
         table,

@@ -15,9 +15,8 @@ from .common import (
     FigureContext,
     FigureOutput,
     baseline_band,
-    footer,
+    finish_figure,
     plot_vs_R,
-    save_figure,
     select,
     vs_R_table,
     write_figure_table,
@@ -54,10 +53,6 @@ def draw(ctx: FigureContext) -> FigureOutput:
             title=f"Figure 4 {exp.split('_')[1]} ({ctx.scale} scale, {titles[exp]}): test "
             "accuracy in %, mean ± 95% t-interval half-width across seeds",
         )
-    fig.suptitle(
-        "Figure 4: best test accuracy vs R (mean and 95% t-interval across seeds)", fontsize=10
-    )
-    caption = footer(fig, ctx, EXPERIMENTS)
-    fig.tight_layout()
-    images = save_figure(fig, ctx.out, "fig4")
+    title = "Figure 4: best test accuracy vs R (mean and 95% t-interval across seeds)"
+    images, caption = finish_figure(fig, ctx, EXPERIMENTS, "fig4", title=title)
     return FigureOutput("4", images, tables, caption)

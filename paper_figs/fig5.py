@@ -14,9 +14,8 @@ from .common import (
     FigureContext,
     FigureOutput,
     baseline_band,
-    footer,
+    finish_figure,
     plot_vs_R,
-    save_figure,
     select,
     subset_color,
     subsets_of,
@@ -58,14 +57,11 @@ def draw(ctx: FigureContext) -> FigureOutput:
         ax.set_title(f"PLA on {label(subset)}", fontsize=10)
         ax.set_ylabel("best test accuracy")
         ax.legend(fontsize=8)
-    fig.suptitle(
+    title = (
         "Figure 5: y = 4 vs y = 8 samples per step, 2-layer FC net on Fashion-MNIST "
-        "(mean and 95% t-interval across seeds)",
-        fontsize=10,
+        "(mean and 95% t-interval across seeds)"
     )
-    caption = footer(fig, ctx, EXPERIMENTS)
-    fig.tight_layout()
-    images = save_figure(fig, ctx.out, "fig5")
+    images, caption = finish_figure(fig, ctx, EXPERIMENTS, "fig5", title=title)
     table = vs_R_table(
         rows,
         metrics=["best_test_acc", "final_test_acc"],

@@ -22,7 +22,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .common import FigureContext, FigureOutput, NoDataError, footer, plot_curve, save_figure
+from .common import FigureContext, FigureOutput, NoDataError, finish_figure, plot_curve
 from .related_claims import RELATED_CLAIMS, write_figure_claims
 from .related_data import (
     METHOD_ORDER,
@@ -135,14 +135,11 @@ def draw(ctx: FigureContext) -> FigureOutput:
     bx.invert_yaxis()
     bx.set_xlabel("test accuracy: best (filled) and final (open), 95% interval")
     bx.grid(alpha=0.3, axis="x")
-    fig.suptitle(
+    title = (
         "Figure 9a: every method at the same budget of passes, 2-layer FC net on "
-        "Fashion-MNIST (mean and 95% t-band across seeds)",
-        fontsize=10,
+        "Fashion-MNIST (mean and 95% t-band across seeds)"
     )
-    caption = footer(fig, ctx, EXPERIMENTS)
-    fig.tight_layout()
-    images = save_figure(fig, ctx.out, "fig9a")
+    images, caption = finish_figure(fig, ctx, EXPERIMENTS, "fig9a", title=title)
     tables = _tables(ctx, best_rows, every)
     _, claim_files = write_figure_claims(ctx, FIGURE, EXPERIMENTS, ids=CLAIM_IDS)
     return FigureOutput(FIGURE, images, tables + claim_files, caption)

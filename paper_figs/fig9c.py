@@ -19,7 +19,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .common import FigureContext, FigureOutput, NoDataError, footer, plot_curve, save_figure
+from .common import FigureContext, FigureOutput, NoDataError, finish_figure, plot_curve
 from .related_claims import (
     RELATED_CLAIMS,
     NotRun,
@@ -104,14 +104,11 @@ def draw(ctx: FigureContext) -> FigureOutput:
         b.set_ylabel(what)
         b.grid(alpha=0.3)
     cx.axhline(0.0, color="tab:red", ls=":", lw=1)
-    fig.suptitle(
+    title = (
         "Figure 9c: entropy guidance, 2-layer FC net on Fashion-MNIST (mean and 95% "
-        "t-intervals across seeds)",
-        fontsize=10,
+        "t-intervals across seeds)"
     )
-    caption = footer(fig, ctx, EXPERIMENTS)
-    fig.tight_layout()
-    images = save_figure(fig, ctx.out, "fig9c")
+    images, caption = finish_figure(fig, ctx, EXPERIMENTS, "fig9c", title=title)
     h_cols = sorted({k for r in table for k in r if k.startswith("h_")})
     present = [m for m in _METRICS if any(f"{m}_fmt" in r for r in table)]
     cols = ["weight", *[f"{m}_{s}" for m in present for s in ("mean", "lo", "hi")], *h_cols, "n"]

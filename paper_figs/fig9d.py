@@ -24,8 +24,7 @@ from .common import (
     FigureContext,
     FigureOutput,
     NoDataError,
-    footer,
-    save_figure,
+    finish_figure,
     subset_color,
 )
 from .rank_correlation import bootstrap_tau
@@ -143,14 +142,11 @@ def draw(ctx: FigureContext) -> FigureOutput:
     bx.set_xlabel("Kendall tau-b, 95% seed-bootstrap interval (flatness = minus the measure)")
     bx.legend(fontsize=8)
     bx.grid(alpha=0.3, axis="x")
-    fig.suptitle(
+    title = (
         "Figure 9d: flatness of the final models and their generalisation, 2-layer FC net "
-        "on Fashion-MNIST",
-        fontsize=10,
+        "on Fashion-MNIST"
     )
-    caption = footer(fig, ctx, experiments)
-    fig.tight_layout()
-    images = save_figure(fig, ctx.out, "fig9d")
+    images, caption = finish_figure(fig, ctx, experiments, "fig9d", title=title)
     cols = ["experiment", "scope", "measure", "param", "target", "tau", "lo", "hi", "n", "seeds"]
     tables = [
         write_csv_table(table, cols, ctx.out / "fig9d_table.csv"),

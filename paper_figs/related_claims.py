@@ -37,7 +37,7 @@ from typing import Any
 
 from anisotropy.io import nonfinite_to_null, write_json_atomic
 
-from .claims import ClaimResult, rules
+from .claims import ClaimResult, claim_result, format_interval, format_value_unit, rules
 from .common import FigureContext
 from .rank_correlation import (
     N_BOOTSTRAP,
@@ -57,8 +57,6 @@ from .related_findings import (
     Rows,
     converges_faster,
     epochs_to,
-    format_interval,
-    format_value_unit,
     guidance_target,
     improves_final,
     layer_predicts_better,
@@ -243,7 +241,8 @@ def evaluate_related_claims(
     """
     rule = related_rules()
     out = []
-    for cid, section, text, exps, kind, fn, metric in RELATED_CLAIMS:
+    for entry in RELATED_CLAIMS:
+        _, _, _, exps, _, fn, _ = entry
         for exp in exps:
             if experiments is not None and exp not in experiments:
                 continue
@@ -257,19 +256,7 @@ def evaluate_related_claims(
                     verdict, evidence, numbers = fn(rows)
                 except NotRun as exc:
                     verdict, evidence, numbers = "not run", str(exc), {}
-            out.append(
-                ClaimResult(
-                    cid,
-                    section,
-                    text,
-                    exp,
-                    metric,
-                    rule[kind],
-                    verdict,
-                    evidence,
-                    {**numbers, "kind": kind} if numbers else {"kind": kind},
-                )
-            )
+            out.append(claim_result(entry, exp, rule, verdict, evidence, numbers))
     return out
 
 

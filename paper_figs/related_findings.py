@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .claims import directional
+from .claims import directional, evidence_text, format_interval
 from .rank_correlation import (
+    BootstrapTau,
     bootstrap_tau,
     bootstrap_tau_difference,
     kendall_tau_b,
@@ -41,8 +42,6 @@ __all__ = [
     "NotRun",
     "epochs_to",
     "guidance_target",
-    "format_interval",
-    "format_value_unit",
     "converges_faster",
     "improves_final",
     "layer_predicts_better",
@@ -78,34 +77,6 @@ class NotRun(Exception):
 # ----------------------------------------------------------------------------- evidence
 
 
-def format_value_unit(x: float, unit: str) -> str:
-    if unit == "pp":
-        return f"{100 * x:+.2f} pp"
-    if unit == "epochs":
-        return f"{x:+.2f} epochs"
-    return f"{x:+.3f}"
-
-
-def format_interval(lo: float, hi: float, unit: str) -> str:
-    if unit == "pp":
-        return f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pp"
-    return f"[{lo:+.2f}, {hi:+.2f}]" + (" epochs" if unit == "epochs" else "")
-
-
-def _evidence(a: str, b: str, e: Evidence, alpha: float, unit: str) -> str:
-    parts = [f"{a} - {b} = {format_value_unit(e.diff, unit)}"]
-    if e.paired is not None:
-        c = e.paired
-        parts.append(f"paired 95% {format_interval(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a}")
-    if e.welch is not None:
-        c = e.welch
-        parts.append(
-            f"Welch 95% {format_interval(c.lo, c.hi, unit)}, p = {c.p:.3g}, n = {c.n_a} vs {c.n_b}"
-        )
-    parts.append(f"decision: {e.kind} {format_interval(e.lo, e.hi, unit)} at alpha = {alpha:.3g}")
-    return "; ".join(parts)
-
-
 def _numbers(e: Evidence, alpha: float, unit: str, **kw: Any) -> dict:
     return {**e.numbers(), "alpha": alpha, "unit": unit, **kw}
 
@@ -134,7 +105,7 @@ def versus(family: str, metric: str = "best_test_acc") -> Callable[[Rows], Findi
         mp, mo = p[kp][0]["method"], o[ko][0]["method"]
         return (
             v,
-            _evidence(
+            evidence_text(
                 f"{mp} ({describe_cell(kp)})",
                 f"{mo} ({describe_cell(ko)})" if describe_cell(ko) else mo,
                 e,
@@ -181,7 +152,7 @@ def poor_is_worse(rows: Rows, metric: str = "best_test_acc") -> Finding:
     v, e, alpha = directional(arm(good, metric), arm(poor, metric), m=1)
     return (
         v,
-        _evidence("Kaiming", "PyTorch default (no smoothing)", e, alpha, "pp"),
+        evidence_text("Kaiming", "PyTorch default (no smoothing)", e, alpha, "pp"),
         _numbers(e, alpha, "pp"),
     )
 
@@ -193,7 +164,7 @@ def scoping_helps(rows: Rows, metric: str = "best_test_acc") -> Finding:
     v, e, alpha = directional(arm(scoped[k], metric), arm(poor, metric), m=len(scoped))
     return (
         v,
-        _evidence(
+        evidence_text(
             f"PyTorch default + scoping ({describe_cell(k)})", "PyTorch default", e, alpha, "pp"
         ),
         _numbers(e, alpha, "pp", cell=describe_cell(k)),
@@ -209,7 +180,7 @@ def scoping_replaces(rows: Rows, metric: str = "best_test_acc") -> Finding:
     v = decide(e.lo, e.hi, kind="no better")
     return (
         v,
-        _evidence(
+        evidence_text(
             "Kaiming (no smoothing)",
             f"PyTorch default + scoping ({describe_cell(k)})",
             e,
@@ -268,7 +239,9 @@ def converges_faster(rows: Rows) -> Finding:
     return (
         v,
         f"target test accuracy {100 * target:.2f} %; "
-        + _evidence("epochs without guidance", f"with ({describe_cell(k)})", e, alpha, "epochs"),
+        + evidence_text(
+            "epochs without guidance", f"with ({describe_cell(k)})", e, alpha, "epochs"
+        ),
         _numbers(e, alpha, "epochs", target=target, cell=describe_cell(k)),
     )
 
@@ -282,7 +255,7 @@ def improves_final(rows: Rows, metric: str = "final_test_acc") -> Finding:
     v, e, alpha = directional(arm(guided[k], metric), arm(base, metric), m=len(guided))
     return (
         v,
-        _evidence(f"guided ({describe_cell(k)})", "unguided", e, alpha, "pp"),
+        evidence_text(f"guided ({describe_cell(k)})", "unguided", e, alpha, "pp"),
         _numbers(e, alpha, "pp", cell=describe_cell(k)),
     )
 
@@ -312,6 +285,27 @@ def _describe_key(key: tuple[str, str, float]) -> str:
     return f"{measure.replace('_', ' ')} of {where} ({p} = {param:g})"
 
 
+def _tau_finding(b: BootstrapTau, alpha: float, evidence: str, **kw: Any) -> Finding:
+    """The finding of a rank correlation: the directional verdict of its bootstrap
+    interval against :data:`TAU_MARGIN`, and the numbers of an accuracy comparison
+    (the bootstrap interval as the decision interval, models and seeds as ``n``)."""
+    return (
+        decide(b.lo, b.hi, kind="directional", margin=TAU_MARGIN),
+        evidence,
+        {
+            "diff": b.tau,
+            "lo": b.lo,
+            "hi": b.hi,
+            "alpha": alpha,
+            "test": "bootstrap",
+            "n_a": b.n,
+            "n_b": b.n_seeds,
+            "unit": "tau",
+            **kw,
+        },
+    )
+
+
 def tau_claim(y_of: Callable[[Mapping[str, Any]], float], what: str) -> Callable[[Rows], Finding]:
     def claim(rows: Rows) -> Finding:
         done, keys = _flat_models(rows)
@@ -330,24 +324,14 @@ def tau_claim(y_of: Callable[[Mapping[str, Any]], float], what: str) -> Callable
             alpha=alpha,
             rng=np.random.default_rng(BOOTSTRAP_SEED),
         )
-        v = decide(b.lo, b.hi, kind="directional", margin=TAU_MARGIN)
-        return (
-            v,
+        return _tau_finding(
+            b,
+            alpha,
             f"Kendall tau(flatness, {what}) with flatness = minus the {_describe_key(k)}: "
             f"{b.tau:+.3f}, bootstrap {format_interval(b.lo, b.hi, 'tau')} at alpha = {alpha:.3g} "
             f"({b.n} models, {b.n_seeds} seeds, {b.n_boot} resamples; best of {len(whole)} "
             "whole-model measures)",
-            {
-                "diff": b.tau,
-                "lo": b.lo,
-                "hi": b.hi,
-                "alpha": alpha,
-                "test": "bootstrap",
-                "n_a": b.n,
-                "n_b": b.n_seeds,
-                "unit": "tau",
-                "measure": list(k),
-            },
+            measure=list(k),
         )
 
     return claim
@@ -378,25 +362,15 @@ def layer_predicts_better(rows: Rows) -> Finding:
         alpha=alpha,
         rng=np.random.default_rng(BOOTSTRAP_SEED),
     )
-    v = decide(b.lo, b.hi, kind="directional", margin=TAU_MARGIN)
-    return (
-        v,
+    return _tau_finding(
+        b,
+        alpha,
         f"best layer: {_describe_key(kl)}, tau {taus[kl]:+.3f}; whole model: "
         f"{_describe_key(kw)}, tau {taus[kw]:+.3f}; difference {b.tau:+.3f}, bootstrap "
         f"{format_interval(b.lo, b.hi, 'tau')} at alpha = {alpha:.3g} "
         f"({b.n} models, {b.n_seeds} seeds; "
         f"best of {len(keys)} measures)",
-        {
-            "diff": b.tau,
-            "lo": b.lo,
-            "hi": b.hi,
-            "alpha": alpha,
-            "test": "bootstrap",
-            "n_a": b.n,
-            "n_b": b.n_seeds,
-            "unit": "tau",
-            "layer": kl[1],
-            "layer_measure": list(kl),
-            "model_measure": list(kw),
-        },
+        layer=kl[1],
+        layer_measure=list(kl),
+        model_measure=list(kw),
     )

@@ -309,7 +309,7 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["nosuch"], "unknown experiment 'nosuch'; valid: fig1, fig3"),
+        (["nosuch"], "unknown experiment 'nosuch'; valid: fig1, fig1_early, fig3"),
         (["{tmp}/missing.toml"], "experiment definition '{tmp}/missing.toml' does not exist"),
         (["fig3", "--workers", "-1"], "--workers must be an integer >= 0"),
         (["fig3", "--threads", "0"], "--threads must be an integer >= 1"),

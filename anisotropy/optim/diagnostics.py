@@ -124,6 +124,8 @@ def diagnose_moment_matching(
         generator=generator,
         ess_warn=0.0,
     )
+    # the internal API of the two-step schemes (_active, _draw, _losses: the draws and
+    # batched losses of MomentMatching.step), so that the measured step is the one taken
     active = opt._active()
     params = [p for _, p, _ in active]
     with torch.enable_grad():

@@ -62,13 +62,13 @@ optimizer receives :math:`W - \mu` instead of :math:`\gamma (W - \mu)`.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
+from anisotropy.optim._growth import geometric_growth
 from anisotropy.optim._partial import partial_ids
 from anisotropy.validation import check_choice, check_int, check_nonnegative, check_positive
 
@@ -92,10 +92,6 @@ OuterGradient = Literal["gamma", "unscaled"]
 OUTER_GRADIENTS: tuple[OuterGradient, ...] = get_args(OuterGradient)
 
 
-#: log of the largest float64: exp() of more overflows
-_LOG_FLOAT_MAX = math.log(sys.float_info.max)
-
-
 def gamma_scoping(gamma0: float, gamma1: float) -> Callable[[int], float]:
     r"""Chaudhari's scoping schedule :math:`\gamma_t = \gamma_0 (1 + \gamma_1)^t`.
 
@@ -113,14 +109,13 @@ def gamma_scoping(gamma0: float, gamma1: float) -> Callable[[int], float]:
 
     def gamma(step: int) -> float:
         step = check_int("step", step, minimum=0)
-        growth = step * math.log1p(g1)
-        log_gamma = math.log(g0) + growth
-        if log_gamma > _LOG_FLOAT_MAX:  # (1 + gamma1)^t outgrows a float64
+        value = geometric_growth(g0, g1, step)
+        if math.isinf(value):  # (1 + gamma1)^t outgrows a float64
             raise ValueError(
                 f"the scoping coupling gamma0 (1 + gamma1)^t overflows at step {step} "
                 f"(gamma0 = {g0:g}, gamma1 = {g1:g})"
             )
-        return g0 * math.exp(growth) if growth <= _LOG_FLOAT_MAX else math.exp(log_gamma)
+        return value
 
     return gamma
 

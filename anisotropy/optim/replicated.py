@@ -45,7 +45,6 @@ tensors as they are: evaluate or save the model as usual.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, get_args
@@ -53,6 +52,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from anisotropy.optim._growth import geometric_growth
 from anisotropy.optim._partial import partial_ids
 from anisotropy.validation import check_choice, check_int, check_nonnegative
 
@@ -60,10 +60,6 @@ __all__ = ["CouplingScheduleName", "COUPLING_SCHEDULES", "coupling_schedule", "R
 
 CouplingScheduleName = Literal["constant", "exp", "linear", "cosine"]
 COUPLING_SCHEDULES: tuple[CouplingScheduleName, ...] = get_args(CouplingScheduleName)
-
-
-#: log of the largest float64: exp() of more overflows
-_LOG_FLOAT_MAX = math.log(sys.float_info.max)
 
 
 def coupling_schedule(
@@ -120,17 +116,13 @@ def coupling_schedule(
         if kind == "exp":  # in log space: (1 + r)^t overflows a float long before a cap
             if g0 == 0.0:
                 return 0.0
-            growth = t * math.log1p(r)
-            log_gamma = math.log(g0) + growth
-            if log_gamma >= math.log(gmax):
-                return gmax
-            if log_gamma > _LOG_FLOAT_MAX:
+            value = geometric_growth(g0, r, t, cap=gmax)
+            if math.isinf(value):  # only without a cap (a finite one is returned first)
                 raise ValueError(
                     f"the exponential coupling overflows at step {t} (gamma0 = {g0:g}, "
                     f"rate = {r:g}); set gamma_max to cap it"
                 )
-            # the direct product where it is finite (bit-identical to the plain formula)
-            return g0 * math.exp(growth) if growth <= _LOG_FLOAT_MAX else math.exp(log_gamma)
+            return value
         if kind == "linear":
             return min(g0 + r * t, gmax)
         if kind == "cosine":

@@ -62,7 +62,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -170,30 +170,40 @@ class _Closure(nn.Module):
         return out.reshape(())
 
 
+class _Sampling(NamedTuple):
+    """The keyword arguments both schemes share (checked by :class:`_TwoStep`)."""
+
+    model: nn.Module
+    samples: int
+    beta: float
+    layers: str | Iterable[str] | None
+    include_biases: bool
+    generator: torch.Generator | None
+    chunk_size: int | None
+
+
 class _TwoStep(torch.optim.Optimizer):
-    """Shared machinery: groups with ``gamma`` and ``lr``, sampling, batched losses."""
+    """Shared machinery: argument checks, groups with ``gamma`` and ``lr``, sampling,
+    batched losses.
+
+    A subclass sets what its :meth:`_check_group` reads before calling ``__init__``,
+    which checks every group once.  :meth:`_active`, :meth:`_draw` and :meth:`_losses`
+    are also the internal API of
+    :func:`~anisotropy.optim.diagnostics.diagnose_moment_matching`.
+    """
 
     _lr_max: float = math.inf
 
     def __init__(
-        self,
-        params: Iterable[Any],
-        defaults: dict[str, Any],
-        *,
-        model: nn.Module,
-        samples: int,
-        beta: float,
-        layers: str | Iterable[str] | None,
-        include_biases: bool,
-        generator: torch.Generator | None,
-        chunk_size: int | None,
+        self, params: Iterable[Any], *, gamma: float, lr: float, sampling: _Sampling
     ) -> None:
+        model, samples, beta, layers, include_biases, generator, chunk_size = sampling
         if not isinstance(model, nn.Module):
             raise ValueError(
                 "model must be the torch.nn.Module the closure evaluates (its parameters "
                 f"are swapped for the samples), got {type(model).__name__}"
             )
-        super().__init__(params, defaults)
+        super().__init__(params, dict(gamma=gamma, lr=lr))
         for group in self.param_groups:
             self._check_group(group)
         self.samples = check_int("samples", samples, minimum=0)
@@ -225,7 +235,10 @@ class _TwoStep(torch.optim.Optimizer):
             raise ValueError(f"lr must lie in (0, {self._lr_max:g}], got {lr!r}")
 
     def _active(self) -> list[tuple[str, torch.Tensor, float]]:
-        """(name, tensor, gamma) of the perturbed tensors (finite gamma, selected)."""
+        """(name, tensor, gamma) of the perturbed tensors (finite gamma, selected).
+
+        Internal API shared with :func:`~anisotropy.optim.diagnostics.diagnose_moment_matching`.
+        """
         out = []
         for group in self.param_groups:
             self._check_group(group)
@@ -238,7 +251,10 @@ class _TwoStep(torch.optim.Optimizer):
         return out
 
     def _draw(self, active: Sequence[tuple[str, torch.Tensor, float]]) -> list[torch.Tensor]:
-        """``n`` displacements :math:`N(0, 1/\\gamma)` of each active tensor, shape (n, *p)."""
+        """``n`` displacements :math:`N(0, 1/\\gamma)` of each active tensor, shape (n, *p).
+
+        Internal API shared with :func:`~anisotropy.optim.diagnostics.diagnose_moment_matching`.
+        """
         if self.generator is None:  # excluded by __init__ (samples > 0 needs one)
             raise ValueError("generator must be a torch.Generator when samples > 0")
         deltas = []
@@ -256,7 +272,10 @@ class _TwoStep(torch.optim.Optimizer):
         centres: Sequence[torch.Tensor],
         deltas: Sequence[torch.Tensor],
     ) -> torch.Tensor:
-        """Losses at ``centre + delta_i`` for all ``i`` (one vmapped evaluation), shape (n,)."""
+        """Losses at ``centre + delta_i`` for all ``i`` (one vmapped evaluation), shape (n,).
+
+        Internal API shared with :func:`~anisotropy.optim.diagnostics.diagnose_moment_matching`.
+        """
         wrapper = _Closure(self.model, closure)
         keys = [f"model.{n}" for n in names]
 
@@ -346,17 +365,8 @@ class MomentMatching(_TwoStep):
         chunk_size: int | None = None,
         ess_warn: float = ESS_WARN_FRACTION,
     ) -> None:
-        super().__init__(
-            params,
-            dict(gamma=gamma, lr=lr),
-            model=model,
-            samples=samples,
-            beta=beta,
-            layers=layers,
-            include_biases=include_biases,
-            generator=generator,
-            chunk_size=chunk_size,
-        )
+        sampling = _Sampling(model, samples, beta, layers, include_biases, generator, chunk_size)
+        super().__init__(params, gamma=gamma, lr=lr, sampling=sampling)
         if isinstance(ess_warn, bool) or not 0.0 <= float(ess_warn) <= 1.0:
             raise ValueError(f"ess_warn must lie in [0, 1], got {ess_warn!r}")
         self.ess_warn = float(ess_warn)
@@ -443,20 +453,10 @@ class HeatRegularisation(_TwoStep):
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
     ) -> None:
-        super().__init__(
-            params,
-            dict(gamma=gamma, lr=lr),
-            model=model,
-            samples=samples,
-            beta=beta,
-            layers=layers,
-            include_biases=include_biases,
-            generator=generator,
-            chunk_size=chunk_size,
-        )
+        # before the base checks the groups: _check_group reads it
         self.inner_steps = check_int("inner_steps", inner_steps, minimum=1)
-        for group in self.param_groups:
-            self._check_group(group)
+        sampling = _Sampling(model, samples, beta, layers, include_biases, generator, chunk_size)
+        super().__init__(params, gamma=gamma, lr=lr, sampling=sampling)
 
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)
