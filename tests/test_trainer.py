@@ -257,6 +257,24 @@ def test_checkpoint_from_before_precision_and_accumulate_resumes(tmp_path):
     assert summary["epochs"] == 2 and summary["world_size"] == 1
 
 
+def test_checkpoint_without_a_later_field_resumes_with_its_default(tmp_path):
+    """Any field the checkpoint's configuration lacks counts as its default (here the
+    step log's ``steps_split``, added after checkpoints of long runs were written); a
+    non-default value of it is a difference."""
+    from anisotropy.io import save_checkpoint
+
+    cfg = small(epochs=1)
+    train(cfg, tmp_path / "r", progress=False)
+    ck = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    del ck["config"]["logging"]["steps_split"]
+    save_checkpoint(tmp_path / "r" / "checkpoint.pt", ck)
+    split = ["epochs=2", "logging.steps=true", "logging.steps_split=2"]
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's in logging.steps,"):
+        train(apply_overrides(cfg, split), tmp_path / "r", resume=True, progress=False)
+    summary = train(apply_overrides(cfg, ["epochs=2"]), tmp_path / "r", resume=True, progress=False)
+    assert summary["status"] == "complete" and summary["epochs"] == 2
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     class Poison(Callback):
         def on_step(self, state):

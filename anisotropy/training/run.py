@@ -30,7 +30,7 @@ from anisotropy.training.config import Precision, TrainConfig, config_to_dict
 from anisotropy.training.distributed import Context
 from anisotropy.training.guidance import EntropyGuidance
 from anisotropy.training.hooks import TrainCallback
-from anisotropy.training.optimisers import USED_BY, build_optimizer, gradient_free, streams
+from anisotropy.training.optimisers import build_optimizer, gradient_free, streams
 from anisotropy.training.signals import SignalAccumulator, weight_layers
 from anisotropy.training.steplog import geometric_steps
 
@@ -66,25 +66,6 @@ RESUME_MAY_CHANGE = (
     "logging.flatness_R",
     "logging.flatness_samples",
 )
-#: configuration keys added after checkpoints were written, with the value that
-#: reproduces the behaviour from before them (a checkpoint without the key has it)
-_ADDED_KEYS: dict[str, Any] = {
-    "precision": "float32",
-    "optim.accumulate": 1,
-    "max_passes": None,
-    "model.init": "kaiming",
-    # entropy guidance off
-    **{
-        f"guidance.{k}": v
-        for k, v in config_to_dict(TrainConfig(), json_safe=True)["guidance"].items()
-    },
-    # the optimisers (optim.name and its parameters), in their JSON-safe form
-    **{
-        f"optim.{k}": v
-        for k, v in config_to_dict(TrainConfig(), json_safe=True)["optim"].items()
-        if k == "name" or k in USED_BY
-    },
-}
 #: the autocast dtype of each precision (float32: no autocast)
 PRECISION_DTYPES: dict[Precision, torch.dtype | None] = {
     "float32": None,
@@ -293,8 +274,14 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
-    """Raise ValueError if ``cfg`` differs from the checkpoint's configuration."""
-    a = {**_ADDED_KEYS, **_flatten(saved)}
+    """Raise ValueError if ``cfg`` differs from the checkpoint's configuration.
+
+    A key the checkpoint's configuration lacks (a field added to :class:`TrainConfig`
+    after the checkpoint was written) counts as its default, the value that reproduces
+    the behaviour from before the field existed: the rule of the run store's identity
+    (``experiments.grid.config_hash`` ignores settings at their defaults).
+    """
+    a = {**_flatten(config_to_dict(TrainConfig(), json_safe=True)), **_flatten(saved)}
     b = _flatten(config_to_dict(cfg, json_safe=True))
     diff = sorted(
         k
