@@ -350,29 +350,28 @@ def synthetic_cooling_runner(config, run_dir):
     return summary
 
 
+def sweep_planted(runs: Path, experiment: str, runner) -> None:
+    """Sweep ``experiment`` at quick scale into ``runs`` with a planted ``runner``."""
+    run_sweep(
+        load_experiment(experiment, "quick"),
+        out=runs,
+        runner=runner,
+        threads=None,
+        log=lambda s: None,
+    )
+
+
 def sweep_early_probe(runs: Path) -> None:
     """Figure 1 also reads its early probe (experiment fig1_early): a planted one."""
     from planted_fig1 import planted_early_runner
 
-    run_sweep(
-        load_experiment("fig1_early", "quick"),
-        out=runs,
-        runner=planted_early_runner,
-        threads=None,
-        log=lambda s: None,
-    )
+    sweep_planted(runs, "fig1_early", planted_early_runner)
 
 
 def test_figure1_runs_the_cooling_analysis_when_missing(tmp_path):
     runs = tmp_path / "runs"
     sweep_early_probe(runs)
-    run_sweep(
-        load_experiment("fig1", "quick"),
-        out=runs,
-        runner=synthetic_cooling_runner,
-        threads=None,
-        log=lambda s: None,
-    )
+    sweep_planted(runs, "fig1", synthetic_cooling_runner)
     opts = make.FiguresOptions(
         scale="quick", runs=str(runs), out=str(tmp_path / "out"), draw_only=True
     )
@@ -426,13 +425,7 @@ def synthetic_step_runner(config, run_dir):
 def test_figure1_on_the_step_log_finds_the_planted_regimes(tmp_path):
     runs = tmp_path / "runs"
     sweep_early_probe(runs)
-    run_sweep(
-        load_experiment("fig1", "quick"),
-        out=runs,
-        runner=synthetic_step_runner,
-        threads=None,
-        log=lambda s: None,
-    )
+    sweep_planted(runs, "fig1", synthetic_step_runner)
     opts = make.FiguresOptions(
         scale="quick", runs=str(runs), out=str(tmp_path / "out"), draw_only=True
     )
