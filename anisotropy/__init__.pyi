@@ -222,6 +222,9 @@ from .training.signals import (
 from .training.signals import (
     layer_signal as layer_signal,
 )
+from .training.spread import (
+    within_batch_spread as within_batch_spread,
+)
 from .training.trainer import (
     train as train,
 )
