@@ -70,11 +70,34 @@ CELL_KEYS: tuple[str, ...] = (
 )
 #: the scope name of the whole-model flatness (every layer weight at once)
 SCOPE_MODEL = "model"
-#: flatness measures of ``summary.json`` -> (list key, parameter key, value key)
-_MEASURES: dict[str, tuple[str, str, str]] = {
-    "local_energy": ("local_energy", "sigma", "mean"),
-    "free_entropy": ("free_entropy", "R", "estimate"),
+#: flatness measures of ``summary.json`` -> (list key, parameter key): the local energy
+#: ``E[L(W + noise)] - L(W)`` per sigma, and the local free energy *above the centre loss*
+#: per R, ``-log (1/y) sum_a exp(-L(W + dW_a)) - L(W)`` (eq. 18 at beta = 1: the entry's
+#: ``estimate + log_normaliser``, minus the summary's ``centre_loss``).  Without the
+#: subtraction the free energy at a small R is the training loss L(W) itself plus a small
+#: excess (R = 0.01 on the 2-layer MLP: spread across models 0.075, nearly all of it L(W)),
+#: so ranking models by it ranks their training loss, not their flatness.
+_MEASURES: dict[str, tuple[str, str]] = {
+    "local_energy": ("local_energy", "sigma"),
+    "free_energy_excess": ("free_entropy", "R"),
 }
+
+
+def _measure_value(
+    measure: str, entry: Mapping[str, Any], flatness: Mapping[str, Any]
+) -> float | None:
+    """One number of :data:`_MEASURES` from a ``summary.json`` flatness entry (None if a
+    part is missing or not finite)."""
+    if measure == "local_energy":
+        raw = [entry.get("mean")]
+    else:
+        raw = [entry.get("estimate"), entry.get("log_normaliser"), flatness.get("centre_loss")]
+    if any(v is None for v in raw):
+        return None
+    parts = [float(v) for v in raw if v is not None]
+    if not all(math.isfinite(v) for v in parts):
+        return None
+    return parts[0] if measure == "local_energy" else parts[0] + parts[1] - parts[2]
 
 
 def _text(v: Any) -> str:
@@ -183,19 +206,20 @@ def flat_column(measure: str, scope: str, param: float) -> str:
 
 def flatness_columns(flatness: Mapping[str, Any]) -> dict[str, float]:
     """The numbers of a summary's ``"flatness"`` entry as ``{flat_column: value}``: the
-    local energy mean per sigma and the local free entropy estimate per R, for every
-    layer and for the whole model (scope :data:`SCOPE_MODEL`).  Both are sharpness
-    measures: larger means a higher loss around the minimum."""
+    local energy per sigma and the local free energy above the centre loss per R
+    (:data:`_MEASURES`), for every layer and for the whole model (scope
+    :data:`SCOPE_MODEL`).  Both are sharpness measures: larger means a higher loss
+    around the minimum, relative to the minimum's own loss."""
     out: dict[str, float] = {}
     units = dict(flatness.get("layers") or {})
     if flatness.get("model") is not None:
         units[SCOPE_MODEL] = flatness["model"]
     for scope, unit in units.items():
-        for measure, (lkey, pkey, vkey) in _MEASURES.items():
+        for measure, (lkey, pkey) in _MEASURES.items():
             for entry in unit.get(lkey) or []:
-                v = entry.get(vkey)
-                if v is not None and math.isfinite(float(v)):
-                    out[flat_column(measure, scope, float(entry[pkey]))] = float(v)
+                v = _measure_value(measure, entry, flatness)
+                if v is not None:
+                    out[flat_column(measure, scope, float(entry[pkey]))] = v
     return out
 
 

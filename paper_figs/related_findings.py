@@ -282,7 +282,8 @@ def _describe_key(key: tuple[str, str, float]) -> str:
     measure, scope, param = key
     p = "sigma" if measure == "local_energy" else "R"
     where = "the whole model" if scope == SCOPE_MODEL else scope
-    return f"{measure.replace('_', ' ')} of {where} ({p} = {param:g})"
+    name = "local energy" if measure == "local_energy" else "local free energy above L(W)"
+    return f"{name} of {where} ({p} = {param:g})"
 
 
 def _tau_finding(b: BootstrapTau, alpha: float, evidence: str, **kw: Any) -> Finding:

@@ -217,6 +217,7 @@ def related_runner(config, run_dir):
             }
 
         summary["flatness"] = {
+            "centre_loss": 0.3,
             "layers": {k: unit(v) for k, v in sharp.items() if k != SCOPE},
             "model": unit(sharp[SCOPE]),
         }
@@ -409,3 +410,21 @@ def test_flatness_claims_on_planted_rows(rng):
     assert verdict(lambda a: rng.normal()) in ("negligible", "inconclusive")
     # the whole model ranks exactly, fc1 is noise: a layer does not predict better
     assert verdict(lambda a: 1 - a, "layer-flatness-predicts-better") == "does not hold"
+
+
+def test_free_energy_measure_is_relative_to_the_centre_loss():
+    """The free-energy sharpness is estimate + log_normaliser - centre_loss: two models with
+    the same excess and different training losses get the same value (ranking by the raw
+    estimate would rank the training loss)."""
+
+    def flat(centre, excess):
+        entry = {"R": 0.01, "estimate": 5.0 + centre + excess, "log_normaliser": -5.0}
+        return {"centre_loss": centre, "model": {"free_entropy": [entry], "local_energy": []}}
+
+    col = related_data.flat_column("free_energy_excess", SCOPE, 0.01)
+    a = related_data.flatness_columns(flat(0.2, 0.01))[col]
+    b = related_data.flatness_columns(flat(0.5, 0.01))[col]
+    assert a == pytest.approx(0.01) and b == pytest.approx(0.01)
+    missing = flat(0.2, 0.01)
+    del missing["centre_loss"]
+    assert col not in related_data.flatness_columns(missing)
