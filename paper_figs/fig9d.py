@@ -4,8 +4,9 @@ end-of-run flatness measured; and of ``rel_compare`` when its sweep has run).
 
 Left: final test accuracy against the whole-model local energy (the middle noise scale),
 one point per model, coloured by smoothed layer subset.  Right: Kendall's tau-b of each
-flatness measure (per layer and whole model; local energy per sigma, local free entropy
-per R; flatness = minus the measure) with the final test accuracy and with minus the
+flatness measure (per layer and whole model; local energy per sigma, local free energy
+above the minimum's own loss per R, :func:`paper_figs.related_data.flatness_columns`;
+flatness = minus the measure) with the final test accuracy and with minus the
 generalisation gap, and its 95 % seed-bootstrap interval.  The table lists every tau;
 the claims (flatter generalises better, which layer predicts best) get verdicts.
 
