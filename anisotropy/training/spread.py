@@ -29,7 +29,8 @@ finite-population factor ``1 - B/N``).  The step's signal-to-noise ratio is
 the ratio of the norm of the mean gradient to the norm of the standard deviation of a
 minibatch gradient: the quantity ``grad_mean_norm / grad_std_norm`` of a long window at
 frozen weights, without the drift.  ``SNR > 1`` is the signal-dominated regime (for
-pure noise, ``G = 0``, the estimate is 0 on average).  In the language of McCandlish et
+pure noise, ``G = 0``, the estimate of ``|G|^2`` is 0 on average; its positive part, and so
+the SNR, is not).  In the language of McCandlish et
 al. (2018), ``SNR^2 = B / B_noise`` with the gradient noise scale
 ``B_noise = tr Cov(g_1) / |G|^2`` of one sample.
 
