@@ -11,10 +11,9 @@ import torch.nn.functional as F
 
 from anisotropy.data.datasets import load_dataset
 from anisotropy.io import load_checkpoint, read_jsonl
-from anisotropy.models import conv_net, mlp
+from anisotropy.models import mlp
 from anisotropy.training.config import TrainConfig
 from anisotropy.training.flatness import (
-    _noisy_part,
     flatness_seeds,
     flatness_subset,
     main,
@@ -114,66 +113,6 @@ def test_small_noise_limits():
         expected = res["centre_loss"] - unit["numel"] * math.log(2 * tiny_R)
         assert fe["estimate"] == pytest.approx(expected, rel=1e-9)
         assert fe["log_normaliser"] == pytest.approx(unit["numel"] * math.log(2 * tiny_R))
-
-
-def _tiny_cnn():
-    """A 2-channel 8x8 conv net (five convs, two pools, a 8-8-3 head), eval mode."""
-    torch.manual_seed(3)
-    return conv_net((1, 2, 2), in_channels=1, input_size=8, padding=1, classes=3).eval()
-
-
-def _flat(model, x, t, *, prefix_once):
-    return measure_flatness(
-        model,
-        x,
-        t,
-        sigmas=[0.1, 0.4],
-        radii=[0.01],
-        samples=SAMPLES,
-        generator=torch.Generator().manual_seed(5),
-        prefix_once=prefix_once,
-    )
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("net", ["mlp", "cnn"])
-def test_prefix_once_gives_the_numbers_of_the_full_forward(net, dtype):
-    """The children before the first measured one, evaluated once per layer, feed the
-    same operations as when evaluated for every chunk: equal results, bit for bit."""
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(1)
-    if net == "mlp":
-        model = mlp(depth=2, width=12, in_features=6, classes=3).eval()
-        x = torch.randn(40, 6, generator=g)
-    else:
-        model = _tiny_cnn()
-        x = torch.randn(40, 1, 8, 8, generator=g)
-    model, x = model.to(dtype), x.to(dtype)
-    t = torch.randint(0, 3, (40,), generator=g)
-    new = _flat(model, x, t, prefix_once=True)
-    assert new == _flat(model, x, t, prefix_once=False)
-    assert list(new["layers"])[-1] == "fc3" and new["model"]["numel"] > 0
-
-
-def test_noisy_part_cuts_a_sequential_before_its_first_measured_child():
-    torch.manual_seed(0)
-    model = mlp(depth=2, width=12, in_features=6, classes=3).eval()
-    x = torch.randn(10, 6)
-    net, h = _noisy_part(model, ["fc2.weight"], x)
-    assert list(net._modules) == ["fc2", "act2", "fc3"]
-    assert net[0] is model.fc2 and not h.requires_grad
-    assert torch.equal(h, model[:3](x).detach())  # flatten, fc1, act1
-    assert torch.equal(net(h), model(x).detach())
-    assert dict(net.named_parameters())["fc2.weight"] is model.fc2.weight  # same names
-    # nothing before the first measured child, or a mode-dependent child before it in
-    # training mode, or not a Sequential: the whole model
-    drop = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 3))
-    net, h = _noisy_part(drop, ["0.weight", "2.weight"], x)
-    assert net is drop and h is x
-    assert _noisy_part(drop, ["2.weight"], x)[0] is drop
-    assert len(_noisy_part(drop.eval(), ["2.weight"], x)[0]) == 1
-    wrapped = torch.nn.ModuleDict({"net": model})
-    assert _noisy_part(wrapped, ["net.fc2.weight"], x)[0] is wrapped
 
 
 def test_command_line_measures_an_existing_run(tmp_path, capsys):

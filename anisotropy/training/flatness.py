@@ -22,11 +22,6 @@ used in a fixed order (layers in model order, then the whole model; for each, th
 local energy curve and then each radius), so the numbers are reproducible: a direct
 call of :func:`measure_flatness` with :func:`flatness_seeds` reproduces them.
 
-For a flat ``nn.Sequential`` (the package's MLPs and CNNs) the children before the
-first one holding a measured weight see no noise: their output is computed once per
-layer (or whole model) and both measures run only the children from there on, with the
-same draws and the same operations as the full network (:func:`_noisy_part`).
-
 ``anisotropy flatness RUN_DIR [--set logging.flatness_samples=64]
 [--write]`` measures an existing run from its final ``checkpoint.pt``.
 """
@@ -37,7 +32,6 @@ import argparse
 import json
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +44,6 @@ from anisotropy.data.datasets import Dataset
 from anisotropy.kernels import BoxKernel
 from anisotropy.related.local_energy import local_energy_curve
 from anisotropy.related.local_free_entropy import mc_local_free_entropy
-from anisotropy.smoothing.stacked import PER_SAMPLE, children_for
 from anisotropy.training.config import TrainConfig
 from anisotropy.training.signals import weight_layers
 from anisotropy.validation import check_int
@@ -107,7 +100,6 @@ def measure_flatness(
     radii: Sequence[float],
     samples: int,
     generator: torch.Generator,
-    prefix_once: bool = True,
 ) -> dict[str, Any]:
     r"""Per-layer and whole-model local energy and MC local free entropy of ``model``.
 
@@ -125,11 +117,6 @@ def measure_flatness(
         Noise draws per local energy curve and per free entropy (``>= 2``).
     generator : torch.Generator, keyword-only
         The only randomness, on the model's device; used in the order of the result.
-    prefix_once : bool, keyword-only
-        For a flat ``nn.Sequential``, evaluate the children before the first measured
-        one once per layer (``True``, :func:`_noisy_part`) rather than once per chunk
-        of ``CONFIGS_PER_PASS`` configurations (``False``, the reference path): the
-        same operations on the same inputs, so the same numbers (bit for bit on CPU).
 
     Returns
     -------
@@ -148,10 +135,9 @@ def measure_flatness(
     units.append((None, [f"{n}.weight" for n in weights]))
     out: dict[str, Any] = {"centre_loss": None, "layers": {}, "model": None}
     for layer, names in units:
-        net, h = _noisy_part(model, names, inputs) if prefix_once else (model, inputs)
         curve = local_energy_curve(
-            net,
-            h,
+            model,
+            inputs,
             targets,
             sigmas=list(sigmas),
             generator=generator,
@@ -162,9 +148,9 @@ def measure_flatness(
         )
         entropies = [
             mc_local_free_entropy(
-                net,
+                model,
                 names,
-                h,
+                inputs,
                 targets,
                 kernel=BoxKernel(float(R)),
                 y=samples,
@@ -193,44 +179,6 @@ def measure_flatness(
         else:
             out["layers"][layer] = unit
     return out
-
-
-def _noisy_part(
-    model: nn.Module, names: Sequence[str], inputs: torch.Tensor
-) -> tuple[nn.Module, torch.Tensor]:
-    """The part of ``model`` that noise on the parameters ``names`` reaches, and its input.
-
-    For a flat ``nn.Sequential`` cut by :func:`anisotropy.smoothing.stacked.children_for`,
-    the children from the first one owning a parameter of ``names`` on (as an
-    ``nn.Sequential`` with the same child names, so the parameters keep their names and
-    order) and the output of the children before it on ``inputs``, computed here once
-    without gradient, as the cut path of :func:`~anisotropy.smoothing.stacked.stacked_outputs`
-    computes it for every chunk.  Otherwise (another model, nothing before the first
-    measured child, or a child before it in training mode whose forward depends on the
-    mode: dropout, batch norm, any module not in
-    :data:`~anisotropy.smoothing.stacked.PER_SAMPLE`) ``model`` and ``inputs`` as given.
-    """
-    pieces = children_for(model, names, cut=True)
-    if len(pieces) == 1:  # not cut: the whole model is one piece
-        return model, inputs
-    wanted = set(names)
-    first = next(
-        i
-        for i, (child, mod) in enumerate(pieces)
-        if any(f"{child}.{n}" in wanted for n, _ in mod.named_parameters())
-    )
-    prefix = pieces[:first]
-    if not prefix or any(
-        m.training and type(m) not in PER_SAMPLE for _, mod in prefix for m in mod.modules()
-    ):
-        return model, inputs
-    h = inputs
-    with torch.no_grad():
-        for _, mod in prefix:
-            h = mod(h)
-    rest = nn.Sequential(OrderedDict(pieces[first:]))
-    rest.training = model.training  # the container's flag only; the children keep theirs
-    return rest, h
 
 
 def run_flatness(cfg: TrainConfig, model: nn.Module, data: Dataset) -> dict[str, Any]:
