@@ -41,6 +41,7 @@ import numpy as np
 from anisotropy.io import iter_jsonl
 
 from .common import FigureContext
+from .fig1_regimes import SNR_SIGNAL_DOMINATED
 
 __all__ = [
     "EXPERIMENT",
@@ -58,9 +59,6 @@ __all__ = [
 
 #: the experiment that holds the early probe
 EXPERIMENT = "fig1_early"
-#: the signal dominates when |G| exceeds the norm of a minibatch gradient's standard
-#: deviation (the "signal = noise" line of figure 1)
-SNR_SIGNAL_DOMINATED = 1.0
 #: records in a row at or below SNR 1 (pooled) that end the signal-dominated regime: one
 #: excursion of the noisy estimate below 1 does not end it
 CROSSING_HOLD = 5

@@ -69,7 +69,7 @@ def write_step_record(run: Run) -> None:
     if run.step_within is not None:  # the gradient noise inside the step's minibatch
         for name, stats in run.step_within.items():
             layers[name].update(stats)
-        extra["within_parts"] = run.step_split
+        extra["within_parts"] = run.cfg.logging.steps_split
         run.step_within = None
     rec = {
         "step": run.step,

@@ -383,9 +383,8 @@ class Run:
             if lg.steps
             else frozenset()
         )
-        #: parts of the minibatch for the within-step gradient noise (0: off) and the
-        #: measurement of the coming logged step (anisotropy.training.spread)
-        self.step_split = lg.steps_split if lg.steps else 0
+        #: the within-minibatch gradient noise of the coming logged step
+        #: (logging.steps_split; anisotropy.training.spread)
         self.step_within: dict[str, dict[str, float | None]] | None = None
         self.steps_position = 0
         self.epoch = self.step = 0

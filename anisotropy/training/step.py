@@ -52,7 +52,6 @@ from anisotropy.training.distributed import shard_bounds
 from anisotropy.training.guidance import EntropyGuidance, GuidanceError
 from anisotropy.training.optimisers import StepOps, optimiser_step
 from anisotropy.training.run import NonFiniteError, Period, Run
-from anisotropy.training.signals import weight_layers
 from anisotropy.training.spread import within_batch_spread
 
 __all__ = ["train_step", "pieces", "gradient"]
@@ -85,11 +84,17 @@ def train_step(run: Run, idxs: torch.Tensor | Sequence[torch.Tensor], period: Pe
         if cfg.data.augment != "none":  # the whole minibatch: the data generator stays in step
             x = augment_batch(x, cfg.data.augment, generator=run.data_gen)
         batches.append((d.normalise(x), d.y_train[idx]))
-    if run.step_split and run.ctx.is_main and run.step + 1 in run.step_marks:
+    split = cfg.logging.steps_split  # > 0 only with the step log (config check)
+    if (
+        split
+        and run.step_signals is not None
+        and run.ctx.is_main
+        and run.step + 1 in run.step_marks
+    ):
         # the gradient noise inside this minibatch, at the weights before the update (a
         # measurement, like the evaluation: not counted in the passes of the budget)
         run.step_within = within_batch_spread(
-            run.model, *batches[0], weight_layers(run.model), parts=run.step_split
+            run.model, *batches[0], run.step_signals.layers, parts=split
         )
     res = optimiser_step(run, batches, _OPS)
     if not bool(torch.isfinite(res.loss)):
