@@ -70,6 +70,7 @@ __all__ = [
     "equivalence",
     "rules",
     "CLAIMS",
+    "CLAIM_EXPERIMENTS",
 ]
 
 
@@ -709,6 +710,10 @@ CLAIMS: tuple[
         "best_test_acc",
     ),
 )
+
+
+#: the experiments the claims read, in the order of :data:`CLAIMS`
+CLAIM_EXPERIMENTS: tuple[str, ...] = tuple(dict.fromkeys(e for c in CLAIMS for e in c[3]))
 
 
 def _seeds(rows: Sequence[Mapping[str, Any]]) -> list[int]:

@@ -48,9 +48,10 @@ from anisotropy.cli.args import add_dataclass_arguments, from_namespace
 from experiments.definitions import load_experiment
 from experiments.sweep import DEFAULT_RUNNER, ExecutionOptions, make_executor, run_sweep
 
-from .claims import evaluate_claims, write_claims
+from .claims import CLAIM_EXPERIMENTS, evaluate_claims, write_claims
 from .common import FigureContext, FigureOutput, NoDataError
 from .forest import draw_forest
+from .length_check import check_baselines, write_length_checks
 from .sequential import MAX_SEEDS, SequentialDesign, planned_looks
 from .stats import write_text_atomic
 from .until_decided import run_until_decided
@@ -293,6 +294,13 @@ def make_figures(
         )
     for c in claims:
         log(c.report())
+    checks = check_baselines(
+        lambda e: ctx.rows(e) if ctx.has(e) else None, ctx.log, CLAIM_EXPERIMENTS
+    )
+    if checks:  # else: no results (keep an existing check, as for the claims)
+        write_length_checks(checks, ctx.out, scale=opts.scale)
+        for chk in checks:
+            log(chk.report())
     _write_index(ctx, outputs, all_timings)
     out = {
         "timings": timings,
@@ -334,6 +342,9 @@ def _write_index(
             ]
         for md in sorted(ctx.out.glob(f"fig{fig}*_table.md")):
             lines += [md.read_text(encoding="utf-8"), ""]
+    length = ctx.out / "length_check.md"
+    if length.is_file():
+        lines += [length.read_text(encoding="utf-8").replace("# ", "## ", 1)]
     claims = ctx.out / "claims.md"
     if claims.is_file():
         lines += [claims.read_text(encoding="utf-8").replace("# ", "## ", 1)]
