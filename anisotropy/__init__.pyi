@@ -70,6 +70,9 @@ from .kernels.registry import (
     as_kernel as as_kernel,
 )
 from .models import (
+    autoencoder as autoencoder,
+)
+from .models import (
     cnn_table24 as cnn_table24,
 )
 from .models import (
@@ -215,6 +218,12 @@ from .training.hooks import (
 )
 from .training.hooks import (
     TrainState as TrainState,
+)
+from .training.objective import (
+    Objective as Objective,
+)
+from .training.objective import (
+    get_objective as get_objective,
 )
 from .training.signals import (
     SignalAccumulator as SignalAccumulator,

@@ -6,6 +6,9 @@ let the smoothed losses pick layers by name and split the network at a cut
 
 * :func:`mlp` - the fully connected nets of section 4 (784 units per hidden
   layer by default; hidden layers ``fc1..fcD``, output ``fc{D+1}``).
+* :func:`autoencoder` - a dense autoencoder ``in -> width -> bottleneck -> width -> in``
+  (layers ``fc1..fc4``, linear output) for the reconstruction objective
+  (:mod:`anisotropy.training.objective`).
 * :func:`cnn_table24` / :func:`cnn_table25` - the CNNs of tables 24 and 25:
   five 3x3 convolutions (two max-pools) and a three-layer FC head whose width
   equals the flattened feature size.  With ``padding=0`` (the paper) a 32x32
@@ -28,6 +31,7 @@ from anisotropy.validation import check_choice, check_int
 
 __all__ = [
     "mlp",
+    "autoencoder",
     "cnn_table24",
     "cnn_table25",
     "conv_net",
@@ -39,7 +43,7 @@ __all__ = [
 ]
 
 #: networks a configuration can name (``model.name``; the one definition)
-ModelName = Literal["mlp", "cnn_table24", "cnn_table25"]
+ModelName = Literal["mlp", "cnn_table24", "cnn_table25", "autoencoder"]
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 #: hidden-layer activations of :func:`mlp` (the one definition)
 Activation = Literal["relu", "tanh"]
@@ -90,6 +94,57 @@ def mlp(
         ]
         fan_in = width
     layers.append((f"fc{depth + 1}", nn.Linear(fan_in, classes)))
+    return _init(nn.Sequential(OrderedDict(layers)), activation)
+
+
+def autoencoder(
+    *,
+    in_features: int = 784,
+    width: int = 256,
+    bottleneck: int = 32,
+    activation: Activation = "relu",
+) -> nn.Sequential:
+    r"""Dense autoencoder ``in -> width -> bottleneck -> width -> in``.
+
+    .. math::
+
+        \hat x = W_4\, \phi(W_3\, \phi(W_2\, \phi(W_1 x + b_1) + b_2) + b_3) + b_4,
+
+    ``phi`` the activation after ``fc1``, ``fc2`` and ``fc3``, the output ``fc4`` linear (the
+    targets are normalised pixels, of either sign).  Weight shapes (out x in):
+    ``fc1`` width x in, ``fc2`` bottleneck x width (the code), ``fc3`` width x bottleneck,
+    ``fc4`` in x width.  The input is flattened: shape ``(B, ...)`` with ``in_features``
+    features per sample gives an output of shape ``(B, in_features)``.
+
+    With ``bottleneck < width < in_features`` the encoder layers are wide and the decoder
+    layers tall (more outputs than inputs): the decoder's are the layers with an entropy
+    change (:mod:`anisotropy.related.entropy_flow`).
+
+    Parameters
+    ----------
+    in_features : int
+        Input (and output) features, ``>= 1``.
+    width : int
+        Units of the two hidden layers around the code, ``>= 1``.
+    bottleneck : int
+        Units of the code, ``1 <= bottleneck <= width``.
+    activation : {"relu", "tanh"}
+    """
+    check_int("in_features", in_features, minimum=1)
+    check_int("width", width, minimum=1)
+    check_int("bottleneck", bottleneck, minimum=1, maximum=width)
+    check_choice("activation", activation, ACTIVATIONS)
+    act = _ACTIVATION_LAYERS[activation]
+    layers: list[tuple[str, nn.Module]] = [
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(in_features, width)),
+        ("act1", act()),
+        ("fc2", nn.Linear(width, bottleneck)),
+        ("act2", act()),
+        ("fc3", nn.Linear(bottleneck, width)),
+        ("act3", act()),
+        ("fc4", nn.Linear(width, in_features)),
+    ]
     return _init(nn.Sequential(OrderedDict(layers)), activation)
 
 

@@ -2,7 +2,8 @@
 
 A run directory (written by :func:`anisotropy.training.trainer.train`) holds
 ``summary.json`` (``status``, ``best_test_acc``, ``final_test_acc``,
-``final_train_loss``, ``epochs``, ``wall_time``, ``config``) and ``log.jsonl``.
+``final_train_loss``, ``epochs``, ``wall_time``, ``config``; a reconstruction's run,
+which has no accuracy, also ``best_test_loss`` and ``final_test_loss``) and ``log.jsonl``.
 This module reads them; it never trains.
 """
 
@@ -50,7 +51,9 @@ SETTING_COLUMNS: tuple[str, ...] = (
     "epochs",
     "seed",
 )
-#: numbers read from ``summary.json``
+#: numbers read from ``summary.json`` (the accuracies are empty for a reconstruction,
+#: the test losses for a classification: :mod:`anisotropy.training.objective`;
+#: ``best_epoch`` is the epoch of the best test accuracy, or of the lowest test loss)
 METRIC_COLUMNS: tuple[str, ...] = (
     "best_test_acc",
     "best_epoch",
@@ -58,6 +61,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "final_train_loss",
     "epochs_done",
     "wall_time",
+    "best_test_loss",
+    "final_test_loss",
 )
 _STATUS_COMPLETE = "complete"
 #: row status of a run the trainer stopped (a non-finite value, a failing callback)
@@ -143,6 +148,8 @@ def result_row(
     row["final_train_loss"] = _cell(summary.get("final_train_loss"))
     row["epochs_done"] = _cell(summary.get("epochs"))
     row["wall_time"] = _cell(summary.get("wall_time"))
+    row["best_test_loss"] = _cell(summary.get("best_test_loss"))
+    row["final_test_loss"] = _cell(summary.get("final_test_loss"))
     rd = Path(run_dir)
     if relative_to is not None:
         rd = Path(os.path.relpath(rd, relative_to))
@@ -176,7 +183,13 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     for r in rows:
         if r.get("status") != _STATUS_COMPLETE:
             continue
-        for m in ("best_test_acc", "final_test_acc", "final_train_loss"):
+        for m in (
+            "best_test_acc",
+            "final_test_acc",
+            "final_train_loss",
+            "best_test_loss",
+            "final_test_loss",
+        ):
             v = r.get(m)
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError(f"{path}: run {r.get('run')} has {m} = {v}; it must be finite")

@@ -350,8 +350,14 @@ def run_sweep(
             rows[p.name] = row(p)
             log(
                 f"{head} {experiment.name} {_describe(p, swept)}: "
-                f"best {_fmt(s.get('best_test_acc'))} final {_fmt(s.get('final_test_acc'))} "
-                f"({summary.get('elapsed', float('nan')):.1f} s)"
+                + (
+                    f"best loss {_fmt(s.get('best_test_loss'))} "
+                    f"final loss {_fmt(s.get('final_test_loss'))} "
+                    if s.get("best_test_loss") is not None  # a reconstruction: no accuracy
+                    else f"best {_fmt(s.get('best_test_acc'))} "
+                    f"final {_fmt(s.get('final_test_acc'))} "
+                )
+                + f"({summary.get('elapsed', float('nan')):.1f} s)"
             )
         elif is_stopped(run_dir):
             rows[p.name] = row(p)

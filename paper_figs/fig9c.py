@@ -1,29 +1,45 @@
-"""Figure 9c: entropy guidance (*Entropy-based guidance*): the 2-layer FC net on
-Fashion-MNIST trained with and without the dense guidance term ``L_dense``.
+"""Figure 9c: entropy guidance (*Entropy-based guidance*): networks trained with and
+without the dense guidance term ``L_dense``.
 
-Left: test accuracy against the epoch per guidance weight (mean and 95 % band across
-seeds) with the target accuracy of the convergence claim.  Middle: epochs to that target
-per weight (mean and 95 % interval; a run that never reaches it counts as its epochs + 1).
+Top row, the classifier (``rel_guidance``: the 2-layer FC net on Fashion-MNIST).  Left:
+test accuracy against the epoch per guidance weight (mean and 95 % band across seeds)
+with the target accuracy of the convergence claim.  Middle: epochs to that target per
+weight (mean and 95 % interval; a run that never reaches it counts as its epochs + 1).
 Right: the per-coordinate entropy change ``h_k`` of each guided layer at the end of the
-run (the log's ``guidance.h``), against its target.  The table: epochs to target, best
-and final test accuracy per weight; the claims (fewer epochs, better final accuracy)
-with verdicts.
+run (the log's ``guidance.h``), against its target.
 
-Reads the ``rel_guidance`` sweep; never trains.
+Bottom row, the autoencoder (``rel_guidance_ae``: the reconstruction objective, drawn
+when that sweep has complete runs): the same three panels with the test reconstruction
+loss (mean squared error) in place of the accuracy, and the target test loss of
+:func:`paper_figs.related_claims.guidance_loss_target`.
+
+The tables: epochs to target, best and final test accuracy per weight
+(``fig9c_table``), and epochs to the target loss, best and final test loss per weight
+(``fig9c_ae_table``); the claims (fewer epochs, better final accuracy, lower final
+loss) with verdicts.
+
+Reads the ``rel_guidance`` and ``rel_guidance_ae`` sweeps; never trains.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from experiments.results import read_summary
 
 from .common import FigureContext, FigureOutput, NoDataError, finish_figure, plot_curve
 from .related_claims import (
     RELATED_CLAIMS,
     NotRun,
     epochs_to,
+    epochs_to_loss,
+    guidance_loss_target,
     guidance_target,
     write_figure_claims,
 )
@@ -33,102 +49,215 @@ from .stats import write_csv_table, write_markdown_table
 __all__ = ["EXPERIMENTS", "draw", "FIGURE", "CLAIM_IDS"]
 
 FIGURE = "9c"
-EXPERIMENTS: tuple[str, ...] = ("rel_guidance",)
-CLAIM_IDS: tuple[str, ...] = tuple(c[0] for c in RELATED_CLAIMS if c[3] == EXPERIMENTS)
+#: the classifier's sweep (required) and the autoencoder's (drawn when it has runs)
+EXPERIMENTS: tuple[str, ...] = ("rel_guidance", "rel_guidance_ae")
+CLAIM_IDS: tuple[str, ...] = tuple(c[0] for c in RELATED_CLAIMS if set(c[3]) <= set(EXPERIMENTS))
 _WEIGHT = "guidance.dense_weight"
-_METRICS = ("epochs_to", "best_test_acc", "final_test_acc")
 #: markers of the guided layers in the entropy-change panel, in layer-name order
 _MARKERS = ("o", "^", "s", "D", "v")
 
 
-def _final_h(ctx: FigureContext, row: dict[str, Any]) -> dict[str, float]:
+@dataclass(frozen=True)
+class _Arm:
+    """What one row of panels draws: the experiment, the metric of its curves and claims,
+    and how its target and epochs-to-target are computed."""
+
+    experiment: str
+    metric: str
+    ylabel: str
+    target_of: Callable[[Sequence[Mapping[str, Any]]], float]
+    time_of: Callable[[Mapping[str, Any], float], float]
+    target_label: Callable[[float], str]
+    metrics: tuple[str, ...]
+    headers: dict[str, str]
+    stem: str
+    what: str
+    #: the title of its table, and the target in words (in the title)
+    table_title: str
+    table_target: Callable[[float], str]
+
+
+_CLASSIFIER = _Arm(
+    experiment="rel_guidance",
+    metric="test_acc",
+    ylabel="test accuracy",
+    target_of=guidance_target,
+    time_of=epochs_to,
+    target_label=lambda t: f"target {100 * t:.2f} %",
+    metrics=("epochs_to", "best_test_acc", "final_test_acc"),
+    headers={
+        "epochs_to": "epochs to target",
+        "best_test_acc": "best test acc (%)",
+        "final_test_acc": "final test acc (%)",
+    },
+    stem="fig9c_table",
+    what="2-layer FC net",
+    table_title="Figure 9c",
+    table_target=lambda t: f"target test accuracy {100 * t:.2f} %",
+)
+_AUTOENCODER = _Arm(
+    experiment="rel_guidance_ae",
+    metric="test_loss",
+    ylabel="test reconstruction loss (MSE)",
+    target_of=guidance_loss_target,
+    time_of=epochs_to_loss,
+    target_label=lambda t: f"target loss {t:.4g}",
+    metrics=("epochs_to", "best_test_loss", "final_test_loss"),
+    headers={
+        "epochs_to": "epochs to target loss",
+        "best_test_loss": "best test loss",
+        "final_test_loss": "final test loss",
+    },
+    stem="fig9c_ae_table",
+    what="autoencoder",
+    table_title="Figure 9c, autoencoder",
+    table_target=lambda t: f"target test loss {t:.4g}",
+)
+
+
+def _final_h(ctx: FigureContext, experiment: str, row: dict[str, Any]) -> dict[str, float]:
     """``guidance.h`` of the last log line that has it (``{}`` for an unguided run)."""
-    for rec in reversed(ctx.log("rel_guidance", row)):
+    for rec in reversed(ctx.log(experiment, row)):
         h = (rec.get("guidance") or {}).get("h")
         if h:
             return {str(k): float(v) for k, v in h.items()}
     return {}
 
 
-def draw(ctx: FigureContext) -> FigureOutput:
-    """Draw figure 9c, its table and its claims into ``ctx.out``."""
-    rows = [
-        r
-        for r in enrich(ctx, "rel_guidance", ctx.rows("rel_guidance"))
-        if r.get("status") == "complete"
+def _h_targets(ctx: FigureContext, arm: _Arm, rows: Sequence[Mapping[str, Any]]) -> Any:
+    """``guidance.target`` of the first guided run (its ``summary.json`` configuration):
+    one number or a table layer -> number; 0 when no run says."""
+    for r in rows:
+        if float(r.get(_WEIGHT) or 0.0) > 0:
+            config = (read_summary(ctx.run_path(arm.experiment, r)) or {}).get("config") or {}
+            return (config.get("guidance") or {}).get("target", 0.0)
+    return 0.0
+
+
+def _complete(ctx: FigureContext, experiment: str) -> list[dict[str, Any]]:
+    return [
+        r for r in enrich(ctx, experiment, ctx.rows(experiment)) if r.get("status") == "complete"
     ]
+
+
+def _draw_arm(
+    ctx: FigureContext, arm: _Arm, rows: list[dict[str, Any]], axes: Sequence[Any]
+) -> tuple[list[dict[str, Any]], float | None]:
+    """Draw one row of panels; the table rows (one per weight) and the target."""
+    ax, bx, cx = axes
     try:
-        target: float | None = guidance_target(rows)
+        target: float | None = arm.target_of(rows)
     except NotRun:
         target = None
     weights = sorted({float(r.get(_WEIGHT) or 0.0) for r in rows})
-    if not weights:
-        raise NoDataError("figure 9c: no complete run in rel_guidance")
     cmap = plt.get_cmap("viridis")
-    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 4.3))
     table = []
+    layers_seen: list[str] = []
     for i, w in enumerate(weights):
         members = [r for r in rows if float(r.get(_WEIGHT) or 0.0) == w]
         colour = "k" if w == 0 else cmap(0.15 + 0.7 * i / max(len(weights) - 1, 1))
         label = "no guidance" if w == 0 else f"L_dense weight {w:g}"
-        x, m, lo, hi, n = curve_by(ctx, "rel_guidance", members, lambda rec: rec.get("epoch"))
+        x, m, lo, hi, n = curve_by(
+            ctx, arm.experiment, members, lambda rec: rec.get("epoch"), metric=arm.metric
+        )
         plot_curve(ax, x, m, lo, hi, color=colour, label=f"{label} (n={n})")
         if target is not None:
             for r in members:
-                r["epochs_to"] = epochs_to(r, target)
-        summ = summarise(members, _METRICS)
-        hs = [_final_h(ctx, r) for r in members]
+                r["epochs_to"] = arm.time_of(r, target)
+        summ = summarise(members, arm.metrics)
+        hs = [_final_h(ctx, arm.experiment, r) for r in members]
         for j, layer in enumerate(sorted({k for h in hs for k in h})):
             vals = [h[layer] for h in hs if layer in h]
             summ[f"h_{layer}"] = f"{np.mean(vals):+.4f}"
             marker = _MARKERS[j % len(_MARKERS)]
             cx.scatter([i] * len(vals), vals, color=colour, s=14, marker=marker)
+            if layer not in layers_seen:
+                layers_seen.append(layer)
         table.append({"weight": w, **summ})
         if "epochs_to_mean" in summ:
             e = summ["epochs_to_mean"]
             err = [[e - summ["epochs_to_lo"]], [summ["epochs_to_hi"] - e]]
             bx.errorbar([i], [e], yerr=np.nan_to_num(err), color=colour, marker="o", capsize=3)
     if target is not None:
-        ax.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {100 * target:.2f} %")
+        ax.axhline(target, color="tab:red", ls=":", lw=1, label=arm.target_label(target))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(arm.ylabel)
+    ax.set_title(arm.what, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     names = ["none" if w == 0 else f"{w:g}" for w in weights]
+    shapes = ", ".join(
+        f"{_MARKERS[j % len(_MARKERS)]}: {layer}" for j, layer in enumerate(sorted(layers_seen))
+    )
     for b, what in (
-        (bx, "epochs to the target accuracy"),
-        (cx, "h_k at the end (o, ^, s: guided layers in name order)"),
+        (bx, "epochs to the target"),
+        (cx, f"h_k at the end ({shapes or 'guided layers'})"),
     ):
         b.set_xticks(range(len(weights)), names)
         b.set_xlabel("L_dense weight")
-        b.set_ylabel(what)
+        b.set_ylabel(what, fontsize=9)
         b.grid(alpha=0.3)
-    cx.axhline(0.0, color="tab:red", ls=":", lw=1)
-    title = (
-        "Figure 9c: entropy guidance, 2-layer FC net on Fashion-MNIST (mean and 95% "
-        "t-intervals across seeds)"
-    )
-    images, caption = finish_figure(fig, ctx, EXPERIMENTS, "fig9c", title=title)
+    h_target = _h_targets(ctx, arm, rows)
+    if isinstance(h_target, Mapping):  # one target per layer: a labelled line each
+        for layer in sorted(layers_seen):
+            if layer in h_target:
+                cx.axhline(float(h_target[layer]), color="tab:red", ls=":", lw=1)
+                cx.text(
+                    0.99,
+                    float(h_target[layer]),
+                    f"target {layer}",
+                    transform=cx.get_yaxis_transform(),
+                    fontsize=7,
+                    color="tab:red",
+                    ha="right",
+                    va="bottom",
+                )
+    else:
+        cx.axhline(float(h_target), color="tab:red", ls=":", lw=1)
+    return table, target
+
+
+def _write_tables(
+    ctx: FigureContext, arm: _Arm, table: list[dict[str, Any]], target: float | None
+) -> list[Path]:
+    """The CSV and Markdown tables of one arm (``<stem>.csv``, ``<stem>.md``)."""
     h_cols = sorted({k for r in table for k in r if k.startswith("h_")})
-    present = [m for m in _METRICS if any(f"{m}_fmt" in r for r in table)]
+    present = [m for m in arm.metrics if any(f"{m}_fmt" in r for r in table)]
     cols = ["weight", *[f"{m}_{s}" for m in present for s in ("mean", "lo", "hi")], *h_cols, "n"]
-    heads = {
-        "epochs_to": "epochs to target",
-        "best_test_acc": "best test acc (%)",
-        "final_test_acc": "final test acc (%)",
-    }
-    title = f"Figure 9c ({ctx.scale} scale): mean ± 95% t-interval half-width across seeds" + (
-        f"; target test accuracy {100 * target:.2f} %" if target is not None else ""
+    title = (
+        f"{arm.table_title} ({ctx.scale} scale): mean ± 95% t-interval half-width across seeds"
+        + (f"; {arm.table_target(target)}" if target is not None else "")
     )
-    tables = [
-        write_csv_table(table, cols, ctx.out / "fig9c_table.csv"),
+    return [
+        write_csv_table(table, cols, ctx.out / f"{arm.stem}.csv"),
         write_markdown_table(
             table,
             ["weight", *[f"{m}_fmt" for m in present], *h_cols, "n"],
-            ctx.out / "fig9c_table.md",
+            ctx.out / f"{arm.stem}.md",
             title=title,
-            headers=["L_dense weight", *[heads[m] for m in present], *h_cols, "n"],
+            headers=["L_dense weight", *[arm.headers[m] for m in present], *h_cols, "n"],
         ),
     ]
+
+
+def draw(ctx: FigureContext) -> FigureOutput:
+    """Draw figure 9c, its tables and its claims into ``ctx.out``."""
+    rows = _complete(ctx, _CLASSIFIER.experiment)
+    if not rows:
+        raise NoDataError("figure 9c: no complete run in rel_guidance")
+    ae_rows = _complete(ctx, _AUTOENCODER.experiment) if ctx.has(_AUTOENCODER.experiment) else []
+    arms = [(_CLASSIFIER, rows)] + ([(_AUTOENCODER, ae_rows)] if ae_rows else [])
+    fig, grid = plt.subplots(len(arms), 3, figsize=(15, 4.3 * len(arms)), squeeze=False)
+    tables: list[Path] = []
+    for (arm, arm_rows), axes in zip(arms, grid, strict=True):
+        table, target = _draw_arm(ctx, arm, arm_rows, axes)
+        tables += _write_tables(ctx, arm, table, target)
+    title = (
+        "Figure 9c: entropy guidance, "
+        + ("2-layer FC net (top) and autoencoder (bottom)" if ae_rows else "2-layer FC net")
+        + " on Fashion-MNIST (mean and 95% t-intervals across seeds)"
+    )
+    shown = tuple(arm.experiment for arm, _ in arms)
+    images, caption = finish_figure(fig, ctx, shown, "fig9c", title=title)
     _, files = write_figure_claims(ctx, FIGURE, EXPERIMENTS, ids=CLAIM_IDS)
     return FigureOutput(FIGURE, images, tables + files, caption)

@@ -8,7 +8,9 @@ rules of the paper's claims (:mod:`paper_figs.verdicts`, :mod:`paper_figs.claims
   initialization*): is the poor initialisation poor; does a fading smoothing schedule
   help it; is the good initialisation no better than the poor one with scoping.
 * **Entropy guidance** (``rel_guidance``, figure 9c; *Entropy-based guidance*): fewer
-  epochs to a target accuracy, and a better final accuracy, with ``L_dense``.
+  epochs to a target accuracy, and a better final accuracy, with ``L_dense``; and on an
+  autoencoder (``rel_guidance_ae``, the reconstruction objective): fewer epochs to a
+  target test loss, and a lower final test loss.
 * **Flatness and generalisation** (``rel_flatness`` and ``rel_compare``, figure 9d;
   *Entropic gradient descent algorithms and wide flat minima*): Kendall's tau between
   the flatness of every final model and its test accuracy / generalisation gap, and
@@ -18,7 +20,9 @@ Accuracy comparisons are those of the paper's claims: the paired (same seeds) or
 t interval at ``alpha = 0.05 / m`` (Bonferroni over the ``m`` cells a best-of selection
 scanned) read with :func:`paper_figs.verdicts.decide` and the margin
 :data:`~paper_figs.verdicts.MARGIN`.  Epoch counts use the same interval and rule with
-the margin :data:`EPOCH_MARGIN`; rank correlations a seed-bootstrap percentile interval
+the margin :data:`EPOCH_MARGIN`; test losses the same rule on ``100 log(loss)`` (a
+difference is the relative change in per cent) with the margin ``100 LOSS_MARGIN``;
+rank correlations a seed-bootstrap percentile interval
 (:mod:`paper_figs.rank_correlation`) with the margin :data:`TAU_MARGIN`.  A claim whose
 sweep has not run, or lacks the arms it compares, is **not run**.
 
@@ -50,16 +54,22 @@ from .related_data import (
 from .related_findings import (
     BOOTSTRAP_SEED,
     EPOCH_MARGIN,
+    LOSS_MARGIN,
+    LOSS_TARGET_SLACK,
     TARGET_SLACK,
     TAU_MARGIN,
     Finding,
     NotRun,
     Rows,
     converges_faster,
+    converges_faster_loss,
     epochs_to,
+    epochs_to_loss,
+    guidance_loss_target,
     guidance_target,
     improves_final,
     layer_predicts_better,
+    lowers_final_loss,
     poor_is_worse,
     scoping_helps,
     scoping_replaces,
@@ -73,12 +83,16 @@ __all__ = [
     "EPOCH_MARGIN",
     "TAU_MARGIN",
     "TARGET_SLACK",
+    "LOSS_TARGET_SLACK",
+    "LOSS_MARGIN",
     "BOOTSTRAP_SEED",
     "RELATED_CLAIMS",
     "RELATED_EXPERIMENTS",
     "NotRun",
     "epochs_to",
     "guidance_target",
+    "epochs_to_loss",
+    "guidance_loss_target",
     "evaluate_related_claims",
     "related_rows",
     "evaluate_related",
@@ -91,6 +105,7 @@ RELATED_EXPERIMENTS: tuple[str, ...] = (
     "rel_compare",
     "rel_scoping",
     "rel_guidance",
+    "rel_guidance_ae",
     "rel_flatness",
 )
 
@@ -104,6 +119,8 @@ def related_rules() -> dict[str, str]:
         "epochs": "as directional (the same test and interval on epochs to the target), "
         f"negligible inside +-{EPOCH_MARGIN:g} epoch; a run that never reaches the target "
         "counts as its number of epochs + 1",
+        "loss": "as directional, on 100 log(test loss) (the difference unguided minus guided "
+        f"is the relative reduction in per cent), negligible inside +-{100 * LOSS_MARGIN:g} %",
         "rank": "Kendall's tau-b over every final model, percentile interval of "
         f"{N_BOOTSTRAP} bootstrap resamples of the seeds at alpha = 0.05/m (Bonferroni over "
         f"the m measures a best-of selection scanned): negligible inside +-{TAU_MARGIN:g}, "
@@ -193,6 +210,24 @@ RELATED_CLAIMS: tuple[
         "directional",
         improves_final,
         "final_test_acc",
+    ),
+    (
+        "guidance-converges-faster-ae",
+        _GUIDANCE,
+        "entropy guidance (L_dense) reaches the target test loss of an autoencoder in fewer epochs",
+        ("rel_guidance_ae",),
+        "epochs",
+        converges_faster_loss,
+        "epochs to target loss",
+    ),
+    (
+        "guidance-lowers-final-loss-ae",
+        _GUIDANCE,
+        "entropy guidance (L_dense) lowers the final test reconstruction loss of an autoencoder",
+        ("rel_guidance_ae",),
+        "loss",
+        lowers_final_loss,
+        "final_test_loss",
     ),
     (
         "flatter-generalises-better",

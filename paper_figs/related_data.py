@@ -249,6 +249,9 @@ def enrich(
     * ``final_train_acc`` (the last log line's training accuracy) and ``gap`` =
       ``final_train_acc - final_test_acc`` (the generalisation gap in accuracy);
     * ``test_acc_by_epoch``: ``{epoch: test_acc}`` of the log;
+    * ``test_loss_by_epoch``: ``{epoch: test_loss}`` of the log, and ``best_test_loss`` /
+      ``final_test_loss`` from ``summary.json`` when the row lacks them (a
+      reconstruction's: :mod:`anisotropy.training.objective`);
     * the flatness columns of :func:`flatness_columns` when the run measured them.
     """
     out = []
@@ -275,6 +278,14 @@ def enrich(
                 for rec in log
                 if rec.get("test_acc") is not None
             }
+            e["test_loss_by_epoch"] = {
+                int(rec["epoch"]): float(rec["test_loss"])
+                for rec in log
+                if rec.get("test_loss") is not None
+            }
+            for key in ("best_test_loss", "final_test_loss"):
+                if e.get(key) is None and summary.get(key) is not None:
+                    e[key] = float(summary[key])
             if isinstance(summary.get("flatness"), Mapping):
                 e.update(flatness_columns(summary["flatness"]))
         out.append(e)
@@ -282,17 +293,23 @@ def enrich(
 
 
 def curve_by(
-    ctx: FigureContext, experiment: str, rows: Sequence[Mapping[str, Any]], x_of: Callable
+    ctx: FigureContext,
+    experiment: str,
+    rows: Sequence[Mapping[str, Any]],
+    x_of: Callable,
+    *,
+    metric: str = "test_acc",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Mean and 95 % t-interval across runs of ``test_acc`` against ``x_of(log line)``
-    (e.g. the cumulative passes), at the x values every run logged; ``(x, mean, lo, hi, n)``."""
+    """Mean and 95 % t-interval across runs of ``metric`` (a log key: ``test_acc``, or
+    ``test_loss``) against ``x_of(log line)`` (e.g. the cumulative passes), at the x values
+    every run logged; ``(x, mean, lo, hi, n)``."""
     series = []
     for r in rows:
         series.append(
             {
-                x_of(rec): float(rec["test_acc"])
+                x_of(rec): float(rec[metric])
                 for rec in ctx.log(experiment, r)
-                if rec.get("test_acc") is not None and x_of(rec) is not None
+                if rec.get(metric) is not None and x_of(rec) is not None
             }
         )
     if not series:

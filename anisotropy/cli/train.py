@@ -135,9 +135,14 @@ def _report(summary: dict[str, Any], out: Path) -> str:
     return (
         f"{out}: {summary['status']}{why} after {summary['epochs']} epoch(s), "
         f"{summary['steps']} steps{cost}, {summary['wall_time']:.1f} s\n"
-        f"  test accuracy: final {fmt(summary['final_test_acc'])}, best "
-        f"{fmt(summary['best_test_acc'])} (epoch {summary['best_epoch']})\n"
-        f"  train loss (centre): {fmt(summary['final_train_loss'])}, smoothed: "
+        + (
+            f"  test loss: final {fmt(summary['final_test_loss'])}, best "
+            f"{fmt(summary['best_test_loss'])} (epoch {summary['best_epoch']})\n"
+            if "best_test_loss" in summary  # no accuracy: a reconstruction
+            else f"  test accuracy: final {fmt(summary['final_test_acc'])}, best "
+            f"{fmt(summary['best_test_acc'])} (epoch {summary['best_epoch']})\n"
+        )
+        + f"  train loss (centre): {fmt(summary['final_train_loss'])}, smoothed: "
         f"{fmt(summary['final_smoothed_loss'])}\n"
         f"  files: {out / 'log.jsonl'}, {out / 'summary.json'}, {out / 'checkpoint.pt'}"
     )

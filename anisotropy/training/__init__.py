@@ -17,6 +17,13 @@ from .config import (
     parse_override,
 )
 from .hooks import Callback, CallbackError, TrainCallback, TrainState
+from .objective import (
+    OBJECTIVES,
+    Objective,
+    ObjectiveName,
+    get_objective,
+    objective_of,
+)
 from .signals import SignalAccumulator, layer_signal, weight_layers
 from .trainer import (
     CHECKPOINT_FORMAT,
@@ -48,6 +55,11 @@ __all__ = [
     "Callback",
     "TrainCallback",
     "CallbackError",
+    "Objective",
+    "ObjectiveName",
+    "OBJECTIVES",
+    "get_objective",
+    "objective_of",
     "train",
     "build_model",
     "derive_seeds",

@@ -16,7 +16,9 @@ weight, :func:`anisotropy.training.signals.weight_layers`) and for the whole mod
   (:func:`anisotropy.related.local_free_entropy.mc_local_free_entropy`), estimate and
   delta-method standard error over ``logging.flatness_samples`` draws;
 
-and writes them into ``summary.json`` under ``"flatness"`` (:func:`measure_flatness`
+where ``L`` is the run's training loss at the centre (its objective,
+:mod:`anisotropy.training.objective`: cross-entropy, or a reconstruction's mean squared
+error), and writes them into ``summary.json`` under ``"flatness"`` (:func:`measure_flatness`
 gives the layout).  The noise comes from one generator seeded from the run's seed,
 used in a fixed order (layers in model order, then the whole model; for each, the
 local energy curve and then each radius), so the numbers are reproducible: a direct
@@ -32,12 +34,13 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from anisotropy.data.datasets import Dataset
@@ -45,6 +48,7 @@ from anisotropy.kernels import BoxKernel
 from anisotropy.related.local_energy import local_energy_curve
 from anisotropy.related.local_free_entropy import mc_local_free_entropy
 from anisotropy.training.config import TrainConfig
+from anisotropy.training.objective import get_objective
 from anisotropy.training.signals import weight_layers
 from anisotropy.validation import check_int
 
@@ -100,6 +104,7 @@ def measure_flatness(
     radii: Sequence[float],
     samples: int,
     generator: torch.Generator,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> dict[str, Any]:
     r"""Per-layer and whole-model local energy and MC local free entropy of ``model``.
 
@@ -108,7 +113,7 @@ def measure_flatness(
     model : torch.nn.Module
         Evaluated as it is (``eval()`` it first if it has dropout or batch norm).
     inputs, targets : torch.Tensor
-        The fixed data set of the loss ``L`` (mean cross-entropy).
+        The fixed data set of the loss ``L`` (``loss_fn``).
     sigmas : sequence of float, keyword-only
         Multiplicative noise scales of the local energy.
     radii : sequence of float, keyword-only
@@ -117,6 +122,9 @@ def measure_flatness(
         Noise draws per local energy curve and per free entropy (``>= 2``).
     generator : torch.Generator, keyword-only
         The only randomness, on the model's device; used in the order of the result.
+    loss_fn : callable(output, targets) -> scalar, keyword-only
+        The mean loss ``L`` (default: cross-entropy; the trainer passes the run's
+        objective, :mod:`anisotropy.training.objective`).
 
     Returns
     -------
@@ -145,6 +153,7 @@ def measure_flatness(
             noise="multiplicative",
             n=samples,
             batch_size=CONFIGS_PER_PASS,
+            loss_fn=loss_fn,
         )
         entropies = [
             mc_local_free_entropy(
@@ -156,6 +165,7 @@ def measure_flatness(
                 y=samples,
                 generator=generator,
                 chunk=CONFIGS_PER_PASS,
+                loss_fn=loss_fn,
             )
             for R in radii
         ]
@@ -194,17 +204,19 @@ def run_flatness(cfg: TrainConfig, model: nn.Module, data: Dataset) -> dict[str,
     )
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(noise_seed)
+    objective = get_objective(cfg.objective)
     was_training = model.training
     model.eval()
     try:
         measured = measure_flatness(
             model,
             x,
-            t,
+            objective.targets(x, t),
             sigmas=lg.flatness_sigmas,
             radii=lg.flatness_R,
             samples=lg.flatness_samples,
             generator=generator,
+            loss_fn=objective,
         )
     finally:
         model.train(was_training)

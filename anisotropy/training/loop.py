@@ -2,7 +2,8 @@
 
 :func:`loop` runs the epochs of a :class:`~anisotropy.training.run.Run` from its
 current epoch: each step is :func:`anisotropy.training.step.train_step`; every
-``logging.log_every`` epochs the period's means, the test loss and accuracy and
+``logging.log_every`` epochs the period's means, the test loss and accuracy (``null``
+for an objective without accuracy, :mod:`anisotropy.training.objective`) and
 the layer signals (eq. 2 of the paper) and the cumulative passes (the compute
 spent, :mod:`anisotropy.training.optimisers`) become one line of ``log.jsonl``, and every
 ``logging.checkpoint_every`` epochs the run's state is checkpointed.  In a
@@ -14,18 +15,19 @@ and writes the log, the step log and the checkpoints.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from anisotropy.data.datasets import Dataset, minibatches
 from anisotropy.io import append_jsonl, check_record, save_checkpoint
 from anisotropy.training.config import config_to_dict
 from anisotropy.training.hooks import CallbackError, TrainState
+from anisotropy.training.objective import CLASSIFICATION, Objective
 from anisotropy.training.optimisers import log_extras
 from anisotropy.training.run import NonFiniteError, Period, Run
 from anisotropy.training.step import train_step
@@ -35,17 +37,28 @@ __all__ = ["evaluate", "loop", "summary", "write_step_record", "record", "notify
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: Dataset, x: torch.Tensor, y: torch.Tensor, *, batch_size: int
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)`` (``x`` un-normalised)."""
+    model: nn.Module,
+    data: Dataset,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    objective: Objective = CLASSIFICATION,
+) -> tuple[float, float | None]:
+    """Mean loss and accuracy of ``model`` on ``(x, y)`` (``x`` un-normalised, ``y`` the
+    labels) under ``objective`` (default: cross-entropy and accuracy); the accuracy is
+    ``None`` for an objective without one (a reconstruction's mean squared error)."""
     model.eval()
     total, correct = 0.0, 0
     for idx in minibatches(len(x), batch_size):
-        out = model(data.normalise(x[idx]))
-        total += float(F.cross_entropy(out, y[idx], reduction="sum"))
-        correct += int((out.argmax(dim=1) == y[idx]).sum())
+        inputs = data.normalise(x[idx])
+        out = model(inputs)
+        targets = objective.targets(inputs, y[idx])
+        total += float(objective.loss(out, targets, reduction="sum"))
+        if objective.has_accuracy:
+            correct += int(objective.correct(out, targets))
     model.train()
-    return total / len(x), correct / len(x)
+    return total / len(x), correct / len(x) if objective.has_accuracy else None
 
 
 def write_step_record(run: Run) -> None:
@@ -85,7 +98,7 @@ def write_step_record(run: Run) -> None:
         raise NonFiniteError(f"step {run.step}: {exc}") from None
     if run.ctx.is_main:
         run.steps_position = append_jsonl(run.paths.steps, rec)
-    run.step_period = Period(run.device)
+    run.step_period = run.new_period()
     run.step_signals.reset()
 
 
@@ -125,25 +138,31 @@ def record(run: Run, period: Period, wall_start: float) -> dict[str, Any]:
         if not bool(torch.isfinite(p).all()):
             raise NonFiniteError(f"parameter {name} became non-finite in epoch {run.epoch}")
 
-    def measure() -> tuple[float, float, float]:
+    def measure() -> tuple[float, float | None, float]:
         test_loss, test_acc = evaluate(
             run.model,
             run.data,
             run.data.x_test,
             run.data.y_test,
             batch_size=run.cfg.optim.eval_batch_size,
+            objective=run.objective,
         )
         return test_loss, test_acc, run.elapsed + (time.perf_counter() - wall_start)
 
     test_loss, test_acc, wall = run.ctx.on_main(measure)
-    best = max(run.best_test_acc, test_acc)
+    # the best so far: the highest test accuracy, or (no accuracy) the lowest test loss
+    best: dict[str, Any] = (
+        {"best_test_acc": max(run.best_test_acc, test_acc)}
+        if test_acc is not None
+        else {"best_test_acc": None, "best_test_loss": min(run.best_test_loss, test_loss)}
+    )
     rec: dict[str, Any] = {
         "epoch": run.epoch,
         "step": run.step,
         **period.means(),
         "test_loss": test_loss,
         "test_acc": test_acc,
-        "best_test_acc": best,
+        **best,
         "wall_time": wall,
         "lr": run.optimizer.param_groups[0]["lr"],
         "R": None if run.schedule is None else run.schedule(max(run.step - 1, 0)),
@@ -160,21 +179,40 @@ def record(run: Run, period: Period, wall_start: float) -> dict[str, Any]:
         check_record(rec, "log")
     except ValueError as exc:
         raise NonFiniteError(f"epoch {run.epoch}: {exc}") from None
-    if test_acc > run.best_test_acc:
+    if test_acc is not None and test_acc > run.best_test_acc:
         run.best_test_acc, run.best_epoch = test_acc, run.epoch
+    if test_acc is None and test_loss < run.best_test_loss:
+        run.best_test_loss, run.best_epoch = test_loss, run.epoch
     return rec
 
 
 def summary(run: Run, status: str, wall: float) -> dict[str, Any]:
-    """The content of ``summary.json``."""
+    """The content of ``summary.json``.
+
+    Without accuracy (a reconstruction) ``best_test_acc``, ``final_test_acc`` and
+    ``final_train_acc`` are ``None``, ``best_epoch`` is the epoch of the lowest test loss
+    and two keys are added: ``best_test_loss`` and ``final_test_loss``."""
     last = run.last or {}
+    if run.objective.has_accuracy:
+        logged = run.best_test_acc >= 0
+        best: dict[str, Any] = {
+            "best_test_acc": run.best_test_acc if logged else None,
+            "best_epoch": run.best_epoch if logged else None,
+        }
+    else:
+        logged = math.isfinite(run.best_test_loss)
+        best = {
+            "best_test_acc": None,
+            "best_epoch": run.best_epoch if logged else None,
+            "best_test_loss": run.best_test_loss if logged else None,
+            "final_test_loss": last.get("test_loss"),
+        }
     return {
         "status": status,
         "config": config_to_dict(run.cfg, json_safe=True),
         "epochs": last.get("epoch", 0),
         "steps": last.get("step", 0),
-        "best_test_acc": run.best_test_acc if run.best_test_acc >= 0 else None,
-        "best_epoch": run.best_epoch if run.best_test_acc >= 0 else None,
+        **best,
         "final_test_acc": last.get("test_acc"),
         "final_train_loss": last.get("train_loss"),
         "final_smoothed_loss": last.get("smoothed_loss"),
@@ -220,7 +258,7 @@ def loop(run: Run) -> str:
     status = "complete"
     try:
         run.model.train()
-        period = Period(run.device)
+        period = run.new_period()
         if run.signals is not None:
             run.signals.reset()
         while run.epoch < cfg.epochs and not run.budget_reached():
@@ -245,8 +283,13 @@ def loop(run: Run) -> str:
             if run.ctx.is_main:
                 run.log_position = append_jsonl(run.paths.log, rec)
             run.last = rec
-            bar.set_postfix(loss=f"{rec['train_loss']:.4g}", test_acc=f"{rec['test_acc']:.4f}")
-            period = Period(run.device)
+            shown = (
+                {"test_acc": f"{rec['test_acc']:.4f}"}
+                if rec["test_acc"] is not None
+                else {"test_loss": f"{rec['test_loss']:.4g}"}
+            )
+            bar.set_postfix(loss=f"{rec['train_loss']:.4g}", **shown)
+            period = run.new_period()
             if run.signals is not None:
                 run.signals.reset()
             run.elapsed, wall_start = rec["wall_time"], time.perf_counter()

@@ -49,7 +49,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from anisotropy.optim import (
@@ -283,7 +282,7 @@ def check_optimiser_combination(cfg: TrainConfig) -> None:
     if name in _VARIATIONAL and cfg.guidance.active:
         raise ValueError(
             f"guidance.dense_weight and guidance.conv_weight must be 0 with optim.name = "
-            f"{name!r}: its vmapped evaluation takes the cross-entropy only (the guidance "
+            f"{name!r}: its vmapped evaluation takes the objective's loss only (the guidance "
             "terms enter the gradient of the other optimisers)"
         )
     if name in _VARIATIONAL and cfg.logging.steps:
@@ -581,7 +580,7 @@ def _variational(run: Run, batches: Batches) -> StepResult:
         logits = model(x)
         if not centre_logits:  # the first call is at the weights, outside vmap
             centre_logits.append(logits.detach())
-        return F.cross_entropy(logits, t)
+        return run.objective.loss(logits, t)
 
     if isinstance(opt, MomentMatching):
         loss: torch.Tensor = opt.step(closure)
@@ -597,7 +596,7 @@ def _variational(run: Run, batches: Batches) -> StepResult:
     if info is None:  # pragma: no cover - every step sets it
         raise RuntimeError(f"{type(opt).__name__}.step left no last_info")
     objective = torch.tensor(info.objective, dtype=torch.float64, device=loss.device)
-    correct = (centre_logits[0].argmax(dim=1) == t).sum()
+    correct = run.objective.correct(centre_logits[0], t)
     return StepResult(loss.to(torch.float64), objective, correct, len(t))
 
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from anisotropy import models
@@ -30,6 +29,7 @@ from anisotropy.training.config import Precision, TrainConfig, config_to_dict
 from anisotropy.training.distributed import Context
 from anisotropy.training.guidance import EntropyGuidance
 from anisotropy.training.hooks import TrainCallback
+from anisotropy.training.objective import get_objective
 from anisotropy.training.optimisers import build_optimizer, gradient_free, streams
 from anisotropy.training.signals import SignalAccumulator, weight_layers
 from anisotropy.training.steplog import geometric_steps
@@ -182,6 +182,13 @@ def build_model(
 def _network(cfg: TrainConfig, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
     """The network of ``cfg.model`` (its own initialisation), drawn from the global RNG."""
     m = cfg.model
+    if m.name == "autoencoder":
+        return models.autoencoder(
+            in_features=int(np.prod(input_shape)),
+            width=m.width,
+            bottleneck=m.bottleneck,
+            activation=m.activation,
+        )
     if m.name == "mlp":
         return models.mlp(
             depth=m.depth,
@@ -211,7 +218,8 @@ def _network(cfg: TrainConfig, input_shape: tuple[int, ...], classes: int) -> nn
 def make_loss(
     cfg: TrainConfig, model: nn.Module, steps_per_epoch: int
 ) -> tuple[PartialLocalEntropy | None, Callable[[int], float] | None]:
-    """The smoothed loss and the radius schedule, or ``(None, None)`` for plain CE."""
+    """The smoothed loss (of the run's objective, :mod:`anisotropy.training.objective`)
+    and the radius schedule, or ``(None, None)`` for the plain loss."""
     s = cfg.smoothing
     if not s.active:
         return None, None
@@ -224,7 +232,7 @@ def make_loss(
     R: float | Callable[[int], float] = s.R if s.schedule == "constant" else schedule
     ple = PartialLocalEntropy(
         model,
-        base_loss=F.cross_entropy,
+        base_loss=get_objective(cfg.objective),
         layers=tuple(s.layers),
         reduction=s.make_reduction(),
         kernel=s.kernel,
@@ -240,12 +248,15 @@ def make_loss(
 
 
 class Period:
-    """Running sums of one logging period (float64 on the device: no per-step sync)."""
+    """Running sums of one logging period (float64 on the device: no per-step sync).
 
-    def __init__(self, device: torch.device) -> None:
+    ``accuracy=False`` (an objective without accuracy): ``train_acc`` is ``None``."""
+
+    def __init__(self, device: torch.device, *, accuracy: bool = True) -> None:
         z = lambda: torch.zeros((), dtype=torch.float64, device=device)
         self.loss, self.smoothed, self.correct = z(), z(), z()
         self.steps = self.samples = 0
+        self.accuracy = accuracy
 
     def add(self, centre: torch.Tensor, smoothed: torch.Tensor, correct: torch.Tensor, n: int):
         self.loss += centre.detach().to(torch.float64)
@@ -254,12 +265,13 @@ class Period:
         self.steps += 1
         self.samples += n
 
-    def means(self) -> dict[str, float]:
-        """``train_loss``, ``smoothed_loss`` (per step) and ``train_acc`` (per sample)."""
+    def means(self) -> dict[str, float | None]:
+        """``train_loss``, ``smoothed_loss`` (per step) and ``train_acc`` (per sample;
+        ``None`` without accuracy)."""
         return {
             "train_loss": float(self.loss) / self.steps,
             "smoothed_loss": float(self.smoothed) / self.steps,
-            "train_acc": float(self.correct) / self.samples,
+            "train_acc": float(self.correct) / self.samples if self.accuracy else None,
         }
 
 
@@ -344,6 +356,8 @@ class Run:
         self.model = build_model(cfg, self.data.input_shape, self.data.classes, seed=init_seed).to(
             self.device
         )
+        #: the training objective: targets, loss, correct count (anisotropy.training.objective)
+        self.objective = get_objective(cfg.objective)
         o = cfg.optim
         self.data_gen = torch.Generator().manual_seed(data_seed)
         self.pert_gen = torch.Generator(device=self.device).manual_seed(pert_seed)
@@ -371,7 +385,7 @@ class Run:
         lg = cfg.logging
         # step log: its own accumulators over the window since the last step record
         self.step_signals = SignalAccumulator(weight_layers(self.model)) if lg.steps else None
-        self.step_period = Period(self.device)
+        self.step_period = self.new_period()
         self.step_marks = (
             frozenset(
                 geometric_steps(
@@ -389,6 +403,8 @@ class Run:
         self.steps_position = 0
         self.epoch = self.step = 0
         self.best_test_acc = -1.0
+        #: the lowest test loss so far (the best of an objective without accuracy)
+        self.best_test_loss = math.inf
         self.best_epoch = 0
         self.log_position = 0
         self.checkpoint_epoch: int | None = None  # epoch of the checkpoint on disk
@@ -399,6 +415,10 @@ class Run:
         self.passes = self.forward_passes = 0
         #: per-optimiser values of the last step for the log (optimisers.log_extras)
         self.optim_log: dict[str, float] = {}
+
+    def new_period(self) -> Period:
+        """Empty running sums of a logging period (with accuracy if the objective has one)."""
+        return Period(self.device, accuracy=self.objective.has_accuracy)
 
     def budget_reached(self) -> bool:
         """Whether the run has spent its budget ``max_passes`` (a forward-only pass counts
@@ -449,6 +469,7 @@ class Run:
             "step": self.step,
             "best_test_acc": self.best_test_acc,
             "best_epoch": self.best_epoch,
+            **({} if self.objective.has_accuracy else {"best_test_loss": self.best_test_loss}),
             "log_position": self.log_position,
             "steps_position": self.steps_position,
             "elapsed": self.elapsed,
@@ -484,6 +505,7 @@ class Run:
         ):
             setattr(self, key, ck[key])
         self.steps_position = ck.get("steps_position", 0)
+        self.best_test_loss = ck.get("best_test_loss", math.inf)
         if "passes" in ck:
             self.passes, self.forward_passes = ck["passes"], ck["forward_passes"]
         else:  # written before the passes were counted: by the sgd step, which is known

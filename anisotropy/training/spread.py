@@ -42,7 +42,7 @@ It costs one extra forward and backward pass over the minibatch, in ``K`` pieces
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,7 @@ def within_batch_spread(
     layers: Mapping[str, nn.Parameter],
     *,
     parts: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> dict[str, dict[str, float | None]]:
     """Per-layer norm of the minibatch gradient, its noise and their ratio at one step.
 
@@ -70,12 +71,16 @@ def within_batch_spread(
         Evaluated as it is (train or eval mode); its buffers are restored afterwards.
     x : tensor, shape (B, ...)
         The minibatch (already normalised), ``B >= parts``.
-    t : tensor of int, shape (B,)
-        Class labels.
+    t : tensor, shape (B, ...)
+        Targets: class labels (int, shape ``(B,)``) for the default loss, or those of
+        ``loss_fn`` (a reconstruction's flattened inputs).
     layers : mapping name -> weight parameter
         The layers to measure (:func:`anisotropy.training.signals.weight_layers`).
     parts : int, keyword-only
         Number ``K >= 2`` of equal parts; the last ``B mod K`` samples are left out.
+    loss_fn : callable(output, targets) -> scalar, keyword-only
+        The mean loss of a part (default: cross-entropy; the trainer passes its
+        objective, :mod:`anisotropy.training.objective`).
 
     Returns
     -------
@@ -105,7 +110,7 @@ def within_batch_spread(
         with torch.random.fork_rng(devices=devices):
             for j in range(parts):
                 sl = slice(j * m, (j + 1) * m)
-                loss = F.cross_entropy(model(x[sl]), t[sl])
+                loss = loss_fn(model(x[sl]), t[sl])
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
                 for i, g in enumerate(grads):
                     g64 = torch.zeros_like(mean[i]) if g is None else g.detach().to(torch.float64)

@@ -44,12 +44,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from anisotropy.data.augment import augment_batch
 from anisotropy.smoothing.reductions import PLA
 from anisotropy.training.distributed import shard_bounds
 from anisotropy.training.guidance import EntropyGuidance, GuidanceError
+from anisotropy.training.objective import Objective
 from anisotropy.training.optimisers import StepOps, optimiser_step
 from anisotropy.training.run import NonFiniteError, Period, Run
 from anisotropy.training.spread import within_batch_spread
@@ -66,10 +66,10 @@ def pieces(batch: int, world_size: int, rank: int, accumulate: int) -> list[tupl
     return [shard_bounds(batch, parts, rank * accumulate + j) for j in range(accumulate)]
 
 
-def _centre_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the detached centre output, in at least float32."""
+def _centre_loss(objective: Objective, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The objective's loss of the detached centre output, in at least float32."""
     wide = torch.promote_types(logits.dtype, torch.float32)
-    return F.cross_entropy(logits.detach().to(wide), targets)
+    return objective.loss(logits.detach().to(wide), targets)
 
 
 def train_step(run: Run, idxs: torch.Tensor | Sequence[torch.Tensor], period: Period) -> None:
@@ -83,7 +83,8 @@ def train_step(run: Run, idxs: torch.Tensor | Sequence[torch.Tensor], period: Pe
         x = d.x_train[idx]
         if cfg.data.augment != "none":  # the whole minibatch: the data generator stays in step
             x = augment_batch(x, cfg.data.augment, generator=run.data_gen)
-        batches.append((d.normalise(x), d.y_train[idx]))
+        x = d.normalise(x)  # the targets: the labels, or the inputs (a reconstruction)
+        batches.append((x, run.objective.targets(x, d.y_train[idx])))
     split = cfg.logging.steps_split  # > 0 only with the step log (config check)
     if (
         split
@@ -94,7 +95,11 @@ def train_step(run: Run, idxs: torch.Tensor | Sequence[torch.Tensor], period: Pe
         # the gradient noise inside this minibatch, at the weights before the update (a
         # measurement, like the evaluation: not counted in the passes of the budget)
         run.step_within = within_batch_spread(
-            run.model, *batches[0], run.step_signals.layers, parts=split
+            run.model,
+            *batches[0],
+            run.step_signals.layers,
+            parts=split,
+            loss_fn=run.objective,
         )
     res = optimiser_step(run, batches, _OPS)
     if not bool(torch.isfinite(res.loss)):
@@ -137,7 +142,7 @@ def _whole_backward(
     with run.autocast():
         if run.ple is None or not run.smoothed(run.step):
             logits = run.model(x)
-            loss = F.cross_entropy(logits, t)
+            loss = run.objective.loss(logits, t)
         else:
             out = run.ple(x, t, generator=run.pert_gen, step=run.step, draws=draws)
             loss, logits = out.loss, out.centre_output
@@ -145,12 +150,12 @@ def _whole_backward(
                 run.forward_passes += 1
                 with torch.no_grad():
                     logits = run.model(x)
-    centre = _centre_loss(logits, t)
+    centre = _centre_loss(run.objective, logits, t)
     if not bool(torch.isfinite(loss)):  # checked before the backward, as always
         return centre, loss.detach(), torch.zeros((), device=run.device)
     run.model.zero_grad(set_to_none=True)
     _backward(run, loss if run.guidance is None else loss + _guidance(run, run.guidance))
-    return centre, loss.detach(), (logits.detach().argmax(dim=1) == t).sum()
+    return centre, loss.detach(), run.objective.correct(logits.detach(), t)
 
 
 def _guidance(run: Run, guidance: EntropyGuidance) -> torch.Tensor:
@@ -205,7 +210,7 @@ def _pieces_backward(
         with run.autocast():
             if not smoothed or ple is None:
                 logits = run.model(xp)
-                loss = F.cross_entropy(logits, tp)
+                loss = run.objective.loss(logits, tp)
             else:
                 out = ple(xp, tp, generator=run.pert_gen, step=step, draws=draws, sync=sync)
                 loss, logits = out.loss, out.centre_output
@@ -213,9 +218,9 @@ def _pieces_backward(
                     with torch.no_grad():
                         logits = run.model(xp)
         _backward(run, loss * w)
-        stats[0] += w * _centre_loss(logits, tp).to(torch.float64)
+        stats[0] += w * _centre_loss(run.objective, logits, tp).to(torch.float64)
         stats[1] += w * loss.detach().to(torch.float64)
-        stats[2] += (logits.detach().argmax(dim=1) == tp).sum()
+        stats[2] += run.objective.correct(logits.detach(), tp)
     if run.guidance is not None:  # once per minibatch: on rank 0, whose sum counts it once
         g = _guidance(run, run.guidance)
         if ctx.is_main:

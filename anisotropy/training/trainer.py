@@ -1,4 +1,6 @@
-"""Training loop: SGD on plain or partially smoothed cross-entropy, with layer signals
+"""Training loop: SGD on the plain or partially smoothed loss of the objective
+(cross-entropy, or an autoencoder's reconstruction error:
+:mod:`anisotropy.training.objective`), with layer signals
 (or another optimiser of :mod:`anisotropy.optim`, ``optim.name``:
 :mod:`anisotropy.training.optimisers`).
 
@@ -27,7 +29,7 @@ and, when layers are smoothed, ``y`` fresh perturbations from the *perturbation*
 generator (:class:`~anisotropy.smoothing.losses.PartialLocalEntropy`, eqs 22-23); both
 generators and the initialisation are seeded from ``cfg.seed``, and their
 states are checkpointed, so a resumed run follows the same trajectory bit for
-bit.  With no smoothed layers the loss is plain cross-entropy; a smoothing
+bit.  With no smoothed layers the loss is the objective's plain loss; a smoothing
 radius that a schedule has brought to 0 also means a plain step.
 
 The layer signals s_I (eq. 2) use the gradient of the loss actually optimised

@@ -26,11 +26,21 @@ class ModelConfig:
     """Network (``anisotropy.models``); input size and class count come from the data."""
 
     name: ModelName = field(
-        default="mlp", metadata={"help": "network: mlp | cnn_table24 | cnn_table25"}
+        default="mlp",
+        metadata={
+            "help": "network: mlp | cnn_table24 | cnn_table25 (classification) | "
+            "autoencoder (reconstruction: anisotropy.training.objective)"
+        },
     )
     depth: int = field(default=2, metadata={"help": "mlp: number of hidden layers"})
-    width: int = field(default=784, metadata={"help": "mlp: units per hidden layer"})
-    activation: Activation = field(default="relu", metadata={"help": "mlp activation"})
+    width: int = field(default=784, metadata={"help": "mlp, autoencoder: units per hidden layer"})
+    bottleneck: int = field(
+        default=32,
+        metadata={"help": "autoencoder: units of the code (1..width)"},
+    )
+    activation: Activation = field(
+        default="relu", metadata={"help": "mlp, autoencoder: activation"}
+    )
     in_channels: int | None = field(
         default=None, metadata={"help": "cnn: input channels (default: from the data)"}
     )
@@ -50,6 +60,14 @@ class ModelConfig:
         check_choice("model.init", self.init, INITS)
         _require(self.depth >= 1, "model.depth", self.depth, "an integer >= 1")
         _require(self.width >= 1, "model.width", self.width, "an integer >= 1")
+        _require(
+            self.bottleneck >= 1 and (self.name != "autoencoder" or self.bottleneck <= self.width),
+            "model.bottleneck",
+            self.bottleneck,
+            f"an integer in [1, model.width = {self.width}]"
+            if self.name == "autoencoder"
+            else "an integer >= 1",
+        )
         _require(self.padding >= 0, "model.padding", self.padding, "an integer >= 0")
         for key in ("in_channels", "input_size"):
             v = getattr(self, key)

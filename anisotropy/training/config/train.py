@@ -14,6 +14,7 @@ from anisotropy.training.config.sections import (
     ModelConfig,
 )
 from anisotropy.training.config.smoothing import SmoothingConfig
+from anisotropy.training.objective import ObjectiveName, objective_of
 from anisotropy.training.optimisers import check_optimiser_combination
 from anisotropy.validation import check_choice
 
@@ -91,3 +92,9 @@ class TrainConfig:
             f"'float32' on device {self.device!r} (mixed precision: cpu or cuda)",
         )
         check_optimiser_combination(self)
+
+    @property
+    def objective(self) -> ObjectiveName:
+        """The training objective, implied by the network (``model.name``):
+        :func:`anisotropy.training.objective.objective_of`."""
+        return objective_of(self.model.name)
