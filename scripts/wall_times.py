@@ -1,0 +1,71 @@
+"""Wall time of each experiment's runs in a run store, split by the device that trained them.
+
+    python scripts/wall_times.py [RUNS_DIR] [--scale medium] [EXPERIMENT ...]
+
+Reads ``RUNS_DIR/<scale>/<experiment>/results.csv`` and, for every complete run, the
+``device`` of its ``config.toml`` and the ``wall_time`` of its ``summary.json``; prints a
+markdown table (runs, CPU / GPU counts, sums of run wall times).  Runs shared by several
+experiments count in each.  Default experiments: every results table under the scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+def wall_times(runs: Path, scale: str, experiments: list[str]) -> list[dict[str, object]]:
+    """One row per experiment: ``runs`` (complete), ``cpu`` / ``gpu`` counts and wall sums (s)."""
+    rows = []
+    for exp in experiments:
+        table = runs / scale / exp / "results.csv"
+        if not table.is_file():
+            raise SystemExit(f"no results table {table}")
+        count = {"cpu": 0, "gpu": 0}
+        wall = {"cpu": 0.0, "gpu": 0.0}
+        with table.open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r["status"] != "complete":
+                    continue
+                run = (table.parent / r["run_dir"]).resolve()
+                device = tomllib.loads((run / "config.toml").read_text()).get("device", "cpu")
+                kind = "cpu" if str(device).startswith("cpu") else "gpu"
+                count[kind] += 1
+                wall[kind] += float(json.loads((run / "summary.json").read_text())["wall_time"])
+        rows.append(
+            {
+                "experiment": exp,
+                "runs": count["cpu"] + count["gpu"],
+                **{f"{k}_runs": count[k] for k in count},
+                **{f"{k}_wall_s": round(wall[k]) for k in wall},
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="?", default="docs/results", type=Path)
+    ap.add_argument("--scale", default="medium")
+    ap.add_argument("experiments", nargs="*")
+    a = ap.parse_args()
+    exps = a.experiments or sorted(p.parent.name for p in (a.runs / a.scale).glob("*/results.csv"))
+    print("| experiment | complete runs | on CPU / GPU | sum of run wall times, CPU / GPU (s) |")
+    print("|---|---|---|---|")
+    for r in wall_times(a.runs, a.scale, exps):
+        print(
+            f"| {r['experiment']} | {r['runs']} | {r['cpu_runs']} / {r['gpu_runs']} | "
+            f"{r['cpu_wall_s']} / {r['gpu_wall_s']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
