@@ -38,7 +38,7 @@ import numpy as np
 from anisotropy.io import nonfinite_to_null, write_json_atomic, write_text_atomic
 from experiments.results import SETTING_COLUMNS
 
-from .stats import markdown_table, paired
+from .stats import markdown_table, paired, select
 from .verdicts import MARGIN
 
 __all__ = [
@@ -63,8 +63,10 @@ PLATEAU_OUTCOMES: tuple[str, ...] = get_args(PlateauOutcome)
 WINDOW_FRACTION = 1 / 8
 #: shortest window: two epochs, so that one noisy epoch is not the whole window
 WINDOW_MIN = 2
-#: columns of the results that are not settings of the cell
-_NOT_CELL = ("seed",)
+#: the settings that make a cell (every setting column of the results but the seed)
+_CELL_KEYS: tuple[str, ...] = tuple(k for k in SETTING_COLUMNS if k != "seed")
+#: the unsmoothed baseline arm (no smoothing, no weight decay), as the claims select it
+_BASELINE: dict[str, Any] = {"smoothing.layers": "none", "optim.weight_decay": 0.0}
 
 
 @dataclass(frozen=True)
@@ -143,24 +145,16 @@ def plateau_outcome(lo: float, hi: float, *, margin: float = MARGIN) -> PlateauO
     return "still rising" if lo > 0 else "inconclusive"
 
 
-def _is_baseline(row: Mapping[str, Any]) -> bool:
-    layers = row.get("smoothing.layers")
-    wd = row.get("optim.weight_decay")
-    return (layers in ("none", "", None) or layers == []) and float(wd or 0.0) == 0.0
-
-
 def _cells(rows: Sequence[Mapping[str, Any]]) -> dict[tuple, list[Mapping[str, Any]]]:
-    keys = [k for k in SETTING_COLUMNS if k not in _NOT_CELL]
     out: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
-        out.setdefault(tuple(str(r.get(k)) for k in keys), []).append(r)
+        out.setdefault(tuple(str(r.get(k)) for k in _CELL_KEYS), []).append(r)
     return out
 
 
 def _label(key: tuple, others: Sequence[tuple]) -> str:
-    keys = [k for k in SETTING_COLUMNS if k not in _NOT_CELL]
-    varying = [i for i in range(len(keys)) if len({o[i] for o in others}) > 1]
-    return ", ".join(f"{keys[i]} {key[i]}" for i in varying) or "baseline"
+    varying = [i for i in range(len(_CELL_KEYS)) if len({o[i] for o in others}) > 1]
+    return ", ".join(f"{_CELL_KEYS[i]} {key[i]}" for i in varying) or "baseline"
 
 
 def check_baselines(
@@ -183,7 +177,7 @@ def check_baselines(
         rows = rows_of(exp)
         if not rows:
             continue
-        base = [r for r in rows if r.get("status") == "complete" and _is_baseline(r)]
+        base = select(rows, **_BASELINE)
         cells = _cells(base)
         for key, members in cells.items():
             curves = []

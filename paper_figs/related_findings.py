@@ -221,15 +221,21 @@ def guidance_target(rows: Rows) -> float:
     return float(np.mean(base)) - TARGET_SLACK
 
 
-def epochs_to(row: Mapping[str, Any], target: float) -> float:
-    """First epoch whose test accuracy reaches ``target``; ``epochs_done + 1`` when no
-    epoch does (a censored run counts against its arm)."""
-    curve = row.get("test_acc_by_epoch") or {}
-    hit = [int(ep) for ep, acc in curve.items() if float(acc) >= target]
+def _first_epoch(row: Mapping[str, Any], curve_key: str, reached: Callable[[float], bool]) -> float:
+    """First epoch of the row's ``curve_key`` curve (``{epoch: value}``) whose value is
+    ``reached``; ``epochs_done + 1`` when none is (a censored run counts against its arm)."""
+    curve = row.get(curve_key) or {}
+    hit = [int(ep) for ep, v in curve.items() if reached(float(v))]
     if hit:
         return float(min(hit))
     done = row.get("epochs_done") or (max((int(e) for e in curve), default=0))
     return float(int(done) + 1)
+
+
+def epochs_to(row: Mapping[str, Any], target: float) -> float:
+    """First epoch whose test accuracy reaches ``target``; ``epochs_done + 1`` when no
+    epoch does (a censored run counts against its arm)."""
+    return _first_epoch(row, "test_acc_by_epoch", lambda acc: acc >= target)
 
 
 def _unguided(r: Mapping[str, Any]) -> bool:
@@ -302,12 +308,7 @@ def guidance_loss_target(rows: Rows) -> float:
 def epochs_to_loss(row: Mapping[str, Any], target: float) -> float:
     """First epoch whose test loss is at most ``target``; ``epochs_done + 1`` when no
     epoch's is (a censored run counts against its arm)."""
-    curve = row.get("test_loss_by_epoch") or {}
-    hit = [int(ep) for ep, loss in curve.items() if float(loss) <= target]
-    if hit:
-        return float(min(hit))
-    done = row.get("epochs_done") or (max((int(e) for e in curve), default=0))
-    return float(int(done) + 1)
+    return _first_epoch(row, "test_loss_by_epoch", lambda loss: loss <= target)
 
 
 def converges_faster_loss(rows: Rows) -> Finding:
