@@ -1,9 +1,9 @@
 """Wall time of each experiment's runs in a run store, split by the device that trained them.
 
-    python scripts/wall_times.py [RUNS_DIR] [--scale medium] [EXPERIMENT ...]
+    python scripts/wall_times.py [--runs DIR] [--scale medium] [EXPERIMENT ...]
 
-Reads ``RUNS_DIR/<scale>/<experiment>/results.csv`` and, for every complete run, the
-``device`` of its ``config.toml`` and the ``wall_time`` of its ``summary.json``; prints a
+Reads ``DIR/<scale>/<experiment>/results.csv`` (each complete run's ``wall_time``) and
+the ``device`` of each run's configuration in its ``summary.json``; prints a
 markdown table (runs, CPU / GPU counts, sums of run wall times).  Runs shared by several
 experiments count in each.  Default experiments: every results table under the scale.
 """
@@ -11,15 +11,9 @@ experiments count in each.  Default experiments: every results table under the s
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import sys
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from experiments.results import read_results, read_summary
 
 
 def wall_times(runs: Path, scale: str, experiments: list[str]) -> list[dict[str, object]]:
@@ -31,15 +25,14 @@ def wall_times(runs: Path, scale: str, experiments: list[str]) -> list[dict[str,
             raise SystemExit(f"no results table {table}")
         count = {"cpu": 0, "gpu": 0}
         wall = {"cpu": 0.0, "gpu": 0.0}
-        with table.open(newline="") as fh:
-            for r in csv.DictReader(fh):
-                if r["status"] != "complete":
-                    continue
-                run = (table.parent / r["run_dir"]).resolve()
-                device = tomllib.loads((run / "config.toml").read_text()).get("device", "cpu")
-                kind = "cpu" if str(device).startswith("cpu") else "gpu"
-                count[kind] += 1
-                wall[kind] += float(json.loads((run / "summary.json").read_text())["wall_time"])
+        for r in read_results(table):
+            if r["status"] != "complete":
+                continue
+            summary = read_summary(table.parent / r["run_dir"]) or {}
+            device = (summary.get("config") or {}).get("device", "cpu")
+            kind = "cpu" if str(device).startswith("cpu") else "gpu"
+            count[kind] += 1
+            wall[kind] += float(r["wall_time"])
         rows.append(
             {
                 "experiment": exp,
@@ -53,7 +46,7 @@ def wall_times(runs: Path, scale: str, experiments: list[str]) -> list[dict[str,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="?", default="docs/results", type=Path)
+    ap.add_argument("--runs", default="docs/results", type=Path, help="run store root")
     ap.add_argument("--scale", default="medium")
     ap.add_argument("experiments", nargs="*")
     a = ap.parse_args()
