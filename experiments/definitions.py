@@ -20,9 +20,15 @@ File layout (``experiments/fig3.toml``)::
     "smoothing.layers" = [[]]
     [quick]                # CPU scale: same structure
     ...
+    [medium.tuning]        # optional: a tuning stage (experiments.tuning)
+    seeds = [100, 101]
 
 A scale's base is ``common.base`` updated by ``<scale>.base``; its points are
 :func:`experiments.grid.expand_grid` of ``<scale>.grid`` times ``<scale>.seeds``.
+With ``<scale>.tuning`` each grid group is one method: every cell is trained at the
+tuning seeds first, and only each group's best cell at ``<scale>.seeds``
+(:mod:`experiments.tuning`).
+
 ``<scale>.note`` says how the scale departs from the paper (stand-in data,
 fewer epochs, ...) and is printed by the sweep and written next to the results.
 """
@@ -47,6 +53,9 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 __all__ = [
     "Scale",
+    "TuningMetric",
+    "TUNING_METRICS",
+    "Tuning",
     "SCALES",
     "Experiment",
     "available_experiments",
@@ -59,7 +68,67 @@ Scale = Literal["quick", "medium", "paper"]
 #: the scales, derived from :data:`Scale` (one vocabulary)
 SCALES: tuple[str, ...] = typing.get_args(Scale)
 _TOP_KEYS = {"figure", "title", "common", *SCALES}
-_SCALE_KEYS = {"base", "grid", "seeds", "note"}
+_SCALE_KEYS = {"base", "grid", "seeds", "note", "tuning"}
+_TUNING_KEYS = {"seeds", "metric", "base"}
+
+TuningMetric = Literal["best_test_acc", "final_test_acc", "best_test_loss", "final_test_loss"]
+#: the summary metrics a tuning stage may rank cells by, each with whether lower is
+#: better (derived from :data:`TuningMetric`: one vocabulary)
+TUNING_METRICS: dict[str, bool] = {m: m.endswith("_loss") for m in typing.get_args(TuningMetric)}
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A scale's tuning stage (:mod:`experiments.tuning`).
+
+    Attributes
+    ----------
+    seeds : list of int
+        Tuning seeds; disjoint from the evaluation seeds.
+    metric : str
+        Summary metric the cells are ranked by (mean over the tuning seeds).
+    base : dict
+        Flat dotted settings of the tuning runs only (e.g. no end-of-run flatness).
+    """
+
+    seeds: list = field(default_factory=list)
+    metric: TuningMetric = "best_test_acc"
+    base: dict = field(default_factory=dict)
+
+    @property
+    def lower(self) -> bool:
+        """Whether a lower ``metric`` is better (a loss)."""
+        return TUNING_METRICS[self.metric]
+
+
+def _parse_tuning(sec: Any, *, where: str, seeds: list) -> Tuning:
+    if not isinstance(sec, Mapping):
+        raise ValueError(f"{where} must be a table with keys {sorted(_TUNING_KEYS)}")
+    unknown = set(sec) - _TUNING_KEYS
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(_TUNING_KEYS)}"
+        )
+    t_seeds = sec.get("seeds")
+    if not isinstance(t_seeds, list) or not t_seeds:
+        raise ValueError(
+            f"{where}.seeds must be a non-empty list of integers >= 0, got {t_seeds!r}"
+        )
+    if set(t_seeds) & set(seeds):
+        raise ValueError(
+            f"{where}.seeds must be disjoint from the evaluation seeds (tuning on the seeds "
+            f"that measure a cell biases its result upwards); shared: "
+            f"{sorted(set(t_seeds) & set(seeds))}"
+        )
+    metric = sec.get("metric", "best_test_acc")
+    if metric not in TUNING_METRICS:
+        raise ValueError(
+            f"{where}.metric must be one of {', '.join(TUNING_METRICS)}, got {metric!r}"
+        )
+    base = sec.get("base", {})
+    if not isinstance(base, Mapping):
+        raise ValueError(f"{where}.base must be a table of settings")
+    return Tuning(seeds=list(t_seeds), metric=metric, base=flatten(base))
 
 
 def normalise_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,6 +154,8 @@ class Experiment:
     grid : list of dict
         Groups of axes (dotted key -> list of values).
     seeds : list of int
+    tuning : Tuning or None
+        The scale's tuning stage, if any (:mod:`experiments.tuning`).
     """
 
     name: str
@@ -95,6 +166,7 @@ class Experiment:
     base: dict = field(default_factory=dict)
     grid: list = field(default_factory=list)
     seeds: list = field(default_factory=lambda: [0])
+    tuning: Tuning | None = None
 
     def swept_keys(self) -> list[str]:
         """Dotted keys that vary in the grid, in first-seen order, then ``seed``."""
@@ -143,6 +215,14 @@ class Experiment:
             f"experiment {self.name} (figure {self.figure}, scale {self.scale}): {self.title}",
             f"  {n} runs = grid over {', '.join(self.swept_keys())}",
         ]
+        if self.tuning is not None:
+            n_tune = len(expand_grid(self.grid, self.tuning.seeds))
+            n_eval = max(len(self.grid), 1) * len(self.seeds)
+            lines[1] = (
+                f"  two stages: {n_tune} tuning runs (every cell of {len(self.grid)} groups at "
+                f"seeds {', '.join(map(str, self.tuning.seeds))}), then {n_eval} evaluation runs "
+                f"(each group's best cell by mean {self.tuning.metric} at {len(self.seeds)} seeds)"
+            )
         if self.note:
             lines.append(f"  note: {self.note}")
         return "\n".join(lines)
@@ -207,6 +287,11 @@ def parse_experiment(data: Mapping[str, Any], *, name: str, scale: str) -> Exper
         )
     grid = [flatten(g) for g in grid]
     seeds = sec.get("seeds", [0])
+    tuning = None
+    if "tuning" in sec:
+        tuning = _parse_tuning(
+            sec["tuning"], where=f"experiment {name!r} [{scale}.tuning]", seeds=list(seeds)
+        )
     return Experiment(
         name=name,
         scale=scale,
@@ -216,6 +301,7 @@ def parse_experiment(data: Mapping[str, Any], *, name: str, scale: str) -> Exper
         base=base,
         grid=grid,
         seeds=list(seeds),
+        tuning=tuning,
     )
 
 

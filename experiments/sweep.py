@@ -66,6 +66,7 @@ from .points import (
     train_config_dict,
 )
 from .results import is_complete, is_stopped, read_summary, result_columns, result_row
+from .tuning import evaluation_experiment, select_cells, tuning_experiment
 from .workers import SchedulerError, interrupt_on_signals, interrupting_signal, make_executor
 
 __all__ = [
@@ -210,6 +211,20 @@ def run_sweep(
         the run directory); the other points still run.  A point whose run
         directory another process holds is counted as busy and not trained.
     """
+    if experiment.tuning is not None:
+        return _run_two_stages(
+            experiment,
+            out=out,
+            executor=executor,
+            runner=runner,
+            threads=threads,
+            normalise=normalise,
+            log=log,
+            dry_run=dry_run,
+            keep_checkpoints=keep_checkpoints,
+            retry_stopped=retry_stopped,
+            lock_wait=lock_wait,
+        )
     t0 = time.perf_counter()
     store, res_dir = sweep_paths(out, experiment.scale, experiment.name)
     swept = experiment.swept_keys()
@@ -371,6 +386,48 @@ def run_sweep(
     res = result()
     log(res.report())
     return res
+
+
+def _run_two_stages(
+    experiment: Experiment,
+    *,
+    out: str | Path,
+    normalise: Callable[[Mapping[str, Any]], dict],
+    log: Callable[[str], None],
+    dry_run: bool,
+    **kw: Any,
+) -> SweepResult:
+    """A definition with a tuning stage (:mod:`experiments.tuning`): sweep every cell at
+    the tuning seeds, choose each group's best cell, write ``selection.json`` next to
+    the results and sweep the chosen cells at the evaluation seeds.  Until the tuning
+    stage is finished its result is returned (the evaluation has not started)."""
+    store, res_dir = sweep_paths(out, experiment.scale, experiment.name)
+    tuned = run_sweep(
+        tuning_experiment(experiment),
+        out=out,
+        normalise=normalise,
+        log=log,
+        dry_run=dry_run,
+        **kw,
+    )
+    selection = select_cells(experiment, store, normalise)
+    log(selection.report())
+    if not selection.ready:
+        if not dry_run and tuned.ok:  # every tuning point finished, yet a group has no cell
+            log(f"  no evaluation: a group of {experiment.name} has no fully completed cell")
+            tuned.n_unfinished += 1
+        return tuned
+    if not dry_run:
+        res_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(res_dir / "selection.json", selection.to_json(), sort_keys=True)
+    return run_sweep(
+        evaluation_experiment(experiment, selection),
+        out=out,
+        normalise=normalise,
+        log=log,
+        dry_run=dry_run,
+        **kw,
+    )
 
 
 def _fmt(v: Any) -> str:

@@ -10,7 +10,13 @@ Tables: one row per method at its best cell (best and final test accuracy,
 generalisation gap, wall time, passes) and one row per tuning cell; the claims
 (partial smoothing vs isotropic smoothing and vs every other method) with verdicts.
 
-Reads the ``rel_compare`` sweep; never trains.
+When the scale tunes in a separate stage (:mod:`experiments.tuning`; medium and paper)
+the sweep has already chosen each method's cell on the tuning seeds: ``rel_compare``
+holds only the chosen cells at the evaluation seeds, and the table of every cell reads
+``rel_compare_tuning`` (the tuning seeds).  Without one (quick) the best cell is chosen
+on the seeds that measure it.
+
+Reads the ``rel_compare`` sweep (and its tuning stage when present); never trains.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from experiments.tuning import TUNING_SUFFIX
 
 from .common import FigureContext, FigureOutput, NoDataError, finish_figure, plot_curve
 from .related_claims import RELATED_CLAIMS, write_figure_claims
@@ -34,6 +42,8 @@ from .related_data import (
     summarise,
 )
 from .stats import write_csv_table, write_markdown_table
+
+TUNING = "rel_compare" + TUNING_SUFFIX
 
 __all__ = ["EXPERIMENTS", "draw", "FIGURE", "METRICS", "CLAIM_IDS"]
 
@@ -63,13 +73,27 @@ def _is_method(method: str, row: Mapping[str, Any]) -> bool:
     return row.get("method") == method
 
 
-def _tables(ctx: FigureContext, best: list[dict], every: list[dict]) -> list:
+def _every_cell(rows: list[dict], methods: list[str]) -> list[dict]:
+    """One summary row per (method, cell) of ``rows``, methods in the order given."""
+    present = methods + sorted({str(r["method"]) for r in rows if r.get("method")} - set(methods))
+    out = []
+    for method in present:
+        for k, members in cells(rows, partial(_is_method, method)).items():
+            out.append({"method": method, "cell": describe_cell(k), **summarise(members, METRICS)})
+    return out
+
+
+def _tables(ctx: FigureContext, best: list[dict], every: list[dict], tuned: bool) -> list:
     cols = ["method", "cell", *[f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")], "n"]
     md_cols = ["method", "cell", *[f"{m}_fmt" for m in METRICS], "n"]
     md_headers = ["method", "best cell", *[_HEADERS[m] for m in METRICS], "n"]
     title = (
-        f"Figure 9a ({ctx.scale} scale): each method at its best tuning cell, the same "
-        "budget of passes; mean ± 95% t-interval half-width across seeds"
+        f"Figure 9a ({ctx.scale} scale): each method at its best tuning cell"
+        + (" (chosen on the separate tuning seeds)" if tuned else "")
+        + ", the same budget of passes; mean ± 95% t-interval half-width across seeds"
+    )
+    every_title = f"Figure 9a ({ctx.scale} scale): every tuning cell of every method" + (
+        " at the tuning seeds (the stage that chose each method's cell)" if tuned else ""
     )
     return [
         write_csv_table(best, cols, ctx.out / "fig9a_table.csv"),
@@ -81,7 +105,7 @@ def _tables(ctx: FigureContext, best: list[dict], every: list[dict]) -> list:
             every,
             md_cols,
             ctx.out / "fig9a_cells_table.md",
-            title=f"Figure 9a ({ctx.scale} scale): every tuning cell of every method",
+            title=every_title,
             headers=md_headers,
         ),
     ]
@@ -92,15 +116,12 @@ def draw(ctx: FigureContext) -> FigureOutput:
     rows = enrich(ctx, "rel_compare", ctx.rows("rel_compare"))
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [3, 2]})
     best_rows: list[dict] = []
-    every: list[dict] = []
     present = [m for m in METHOD_ORDER if any(r.get("method") == m for r in rows)]
     present += sorted({str(r["method"]) for r in rows if r.get("method")} - set(present))
+    tuned = ctx.has(TUNING)
+    every = _every_cell(enrich(ctx, TUNING, ctx.rows(TUNING)) if tuned else rows, present)
     for i, method in enumerate(present):
         groups = cells(rows, partial(_is_method, method))
-        for k, members in groups.items():
-            every.append(
-                {"method": method, "cell": describe_cell(k), **summarise(members, METRICS)}
-            )
         k = best_cell(groups, "best_test_acc", min_runs=1)
         if k is None:
             continue
@@ -140,6 +161,6 @@ def draw(ctx: FigureContext) -> FigureOutput:
         "Fashion-MNIST (mean and 95% t-band across seeds)"
     )
     images, caption = finish_figure(fig, ctx, EXPERIMENTS, "fig9a", title=title)
-    tables = _tables(ctx, best_rows, every)
+    tables = _tables(ctx, best_rows, every, tuned)
     _, claim_files = write_figure_claims(ctx, FIGURE, EXPERIMENTS, ids=CLAIM_IDS)
     return FigureOutput(FIGURE, images, tables + claim_files, caption)

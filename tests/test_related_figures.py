@@ -4,6 +4,7 @@ the claims' verdicts on planted effects, and the figures drawn from a planted ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import zlib
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from experiments.definitions import load_experiment
+from experiments.definitions import Tuning, load_experiment
 from experiments.grid import config_hash, expand_grid, flatten, format_value, get_dotted
 from experiments.sweep import run_sweep
 from paper_figs import make, rank_correlation, related_claims, related_data
@@ -454,6 +455,31 @@ def test_compare_and_flatness_figures_draw_from_the_store(related_store, tmp_pat
     assert {c["experiment"] for c in claims} == {"rel_flatness", "rel_compare"}
     index = (d / "figures.md").read_text()
     assert "![figure 9a](fig9a.png)" in index and "related work's claims" in index
+
+
+def test_compare_figure_reads_the_tuning_stage_when_the_scale_has_one(tmp_path):
+    """A two-stage rel_compare (experiments.tuning): the tuning seeds choose PLA's layer
+    (fc2, planted +3 pp, over fc1's +1.5 pp), the evaluation seeds train only the chosen
+    cells, and figure 9a's cell table is the tuning stage's."""
+    sgd = {"optim.name": ["sgd"], "epochs": [8], "smoothing.reduction": ["pla"]}
+    exp = dataclasses.replace(
+        load_experiment("rel_compare", "quick"),
+        grid=[
+            {**sgd, "smoothing.layers": [["fc1"], ["fc2"]], "smoothing.R": [0.03]},
+            {**sgd, "smoothing.layers": [["fc1", "fc2"]], "smoothing.R": [0.03]},
+            {"optim.name": ["sgd"], "epochs": [40]},
+        ],
+        tuning=Tuning(seeds=[50, 51], base={"logging.flatness": False}),
+    )
+    run_sweep(exp, out=tmp_path, runner=related_runner, threads=None, log=lambda s: None)
+    d = _draw(tmp_path, tmp_path / "out", ["9a"])
+    best = {r["method"]: r for r in _csv(d / "fig9a_table.csv")}
+    assert set(best) == {"SGD", "PLA (single layer)", "PLA (isotropic)"}
+    assert best["PLA (single layer)"]["cell"].startswith("layers=fc2, R=0.03")
+    assert {r["n"] for r in best.values()} == {3}  # the evaluation seeds 0, 1, 2
+    every = _csv(d / "fig9a_cells_table.csv")
+    assert len(every) == 4 and {r["n"] for r in every} == {2}  # every cell, tuning seeds
+    assert "chosen on the separate tuning seeds" in (d / "fig9a_table.md").read_text()
 
 
 @pytest.mark.slow
