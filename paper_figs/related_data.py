@@ -10,16 +10,18 @@ functions of rows and can be checked on planted rows.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from experiments.grid import format_value
 from experiments.results import read_summary
 
 from .common import FigureContext
-from .stats import t_interval
+from .stats import matches, t_interval
 
 __all__ = [
     "METHOD_ORDER",
@@ -252,9 +254,12 @@ def enrich(
     * ``test_loss_by_epoch``: ``{epoch: test_loss}`` of the log, and ``best_test_loss`` /
       ``final_test_loss`` from ``summary.json`` when the row lacks them (a
       reconstruction's: :mod:`anisotropy.training.objective`);
-    * the flatness columns of :func:`flatness_columns` when the run measured them.
+    * the flatness columns of :func:`flatness_columns` when the run measured them;
+    * ``tuning_mean``: for a run of a cell a tuning stage chose (``selection.json``,
+      :mod:`experiments.tuning`), the cell's mean tuning metric on the tuning seeds.
     """
     out = []
+    chosen = _chosen_cells(ctx, experiment)
     for r in rows:
         e = dict(r)
         if r.get("status") == "complete":
@@ -288,8 +293,41 @@ def enrich(
                     e[key] = float(summary[key])
             if isinstance(summary.get("flatness"), Mapping):
                 e.update(flatness_columns(summary["flatness"]))
+            mean = _tuning_mean(chosen, e)
+            if mean is not None:
+                e["tuning_mean"] = mean
         out.append(e)
     return out
+
+
+def _chosen_cells(ctx: FigureContext, experiment: str) -> list[tuple[dict[str, Any], float]]:
+    """(chosen settings in the results table's form, tuning mean) of every group of the
+    experiment's ``selection.json`` (written by a two-stage sweep, :mod:`experiments.tuning`;
+    empty when the experiment had no tuning stage)."""
+    path = ctx.results_dir(experiment) / "selection.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for g in data.get("groups", []):
+        if g.get("chosen") is None:
+            continue
+        cell = g["cells"][g["chosen"]]
+        settings = {
+            k: format_value(v) if isinstance(v, (list, tuple, bool)) else v
+            for k, v in cell["settings"].items()
+        }
+        out.append((settings, float(cell["mean"])))
+    return out
+
+
+def _tuning_mean(
+    chosen: Sequence[tuple[dict[str, Any], float]], row: Mapping[str, Any]
+) -> float | None:
+    for settings, mean in chosen:
+        if matches(row, settings):
+            return mean
+    return None
 
 
 def curve_by(

@@ -103,20 +103,31 @@ def _is(key: str, value: Any) -> Callable[[Mapping[str, Any]], bool]:
     return lambda r: r.get(key) == value
 
 
-def _family(rows: Rows, family: str, metric: str) -> tuple[dict, Any]:
+def _family(rows: Rows, family: str, metric: str) -> tuple[dict, Any, int]:
+    """The family's cells, the chosen one and the number of cells the choice scanned on
+    these rows (for the Bonferroni correction).  When every cell carries a
+    ``tuning_mean`` (a tuning stage chose it on separate seeds, :mod:`experiments.tuning`)
+    the cell with the highest tuning mean is taken and nothing is scanned here (0);
+    otherwise the best cell by ``metric`` on these rows, scanning all of them."""
     groups = cells(rows, _is("family", family))
-    return groups, best_cell(groups, metric)
+    ok = {k: v for k, v in groups.items() if len(v) >= 2}
+    if ok and all(r.get("tuning_mean") is not None for v in ok.values() for r in v):
+        return groups, max(ok, key=lambda k: float(ok[k][0]["tuning_mean"])), 0
+    return groups, best_cell(groups, metric), len(groups)
 
 
 def versus(family: str, metric: str = "best_test_acc") -> Callable[[Rows], Finding]:
     """Claim: partial smoothing at its best cell beats ``family`` at its best cell."""
 
     def claim(rows: Rows) -> Finding:
-        p, kp = _family(rows, "partial", metric)
-        o, ko = _family(rows, family, metric)
+        p, kp, scanned_p = _family(rows, "partial", metric)
+        o, ko, scanned_o = _family(rows, family, metric)
         if kp is None or ko is None:
             raise NotRun(f"needs >= 2 seeds of single-layer PLA / PLEA and of {family}")
-        v, e, alpha = directional(arm(p[kp], metric), arm(o[ko], metric), m=len(p) + len(o))
+        # Bonferroni over the cells scanned on these seeds (none when a tuning stage chose
+        # both arms on separate seeds)
+        m = max(1, scanned_p + scanned_o)
+        v, e, alpha = directional(arm(p[kp], metric), arm(o[ko], metric), m=m)
         mp, mo = p[kp][0]["method"], o[ko][0]["method"]
         return (
             v,

@@ -480,6 +480,11 @@ def test_compare_figure_reads_the_tuning_stage_when_the_scale_has_one(tmp_path):
     every = _csv(d / "fig9a_cells_table.csv")
     assert len(every) == 4 and {r["n"] for r in every} == {2}  # every cell, tuning seeds
     assert "chosen on the separate tuning seeds" in (d / "fig9a_table.md").read_text()
+    # the claims read the chosen cells without a second selection: no Bonferroni factor
+    claims = {c["id"]: c for c in json.loads((d / "fig9a_claims.json").read_text())["claims"]}
+    vs_sgd = claims["partial-beats-sgd"]
+    assert vs_sgd["verdict"] == "holds" and vs_sgd["numbers"]["alpha"] == pytest.approx(0.05)
+    assert vs_sgd["numbers"]["partial"].startswith("layers=fc2")
 
 
 @pytest.mark.slow
