@@ -15,6 +15,11 @@
   final test accuracy, final training loss, epochs, wall time) is rewritten
   atomically after every finished point, with ``experiment.json`` describing the
   definition and ``note.txt`` how the scale departs from the paper.
+* A definition whose scale has a tuning stage (``[<scale>.tuning]``,
+  :mod:`experiments.tuning`) is swept in two stages: every cell at the tuning seeds
+  (results in ``DIR/<scale>/<experiment>_tuning/``), then, once all of them are
+  finished, each grid group's best cell at the evaluation seeds (``selection.json``
+  next to ``results.csv`` records the choice).
 * Executors: local processes by default (``--workers N``; a ``spawn``
   :class:`~concurrent.futures.ProcessPoolExecutor`, each worker with ``--threads``
   torch threads, 1 unless told otherwise), or a Dask cluster with

@@ -209,23 +209,26 @@ def select_cells(
     n_points = n_finished = 0
     waiting: list[str] = []
     for gi, group in enumerate(tune.grid):
-        scores: dict[str, tuple[dict, list[float], int]] = {}
+        settings_of: dict[str, dict] = {}
+        values: dict[str, list[float]] = {}
+        counts: dict[str, int] = {}
         for p in dataclasses.replace(tune, grid=[group]).points(normalise):
             settings = {k: v for k, v in p.settings.items() if k != "seed"}
             key = json.dumps(settings, sort_keys=True)
-            entry = scores.setdefault(key, (settings, [], 0))
-            run_dir = store / p.name
+            settings_of.setdefault(key, settings)
+            values.setdefault(key, [])
+            counts[key] = counts.get(key, 0) + 1
             n_points += 1
+            run_dir = store / p.name
             if is_complete(run_dir):
                 n_finished += 1
                 value = (read_summary(run_dir) or {}).get(tuning.metric)
-                entry[1].append(float(value) if isinstance(value, (int, float)) else math.nan)
+                values[key].append(float(value) if isinstance(value, (int, float)) else math.nan)
             elif is_stopped(run_dir):
                 n_finished += 1
             else:
                 waiting.append(p.name)
-            scores[key] = (entry[0], entry[1], entry[2] + 1)
-        cells = tuple(CellScore(s, tuple(v), n) for s, v, n in scores.values())
+        cells = tuple(CellScore(settings_of[k], tuple(values[k]), counts[k]) for k in settings_of)
         ok = [i for i, c in enumerate(cells) if c.eligible]
         sign = -1.0 if tuning.lower else 1.0
         chosen = max(ok, key=lambda i: (sign * cells[i].mean, -i)) if ok else None
