@@ -204,10 +204,16 @@ class Experiment:
         from anisotropy.training.config import parse_override
 
         base = dict(self.base)
+        overridden = set()
         for item in items:
             path, value = parse_override(item)
             base[".".join(path)] = value
-        return dataclasses.replace(self, base=base)
+            overridden.add(".".join(path))
+        tuning = self.tuning
+        if tuning is not None:  # the user's setting wins over the tuning stage's too
+            kept = {k: v for k, v in tuning.base.items() if k not in overridden}
+            tuning = dataclasses.replace(tuning, base=kept)
+        return dataclasses.replace(self, base=base, tuning=tuning)
 
     def report(self) -> str:
         n = len(expand_grid(self.grid, self.seeds))

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import os
 import shlex
 import sys
@@ -404,8 +405,16 @@ def _run_two_stages(
 ) -> SweepResult:
     """A definition with a tuning stage (:mod:`experiments.tuning`): sweep every cell at
     the tuning seeds, choose each group's best cell, write ``selection.json`` next to
-    the results and sweep the chosen cells at the evaluation seeds.  Until the tuning
-    stage is finished its result is returned (the evaluation has not started)."""
+    the results and sweep the chosen cells at the evaluation seeds.
+
+    Returns the two stages' outcomes together (:func:`_both`): its counts cover the
+    tuning points and the evaluation points, so a stopped tuning run makes the sweep
+    not ok, as a stopped point of a one-stage sweep does.  Until the tuning stage is
+    finished only its outcome is returned (the evaluation has not started); a finished
+    tuning stage with a group lacking an eligible cell counts as one unfinished point
+    (a plain rerun cannot start the evaluation; ``--retry-stopped`` may).
+    """
+    log(experiment.report())
     store, res_dir = sweep_paths(out, experiment.scale, experiment.name)
     tuned = run_sweep(
         tuning_experiment(experiment),
@@ -418,20 +427,42 @@ def _run_two_stages(
     selection = select_cells(experiment, store, normalise)
     log(selection.report())
     if not selection.ready:
-        if not dry_run and tuned.ok:  # every tuning point finished, yet a group has no cell
-            log(f"  no evaluation: a group of {experiment.name} has no fully completed cell")
+        if not dry_run and selection.n_finished == selection.n_points:
+            log(
+                f"  no evaluation: a group of {experiment.name} has no cell whose tuning runs "
+                "all completed (rerun with --retry-stopped, or change the group's grid)"
+            )
             tuned.n_unfinished += 1
         return tuned
     if not dry_run:
         res_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(res_dir / "selection.json", selection.to_json(), sort_keys=True)
-    return run_sweep(
+    evaluated = run_sweep(
         evaluation_experiment(experiment, selection),
         out=out,
         normalise=normalise,
         log=log,
         dry_run=dry_run,
         **kw,
+    )
+    return _both(tuned, evaluated)
+
+
+def _both(tuned: SweepResult, evaluated: SweepResult) -> SweepResult:
+    """The outcome of a two-stage sweep: the evaluation's name, table and rows, the counts
+    of both stages added."""
+    return dataclasses.replace(
+        evaluated,
+        n_points=tuned.n_points + evaluated.n_points,
+        n_skipped=tuned.n_skipped + evaluated.n_skipped,
+        n_run=tuned.n_run + evaluated.n_run,
+        n_failed=tuned.n_failed + evaluated.n_failed,
+        wall_time=tuned.wall_time + evaluated.wall_time,
+        n_stopped=tuned.n_stopped + evaluated.n_stopped,
+        n_busy=tuned.n_busy + evaluated.n_busy,
+        n_unfinished=tuned.n_unfinished + evaluated.n_unfinished,
+        stopped=tuned.stopped + evaluated.stopped,
+        busy=tuned.busy + evaluated.busy,
     )
 
 
@@ -491,6 +522,8 @@ def check_options(experiment: str, opts: SweepOptions) -> Experiment:
     full = exp.with_overrides(opts.set)
     try:
         full.points()
+        if full.tuning is not None:
+            tuning_experiment(full).points()
     except ValueError as exc:
         if not opts.set:
             raise

@@ -95,6 +95,7 @@ class Selection:
 
     experiment: str
     metric: str
+    lower: bool
     seeds: tuple[int, ...]
     groups: tuple[GroupSelection, ...]
     n_points: int
@@ -130,6 +131,7 @@ class Selection:
         return {
             "experiment": self.experiment,
             "metric": self.metric,
+            "lower": self.lower,
             "tuning_seeds": list(self.seeds),
             "ready": self.ready,
             "groups": [
@@ -174,8 +176,11 @@ def tuning_experiment(experiment: Experiment) -> Experiment:
         name=experiment.name + TUNING_SUFFIX,
         base={**experiment.base, **tuning.base},
         seeds=list(tuning.seeds),
-        note=f"tuning stage of {experiment.name}: every cell at seeds "
-        f"{', '.join(map(str, tuning.seeds))}; " + (experiment.note or "the paper's settings"),
+        note=f"tuning stage of {experiment.name}: every cell of its grid at seeds "
+        f"{', '.join(map(str, tuning.seeds))}"
+        + (f" with {_describe(tuning.base)}" if tuning.base else "")
+        + f"; each group's cell with the best mean {tuning.metric} is then trained at the "
+        f"evaluation seeds (the note of {experiment.name} gives the settings)",
         tuning=None,
     )
 
@@ -236,6 +241,7 @@ def select_cells(
     return Selection(
         experiment.name,
         tuning.metric,
+        tuning.lower,
         tuple(tuning.seeds),
         tuple(groups),
         n_points,

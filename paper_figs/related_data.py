@@ -255,8 +255,9 @@ def enrich(
       ``final_test_loss`` from ``summary.json`` when the row lacks them (a
       reconstruction's: :mod:`anisotropy.training.objective`);
     * the flatness columns of :func:`flatness_columns` when the run measured them;
-    * ``tuning_mean``: for a run of a cell a tuning stage chose (``selection.json``,
-      :mod:`experiments.tuning`), the cell's mean tuning metric on the tuning seeds.
+    * ``tuning_score``: for a run of a cell a tuning stage chose (``selection.json``,
+      :mod:`experiments.tuning`), the cell's mean tuning metric on the tuning seeds,
+      negated when lower is better (so higher is always better).
     """
     out = []
     chosen = _chosen_cells(ctx, experiment)
@@ -293,21 +294,22 @@ def enrich(
                     e[key] = float(summary[key])
             if isinstance(summary.get("flatness"), Mapping):
                 e.update(flatness_columns(summary["flatness"]))
-            mean = _tuning_mean(chosen, e)
-            if mean is not None:
-                e["tuning_mean"] = mean
+            score = _tuning_score(chosen, e)
+            if score is not None:
+                e["tuning_score"] = score
         out.append(e)
     return out
 
 
 def _chosen_cells(ctx: FigureContext, experiment: str) -> list[tuple[dict[str, Any], float]]:
-    """(chosen settings in the results table's form, tuning mean) of every group of the
-    experiment's ``selection.json`` (written by a two-stage sweep, :mod:`experiments.tuning`;
-    empty when the experiment had no tuning stage)."""
+    """(chosen settings in the results table's form, tuning score: the mean tuning metric,
+    negated when lower is better) of every group of the experiment's ``selection.json``
+    (written by a two-stage sweep, :mod:`experiments.tuning`; empty without one)."""
     path = ctx.results_dir(experiment) / "selection.json"
     if not path.is_file():
         return []
     data = json.loads(path.read_text(encoding="utf-8"))
+    sign = -1.0 if data.get("lower") else 1.0
     out = []
     for g in data.get("groups", []):
         if g.get("chosen") is None:
@@ -317,16 +319,16 @@ def _chosen_cells(ctx: FigureContext, experiment: str) -> list[tuple[dict[str, A
             k: format_value(v) if isinstance(v, (list, tuple, bool)) else v
             for k, v in cell["settings"].items()
         }
-        out.append((settings, float(cell["mean"])))
+        out.append((settings, sign * float(cell["mean"])))
     return out
 
 
-def _tuning_mean(
+def _tuning_score(
     chosen: Sequence[tuple[dict[str, Any], float]], row: Mapping[str, Any]
 ) -> float | None:
-    for settings, mean in chosen:
+    for settings, score in chosen:
         if matches(row, settings):
-            return mean
+            return score
     return None
 
 

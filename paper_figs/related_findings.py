@@ -25,6 +25,7 @@ from .rank_correlation import (
 from .related_data import (
     SCOPE_MODEL,
     best_cell,
+    cell_of,
     cells,
     describe_cell,
     flat_column,
@@ -104,15 +105,19 @@ def _is(key: str, value: Any) -> Callable[[Mapping[str, Any]], bool]:
 
 
 def _family(rows: Rows, family: str, metric: str) -> tuple[dict, Any, int]:
-    """The family's cells, the chosen one and the number of cells the choice scanned on
-    these rows (for the Bonferroni correction).  When every cell carries a
-    ``tuning_mean`` (a tuning stage chose it on separate seeds, :mod:`experiments.tuning`)
-    the cell with the highest tuning mean is taken and nothing is scanned here (0);
+    """The family's cells keyed by ``(method, cell)`` (PLA and PLEA at the same layers and
+    R are two arms, never one), the chosen key and the number of cells the choice scanned
+    on these rows (for the Bonferroni correction).  When every cell carries a
+    ``tuning_score`` (a tuning stage chose it on separate seeds, :mod:`experiments.tuning`)
+    the cell with the best tuning score is taken and nothing is scanned here (0);
     otherwise the best cell by ``metric`` on these rows, scanning all of them."""
-    groups = cells(rows, _is("family", family))
+    groups: dict[tuple[str, Any], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r.get("status") == "complete" and r.get("family") == family:
+            groups.setdefault((str(r["method"]), cell_of(r)), []).append(r)
     ok = {k: v for k, v in groups.items() if len(v) >= 2}
-    if ok and all(r.get("tuning_mean") is not None for v in ok.values() for r in v):
-        return groups, max(ok, key=lambda k: float(ok[k][0]["tuning_mean"])), 0
+    if ok and all(r.get("tuning_score") is not None for v in ok.values() for r in v):
+        return groups, max(ok, key=lambda k: float(ok[k][0]["tuning_score"])), 0
     return groups, best_cell(groups, metric), len(groups)
 
 
@@ -128,17 +133,12 @@ def versus(family: str, metric: str = "best_test_acc") -> Callable[[Rows], Findi
         # both arms on separate seeds)
         m = max(1, scanned_p + scanned_o)
         v, e, alpha = directional(arm(p[kp], metric), arm(o[ko], metric), m=m)
-        mp, mo = p[kp][0]["method"], o[ko][0]["method"]
+        (mp, cp), (mo, co) = kp, ko
+        dp, do = describe_cell(cp), describe_cell(co)
         return (
             v,
-            evidence_text(
-                f"{mp} ({describe_cell(kp)})",
-                f"{mo} ({describe_cell(ko)})" if describe_cell(ko) else mo,
-                e,
-                alpha,
-                "pp",
-            ),
-            _numbers(e, alpha, "pp", partial=describe_cell(kp), other=describe_cell(ko)),
+            evidence_text(f"{mp} ({dp})", f"{mo} ({do})" if do else mo, e, alpha, "pp"),
+            _numbers(e, alpha, "pp", partial=dp, other=do, partial_method=mp, other_method=mo),
         )
 
     return claim

@@ -91,7 +91,12 @@ def restrict(
             g = {k: [v] for k, v in p.settings.items() if k != "seed"}
             if g not in groups:
                 groups.append(g)
-    return dataclasses.replace(experiment, grid=groups, seeds=list(seeds)) if groups else None
+    # the restricted arms are run as they are: no tuning stage (experiments.tuning)
+    return (
+        dataclasses.replace(experiment, grid=groups, seeds=list(seeds), tuning=None)
+        if groups
+        else None
+    )
 
 
 def write_full_results(

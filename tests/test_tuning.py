@@ -157,8 +157,9 @@ def test_two_stage_sweep_evaluates_only_each_groups_best_cell(tmp_path):
     assert g0["cells"][1]["mean"] == pytest.approx(0.5 + 0.2 + 0.0005)  # mean over seeds 100, 101
     assert "group 0: smoothing.layers=fc1 smoothing.R=0.2" in text
     # a rerun trains nothing
+    assert res.n_points == res.n_run == 10 + 6  # both stages counted
     again, _ = _sweep(two_stage(), tmp_path)
-    assert again.ok and again.n_run == 0 and again.n_skipped == 6
+    assert again.ok and again.n_run == 0 and again.n_skipped == 16
 
 
 def test_a_stopped_tuning_run_rules_its_cell_out(tmp_path):
@@ -169,6 +170,19 @@ def test_a_stopped_tuning_run_rules_its_cell_out(tmp_path):
     assert sel.ready and sel.groups[0].choice.settings["smoothing.R"] == 0.1
     assert not sel.groups[0].cells[1].eligible
     assert {r["smoothing.R"] for r in read_results(res.results_path)} == {0.1}
+    # the stopped tuning runs are the sweep's too: not ok (exit status 1), as in one stage
+    assert not res.ok and res.n_stopped == 2 and res.experiment == "tuned"
+
+
+def test_a_group_without_an_eligible_cell_is_reported_and_not_ok(tmp_path):
+    grid = [
+        {"smoothing.layers": [["fc1"]], "smoothing.R": [0.3]},
+        {"optim.name": ["sam"], "optim.gamma": [1.0]},
+    ]
+    res, text = _sweep(two_stage(grid=grid), tmp_path)
+    assert not res.ok and res.experiment == "tuned_tuning"
+    assert "no evaluation: a group of tuned has no cell whose tuning runs all completed" in text
+    assert not (tmp_path / "quick" / "tuned" / "results.csv").exists()
 
 
 def test_evaluation_waits_until_every_tuning_point_is_finished(tmp_path):
@@ -186,7 +200,7 @@ def test_evaluation_waits_until_every_tuning_point_is_finished(tmp_path):
     with pytest.raises(ValueError, match="not finished: 9 of 10"):
         tuning.evaluation_experiment(two_stage(), sel)
     res, _ = _sweep(two_stage(), tmp_path)  # the rerun trains the missing point, then evaluates
-    assert res.ok and res.experiment == "tuned" and res.n_run == 6
+    assert res.ok and res.experiment == "tuned" and res.n_run == 1 + 6 and res.n_skipped == 9
 
 
 def test_a_loss_metric_chooses_the_lowest_and_ties_go_to_the_first_cell(tmp_path):
@@ -207,3 +221,18 @@ def test_dry_run_lists_the_tuning_points_and_trains_nothing(tmp_path):
     assert res.n_run == 0 and text.count("pending") == 10
     assert "0 of 10 tuning points finished" in text
     assert not (tmp_path / "quick").exists()
+
+
+def test_the_tuning_stage_is_checked_before_work_starts_and_set_wins(tmp_path):
+    toml = tmp_path / "t.toml"
+    toml.write_text(
+        "[quick]\nseeds = [0, 1]\n[quick.base]\nepochs = 1\n[[quick.grid]]\n"
+        '"smoothing.R" = [0.1]\n[quick.tuning]\nseeds = [9]\n[quick.tuning.base]\n'
+        '"optim.nonsense" = 3\n'
+    )
+    with pytest.raises(ValueError, match="nonsense"):
+        sweep.check_options(str(toml), sweep.SweepOptions(workers=1))
+    exp = two_stage().with_overrides(["logging.flatness=true", "epochs=2"])
+    assert exp.tuning.base == {}  # --set logging.flatness wins over the tuning base
+    pts = tuning.tuning_experiment(exp).points(passthrough)
+    assert all(p.config["logging"]["flatness"] is True and p.config["epochs"] == 2 for p in pts)
