@@ -15,10 +15,12 @@ experiment :func:`tuning_experiment`, named ``<name>_tuning``, with its own
 ``metric`` over the tuning seeds (:func:`select_cells`), and trains only those cells
 at the evaluation seeds (:func:`evaluation_experiment`, named ``<name>``).
 
-Why: choosing each method's best cell on the same seeds that then measure it biases
+Why: choosing each method's best cell on the same runs that then measure it biases
 the winner upwards (the maximum of noisy means; a method with more cells gains
 more), and training every cell at every evaluation seed costs (cells x seeds) runs.
-Tuning on seeds the evaluation never sees removes the bias, and the cost becomes
+Tuning on seeds the evaluation never sees removes the seed-to-seed part of the bias
+(``data.eval_split = "validation"`` in the tuning base removes the part that comes from
+the test images, :mod:`anisotropy.data.datasets`), and the cost becomes
 cells x tuning seeds + groups x evaluation seeds.
 
 A cell is eligible when all its tuning runs are complete (a run the trainer stopped,

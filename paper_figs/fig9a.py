@@ -21,6 +21,7 @@ Reads the ``rel_compare`` sweep (and its tuning stage when present); never train
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -83,6 +84,13 @@ def _every_cell(rows: list[dict], methods: list[str]) -> list[dict]:
     return out
 
 
+def _tuning_split(ctx: FigureContext) -> str:
+    """What the tuning stage evaluated on (``data.eval_split`` of its ``experiment.json``)."""
+    path = ctx.results_dir(TUNING) / "experiment.json"
+    base = json.loads(path.read_text(encoding="utf-8")).get("base", {}) if path.is_file() else {}
+    return str(base.get("data.eval_split", "test"))
+
+
 def _tables(ctx: FigureContext, best: list[dict], every: list[dict], tuned: bool) -> list:
     cols = ["method", "cell", *[f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")], "n"]
     md_cols = ["method", "cell", *[f"{m}_fmt" for m in METRICS], "n"]
@@ -95,6 +103,11 @@ def _tables(ctx: FigureContext, best: list[dict], every: list[dict], tuned: bool
     every_title = f"Figure 9a ({ctx.scale} scale): every tuning cell of every method" + (
         " at the tuning seeds (the stage that chose each method's cell)" if tuned else ""
     )
+    if tuned and _tuning_split(ctx) == "validation":
+        every_title += (
+            "; its accuracies are on held-out training images (data.eval_split = "
+            "validation), not on the test set"
+        )
     return [
         write_csv_table(best, cols, ctx.out / "fig9a_table.csv"),
         write_markdown_table(

@@ -321,6 +321,33 @@ def test_subsets_and_their_errors():
         load_dataset(DataConfig(name="digits", n_train=5000))
 
 
+def test_validation_split_holds_out_training_images_and_keeps_the_training_subset():
+    cfg = dict(name="synthetic", synthetic_features=6, synthetic_size=1000, n_train=300)
+    test = load_dataset(DataConfig(**cfg, n_test=100))
+    val = load_dataset(DataConfig(**cfg, n_test=100, eval_split="validation"))
+    # the same training subset (and so the same normalisation): only the evaluation differs
+    assert torch.equal(val.x_train, test.x_train) and torch.equal(val.y_train, test.y_train)
+    assert torch.equal(val.mean, test.mean) and torch.equal(val.std, test.std)
+    assert val.x_test.shape == (100, 6)
+    pool = load_dataset(DataConfig(**{**cfg, "n_train": None}))  # every training image
+    rows = {tuple(r) for r in pool.x_train.tolist()}
+    train_rows = {tuple(r) for r in val.x_train.tolist()}
+    val_rows = {tuple(r) for r in val.x_test.tolist()}
+    assert val_rows <= rows and not (val_rows & train_rows)  # held-out training images
+    assert not (val_rows & {tuple(r) for r in test.x_test.tolist()})  # no test image
+    # without n_test: as many as the test set has (200 of the 1000 synthetic samples)
+    assert len(load_dataset(DataConfig(**cfg, eval_split="validation")).x_test) == 200
+
+
+def test_validation_split_errors_name_the_setting():
+    with pytest.raises(ValueError, match="needs data.n_train"):
+        load_dataset(DataConfig(name="digits", eval_split="validation"))
+    with pytest.raises(ValueError, match="needs 359 held-out training images .* leaves 38"):
+        load_dataset(DataConfig(name="digits", n_train=1400, eval_split="validation"))
+    with pytest.raises(ValueError, match="data.eval_split"):
+        DataConfig(name="digits", eval_split="train")  # type: ignore[arg-type]
+
+
 def test_nan_in_data_is_detected(monkeypatch):
     def bad_digits():
         x = np.ones((20, 8, 8))

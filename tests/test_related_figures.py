@@ -472,7 +472,9 @@ def test_compare_figure_reads_the_tuning_stage_when_the_scale_has_one(tmp_path):
             {**sgd, "smoothing.layers": [["fc1", "fc2"]], "smoothing.R": [0.03]},
             {"optim.name": ["sgd"], "epochs": [40]},
         ],
-        tuning=Tuning(seeds=[50, 51], base={"logging.flatness": False}),
+        tuning=Tuning(
+            seeds=[50, 51], base={"logging.flatness": False, "data.eval_split": "validation"}
+        ),
     )
     run_sweep(exp, out=tmp_path, runner=related_runner, threads=None, log=lambda s: None)
     d = _draw(tmp_path, tmp_path / "out", ["9a"])
@@ -483,6 +485,7 @@ def test_compare_figure_reads_the_tuning_stage_when_the_scale_has_one(tmp_path):
     every = _csv(d / "fig9a_cells_table.csv")
     assert len(every) == 6 and {r["n"] for r in every} == {2}  # every cell, tuning seeds
     assert "chosen on the separate tuning seeds" in (d / "fig9a_table.md").read_text()
+    assert "held-out training images" in (d / "fig9a_cells_table.md").read_text()
     # the claims read the chosen cells without a second selection: no Bonferroni factor
     claims = {c["id"]: c for c in json.loads((d / "fig9a_claims.json").read_text())["claims"]}
     vs_sgd = claims["partial-beats-sgd"]

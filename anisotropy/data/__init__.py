@@ -14,6 +14,7 @@ from .augment import (
 )
 from .datasets import (
     DATASETS,
+    EVAL_SPLITS,
     FASHION_MNIST_DIR,
     Dataset,
     load_cifar10,
@@ -42,6 +43,7 @@ __all__ = [
     "load_dataset",
     "minibatches",
     "DATASETS",
+    "EVAL_SPLITS",
     "FASHION_MNIST_DIR",
     "load_fashion_mnist",
     "load_mnist",

@@ -24,6 +24,12 @@ pixels.
 
 Subsets (``n_train``, ``n_test``) are random draws fixed by ``split_seed``, so
 that training seeds vary the optimisation but not the data.
+
+``eval_split = "validation"`` evaluates on held-out *training* images instead of the
+test set: the training subset is the same ``n_train`` images as with ``"test"``, and
+the evaluation set is drawn from the training images outside it (as many as the test
+set would have: ``n_test``, or the whole test set's size).  Hyperparameters tuned on
+it never see a test image (:mod:`experiments.tuning`).
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ __all__ = [
     "DATASETS",
     "Normalisation",
     "NORMALISATIONS",
+    "EvalSplit",
+    "EVAL_SPLITS",
     "FASHION_MNIST_DIR",
     "load_fashion_mnist",
     "load_mnist",
@@ -66,6 +74,10 @@ DATASETS: tuple[str, ...] = get_args(DataName)
 #: input normalisations (``data.normalize``): pixels in [0, 1], or standardised per channel
 Normalisation = Literal["unit", "standard"]
 NORMALISATIONS: tuple[str, ...] = get_args(Normalisation)
+#: what a run evaluates on (``data.eval_split``): the test set, or a validation set of
+#: held-out training images
+EvalSplit = Literal["test", "validation"]
+EVAL_SPLITS: tuple[str, ...] = get_args(EvalSplit)
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 #: floor on the per-channel std of "standard" normalisation: a constant channel
 #: (e.g. a blank border) is centred but not divided by ~0
@@ -251,6 +263,28 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int, what: str):
     return x[idx], y[idx]
 
 
+def _validation(
+    x: np.ndarray, y: np.ndarray, n_train: int | None, n_val: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n_val`` training images outside the ``n_train`` subset of :func:`_subset` (the
+    next ``n_val`` of the same permutation), in index order."""
+    if n_train is None:
+        raise ValueError(
+            "data.eval_split = 'validation' needs data.n_train (a training subset) so that "
+            "held-out training images are left to validate on"
+        )
+    perm = np.random.default_rng([seed, 2]).permutation(len(x))  # the n_train draw's
+    rest = perm[n_train:]
+    if n_val > len(rest):
+        raise ValueError(
+            f"data.eval_split = 'validation' needs {n_val} held-out training images "
+            f"(data.n_test or the test set's size) but data.n_train = {n_train} leaves "
+            f"{len(rest)} of {len(x)}"
+        )
+    idx = np.sort(rest[:n_val])
+    return x[idx], y[idx]
+
+
 def _to_tensor(x: np.ndarray, scale: float, name: str) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) / scale
     return check_finite(name, t)
@@ -300,8 +334,12 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         x, y = make_synthetic(cfg.synthetic_size, cfg.synthetic_features, classes, seed=seed)
         xtr, ytr, xte, yte = _split(x, y, cfg.test_fraction, seed)
         scale = 1.0
+    check_choice("data.eval_split", cfg.eval_split, EVAL_SPLITS)
+    if cfg.eval_split == "validation":
+        xte, yte = _validation(xtr, ytr, cfg.n_train, cfg.n_test or len(xte), seed)
+    else:
+        xte, yte = _subset(xte, yte, cfg.n_test, seed, "n_test")
     xtr, ytr = _subset(xtr, ytr, cfg.n_train, seed, "n_train")
-    xte, yte = _subset(xte, yte, cfg.n_test, seed, "n_test")
     if len(xtr) == 0 or len(xte) == 0:
         raise ValueError(f"data set {name!r} has an empty train or test split")
     x_train = _to_tensor(xtr, scale, f"{name} training inputs")

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from anisotropy.data.augment import AugmentName
-from anisotropy.data.datasets import DataName, Normalisation
+from anisotropy.data.datasets import EVAL_SPLITS, DataName, EvalSplit, Normalisation
 from anisotropy.models import Activation, ModelName
 from anisotropy.training.config.checks import _R_RANGE, INITS, R_MAX, R_MIN, Init, _require
 from anisotropy.training.spread import SPLIT_MIN
@@ -102,6 +102,13 @@ class DataConfig:
             "help": "seed of the train/test split and of the subsets (fixed across training seeds)"
         },
     )
+    eval_split: EvalSplit = field(
+        default="test",
+        metadata={
+            "help": "test: evaluate on the test set; validation: on held-out training images "
+            "outside the n_train subset (as many as the test set would have), for tuning"
+        },
+    )
     normalize: Normalisation = field(
         default="standard",
         metadata={
@@ -127,6 +134,7 @@ class DataConfig:
             "a number in (0, 1)",
         )
         _require(self.split_seed >= 0, "data.split_seed", self.split_seed, "an integer >= 0")
+        check_choice("data.eval_split", self.eval_split, EVAL_SPLITS)
         _require(
             self.synthetic_features >= 1,
             "data.synthetic_features",
