@@ -30,6 +30,7 @@ __all__ = [
     "STATUS_STOPPED",
     "result_row",
     "result_columns",
+    "row_value",
     "read_results",
     "read_log",
 ]
@@ -103,14 +104,18 @@ def result_columns(swept: Sequence[str] = ()) -> list[str]:
     return ["experiment", "scale", "run", "status", *settings, *METRIC_COLUMNS, "run_dir"]
 
 
+def row_value(v: Any) -> Any:
+    """A setting as :func:`read_results` gives it back: lists, tuples and booleans as
+    their text (layer lists as ``fc1+fc2``, ``[]`` as ``none``), anything else as is."""
+    return format_value(v) if isinstance(v, (list, tuple, bool)) else v
+
+
 def _cell(v: Any) -> Any:
     if v is None:
         return ""
-    if isinstance(v, (list, tuple, bool)):
-        return format_value(v)
     if isinstance(v, float):
         return repr(v)
-    return v
+    return row_value(v)
 
 
 def result_row(

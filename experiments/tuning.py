@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .definitions import Experiment, normalise_config
+from .definitions import TUNING_METRICS, Experiment, Tuning, normalise_config
 from .grid import format_value
 from .results import is_complete, is_stopped, read_summary
 
@@ -97,12 +97,16 @@ class Selection:
 
     experiment: str
     metric: str
-    lower: bool
     seeds: tuple[int, ...]
     groups: tuple[GroupSelection, ...]
     n_points: int
     n_finished: int
     waiting: list = field(default_factory=list)
+
+    @property
+    def lower(self) -> bool:
+        """Whether a lower ``metric`` is better (a loss)."""
+        return TUNING_METRICS[self.metric]
 
     @property
     def ready(self) -> bool:
@@ -160,7 +164,7 @@ def _describe(settings: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={format_value(v)}" for k, v in settings.items()) or "(no settings)"
 
 
-def _require_tuning(experiment: Experiment) -> Any:
+def _require_tuning(experiment: Experiment) -> Tuning:
     if experiment.tuning is None:
         raise ValueError(
             f"experiment {experiment.name!r} ({experiment.scale}) has no tuning stage "
@@ -243,7 +247,6 @@ def select_cells(
     return Selection(
         experiment.name,
         tuning.metric,
-        tuning.lower,
         tuple(tuning.seeds),
         tuple(groups),
         n_points,

@@ -74,11 +74,16 @@ def _is_method(method: str, row: Mapping[str, Any]) -> bool:
     return row.get("method") == method
 
 
-def _every_cell(rows: list[dict], methods: list[str]) -> list[dict]:
-    """One summary row per (method, cell) of ``rows``, methods in the order given."""
-    present = methods + sorted({str(r["method"]) for r in rows if r.get("method")} - set(methods))
+def _methods(rows: list[dict]) -> list[str]:
+    """The methods of ``rows``: those of :data:`METHOD_ORDER` in its order, then any other."""
+    present = [m for m in METHOD_ORDER if any(r.get("method") == m for r in rows)]
+    return present + sorted({str(r["method"]) for r in rows if r.get("method")} - set(present))
+
+
+def _every_cell(rows: list[dict]) -> list[dict]:
+    """One summary row per (method, cell) of ``rows``."""
     out = []
-    for method in present:
+    for method in _methods(rows):
         for k, members in cells(rows, partial(_is_method, method)).items():
             out.append({"method": method, "cell": describe_cell(k), **summarise(members, METRICS)})
     return out
@@ -129,10 +134,9 @@ def draw(ctx: FigureContext) -> FigureOutput:
     rows = enrich(ctx, "rel_compare", ctx.rows("rel_compare"))
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [3, 2]})
     best_rows: list[dict] = []
-    present = [m for m in METHOD_ORDER if any(r.get("method") == m for r in rows)]
-    present += sorted({str(r["method"]) for r in rows if r.get("method")} - set(present))
+    present = _methods(rows)
     tuned = ctx.has(TUNING)
-    every = _every_cell(enrich(ctx, TUNING, ctx.rows(TUNING)) if tuned else rows, present)
+    every = _every_cell(enrich(ctx, TUNING, ctx.rows(TUNING)) if tuned else rows)
     for i, method in enumerate(present):
         groups = cells(rows, partial(_is_method, method))
         k = best_cell(groups, "best_test_acc", min_runs=1)

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.grid import format_value
-from experiments.results import read_summary
+from experiments.results import read_summary, row_value
 
 from .common import FigureContext
 from .stats import matches, t_interval
@@ -315,10 +314,7 @@ def _chosen_cells(ctx: FigureContext, experiment: str) -> list[tuple[dict[str, A
         if g.get("chosen") is None:
             continue
         cell = g["cells"][g["chosen"]]
-        settings = {
-            k: format_value(v) if isinstance(v, (list, tuple, bool)) else v
-            for k, v in cell["settings"].items()
-        }
+        settings = {k: row_value(v) for k, v in cell["settings"].items()}
         out.append((settings, sign * float(cell["mean"])))
     return out
 

@@ -33,8 +33,8 @@ from typing import Any
 
 from anisotropy.io import write_csv_atomic, write_json_atomic
 from experiments.definitions import Experiment, normalise_config
-from experiments.grid import format_value, get_dotted
-from experiments.results import read_results, result_columns
+from experiments.grid import get_dotted
+from experiments.results import read_results, result_columns, row_value
 from experiments.sweep import DEFAULT_RUNNER, run_sweep, sweep_paths
 
 from .claims import ClaimResult, evaluate_claims
@@ -69,11 +69,6 @@ def extend_seeds(seeds: Sequence[int], n: int) -> list[int]:
     return out
 
 
-def _row_form(v: Any) -> Any:
-    """A setting as ``results.csv`` holds it (layer lists as ``fc1+fc2``)."""
-    return format_value(v) if isinstance(v, (list, tuple, bool)) else v
-
-
 def restrict(
     experiment: Experiment,
     arms: Sequence[Mapping[str, Any]],
@@ -86,7 +81,7 @@ def restrict(
     keys = {k for a in arms for k in a}
     groups: list[dict[str, list]] = []
     for p in dataclasses.replace(experiment, seeds=list(seeds)).points(normalise):
-        view = {k: _row_form(p.settings.get(k, get_dotted(p.config, k))) for k in keys}
+        view = {k: row_value(p.settings.get(k, get_dotted(p.config, k))) for k in keys}
         if any(matches(view, a) for a in arms):
             g = {k: [v] for k, v in p.settings.items() if k != "seed"}
             if g not in groups:
