@@ -11,14 +11,19 @@ run (the log's ``guidance.h``), against its target.
 Bottom row, the autoencoder (``rel_guidance_ae``: the reconstruction objective, drawn
 when that sweep has complete runs): the same three panels with the test reconstruction
 loss (mean squared error) in place of the accuracy, and the target test loss of
-:func:`paper_figs.related_claims.guidance_loss_target`.
+:func:`paper_figs.related_claims.guidance_loss_target`.  When the ``rel_guidance_ae_profile``
+sweep has run (unguided autoencoders at seeds of their own, whose ``summary.json`` holds
+the final entropy profile), its mean and 95 % interval per layer are drawn as grey bands
+in the autoencoder's ``h_k`` panel and tabled beside the targets (``fig9c_ae_profile``):
+the measurement the targets are read from.
 
 The tables: epochs to target, best and final test accuracy per weight
 (``fig9c_table``), and epochs to the target loss, best and final test loss per weight
 (``fig9c_ae_table``); the claims (fewer epochs, better final accuracy, lower final
 loss) with verdicts.
 
-Reads the ``rel_guidance`` and ``rel_guidance_ae`` sweeps; never trains.
+Reads the ``rel_guidance`` and ``rel_guidance_ae`` sweeps (and ``rel_guidance_ae_profile``
+when it has run); never trains.
 """
 
 from __future__ import annotations
@@ -44,13 +49,15 @@ from .related_claims import (
     write_figure_claims,
 )
 from .related_data import curve_by, enrich, summarise
-from .stats import write_csv_table, write_markdown_table
+from .stats import t_interval, write_csv_table, write_markdown_table
 
 __all__ = ["EXPERIMENTS", "draw", "FIGURE", "CLAIM_IDS"]
 
 FIGURE = "9c"
 #: the classifier's sweep (required) and the autoencoder's (drawn when it has runs)
 EXPERIMENTS: tuple[str, ...] = ("rel_guidance", "rel_guidance_ae")
+#: also read when its sweep has run: the trained profile the autoencoder's targets come from
+OPTIONAL: tuple[str, ...] = ("rel_guidance_ae_profile",)
 CLAIM_IDS: tuple[str, ...] = tuple(c[0] for c in RELATED_CLAIMS if set(c[3]) <= set(EXPERIMENTS))
 _WEIGHT = "guidance.dense_weight"
 #: markers of the guided layers in the entropy-change panel, in layer-name order
@@ -132,6 +139,52 @@ def _h_targets(ctx: FigureContext, arm: _Arm, rows: Sequence[Mapping[str, Any]])
             config = (read_summary(ctx.run_path(arm.experiment, r)) or {}).get("config") or {}
             return (config.get("guidance") or {}).get("target", 0.0)
     return 0.0
+
+
+def _profile(ctx: FigureContext, targets: Any) -> list[dict[str, Any]]:
+    """Per layer: the final ``h_k`` of the profile sweep's complete runs (``summary.json``'s
+    ``"entropy"``), mean and 95 % t-interval across seeds, beside the layer's target."""
+    values: dict[str, list[float]] = {}
+    for r in _complete(ctx, OPTIONAL[0]):
+        entropy = (read_summary(ctx.run_path(OPTIONAL[0], r)) or {}).get("entropy") or {}
+        for layer, h in entropy.items():
+            if h is not None:
+                values.setdefault(str(layer), []).append(float(h))
+    table = []
+    for layer, vals in values.items():
+        iv = t_interval(vals)
+        target = targets.get(layer) if isinstance(targets, Mapping) else targets
+        table.append(
+            {
+                "layer": layer,
+                "mean": iv.mean,
+                "lo": iv.lo,
+                "hi": iv.hi,
+                "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"),
+                "n": iv.n,
+                "target": "" if target is None else float(target),
+            }
+        )
+    return table
+
+
+def _write_profile(ctx: FigureContext, table: list[dict[str, Any]]) -> list[Path]:
+    cols = ["layer", "mean", "lo", "hi", "sd", "n", "target"]
+    title = (
+        f"Figure 9c, autoencoder ({ctx.scale} scale): the final entropy profile h_k (nats "
+        f"per coordinate) of the unguided runs of {OPTIONAL[0]} (seeds of their own): mean, "
+        "95% t-interval and standard deviation across seeds, beside the guidance target"
+    )
+    return [
+        write_csv_table(table, cols, ctx.out / "fig9c_ae_profile.csv"),
+        write_markdown_table(
+            table,
+            cols,
+            ctx.out / "fig9c_ae_profile.md",
+            title=title,
+            formats={c: ".4f" for c in ("mean", "lo", "hi", "sd", "target")},
+        ),
+    ]
 
 
 def _complete(ctx: FigureContext, experiment: str) -> list[dict[str, Any]]:
@@ -252,6 +305,15 @@ def draw(ctx: FigureContext) -> FigureOutput:
     for (arm, arm_rows), axes in zip(arms, grid, strict=True):
         table, target = _draw_arm(ctx, arm, arm_rows, axes)
         tables += _write_tables(ctx, arm, table, target)
+        if arm is _AUTOENCODER and ctx.has(OPTIONAL[0]):
+            profile = _profile(ctx, _h_targets(ctx, arm, arm_rows))
+            for p in profile:  # the trained profile: a grey band per layer
+                axes[2].axhspan(p["lo"], p["hi"], color="0.6", alpha=0.35, lw=0)
+            if profile:
+                axes[2].set_title(
+                    f"grey: unguided profile, {OPTIONAL[0]} (n={profile[0]['n']})", fontsize=8
+                )
+                tables += _write_profile(ctx, profile)
     title = (
         "Figure 9c: entropy guidance, "
         + ("2-layer FC net (top) and autoencoder (bottom)" if ae_rows else "2-layer FC net")

@@ -184,6 +184,42 @@ def test_tiny_reconstruction_run_logs_losses_and_no_accuracy(tmp_path):
         assert loss == pytest.approx(float(((model(x) - x) ** 2).mean()), rel=1e-6)
 
 
+def test_summary_records_the_final_entropy_profile_guided_or_not(tmp_path):
+    """summary.json's "entropy" is h_k = log det(W^T W) / (2 n) of the final weights
+    (checked against a float64 numpy computation), for named layers even unguided, and
+    equals the last log line's h of a guided run (the same weights)."""
+    import numpy as np
+
+    def h_numpy(w: torch.Tensor) -> float:
+        a = w.detach().double().numpy()
+        sign, logdet = np.linalg.slogdet(a.T @ a)
+        assert sign > 0
+        return 0.5 * logdet / a.shape[1]
+
+    named = {**AE, "guidance": {"layers": ["fc3", "fc4", "fc1"]}}  # fc1 (wide): no h
+    summary = train(tiny_config(named, epochs=2), tmp_path / "u", progress=False)
+    final = load_checkpoint(tmp_path / "u" / "checkpoint.pt")["model"]
+    assert list(summary["entropy"]) == ["fc3", "fc4"]
+    for layer in ("fc3", "fc4"):
+        assert summary["entropy"][layer] == pytest.approx(
+            h_numpy(final[f"{layer}.weight"]), rel=1e-5
+        )
+    assert "guidance" not in read_jsonl(tmp_path / "u" / "log.jsonl")[-1]  # unguided
+    guided = {**AE, "guidance": {"dense_weight": 0.1}}  # layers empty: the guided ones
+    summary = train(tiny_config(guided, epochs=2), tmp_path / "g", progress=False)
+    last = read_jsonl(tmp_path / "g" / "log.jsonl")[-1]
+    assert summary["entropy"] == pytest.approx(last["guidance"]["h"], rel=1e-12)
+    plain = train(tiny_config(AE, epochs=1), tmp_path / "p", progress=False)
+    assert "entropy" not in plain  # nothing named, nothing guided
+    with pytest.raises(ValueError, match="guidance.layers"):  # refused before training
+        train(
+            tiny_config({**AE, "guidance": {"layers": ["fc1.bias"]}}, epochs=1),
+            tmp_path / "b",
+            progress=False,
+        )
+    assert not (tmp_path / "b" / "log.jsonl").exists()
+
+
 def test_reconstruction_resumes_bitwise_and_measures_flatness(tmp_path):
     changes = {
         **AE,

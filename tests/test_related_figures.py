@@ -176,7 +176,7 @@ def _ae_runner(config, run_dir):
             rec["guidance"] = {"dense": 0.001, "conv": None, "h": {"fc3": 1.41, "fc4": 0.95}}
         lines.append(json.dumps(rec))
     Path(run_dir, "log.jsonl").write_text("\n".join(lines) + "\n")
-    summary = {
+    summary: dict = {
         "status": "complete",
         "best_test_acc": None,
         "best_epoch": e,
@@ -190,8 +190,15 @@ def _ae_runner(config, run_dir):
         "forward_passes": 0,
         "config": config,
     }
+    if config["guidance"]["layers"]:  # the trainer's end-of-run entropy profile
+        summary["entropy"] = _PLANTED_PROFILE(config["seed"])
     Path(run_dir, "summary.json").write_text(json.dumps(summary))
     return summary
+
+
+def _PLANTED_PROFILE(seed: int) -> dict[str, float]:
+    """A planted final profile: h(fc3) = 1.45 + 0.01 (seed mod 3), h(fc4) = 0.956."""
+    return {"fc3": 1.45 + 0.01 * (seed % 3), "fc4": 0.956}
 
 
 def related_runner(config, run_dir):
@@ -512,25 +519,69 @@ def test_scoping_and_guidance_figures_draw_from_the_store(related_store, tmp_pat
     assert len(claims) == 4
 
 
+def _quick_context(tmp_path: Path, *experiments: str) -> make.FigureContext:
+    """The quick sweeps of ``experiments`` by the stand-in trainer, and a figure context
+    on them drawing into ``tmp_path/out``."""
+    runs = tmp_path / "runs"
+    for name in experiments:
+        exp = load_experiment(name, "quick")
+        run_sweep(exp, out=runs, runner=related_runner, threads=None, log=lambda s: None)
+    ctx = make.FigureContext("quick", runs, tmp_path / "out")
+    ctx.out.mkdir(parents=True)
+    return ctx
+
+
 def test_guidance_figure_draws_without_the_autoencoder_sweep(tmp_path):
     from paper_figs import fig9c
 
-    runs = tmp_path / "runs"
-    run_sweep(
-        load_experiment("rel_guidance", "quick"),
-        out=runs,
-        runner=related_runner,
-        threads=None,
-        log=lambda s: None,
-    )
-    ctx = make.FigureContext("quick", runs, tmp_path / "out")
-    ctx.out.mkdir(parents=True)
+    ctx = _quick_context(tmp_path, "rel_guidance")
     out = fig9c.draw(ctx)
     assert (ctx.out / "fig9c_table.csv").is_file()
     assert not (ctx.out / "fig9c_ae_table.csv").exists()
     claims = json.loads((ctx.out / "fig9c_claims.json").read_text())["claims"]
     assert {c["id"]: c["verdict"] for c in claims}["guidance-converges-faster-ae"] == "not run"
     assert out.images
+
+
+def test_guidance_figure_tables_the_trained_profile_beside_the_targets(tmp_path):
+    """With the profile sweep present, fig9c_ae_profile holds each layer's mean final h_k
+    over the profile runs (planted: 1.45 + 0.01 (seed mod 3) on fc3) and the target of
+    the guided runs' configuration."""
+    from paper_figs import fig9c
+
+    ctx = _quick_context(tmp_path, "rel_guidance", "rel_guidance_ae", "rel_guidance_ae_profile")
+    fig9c.draw(ctx)
+    profile = {r["layer"]: r for r in _csv(ctx.out / "fig9c_ae_profile.csv")}
+    seeds = load_experiment("rel_guidance_ae_profile", "quick").seeds
+    planted = [_PLANTED_PROFILE(s)["fc3"] for s in seeds]
+    assert profile["fc3"]["mean"] == pytest.approx(np.mean(planted), rel=1e-12)
+    assert profile["fc3"]["sd"] == pytest.approx(np.std(planted, ddof=1), rel=1e-9)
+    assert profile["fc3"]["n"] == len(seeds) and profile["fc4"]["mean"] == pytest.approx(0.956)
+    targets = load_experiment("rel_guidance_ae", "quick").points()[0].config["guidance"]["target"]
+    assert profile["fc3"]["target"] == pytest.approx(targets["fc3"])
+    assert "unguided runs" in (ctx.out / "fig9c_ae_profile.md").read_text()
+
+
+@pytest.mark.parametrize("scale", ["quick", "medium", "paper"])
+def test_profile_runs_are_the_autoencoder_runs_without_guidance(scale):
+    """rel_guidance_ae_profile trains the network of rel_guidance_ae unguided: the
+    configurations differ only in the seed and the (unused) targets, and the seeds are
+    not the evaluation seeds."""
+    profile = load_experiment("rel_guidance_ae_profile", scale)
+    guided = load_experiment("rel_guidance_ae", scale)
+    assert not set(profile.seeds) & set(guided.seeds)
+    unguided = [p for p in guided.points() if p.config["guidance"]["dense_weight"] == 0]
+
+    def strip(config):
+        flat = flatten(config)
+        return {
+            k: v for k, v in flat.items() if k != "seed" and not k.startswith("guidance.target")
+        }
+
+    assert unguided and all(strip(p.config) == strip(unguided[0].config) for p in unguided)
+    for p in profile.points():
+        assert strip(p.config) == strip(unguided[0].config)
+        assert p.config["guidance"]["layers"]  # the summary records the profile
 
 
 def _csv(path):

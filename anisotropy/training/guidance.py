@@ -27,6 +27,7 @@ channels and no padding; with names, each term takes the named layers of its kin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -42,7 +43,7 @@ from anisotropy.related.entropy_flow import (
 from anisotropy.smoothing.sampling import select_parameters
 from anisotropy.training.config import GuidanceConfig
 
-__all__ = ["EntropyGuidance", "GuidanceError"]
+__all__ = ["EntropyGuidance", "GuidanceError", "entropy_profile"]
 
 _KIND_MODULE: dict[str, type[nn.Module]] = {"dense": nn.Linear, "conv": nn.Conv2d}
 
@@ -197,6 +198,63 @@ class EntropyGuidance:
         self._sums.zero_()
         self._count = 0
         return rec
+
+
+def entropy_profile(cfg: GuidanceConfig, model: nn.Module) -> dict[str, float | None]:
+    r"""The entropy profile of ``model``: :math:`h_k` (nats per coordinate) of the layers
+    that ``cfg`` names or guides, whatever the guidance weights.
+
+    The layers: those ``cfg.layers`` selects that have an entropy change (a square or
+    tall ``nn.Linear``, a square-channel valid ``nn.Conv2d``); with ``cfg.layers`` empty,
+    the layers the active terms guide (every eligible layer of their kind), or none when
+    both weights are 0.  The trainer writes the profile into ``summary.json`` under
+    ``"entropy"`` at the end of a complete run, so an unguided run that names layers
+    records the profile training alone reaches: the measurement guidance targets are
+    read from (``experiments/rel_guidance_ae_profile.toml``).
+
+    Parameters
+    ----------
+    cfg : GuidanceConfig
+    model : torch.nn.Module
+
+    Returns
+    -------
+    dict
+        Layer name -> :math:`h_k`, in the model's order; wide or padded layers are left
+        out (they have no entropy change); a singular layer (:math:`h_k = -\infty`) gives
+        ``None``, which strict JSON can hold.  Empty when no layer is named or guided.
+
+    Raises
+    ------
+    ValueError
+        If ``cfg.layers`` selects nothing in ``model`` or a parameter other than a
+        layer weight (the message names ``guidance.layers``).
+    """
+    kinds: tuple[str, ...] = ("dense", "conv")
+    if cfg.layers:
+        try:
+            names = select_parameters(model, cfg.layers)
+        except ValueError as err:
+            raise ValueError(f"guidance.layers: {err}") from None
+        bad = [n for n in names if not n.endswith(".weight")]
+        if bad:
+            raise ValueError(
+                f"guidance.layers = {cfg.layers!r} must select layer weights, got {bad}"
+            )
+        chosen = {n.rsplit(".", 1)[0] for n in names}
+    else:
+        kinds = tuple(k for k in kinds if getattr(cfg, f"{k}_weight") > 0)
+        chosen = None
+    out: dict[str, float | None] = {}
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if chosen is not None and name not in chosen:
+                continue
+            for kind in kinds:
+                if name and _eligible(mod, kind):
+                    h = _per_coordinate(mod, kind)
+                    out[name] = h if math.isfinite(h) else None
+    return out
 
 
 def _per_coordinate(mod: nn.Module, kind: str) -> float:

@@ -27,7 +27,7 @@ from anisotropy.data.datasets import load_dataset
 from anisotropy.smoothing.schedules import radius_schedule
 from anisotropy.training.config import Precision, TrainConfig, config_to_dict
 from anisotropy.training.distributed import Context
-from anisotropy.training.guidance import EntropyGuidance
+from anisotropy.training.guidance import EntropyGuidance, entropy_profile
 from anisotropy.training.hooks import TrainCallback
 from anisotropy.training.objective import get_objective
 from anisotropy.training.optimisers import build_optimizer, gradient_free, streams
@@ -379,6 +379,10 @@ class Run:
         self.ple, self.schedule = make_loss(cfg, self.model, self.steps_per_epoch)
         #: the entropy guidance term of the training loss (None: off, the plain loss)
         self.guidance = EntropyGuidance(cfg.guidance, self.model) if cfg.guidance.active else None
+        if self.guidance is None and cfg.guidance.layers:
+            # unguided layers named for the end-of-run profile: refuse bad names now, not
+            # after the training
+            entropy_profile(cfg.guidance, self.model)
         # a gradient-free optimiser leaves no gradient to take the signals of
         with_signals = cfg.logging.signals and not gradient_free(o)
         self.signals = SignalAccumulator(weight_layers(self.model)) if with_signals else None

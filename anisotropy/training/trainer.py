@@ -22,7 +22,9 @@ A run ends after ``epochs`` epochs or, with ``max_passes``, once its passes reac
 budget (:mod:`anisotropy.training.loop`); with ``logging.flatness`` the final model's
 flatness is then measured into ``summary.json`` (:mod:`anisotropy.training.flatness`).
 The training loss may carry entropy guidance terms (``[guidance]``,
-:mod:`anisotropy.training.guidance`).
+:mod:`anisotropy.training.guidance`); the final model's entropy profile of the named or
+guided layers (guided or not) is written into ``summary.json`` too (``"entropy"``,
+:func:`~anisotropy.training.guidance.entropy_profile`).
 
 Each step draws a minibatch (order and augmentation from the *data* generator)
 and, when layers are smoothed, ``y`` fresh perturbations from the *perturbation*
@@ -59,6 +61,7 @@ from anisotropy.threads import torch_threads
 from anisotropy.training.config import TrainConfig, config_to_toml
 from anisotropy.training.distributed import open_context
 from anisotropy.training.flatness import run_flatness
+from anisotropy.training.guidance import entropy_profile
 from anisotropy.training.hooks import TrainCallback
 from anisotropy.training.lock import RunLock
 from anisotropy.training.loop import evaluate, loop, summary
@@ -177,6 +180,9 @@ def train(
             done = summary(run, status, run.elapsed)
             if flat is not None:
                 done["flatness"] = flat
+            profile = entropy_profile(cfg.guidance, run.model) if status == "complete" else {}
+            if profile:
+                done["entropy"] = profile
             if ctx.is_main:
                 write_json_atomic(paths.summary, done)
         finished = True
