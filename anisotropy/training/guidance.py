@@ -35,9 +35,8 @@ from torch import nn
 
 from anisotropy.related.entropy_flow import (
     _eligible,
-    conv_entropy_change,
+    _per_coordinate,
     conv_entropy_loss,
-    dense_entropy_change,
     dense_entropy_loss,
 )
 from anisotropy.smoothing.sampling import select_parameters
@@ -177,7 +176,7 @@ class EntropyGuidance:
             for kind, names in self.layers.items():
                 for name in names:
                     mod = self.model.get_submodule(name)
-                    out[name] = _per_coordinate(mod, kind)
+                    out[name] = float(_per_coordinate(mod, name, kind))
         return out
 
     def record(self) -> dict[str, object]:
@@ -252,25 +251,6 @@ def entropy_profile(cfg: GuidanceConfig, model: nn.Module) -> dict[str, float | 
                 continue
             for kind in kinds:
                 if name and _eligible(mod, kind):
-                    h = _per_coordinate(mod, kind)
+                    h = float(_per_coordinate(mod, name, kind))
                     out[name] = h if math.isfinite(h) else None
     return out
-
-
-def _per_coordinate(mod: nn.Module, kind: str) -> float:
-    """h_k of one guided layer (:mod:`anisotropy.related.entropy_flow`)."""
-    w = mod.weight
-    if not isinstance(w, torch.Tensor):  # pragma: no cover - resolved layers have weights
-        raise TypeError(f"{mod!r} has no weight tensor")
-    if kind == "dense":
-        return float(dense_entropy_change(w)) / w.shape[1]
-    conv = mod
-    if not isinstance(conv, nn.Conv2d):  # pragma: no cover - resolved by kind
-        raise TypeError(f"{mod!r} is not an nn.Conv2d")
-    # the smallest input (one output pixel): H_out W_out = 1, so the change is
-    # sum_g log|det K_g[:, :, 0, 0]|, divided by the C output coordinates per pixel
-    extent = [d * (k - 1) + 1 for d, k in zip(conv.dilation, conv.kernel_size, strict=True)]
-    change = conv_entropy_change(
-        w, extent, stride=conv.stride, dilation=conv.dilation, groups=conv.groups
-    )
-    return float(change) / conv.out_channels
