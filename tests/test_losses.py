@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -13,6 +12,7 @@ from torch.nn import functional as F
 from anisotropy.models import conv_net, mlp
 from anisotropy.smoothing.losses import PartialLocalEntropy, SmoothedLoss, reduce_losses
 from anisotropy.smoothing.sampling import BLOCK, sample_perturbations, select_parameters
+from perturbed_copies import per_draw
 
 # float64 agreement of two implementations of the same sums: a few hundred ulps
 # of O(1) quantities, far below any real discrepancy (which is O(R) or larger).
@@ -60,20 +60,7 @@ def naive(model, ple, x, t, seed, step=0):
     """Independent reference: S deep copies, weights shifted in place, S backward passes."""
     deltas = ple.sample(torch.Generator().manual_seed(seed), step)
     s = ple.y + int(ple.include_centre)
-    losses, grads = [], []
-    for i in range(s):
-        a = i - 1 if ple.include_centre else i
-        m = copy.deepcopy(model)
-        with torch.no_grad():
-            for n, p in m.named_parameters():
-                if n in deltas and a >= 0:
-                    p.add_(deltas[n][a])
-        loss = ple.base_loss(m(x), t)
-        m.zero_grad()
-        loss.backward()
-        losses.append(loss.detach())
-        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
-    L = torch.stack(losses)
+    L, grads = per_draw(model, ple, x, t, deltas)
     if ple.reduction == "pla":
         w, total = torch.full((s,), 1.0 / s, dtype=L.dtype), L.mean()
     else:

@@ -3,7 +3,6 @@ a user's own passed to the smoothed loss)."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -22,6 +21,7 @@ from anisotropy.smoothing.reductions import (
     beta_mean,
 )
 from anisotropy.training.config import SmoothingConfig
+from perturbed_copies import per_draw
 
 # float64 agreement of two implementations of the same sums: a few hundred ulps of O(1)
 # quantities, far below any real discrepancy
@@ -187,20 +187,7 @@ def independent_loop(model, ple, x, t, seed, weights):
     reduction written out by hand."""
     deltas = ple.sample(torch.Generator().manual_seed(seed))
     s = ple.y + int(ple.include_centre)
-    losses, grads = [], []
-    for i in range(s):
-        a = i - 1 if ple.include_centre else i
-        m = copy.deepcopy(model)
-        with torch.no_grad():
-            for n, p in m.named_parameters():
-                if n in deltas and a >= 0:
-                    p.add_(deltas[n][a])
-        loss = ple.base_loss(m(x), t)
-        m.zero_grad()
-        loss.backward()
-        losses.append(loss.detach())
-        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
-    L = torch.stack(losses)
+    L, grads = per_draw(model, ple, x, t, deltas)
     w = weights(L)
     return L, {n: sum(w[i] * grads[i][n] for i in range(s)) for n in grads[0]}
 
