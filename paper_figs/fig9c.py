@@ -22,8 +22,8 @@ The tables: epochs to target, best and final test accuracy per weight
 (``fig9c_ae_table``); the claims (fewer epochs, better final accuracy, lower final
 loss) with verdicts.
 
-Reads the ``rel_guidance`` and ``rel_guidance_ae`` sweeps (and ``rel_guidance_ae_profile``
-when it has run); never trains.
+Reads the ``rel_guidance``, ``rel_guidance_ae`` and ``rel_guidance_ae_profile`` sweeps (the
+last two when they have runs); never trains.
 """
 
 from __future__ import annotations
@@ -54,12 +54,12 @@ from .stats import t_interval, write_csv_table, write_markdown_table
 __all__ = ["EXPERIMENTS", "draw", "FIGURE", "CLAIM_IDS"]
 
 FIGURE = "9c"
-#: the classifier's sweep (required) and the autoencoder's (drawn when it has runs)
-EXPERIMENTS: tuple[str, ...] = ("rel_guidance", "rel_guidance_ae")
-#: also read when its sweep has run: the trained profile the autoencoder's targets come from
-OPTIONAL: tuple[str, ...] = ("rel_guidance_ae_profile",)
+#: the classifier's sweep (required), the autoencoder's (drawn when it has runs) and the
+#: autoencoder's unguided profile, whose mean sets its targets (tabled when it has runs)
+EXPERIMENTS: tuple[str, ...] = ("rel_guidance", "rel_guidance_ae", "rel_guidance_ae_profile")
 CLAIM_IDS: tuple[str, ...] = tuple(c[0] for c in RELATED_CLAIMS if set(c[3]) <= set(EXPERIMENTS))
 _WEIGHT = "guidance.dense_weight"
+_PROFILE = EXPERIMENTS[2]
 #: markers of the guided layers in the entropy-change panel, in layer-name order
 _MARKERS = ("o", "^", "s", "D", "v")
 
@@ -133,27 +133,28 @@ def _final_h(ctx: FigureContext, experiment: str, row: dict[str, Any]) -> dict[s
 
 def _h_targets(ctx: FigureContext, arm: _Arm, rows: Sequence[Mapping[str, Any]]) -> Any:
     """``guidance.target`` of the first guided run (its ``summary.json`` configuration):
-    one number or a table layer -> number; 0 when no run says."""
+    one number or a table layer -> number (a layer missing from it: 0); ``None`` when
+    no run is guided."""
     for r in rows:
         if float(r.get(_WEIGHT) or 0.0) > 0:
             config = (read_summary(ctx.run_path(arm.experiment, r)) or {}).get("config") or {}
             return (config.get("guidance") or {}).get("target", 0.0)
-    return 0.0
+    return None
 
 
 def _profile(ctx: FigureContext, targets: Any) -> list[dict[str, Any]]:
     """Per layer: the final ``h_k`` of the profile sweep's complete runs (``summary.json``'s
     ``"entropy"``), mean and 95 % t-interval across seeds, beside the layer's target."""
     values: dict[str, list[float]] = {}
-    for r in _complete(ctx, OPTIONAL[0]):
-        entropy = (read_summary(ctx.run_path(OPTIONAL[0], r)) or {}).get("entropy") or {}
+    for r in _complete(ctx, _PROFILE):
+        entropy = (read_summary(ctx.run_path(_PROFILE, r)) or {}).get("entropy") or {}
         for layer, h in entropy.items():
             if h is not None:
                 values.setdefault(str(layer), []).append(float(h))
     table = []
     for layer, vals in values.items():
         iv = t_interval(vals)
-        target = targets.get(layer) if isinstance(targets, Mapping) else targets
+        target = targets.get(layer, 0.0) if isinstance(targets, Mapping) else targets
         table.append(
             {
                 "layer": layer,
@@ -172,7 +173,7 @@ def _write_profile(ctx: FigureContext, table: list[dict[str, Any]]) -> list[Path
     cols = ["layer", "mean", "lo", "hi", "sd", "n", "target"]
     title = (
         f"Figure 9c, autoencoder ({ctx.scale} scale): the final entropy profile h_k (nats "
-        f"per coordinate) of the unguided runs of {OPTIONAL[0]} (seeds of their own): mean, "
+        f"per coordinate) of the unguided runs of {_PROFILE} (seeds of their own): mean, "
         "95% t-interval and standard deviation across seeds, beside the guidance target"
     )
     return [
@@ -265,7 +266,7 @@ def _draw_arm(
                     ha="right",
                     va="bottom",
                 )
-    else:
+    elif h_target is not None:
         cx.axhline(float(h_target), color="tab:red", ls=":", lw=1)
     return table, target
 
@@ -305,13 +306,13 @@ def draw(ctx: FigureContext) -> FigureOutput:
     for (arm, arm_rows), axes in zip(arms, grid, strict=True):
         table, target = _draw_arm(ctx, arm, arm_rows, axes)
         tables += _write_tables(ctx, arm, table, target)
-        if arm is _AUTOENCODER and ctx.has(OPTIONAL[0]):
+        if arm is _AUTOENCODER and ctx.has(_PROFILE):
             profile = _profile(ctx, _h_targets(ctx, arm, arm_rows))
             for p in profile:  # the trained profile: a grey band per layer
                 axes[2].axhspan(p["lo"], p["hi"], color="0.6", alpha=0.35, lw=0)
             if profile:
                 axes[2].set_title(
-                    f"grey: unguided profile, {OPTIONAL[0]} (n={profile[0]['n']})", fontsize=8
+                    f"grey: unguided profile, {_PROFILE} (n={profile[0]['n']})", fontsize=8
                 )
                 tables += _write_profile(ctx, profile)
     title = (
@@ -320,6 +321,7 @@ def draw(ctx: FigureContext) -> FigureOutput:
         + " on Fashion-MNIST (mean and 95% t-intervals across seeds)"
     )
     shown = tuple(arm.experiment for arm, _ in arms)
+    shown += (_PROFILE,) if ae_rows and ctx.has(_PROFILE) else ()
     images, caption = finish_figure(fig, ctx, shown, "fig9c", title=title)
     _, files = write_figure_claims(ctx, FIGURE, EXPERIMENTS, ids=CLAIM_IDS)
     return FigureOutput(FIGURE, images, tables + files, caption)

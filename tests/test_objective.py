@@ -196,7 +196,7 @@ def test_summary_records_the_final_entropy_profile_guided_or_not(tmp_path):
         assert sign > 0
         return 0.5 * logdet / a.shape[1]
 
-    named = {**AE, "guidance": {"layers": ["fc3", "fc4", "fc1"]}}  # fc1 (wide): no h
+    named = {**AE, "guidance": {"layers": ["fc4", "fc3"]}}
     summary = train(tiny_config(named, epochs=2), tmp_path / "u", progress=False)
     final = load_checkpoint(tmp_path / "u" / "checkpoint.pt")["model"]
     assert list(summary["entropy"]) == ["fc3", "fc4"]
@@ -211,13 +211,12 @@ def test_summary_records_the_final_entropy_profile_guided_or_not(tmp_path):
     assert summary["entropy"] == pytest.approx(last["guidance"]["h"], rel=1e-12)
     plain = train(tiny_config(AE, epochs=1), tmp_path / "p", progress=False)
     assert "entropy" not in plain  # nothing named, nothing guided
-    with pytest.raises(ValueError, match="guidance.layers"):  # refused before training
-        train(
-            tiny_config({**AE, "guidance": {"layers": ["fc1.bias"]}}, epochs=1),
-            tmp_path / "b",
-            progress=False,
-        )
-    assert not (tmp_path / "b" / "log.jsonl").exists()
+    # refused before training: a bias, a wide layer (no entropy change), guided or not
+    for bad, weight in (("fc1.bias", 0.0), ("fc1", 0.0), ("fc1", 0.1), ("fc*", 0.0)):
+        cfg = tiny_config({**AE, "guidance": {"layers": [bad], "dense_weight": weight}}, epochs=1)
+        with pytest.raises(ValueError, match=r"guidance(\.layers)?: .*(fc1|wide)|entropy change"):
+            train(cfg, tmp_path / "b", progress=False)
+        assert not (tmp_path / "b" / "log.jsonl").exists()
 
 
 def test_reconstruction_resumes_bitwise_and_measures_flatness(tmp_path):

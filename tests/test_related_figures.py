@@ -191,12 +191,12 @@ def _ae_runner(config, run_dir):
         "config": config,
     }
     if config["guidance"]["layers"]:  # the trainer's end-of-run entropy profile
-        summary["entropy"] = _PLANTED_PROFILE(config["seed"])
+        summary["entropy"] = _planted_profile(config["seed"])
     Path(run_dir, "summary.json").write_text(json.dumps(summary))
     return summary
 
 
-def _PLANTED_PROFILE(seed: int) -> dict[str, float]:
+def _planted_profile(seed: int) -> dict[str, float]:
     """A planted final profile: h(fc3) = 1.45 + 0.01 (seed mod 3), h(fc4) = 0.956."""
     return {"fc3": 1.45 + 0.01 * (seed % 3), "fc4": 0.956}
 
@@ -287,7 +287,7 @@ SCOPE = related_data.SCOPE_MODEL
 @pytest.fixture(scope="module")
 def related_store(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    for name in RELATED:
+    for name in (*RELATED, "rel_guidance_ae_profile"):
         run_sweep(
             load_experiment(name, "quick"),
             out=runs,
@@ -553,7 +553,7 @@ def test_guidance_figure_tables_the_trained_profile_beside_the_targets(tmp_path)
     fig9c.draw(ctx)
     profile = {r["layer"]: r for r in _csv(ctx.out / "fig9c_ae_profile.csv")}
     seeds = load_experiment("rel_guidance_ae_profile", "quick").seeds
-    planted = [_PLANTED_PROFILE(s)["fc3"] for s in seeds]
+    planted = [_planted_profile(s)["fc3"] for s in seeds]
     assert profile["fc3"]["mean"] == pytest.approx(np.mean(planted), rel=1e-12)
     assert profile["fc3"]["sd"] == pytest.approx(np.std(planted, ddof=1), rel=1e-9)
     assert profile["fc3"]["n"] == len(seeds) and profile["fc4"]["mean"] == pytest.approx(0.956)

@@ -200,34 +200,51 @@ class EntropyGuidance:
 
 
 def entropy_profile(cfg: GuidanceConfig, model: nn.Module) -> dict[str, float | None]:
-    r"""The entropy profile of ``model``: :math:`h_k` (nats per coordinate) of the layers
-    that ``cfg`` names or guides, whatever the guidance weights.
+    r"""The entropy profile of ``model``: the entropy change per coordinate
+    :math:`h_k` (nats) of the layers that ``cfg`` names or guides, whatever the guidance
+    weights.
 
-    The layers: those ``cfg.layers`` selects that have an entropy change (a square or
-    tall ``nn.Linear``, a square-channel valid ``nn.Conv2d``); with ``cfg.layers`` empty,
-    the layers the active terms guide (every eligible layer of their kind), or none when
-    both weights are 0.  The trainer writes the profile into ``summary.json`` under
-    ``"entropy"`` at the end of a complete run, so an unguided run that names layers
-    records the profile training alone reaches: the measurement guidance targets are
-    read from (``experiments/rel_guidance_ae_profile.toml``).
+    .. math::
+
+        h_k = \frac{1}{n}\log|\det W_k| \ \text{(square)},\qquad
+        h_k = \frac{1}{2n}\log\det(W_k^T W_k) \ \text{(tall, } W_k \in
+        \mathbb{R}^{m\times n},\ m > n),
+
+    and for a square-channel valid convolution :math:`\frac1C\sum_g \log|\det
+    K_g[:, :, 0, 0]|` per output pixel (:mod:`anisotropy.related.entropy_flow`, the
+    quantity the guidance terms compare with their targets).
+
+    The layers: every layer ``cfg.layers`` selects (each must have an entropy change:
+    a square or tall ``nn.Linear``, a square-channel valid ``nn.Conv2d``); with
+    ``cfg.layers`` empty, the layers the active terms guide (every eligible layer of
+    their kind), or none when both weights are 0.  The trainer checks the names before
+    training and writes the profile into ``summary.json`` under ``"entropy"`` at the end
+    of a complete run, so an unguided run that names layers records the profile training
+    alone reaches: the measurement guidance targets are read from
+    (``experiments/rel_guidance_ae_profile.toml``).
 
     Parameters
     ----------
     cfg : GuidanceConfig
+        Its ``layers`` (names or globs), ``dense_weight`` and ``conv_weight`` choose the
+        layers.
     model : torch.nn.Module
+        The model at the weights to measure.
 
     Returns
     -------
     dict
-        Layer name -> :math:`h_k`, in the model's order; wide or padded layers are left
-        out (they have no entropy change); a singular layer (:math:`h_k = -\infty`) gives
-        ``None``, which strict JSON can hold.  Empty when no layer is named or guided.
+        Layer name -> :math:`h_k`, in the model's order; a singular layer
+        (:math:`h_k = -\infty`) gives ``None``, which strict JSON can hold.  Empty when
+        no layer is named or guided.
 
     Raises
     ------
     ValueError
-        If ``cfg.layers`` selects nothing in ``model`` or a parameter other than a
-        layer weight (the message names ``guidance.layers``).
+        If ``cfg.layers`` selects nothing in ``model``, a parameter other than a layer
+        weight, or a layer without an entropy change (not an ``nn.Linear`` /
+        ``nn.Conv2d``, a wide linear layer, a padded or non-square convolution); the
+        message names ``guidance.layers``.
     """
     kinds: tuple[str, ...] = ("dense", "conv")
     if cfg.layers:
@@ -235,12 +252,20 @@ def entropy_profile(cfg: GuidanceConfig, model: nn.Module) -> dict[str, float | 
             names = select_parameters(model, cfg.layers)
         except ValueError as err:
             raise ValueError(f"guidance.layers: {err}") from None
-        bad = [n for n in names if not n.endswith(".weight")]
+        bad = [n for n in names if not n.endswith(".weight") or "." not in n]
         if bad:
             raise ValueError(
                 f"guidance.layers = {cfg.layers!r} must select layer weights, got {bad}"
             )
         chosen = {n.rsplit(".", 1)[0] for n in names}
+        modules = dict(model.named_modules())
+        without = [m for m in chosen if not any(_eligible(modules[m], k) for k in kinds)]
+        if without:
+            raise ValueError(
+                f"guidance.layers = {cfg.layers!r} selects {sorted(without)}, which have no "
+                "entropy change: name square or tall nn.Linear layers or square-channel "
+                "valid nn.Conv2d layers"
+            )
     else:
         kinds = tuple(k for k in kinds if getattr(cfg, f"{k}_weight") > 0)
         chosen = None

@@ -379,9 +379,9 @@ class Run:
         self.ple, self.schedule = make_loss(cfg, self.model, self.steps_per_epoch)
         #: the entropy guidance term of the training loss (None: off, the plain loss)
         self.guidance = EntropyGuidance(cfg.guidance, self.model) if cfg.guidance.active else None
-        if self.guidance is None and cfg.guidance.layers:
-            # unguided layers named for the end-of-run profile: refuse bad names now, not
-            # after the training
+        if cfg.guidance.layers:
+            # the named layers' end-of-run profile (guided or not): refuse a name without
+            # an entropy change now, not after the training
             entropy_profile(cfg.guidance, self.model)
         # a gradient-free optimiser leaves no gradient to take the signals of
         with_signals = cfg.logging.signals and not gradient_free(o)
