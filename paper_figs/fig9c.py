@@ -49,7 +49,7 @@ from .related_claims import (
     write_figure_claims,
 )
 from .related_data import curve_by, enrich, summarise
-from .stats import t_interval, write_csv_table, write_markdown_table
+from .stats import t_interval, write_csv_table, write_markdown_table, write_table
 
 __all__ = ["EXPERIMENTS", "draw", "FIGURE", "CLAIM_IDS"]
 
@@ -176,16 +176,10 @@ def _write_profile(ctx: FigureContext, table: list[dict[str, Any]]) -> list[Path
         f"per coordinate) of the unguided runs of {_PROFILE} (seeds of their own): mean, "
         "95% t-interval and standard deviation across seeds, beside the guidance target"
     )
-    return [
-        write_csv_table(table, cols, ctx.out / "fig9c_ae_profile.csv"),
-        write_markdown_table(
-            table,
-            cols,
-            ctx.out / "fig9c_ae_profile.md",
-            title=title,
-            formats={c: ".4f" for c in ("mean", "lo", "hi", "sd", "target")},
-        ),
-    ]
+    formats = {c: ".4f" for c in ("mean", "lo", "hi", "sd", "target")}
+    return list(
+        write_table(table, cols, ctx.out / "fig9c_ae_profile", title=title, formats=formats)
+    )
 
 
 def _complete(ctx: FigureContext, experiment: str) -> list[dict[str, Any]]:

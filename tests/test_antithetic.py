@@ -20,7 +20,6 @@ With ``c = 0`` (a quadratic loss) the antithetic gradient is exact:
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -33,6 +32,7 @@ from anisotropy.kernels import BoxKernel, Kernel
 from anisotropy.smoothing.losses import PartialLocalEntropy
 from anisotropy.smoothing.sampling import sample_perturbations
 from anisotropy.smoothing.stacked import children_for, stacked_outputs
+from perturbed_copies import per_draw
 
 ALPHA = 1e-3  # KS: a correct sampler fails one seeded test in a thousand
 # float64 agreement of two evaluations of the same sums: far below an O(R) error
@@ -113,19 +113,8 @@ def test_antithetic_matches_naive_loop(layers, cut, reduction):
     out = ple(x, t, generator=torch.Generator().manual_seed(5))
     model.zero_grad()
     out.loss.backward()
-    deltas = ple.sample(torch.Generator().manual_seed(5))
-    losses, grads = [], []
-    for a in range(-1, ple.y):
-        m = copy.deepcopy(model)
-        with torch.no_grad():
-            for n, p in m.named_parameters():
-                if n in deltas and a >= 0:
-                    p.add_(deltas[n][a])
-        loss = ple.base_loss(m(x), t)
-        loss.backward()
-        losses.append(loss.detach())
-        grads.append({n: p.grad for n, p in m.named_parameters()})
-    L = torch.stack(losses)
+    assert ple.include_centre  # the reference's first draw is the centre
+    L, grads = per_draw(model, ple, x, t, ple.sample(torch.Generator().manual_seed(5)))
     w = torch.softmax(-L, 0) if reduction == "plea" else torch.full_like(L, 1 / L.numel())
     torch.testing.assert_close(out.per_sample, L, rtol=0, atol=TIGHT)
     for n, p in model.named_parameters():
