@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from .claims import ClaimResult
+from .claim_rules import ClaimResult
 from .common import save_figure
 from .verdicts import MARGIN
 

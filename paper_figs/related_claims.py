@@ -1,5 +1,5 @@
 """The related work's claims, each with a verdict computed from the sweep results by the
-rules of the paper's claims (:mod:`paper_figs.verdicts`, :mod:`paper_figs.claims`).
+rules of the paper's claims (:mod:`paper_figs.verdicts`, :mod:`paper_figs.claim_rules`).
 
 * **Compute-matched comparison** (``rel_compare``, figure 9a): partial smoothing (PLA /
   PLEA on one layer) against isotropic smoothing and against every other method, each
@@ -41,7 +41,14 @@ from typing import Any
 
 from anisotropy.io import nonfinite_to_null, write_json_atomic
 
-from .claims import ClaimResult, claim_result, format_interval, format_value_unit, rules
+from .claim_rules import (
+    ClaimResult,
+    NotRun,
+    claim_result,
+    format_interval,
+    format_value_unit,
+    rules,
+)
 from .common import FigureContext
 from .rank_correlation import (
     N_BOOTSTRAP,
@@ -59,7 +66,6 @@ from .related_findings import (
     TARGET_SLACK,
     TAU_MARGIN,
     Finding,
-    NotRun,
     Rows,
     converges_faster,
     converges_faster_loss,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .claims import directional, evidence_text, format_interval
+from .claim_rules import NotRun, directional, evidence_text, format_interval
 from .rank_correlation import (
     BootstrapTau,
     bootstrap_tau,
@@ -40,7 +40,6 @@ __all__ = [
     "BOOTSTRAP_SEED",
     "Finding",
     "Rows",
-    "NotRun",
     "epochs_to",
     "guidance_target",
     "converges_faster",
@@ -84,10 +83,6 @@ LOSS_MARGIN = 0.01
 BOOTSTRAP_SEED = 20_240_213
 Finding = tuple[Verdict, str, dict]
 Rows = Sequence[Mapping[str, Any]]
-
-
-class NotRun(Exception):
-    """The rows lack what a claim compares (the message says what)."""
 
 
 # ----------------------------------------------------------------------------- evidence

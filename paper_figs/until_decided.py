@@ -7,7 +7,7 @@ Round after round (a group-sequential design, :mod:`paper_figs.sequential`):
 2. for each experiment with a claim still **inconclusive**, extend its seed list
    to the next planned look (the experiment's seeds, then ``max + 1, max + 2,
    ...``) and sweep the new seeds only, only for the arms those claims read
-   (the recorded selections of :class:`paper_figs.claims.ClaimResult`): a
+   (the recorded selections of :class:`paper_figs.claim_rules.ClaimResult`): a
    restricted copy of the experiment (``dataclasses.replace`` of its grid and
    seeds) run by :func:`experiments.sweep.run_sweep`, which trains each new run
    in the shared store under the name the full sweep would give it;
@@ -37,7 +37,8 @@ from experiments.grid import get_dotted
 from experiments.results import read_results, result_columns, row_value
 from experiments.sweep import DEFAULT_RUNNER, run_sweep, sweep_paths
 
-from .claims import ClaimResult, evaluate_claims
+from .claim_rules import ClaimResult
+from .claims import evaluate_claims
 from .sequential import SequentialDesign
 from .stats import matches
 

@@ -14,7 +14,7 @@ from experiments import results as res_mod
 from experiments.definitions import load_experiment
 from experiments.grid import get_dotted
 from experiments.sweep import run_sweep
-from paper_figs import claims, forest, make, sequential, stats, until_decided
+from paper_figs import claim_rules, claims, forest, make, sequential, stats, until_decided
 
 # ----------------------------------------------------------------------------- stats
 
@@ -87,16 +87,16 @@ def test_group_summary_and_tables(tmp_path):
 
 def test_directional_and_equivalence_rules():
     hi, lo = np.array([0.90, 0.91, 0.92]), np.array([0.80, 0.81, 0.82])
-    assert claims.directional(hi, lo)[0] == "holds"
-    assert claims.directional(lo, hi)[0] == "does not hold"
-    assert claims.directional(hi, hi[::-1] + 1e-3)[0] == "inconclusive"
+    assert claim_rules.directional(hi, lo)[0] == "holds"
+    assert claim_rules.directional(lo, hi)[0] == "does not hold"
+    assert claim_rules.directional(hi, hi[::-1] + 1e-3)[0] == "inconclusive"
     # Bonferroni: a difference significant at 5 % but not at 5 %/1000 is inconclusive
     a, b = np.array([0.50, 0.51, 0.52]), np.array([0.47, 0.48, 0.49])
-    v, c, alpha = claims.directional(a, b, m=1000)
+    v, c, alpha = claim_rules.directional(a, b, m=1000)
     assert 0.05 / 1000 < c.p < 0.05 and v == "inconclusive" and alpha == pytest.approx(5e-5)
-    assert claims.equivalence(0.0, -0.001, 0.001) == "holds"
-    assert claims.equivalence(0.02, 0.01, 0.03) == "does not hold"
-    assert claims.equivalence(0.0, -0.02, 0.02) == "inconclusive"
+    assert claim_rules.equivalence(0.0, -0.001, 0.001) == "holds"
+    assert claim_rules.equivalence(0.02, 0.01, 0.03) == "does not hold"
+    assert claim_rules.equivalence(0.0, -0.02, 0.02) == "inconclusive"
 
 
 def _vs_R_rows(effect):
@@ -164,7 +164,7 @@ def test_missing_sweeps_are_not_run_and_claims_are_written(tmp_path):
     assert results and all(r.verdict == "not run" for r in results)
     j, m = claims.write_claims(results, tmp_path, scale="quick")
     data = json.loads(j.read_text())
-    assert len(data["claims"]) == len(results) and data["margin"] == claims.MARGIN
+    assert len(data["claims"]) == len(results) and data["margin"] == claim_rules.MARGIN
     assert "not run" in m.read_text()
 
 
@@ -527,7 +527,7 @@ def test_directional_claim_with_no_effect_is_negligible():
     # fc2 beats fc1 by 0.01 pp only: the exact paired difference lies inside the margin
     rows = _vs_R_rows(lambda s, R: {"fc1": 0.01, "fc2": 0.0101}.get(s, -R))
     r = _claims_on(rows)["deeper-benefits-more"]
-    assert r.verdict == "negligible" and abs(r.numbers["hi"]) < claims.MARGIN
+    assert r.verdict == "negligible" and abs(r.numbers["hi"]) < claim_rules.MARGIN
 
 
 def test_sequential_verdicts_read_the_planned_looks():
