@@ -1,5 +1,5 @@
 """Figure 9c: entropy guidance (*Entropy-based guidance*): networks trained with and
-without the dense guidance term ``L_dense``.
+without the guidance terms ``L_dense`` and ``L_conv``.
 
 Top row, the classifier (``rel_guidance``: the 2-layer FC net on Fashion-MNIST).  Left:
 test accuracy against the epoch per guidance weight (mean and 95 % band across seeds)
@@ -8,22 +8,28 @@ weight (mean and 95 % interval; a run that never reaches it counts as its epochs
 Right: the per-coordinate entropy change ``h_k`` of each guided layer at the end of the
 run (the log's ``guidance.h``), against its target.
 
+Next row, the CNN with ``L_conv`` (``rel_guidance_cnn``: table 25's CNN with valid
+convolutions, drawn when that sweep has complete runs): the same three panels, the
+weight of ``L_conv`` in place of ``L_dense``'s.
+
 Bottom row, the autoencoder (``rel_guidance_ae``: the reconstruction objective, drawn
 when that sweep has complete runs): the same three panels with the test reconstruction
 loss (mean squared error) in place of the accuracy, and the target test loss of
-:func:`paper_figs.related_claims.guidance_loss_target`.  When the ``rel_guidance_ae_profile``
-sweep has run (unguided autoencoders at seeds of their own, whose ``summary.json`` holds
-the final entropy profile), its mean and 95 % interval per layer are drawn as grey bands
-in the autoencoder's ``h_k`` panel and tabled beside the targets (``fig9c_ae_profile``):
-the measurement the targets are read from.
+:func:`paper_figs.related_claims.guidance_loss_target`.
+
+The CNN's and the autoencoder's targets are the entropy profile of trained networks,
+measured by a profile sweep (``rel_guidance_cnn_profile``, ``rel_guidance_ae_profile``:
+unguided runs at seeds of their own, whose ``summary.json`` holds the final entropy
+profile).  When it has run, its mean and 95 % interval per layer are drawn as grey
+bands in the arm's ``h_k`` panel and tabled beside the targets (``fig9c_cnn_profile``,
+``fig9c_ae_profile``): the measurement the targets are read from.
 
 The tables: epochs to target, best and final test accuracy per weight
-(``fig9c_table``), and epochs to the target loss, best and final test loss per weight
-(``fig9c_ae_table``); the claims (fewer epochs, better final accuracy, lower final
-loss) with verdicts.
+(``fig9c_table``, ``fig9c_cnn_table``), and epochs to the target loss, best and final
+test loss per weight (``fig9c_ae_table``); the claims (fewer epochs, better final
+accuracy, lower final loss) with verdicts.
 
-Reads the ``rel_guidance``, ``rel_guidance_ae`` and ``rel_guidance_ae_profile`` sweeps (the
-last two when they have runs); never trains.
+Reads the ``rel_guidance`` sweep and, when they have runs, the other four; never trains.
 """
 
 from __future__ import annotations
@@ -54,12 +60,17 @@ from .stats import t_interval, write_csv_table, write_markdown_table, write_tabl
 __all__ = ["EXPERIMENTS", "draw", "FIGURE", "CLAIM_IDS"]
 
 FIGURE = "9c"
-#: the classifier's sweep (required), the autoencoder's (drawn when it has runs) and the
-#: autoencoder's unguided profile, whose mean sets its targets (tabled when it has runs)
-EXPERIMENTS: tuple[str, ...] = ("rel_guidance", "rel_guidance_ae", "rel_guidance_ae_profile")
+#: the classifier's sweep (required), the CNN's and the autoencoder's (drawn when they
+#: have runs) and their unguided profiles, whose means set their targets (tabled when
+#: they have runs)
+EXPERIMENTS: tuple[str, ...] = (
+    "rel_guidance",
+    "rel_guidance_cnn",
+    "rel_guidance_cnn_profile",
+    "rel_guidance_ae",
+    "rel_guidance_ae_profile",
+)
 CLAIM_IDS: tuple[str, ...] = tuple(c[0] for c in RELATED_CLAIMS if set(c[3]) <= set(EXPERIMENTS))
-_WEIGHT = "guidance.dense_weight"
-_PROFILE = EXPERIMENTS[2]
 #: markers of the guided layers in the entropy-change panel, in layer-name order
 _MARKERS = ("o", "^", "s", "D", "v")
 
@@ -70,6 +81,9 @@ class _Arm:
     and how its target and epochs-to-target are computed."""
 
     experiment: str
+    #: the results column of its guidance weight, and the term's name
+    weight: str
+    term: str
     metric: str
     ylabel: str
     target_of: Callable[[Sequence[Mapping[str, Any]]], float]
@@ -82,10 +96,14 @@ class _Arm:
     #: the title of its table, and the target in words (in the title)
     table_title: str
     table_target: Callable[[float], str]
+    #: the unguided sweep whose final profile sets the targets (None: fixed targets)
+    profile: str | None = None
 
 
 _CLASSIFIER = _Arm(
     experiment="rel_guidance",
+    weight="guidance.dense_weight",
+    term="L_dense",
     metric="test_acc",
     ylabel="test accuracy",
     target_of=guidance_target,
@@ -102,8 +120,31 @@ _CLASSIFIER = _Arm(
     table_title="Figure 9c",
     table_target=lambda t: f"target test accuracy {100 * t:.2f} %",
 )
+_CNN = _Arm(
+    experiment="rel_guidance_cnn",
+    weight="guidance.conv_weight",
+    term="L_conv",
+    metric="test_acc",
+    ylabel="test accuracy",
+    target_of=guidance_target,
+    time_of=epochs_to,
+    target_label=lambda t: f"target {100 * t:.2f} %",
+    metrics=("epochs_to", "best_test_acc", "final_test_acc"),
+    headers={
+        "epochs_to": "epochs to target",
+        "best_test_acc": "best test acc (%)",
+        "final_test_acc": "final test acc (%)",
+    },
+    stem="fig9c_cnn_table",
+    what="CNN (table 25, valid convolutions), L_conv",
+    table_title="Figure 9c, CNN with L_conv",
+    table_target=lambda t: f"target test accuracy {100 * t:.2f} %",
+    profile="rel_guidance_cnn_profile",
+)
 _AUTOENCODER = _Arm(
     experiment="rel_guidance_ae",
+    weight="guidance.dense_weight",
+    term="L_dense",
     metric="test_loss",
     ylabel="test reconstruction loss (MSE)",
     target_of=guidance_loss_target,
@@ -119,7 +160,16 @@ _AUTOENCODER = _Arm(
     what="autoencoder",
     table_title="Figure 9c, autoencoder",
     table_target=lambda t: f"target test loss {t:.4g}",
+    profile="rel_guidance_ae_profile",
 )
+#: the rows of the figure, top to bottom (the first is required)
+_ARMS: tuple[_Arm, ...] = (_CLASSIFIER, _CNN, _AUTOENCODER)
+#: the rows' names in the figure's title
+_ROW_NAMES = {
+    _CLASSIFIER.experiment: "2-layer FC net",
+    _CNN.experiment: "CNN (L_conv)",
+    _AUTOENCODER.experiment: "autoencoder",
+}
 
 
 def _final_h(ctx: FigureContext, experiment: str, row: dict[str, Any]) -> dict[str, float]:
@@ -136,18 +186,19 @@ def _h_targets(ctx: FigureContext, arm: _Arm, rows: Sequence[Mapping[str, Any]])
     one number or a table layer -> number (a layer missing from it: 0); ``None`` when
     no run is guided."""
     for r in rows:
-        if float(r.get(_WEIGHT) or 0.0) > 0:
+        if float(r.get(arm.weight) or 0.0) > 0:
             config = (read_summary(ctx.run_path(arm.experiment, r)) or {}).get("config") or {}
             return (config.get("guidance") or {}).get("target", 0.0)
     return None
 
 
-def _profile(ctx: FigureContext, targets: Any) -> list[dict[str, Any]]:
-    """Per layer: the final ``h_k`` of the profile sweep's complete runs (``summary.json``'s
-    ``"entropy"``), mean and 95 % t-interval across seeds, beside the layer's target."""
+def _profile(ctx: FigureContext, profile: str, targets: Any) -> list[dict[str, Any]]:
+    """Per layer: the final ``h_k`` of the complete runs of the profile sweep ``profile``
+    (``summary.json``'s ``"entropy"``), mean and 95 % t-interval across seeds, beside the
+    layer's target."""
     values: dict[str, list[float]] = {}
-    for r in _complete(ctx, _PROFILE):
-        entropy = (read_summary(ctx.run_path(_PROFILE, r)) or {}).get("entropy") or {}
+    for r in _complete(ctx, profile):
+        entropy = (read_summary(ctx.run_path(profile, r)) or {}).get("entropy") or {}
         for layer, h in entropy.items():
             if h is not None:
                 values.setdefault(str(layer), []).append(float(h))
@@ -169,17 +220,16 @@ def _profile(ctx: FigureContext, targets: Any) -> list[dict[str, Any]]:
     return table
 
 
-def _write_profile(ctx: FigureContext, table: list[dict[str, Any]]) -> list[Path]:
+def _write_profile(ctx: FigureContext, arm: _Arm, table: list[dict[str, Any]]) -> list[Path]:
     cols = ["layer", "mean", "lo", "hi", "sd", "n", "target"]
     title = (
-        f"Figure 9c, autoencoder ({ctx.scale} scale): the final entropy profile h_k (nats "
-        f"per coordinate) of the unguided runs of {_PROFILE} (seeds of their own): mean, "
+        f"{arm.table_title} ({ctx.scale} scale): the final entropy profile h_k (nats per "
+        f"coordinate) of the unguided runs of {arm.profile} (seeds of their own): mean, "
         "95% t-interval and standard deviation across seeds, beside the guidance target"
     )
     formats = {c: ".4f" for c in ("mean", "lo", "hi", "sd", "target")}
-    return list(
-        write_table(table, cols, ctx.out / "fig9c_ae_profile", title=title, formats=formats)
-    )
+    stem = arm.stem.replace("_table", "_profile")
+    return list(write_table(table, cols, ctx.out / stem, title=title, formats=formats))
 
 
 def _complete(ctx: FigureContext, experiment: str) -> list[dict[str, Any]]:
@@ -197,14 +247,14 @@ def _draw_arm(
         target: float | None = arm.target_of(rows)
     except NotRun:
         target = None
-    weights = sorted({float(r.get(_WEIGHT) or 0.0) for r in rows})
+    weights = sorted({float(r.get(arm.weight) or 0.0) for r in rows})
     cmap = plt.get_cmap("viridis")
     table = []
     layers_seen: list[str] = []
     for i, w in enumerate(weights):
-        members = [r for r in rows if float(r.get(_WEIGHT) or 0.0) == w]
+        members = [r for r in rows if float(r.get(arm.weight) or 0.0) == w]
         colour = "k" if w == 0 else cmap(0.15 + 0.7 * i / max(len(weights) - 1, 1))
-        label = "no guidance" if w == 0 else f"L_dense weight {w:g}"
+        label = "no guidance" if w == 0 else f"{arm.term} weight {w:g}"
         x, m, lo, hi, n = curve_by(
             ctx, arm.experiment, members, lambda rec: rec.get("epoch"), metric=arm.metric
         )
@@ -242,7 +292,7 @@ def _draw_arm(
         (cx, f"h_k at the end ({shapes or 'guided layers'})"),
     ):
         b.set_xticks(range(len(weights)), names)
-        b.set_xlabel("L_dense weight")
+        b.set_xlabel(f"{arm.term} weight")
         b.set_ylabel(what, fontsize=9)
         b.grid(alpha=0.3)
     h_target = _h_targets(ctx, arm, rows)
@@ -283,7 +333,7 @@ def _write_tables(
             ["weight", *[f"{m}_fmt" for m in present], *h_cols, "n"],
             ctx.out / f"{arm.stem}.md",
             title=title,
-            headers=["L_dense weight", *[arm.headers[m] for m in present], *h_cols, "n"],
+            headers=[f"{arm.term} weight", *[arm.headers[m] for m in present], *h_cols, "n"],
         ),
     ]
 
@@ -293,29 +343,35 @@ def draw(ctx: FigureContext) -> FigureOutput:
     rows = _complete(ctx, _CLASSIFIER.experiment)
     if not rows:
         raise NoDataError("figure 9c: no complete run in rel_guidance")
-    ae_rows = _complete(ctx, _AUTOENCODER.experiment) if ctx.has(_AUTOENCODER.experiment) else []
-    arms = [(_CLASSIFIER, rows)] + ([(_AUTOENCODER, ae_rows)] if ae_rows else [])
+    arms = [(_CLASSIFIER, rows)]
+    for arm in _ARMS[1:]:  # the other rows when their sweeps have complete runs
+        arm_rows = _complete(ctx, arm.experiment) if ctx.has(arm.experiment) else []
+        if arm_rows:
+            arms.append((arm, arm_rows))
     fig, grid = plt.subplots(len(arms), 3, figsize=(15, 4.3 * len(arms)), squeeze=False)
     tables: list[Path] = []
+    shown: tuple[str, ...] = ()
     for (arm, arm_rows), axes in zip(arms, grid, strict=True):
         table, target = _draw_arm(ctx, arm, arm_rows, axes)
         tables += _write_tables(ctx, arm, table, target)
-        if arm is _AUTOENCODER and ctx.has(_PROFILE):
-            profile = _profile(ctx, _h_targets(ctx, arm, arm_rows))
+        shown += (arm.experiment,)
+        if arm.profile is not None and ctx.has(arm.profile):
+            profile = _profile(ctx, arm.profile, _h_targets(ctx, arm, arm_rows))
             for p in profile:  # the trained profile: a grey band per layer
                 axes[2].axhspan(p["lo"], p["hi"], color="0.6", alpha=0.35, lw=0)
             if profile:
                 axes[2].set_title(
-                    f"grey: unguided profile, {_PROFILE} (n={profile[0]['n']})", fontsize=8
+                    f"grey: unguided profile, {arm.profile} (n={profile[0]['n']})", fontsize=8
                 )
-                tables += _write_profile(ctx, profile)
+                tables += _write_profile(ctx, arm, profile)
+                shown += (arm.profile,)
+    names = [_ROW_NAMES[arm.experiment] for arm, _ in arms]
     title = (
         "Figure 9c: entropy guidance, "
-        + ("2-layer FC net (top) and autoencoder (bottom)" if ae_rows else "2-layer FC net")
+        + ", ".join(names)
+        + (" (top to bottom)" if len(names) > 1 else "")
         + " on Fashion-MNIST (mean and 95% t-intervals across seeds)"
     )
-    shown = tuple(arm.experiment for arm, _ in arms)
-    shown += (_PROFILE,) if ae_rows and ctx.has(_PROFILE) else ()
     images, caption = finish_figure(fig, ctx, shown, "fig9c", title=title)
     _, files = write_figure_claims(ctx, FIGURE, EXPERIMENTS, ids=CLAIM_IDS)
     return FigureOutput(FIGURE, images, tables + files, caption)

@@ -8,7 +8,8 @@ rules of the paper's claims (:mod:`paper_figs.verdicts`, :mod:`paper_figs.claim_
   initialization*): is the poor initialisation poor; does a fading smoothing schedule
   help it; is the good initialisation no better than the poor one with scoping.
 * **Entropy guidance** (``rel_guidance``, figure 9c; *Entropy-based guidance*): fewer
-  epochs to a target accuracy, and a better final accuracy, with ``L_dense``; and on an
+  epochs to a target accuracy, and a better final accuracy, with ``L_dense``; the same
+  with ``L_conv`` on a CNN with valid convolutions (``rel_guidance_cnn``); and on an
   autoencoder (``rel_guidance_ae``, the reconstruction objective): fewer epochs to a
   target test loss, and a lower final test loss.
 * **Flatness and generalisation** (``rel_flatness`` and ``rel_compare``, figure 9d;
@@ -111,6 +112,7 @@ RELATED_EXPERIMENTS: tuple[str, ...] = (
     "rel_compare",
     "rel_scoping",
     "rel_guidance",
+    "rel_guidance_cnn",
     "rel_guidance_ae",
     "rel_flatness",
 )
@@ -213,6 +215,24 @@ RELATED_CLAIMS: tuple[
         _GUIDANCE,
         "entropy guidance (L_dense) improves the final test accuracy",
         ("rel_guidance",),
+        "directional",
+        improves_final,
+        "final_test_acc",
+    ),
+    (
+        "guidance-converges-faster-cnn",
+        _GUIDANCE,
+        "entropy guidance (L_conv) reaches the target test accuracy of a CNN in fewer epochs",
+        ("rel_guidance_cnn",),
+        "epochs",
+        converges_faster,
+        "epochs to target",
+    ),
+    (
+        "guidance-improves-final-cnn",
+        _GUIDANCE,
+        "entropy guidance (L_conv) improves the final test accuracy of a CNN",
+        ("rel_guidance_cnn",),
         "directional",
         improves_final,
         "final_test_acc",

@@ -41,6 +41,8 @@ __all__ = [
     "Finding",
     "Rows",
     "epochs_to",
+    "GUIDANCE_WEIGHTS",
+    "guidance_weight",
     "guidance_target",
     "converges_faster",
     "improves_final",
@@ -215,7 +217,14 @@ def scoping_replaces(rows: Rows, metric: str = "best_test_acc") -> Finding:
 
 # ----------------------------------------------------------------------------- guidance
 
-_WEIGHT = "guidance.dense_weight"
+#: the guidance weights (results columns; an absent column is 0): a run is guided when
+#: either term is on (L_dense on the classifier and the autoencoder, L_conv on the CNN)
+GUIDANCE_WEIGHTS: tuple[str, ...] = ("guidance.dense_weight", "guidance.conv_weight")
+
+
+def guidance_weight(r: Mapping[str, Any]) -> float:
+    """The total guidance weight of a row, ``dense_weight + conv_weight`` (0: unguided)."""
+    return sum(float(r.get(k) or 0.0) for k in GUIDANCE_WEIGHTS)
 
 
 def guidance_target(rows: Rows) -> float:
@@ -223,7 +232,7 @@ def guidance_target(rows: Rows) -> float:
     :data:`TARGET_SLACK`."""
     base = [float(r["best_test_acc"]) for r in rows if _unguided(r)]
     if len(base) < 2:
-        raise NotRun("needs >= 2 unguided runs (guidance.dense_weight = 0)")
+        raise NotRun("needs >= 2 unguided runs (guidance weights 0)")
     return float(np.mean(base)) - TARGET_SLACK
 
 
@@ -245,11 +254,11 @@ def epochs_to(row: Mapping[str, Any], target: float) -> float:
 
 
 def _unguided(r: Mapping[str, Any]) -> bool:
-    return r.get("status") == "complete" and float(r.get(_WEIGHT) or 0.0) == 0.0
+    return r.get("status") == "complete" and guidance_weight(r) == 0.0
 
 
 def _guided(rows: Rows) -> dict:
-    return cells(rows, lambda r: float(r.get(_WEIGHT) or 0.0) > 0, (_WEIGHT, "guidance.target"))
+    return cells(rows, lambda r: guidance_weight(r) > 0, (*GUIDANCE_WEIGHTS, "guidance.target"))
 
 
 def _converges(
@@ -263,7 +272,7 @@ def _converges(
     k = best_cell(timed, "epochs_to", lower=True)
     base = [{**r, "epochs_to": time_of(r, target)} for r in rows if _unguided(r)]
     if k is None:
-        raise NotRun("needs >= 2 seeds of a guided cell (guidance.dense_weight > 0)")
+        raise NotRun("needs >= 2 seeds of a guided cell (a guidance weight > 0)")
     alpha = ALPHA / max(len(timed), 1)
     e = compare(arm(base, "epochs_to"), arm(timed[k], "epochs_to"), alpha=alpha)
     v = decide(e.lo, e.hi, kind="directional", margin=EPOCH_MARGIN)
@@ -305,7 +314,7 @@ def guidance_loss_target(rows: Rows) -> float:
     base = [float(r["best_test_loss"]) for r in rows if _unguided(r) and r.get("best_test_loss")]
     if len(base) < 2:
         raise NotRun(
-            "needs >= 2 unguided runs (guidance.dense_weight = 0) with a test loss "
+            "needs >= 2 unguided runs (guidance weights 0) with a test loss "
             "(best_test_loss: a reconstruction)"
         )
     return float(np.mean(base)) * (1.0 + LOSS_TARGET_SLACK)

@@ -19,13 +19,27 @@ from experiments.grid import config_hash, expand_grid, flatten, format_value, ge
 from experiments.sweep import run_sweep
 from paper_figs import make, rank_correlation, related_claims, related_data
 
-RELATED = ("rel_compare", "rel_scoping", "rel_guidance", "rel_guidance_ae", "rel_flatness")
+RELATED = (
+    "rel_compare",
+    "rel_scoping",
+    "rel_guidance",
+    "rel_guidance_cnn",
+    "rel_guidance_ae",
+    "rel_flatness",
+)
+#: the unguided profile sweeps that set the targets of the guidance experiments, and the
+#: guidance weight each guided experiment sweeps
+PROFILES = {
+    "rel_guidance_ae_profile": ("rel_guidance_ae", "dense_weight"),
+    "rel_guidance_cnn_profile": ("rel_guidance_cnn", "conv_weight"),
+}
 #: runs per definition and scale, grid x seeds (rel_compare's medium and paper scales
 #: tune in a separate stage and train fewer: experiments.tuning, tests/test_tuning.py)
 RUNS = {
     "rel_compare": {"quick": 39, "medium": 312, "paper": 111},
     "rel_scoping": {"quick": 12, "medium": 48, "paper": 18},
     "rel_guidance": {"quick": 9, "medium": 32, "paper": 12},
+    "rel_guidance_cnn": {"quick": 9, "medium": 32, "paper": 12},
     "rel_guidance_ae": {"quick": 9, "medium": 32, "paper": 12},
     "rel_flatness": {"quick": 21, "medium": 80, "paper": 66},
 }
@@ -153,7 +167,7 @@ def _top(config) -> float:
 def _ae_runner(config, run_dir):
     """Stand-in reconstruction run (no accuracy): the test loss falls from 1 to a floor;
     guidance reaches it twice as fast and lowers it by 3 %."""
-    guided = config["guidance"]["dense_weight"] > 0
+    guided = _guided(config)
     speed = 2.0 if guided else 1.0
     floor = 0.30 * (0.97 if guided else 1.0) * (1 + 0.001 * _noise(config, "loss"))
     lines, best = [], math.inf
@@ -201,14 +215,26 @@ def _planted_profile(seed: int) -> dict[str, float]:
     return {"fc3": 1.45 + 0.01 * (seed % 3), "fc4": 0.956}
 
 
+def _planted_conv_profile(seed: int) -> dict[str, float]:
+    """A planted final profile of the CNN: h(conv2) = -1.5 - 0.02 (seed mod 3), conv4 and
+    conv5 -1.25."""
+    return {"conv2": -1.5 - 0.02 * (seed % 3), "conv4": -1.25, "conv5": -1.25}
+
+
+def _guided(config) -> bool:
+    g = config["guidance"]
+    return g["dense_weight"] > 0 or g["conv_weight"] > 0
+
+
 def related_runner(config, run_dir):
     """Stand-in trainer with planted effects: accuracy curves, passes, guidance entropy
     changes and end-of-run flatness (a reconstruction: :func:`_ae_runner`)."""
     if config["model"]["name"] == "autoencoder":
         return _ae_runner(config, run_dir)
     top = _top(config)
-    guided = config["guidance"]["dense_weight"] > 0
+    guided = _guided(config)
     speed = 2.0 if guided else 1.0  # guidance: the same plateau, reached twice as fast
+    conv = config["model"]["name"] == "cnn_table25"
     p, f = _per_step(config)
     steps = math.ceil((config["data"]["n_train"] or 1000) / config["optim"]["batch_size"])
     budget = config.get("max_passes")
@@ -232,7 +258,10 @@ def related_runner(config, run_dir):
             "forward_passes": done * f,
             "layers": {},
         }
-        if guided:
+        if guided and conv:
+            h = {"conv2": -1.52, "conv4": -1.25, "conv5": -1.24}
+            rec["guidance"] = {"dense": None, "conv": 0.01, "h": h}
+        elif guided:
             rec["guidance"] = {"dense": 0.01, "conv": None, "h": {"fc1": -0.05, "fc2": -0.04}}
         lines.append(json.dumps(rec))
     Path(run_dir, "log.jsonl").write_text("\n".join(lines) + "\n")
@@ -248,6 +277,8 @@ def related_runner(config, run_dir):
         "forward_passes": last_step * f,
         "config": config,
     }
+    if conv and config["guidance"]["layers"]:  # the trainer's end-of-run entropy profile
+        summary["entropy"] = _planted_conv_profile(config["seed"])
     if config["logging"].get("flatness"):
         # fc2's sharpness ranks the models exactly as their accuracy; the whole model's
         # with noise; fc1 and fc3 not at all
@@ -287,7 +318,7 @@ SCOPE = related_data.SCOPE_MODEL
 @pytest.fixture(scope="module")
 def related_store(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    for name in (*RELATED, "rel_guidance_ae_profile"):
+    for name in (*RELATED, *PROFILES):
         run_sweep(
             load_experiment(name, "quick"),
             out=runs,
@@ -328,6 +359,11 @@ def test_related_claims_find_the_planted_effects(related_store):
     conv = v[("guidance-converges-faster", "rel_guidance")]
     assert conv.verdict == "holds" and conv.numbers["diff"] == pytest.approx(3.0)
     assert verdict[("guidance-improves-final", "rel_guidance")] == "negligible"
+    # the same on the CNN, guided by L_conv (guidance.conv_weight)
+    conv = v[("guidance-converges-faster-cnn", "rel_guidance_cnn")]
+    assert conv.verdict == "holds" and conv.numbers["diff"] == pytest.approx(3.0)
+    assert "conv_weight" in conv.numbers["cell"]
+    assert verdict[("guidance-improves-final-cnn", "rel_guidance_cnn")] == "negligible"
     # the autoencoder: twice as fast (6 vs 3 epochs to the loss target), 3 % lower loss
     conv = v[("guidance-converges-faster-ae", "rel_guidance_ae")]
     assert conv.verdict == "holds" and conv.numbers["diff"] == pytest.approx(3.0)
@@ -515,8 +551,14 @@ def test_scoping_and_guidance_figures_draw_from_the_store(related_store, tmp_pat
     assert ae[0]["epochs_to_mean"] == 6 and ae[1]["epochs_to_mean"] == 3
     assert ae[1]["final_test_loss_mean"] < 0.975 * ae[0]["final_test_loss_mean"]
     claims = json.loads((d / "fig9c_claims.json").read_text())["claims"]
-    assert {c["experiment"] for c in claims} == {"rel_guidance", "rel_guidance_ae"}
-    assert len(claims) == 4
+    assert {c["experiment"] for c in claims} == {
+        "rel_guidance",
+        "rel_guidance_cnn",
+        "rel_guidance_ae",
+    }
+    assert len(claims) == 6
+    cnn = _csv(d / "fig9c_cnn_table.csv")
+    assert cnn[0]["epochs_to_mean"] == 6 and cnn[1]["epochs_to_mean"] == 3
 
 
 def _quick_context(tmp_path: Path, *experiments: str) -> make.FigureContext:
@@ -562,15 +604,41 @@ def test_guidance_figure_tables_the_trained_profile_beside_the_targets(tmp_path)
     assert "unguided runs" in (ctx.out / "fig9c_ae_profile.md").read_text()
 
 
+def test_guidance_figure_draws_the_cnn_row_and_its_profile(tmp_path):
+    """With rel_guidance_cnn and its profile sweep, figure 9c adds the CNN's row: its
+    table per L_conv weight, the profile table (planted: conv2 at -1.5 - 0.02 (seed mod
+    3)) beside the targets of the guided runs, and the two L_conv claims."""
+    from paper_figs import fig9c
+
+    ctx = _quick_context(tmp_path, "rel_guidance", "rel_guidance_cnn", "rel_guidance_cnn_profile")
+    fig9c.draw(ctx)
+    weights = [r["weight"] for r in _csv(ctx.out / "fig9c_cnn_table.csv")]
+    assert weights == load_experiment("rel_guidance_cnn", "quick").grid[0]["guidance.conv_weight"]
+    assert "L_conv weight" in (ctx.out / "fig9c_cnn_table.md").read_text()
+    profile = {r["layer"]: r for r in _csv(ctx.out / "fig9c_cnn_profile.csv")}
+    seeds = load_experiment("rel_guidance_cnn_profile", "quick").seeds
+    planted = [_planted_conv_profile(s)["conv2"] for s in seeds]
+    assert profile["conv2"]["mean"] == pytest.approx(np.mean(planted), rel=1e-12)
+    assert profile["conv2"]["n"] == len(seeds)
+    point = load_experiment("rel_guidance_cnn", "quick").points()[0]
+    assert profile["conv5"]["target"] == pytest.approx(point.config["guidance"]["target"]["conv5"])
+    claims = json.loads((ctx.out / "fig9c_claims.json").read_text())["claims"]
+    verdicts = {c["id"]: c["verdict"] for c in claims}
+    assert verdicts["guidance-converges-faster-cnn"] == "holds"
+    assert verdicts["guidance-converges-faster-ae"] == "not run"  # its sweep is absent
+
+
 @pytest.mark.parametrize("scale", ["quick", "medium", "paper"])
-def test_profile_runs_are_the_autoencoder_runs_without_guidance(scale):
-    """rel_guidance_ae_profile trains the network of rel_guidance_ae unguided: the
-    configurations differ only in the seed and the (unused) targets, and the seeds are
-    not the evaluation seeds."""
-    profile = load_experiment("rel_guidance_ae_profile", scale)
-    guided = load_experiment("rel_guidance_ae", scale)
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_profile_runs_are_the_guided_runs_without_guidance(scale, profile_name):
+    """A profile sweep (rel_guidance_ae_profile, rel_guidance_cnn_profile) trains the
+    network of its guided experiment unguided: the configurations differ only in the
+    seed and the (unused) targets, and the seeds are not the evaluation seeds."""
+    guided_name, weight = PROFILES[profile_name]
+    profile = load_experiment(profile_name, scale)
+    guided = load_experiment(guided_name, scale)
     assert not set(profile.seeds) & set(guided.seeds)
-    unguided = [p for p in guided.points() if p.config["guidance"]["dense_weight"] == 0]
+    unguided = [p for p in guided.points() if p.config["guidance"][weight] == 0]
 
     def strip(config):
         flat = flatten(config)
