@@ -197,19 +197,27 @@ def equivalence(diff: float, lo: float, hi: float) -> Verdict:
 
 def format_value_unit(x: float, unit: str) -> str:
     """A signed difference in its unit: ``"pp"`` (an accuracy difference, in percentage
-    points), ``"epochs"``, or any other (a rank correlation, three decimals)."""
+    points), ``"epochs"``, ``"% (log)"`` (a relative change, ``100 log`` of a ratio, in
+    per cent), ``"tau"`` / ``"tau difference"`` (a rank correlation or a difference of two,
+    three decimals after the name), or any other (three decimals)."""
     if unit == "pp":
         return f"{100 * x:+.2f} pp"
     if unit == "epochs":
         return f"{x:+.2f} epochs"
+    if unit == "% (log)":
+        return f"{x:+.2f} %"
+    if unit in ("tau", "tau difference"):
+        return f"{unit} {x:+.3f}"
     return f"{x:+.3f}"
 
 
 def format_interval(lo: float, hi: float, unit: str) -> str:
-    """An interval of differences in its unit (as :func:`format_value_unit`)."""
+    """An interval of differences in its unit (as :func:`format_value_unit`; a rank
+    correlation's without a name)."""
     if unit == "pp":
         return f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pp"
-    return f"[{lo:+.2f}, {hi:+.2f}]" + (" epochs" if unit == "epochs" else "")
+    suffix = {"epochs": " epochs", "% (log)": " %"}.get(unit, "")
+    return f"[{lo:+.2f}, {hi:+.2f}]{suffix}"
 
 
 def format_pp(x: float) -> str:

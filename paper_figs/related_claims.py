@@ -104,6 +104,8 @@ __all__ = [
     "related_rows",
     "evaluate_related",
     "write_related_claims",
+    "summary_table",
+    "write_claims_summary",
     "related_rules",
 ]
 
@@ -393,6 +395,38 @@ def write_related_claims(
     return [j, m]
 
 
+def summary_table(results: Sequence[ClaimResult]) -> str:
+    """The verdicts as one compact Markdown table, a line per claim and experiment:
+    seed paper (its first author), claim, experiment, verdict, estimate and decision
+    interval in the claim's unit (the README's table of the related claims)."""
+    rows = []
+    for r in results:
+        row = _table_row(r)
+        rows.append(
+            {
+                "paper": r.section.split(",")[0],
+                "claim": r.claim,
+                "experiment": f"`{r.experiment}`",
+                "verdict": row["verdict"],
+                "estimate": row["estimate"],
+                "decision": row["decision"],
+            }
+        )
+    cols = ["paper", "claim", "experiment", "verdict", "estimate", "decision"]
+    headers = ["seed paper", "claim", "experiment", "verdict", "estimate", "decision interval"]
+    return markdown_table(rows, cols, headers=headers)
+
+
+def write_claims_summary(results: Sequence[ClaimResult], out: str | Path, *, scale: str) -> Path:
+    """Write :func:`summary_table` of ``results`` to ``related_claims_summary.md``."""
+    text = (
+        f"# The related work's claims at {scale} scale, one line each\n\n"
+        "From `related_claims.json` (the rules and the evidence: "
+        "`related_claims_table.md`).\n\n" + summary_table(results)
+    )
+    return write_text_atomic(Path(out) / "related_claims_summary.md", text)
+
+
 def evaluate_related(
     ctx: FigureContext, experiments: Sequence[str] | None = None
 ) -> list[ClaimResult]:
@@ -410,6 +444,7 @@ def write_figure_claims(
     everything = evaluate_related(ctx)
     mine = [c for c in everything if c.experiment in experiments and (ids is None or c.id in ids)]
     paths = write_related_claims(everything, ctx.out, scale=ctx.scale)
+    paths.append(write_claims_summary(everything, ctx.out, scale=ctx.scale))
     paths += write_related_claims(mine, ctx.out, scale=ctx.scale, stem=f"fig{figure}_claims")
     return mine, paths
 

@@ -394,10 +394,13 @@ def _describe_key(key: tuple[str, str, float]) -> str:
     return f"{name} of {where} ({p} = {param:g})"
 
 
-def _tau_finding(b: BootstrapTau, alpha: float, evidence: str, **kw: Any) -> Finding:
-    """The finding of a rank correlation: the directional verdict of its bootstrap
-    interval against :data:`TAU_MARGIN`, and the numbers of an accuracy comparison
-    (the bootstrap interval as the decision interval, models and seeds as ``n``)."""
+def _tau_finding(
+    b: BootstrapTau, alpha: float, evidence: str, unit: str = "tau", **kw: Any
+) -> Finding:
+    """The finding of a rank correlation (``unit`` ``"tau"``, or ``"tau difference"``
+    for a difference of two): the directional verdict of its bootstrap interval against
+    :data:`TAU_MARGIN`, and the numbers of an accuracy comparison (the bootstrap
+    interval as the decision interval, models and seeds as ``n``)."""
     return (
         decide(b.lo, b.hi, kind="directional", margin=TAU_MARGIN),
         evidence,
@@ -409,7 +412,7 @@ def _tau_finding(b: BootstrapTau, alpha: float, evidence: str, **kw: Any) -> Fin
             "test": "bootstrap",
             "n_a": b.n,
             "n_b": b.n_seeds,
-            "unit": "tau",
+            "unit": unit,
             **kw,
         },
     )
@@ -479,6 +482,7 @@ def layer_predicts_better(rows: Rows) -> Finding:
         f"{format_interval(b.lo, b.hi, 'tau')} at alpha = {alpha:.3g} "
         f"({b.n} models, {b.n_seeds} seeds; "
         f"best of {len(keys)} measures)",
+        unit="tau difference",
         layer=kl[1],
         layer_measure=list(kl),
         model_measure=list(kw),

@@ -363,7 +363,11 @@ def test_related_claims_find_the_planted_effects(related_store):
     conv = v[("guidance-converges-faster-cnn", "rel_guidance_cnn")]
     assert conv.verdict == "holds" and conv.numbers["diff"] == pytest.approx(3.0)
     assert "conv_weight" in conv.numbers["cell"]
-    assert verdict[("guidance-improves-final-cnn", "rel_guidance_cnn")] == "negligible"
+    # planted final difference top (0.5^8 - 0.5^16) = +0.31 pp, seed noise up to 0.1 pp:
+    # inside the 0.5 pp margin, so negligible, or holds when 3 seeds' interval pokes out
+    final = v[("guidance-improves-final-cnn", "rel_guidance_cnn")]
+    assert final.numbers["diff"] == pytest.approx(_BASE * (0.5**8 - 0.5**16), abs=1e-3)
+    assert final.verdict in ("negligible", "holds"), final.evidence
     # the autoencoder: twice as fast (6 vs 3 epochs to the loss target), 3 % lower loss
     conv = v[("guidance-converges-faster-ae", "rel_guidance_ae")]
     assert conv.verdict == "holds" and conv.numbers["diff"] == pytest.approx(3.0)
@@ -499,6 +503,16 @@ def test_compare_and_flatness_figures_draw_from_the_store(related_store, tmp_pat
     assert {c["experiment"] for c in claims} == {"rel_flatness", "rel_compare"}
     index = (d / "figures.md").read_text()
     assert "![figure 9a](fig9a.png)" in index and "related work's claims" in index
+    # the one-line-per-claim summary: every claim of related_claims.json, in its unit
+    every = json.loads((d / "related_claims.json").read_text())["claims"]
+    lines = [
+        ln for ln in (d / "related_claims_summary.md").read_text().splitlines() if ln[:2] == "| "
+    ]
+    assert len(lines) == 1 + len(every)  # the header, then one per claim and experiment
+    layer = next(ln for ln in lines if "single layer predicts" in ln and "rel_flatness" in ln)
+    assert "| tau difference +" in layer and "| bootstrap [" in layer
+    gap = next(ln for ln in lines if "smaller generalisation gap" in ln and "rel_flatness" in ln)
+    assert "| **holds** | tau +" in gap
 
 
 def test_compare_figure_reads_the_tuning_stage_when_the_scale_has_one(tmp_path):
