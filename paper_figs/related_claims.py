@@ -34,6 +34,7 @@ run store into ``related_claims.json`` and ``related_claims_table.md``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -290,6 +291,10 @@ RELATED_CLAIMS: tuple[
 )
 
 
+#: the evidence of a claim whose experiment has no sweep in the runs directory
+SWEEP_NOT_RUN = "sweep not run"
+
+
 def evaluate_related_claims(
     rows_of: Callable[[str], Rows | None], *, experiments: Sequence[str] | None = None
 ) -> list[ClaimResult]:
@@ -313,7 +318,7 @@ def evaluate_related_claims(
             verdict: str
             numbers: dict[str, Any]
             if rows is None:
-                verdict, evidence, numbers = "not run", "sweep not run", {}
+                verdict, evidence, numbers = "not run", SWEEP_NOT_RUN, {}
             else:
                 try:
                     verdict, evidence, numbers = fn(rows)
@@ -441,12 +446,41 @@ def write_figure_claims(
     ``related_claims.json`` / ``related_claims_table.md`` and the figure's own (claims
     on ``experiments``, restricted to ``ids`` when given) to ``fig<figure>_claims.json``
     / ``fig<figure>_claims_table.md``; returns the figure's claims and the files."""
-    everything = evaluate_related(ctx)
-    mine = [c for c in everything if c.experiment in experiments and (ids is None or c.id in ids)]
+    here = evaluate_related(ctx)
+    mine = [c for c in here if c.experiment in experiments and (ids is None or c.id in ids)]
+    everything = keep_written(here, ctx.out, scale=ctx.scale)
     paths = write_related_claims(everything, ctx.out, scale=ctx.scale)
     paths.append(write_claims_summary(everything, ctx.out, scale=ctx.scale))
     paths += write_related_claims(mine, ctx.out, scale=ctx.scale, stem=f"fig{figure}_claims")
     return mine, paths
 
 
-__all__ += ["write_figure_claims"]
+def keep_written(
+    results: Sequence[ClaimResult], out: str | Path, *, scale: str
+) -> list[ClaimResult]:
+    """``results`` where each claim whose experiment has no sweep in this runs directory
+    (evidence :data:`SWEEP_NOT_RUN`) is replaced by its entry (same claim, same
+    experiment) in the ``related_claims.json`` already in ``out`` at the same scale, if
+    that one was decided from runs.  Figures drawn into one directory from different
+    run stores (one figure's sweeps here, another's elsewhere) so keep each other's
+    verdicts instead of turning them to "not run"; a figure's own claims
+    (``fig<figure>_claims.json``) are always this drawing's."""
+    path = Path(out) / "related_claims.json"
+    if not path.is_file():
+        return list(results)
+    written = json.loads(path.read_text(encoding="utf-8"))
+    if written.get("scale") != scale:
+        return list(results)
+    old = {
+        (c["id"], c["experiment"]): c
+        for c in written.get("claims", [])
+        if c.get("evidence") != SWEEP_NOT_RUN
+    }
+    out_results = []
+    for r in results:
+        prior = old.get((r.id, r.experiment)) if r.evidence == SWEEP_NOT_RUN else None
+        out_results.append(ClaimResult(**prior) if prior is not None else r)
+    return out_results
+
+
+__all__ += ["write_figure_claims", "keep_written", "SWEEP_NOT_RUN"]

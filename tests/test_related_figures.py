@@ -723,3 +723,40 @@ def test_free_energy_measure_is_relative_to_the_centre_loss():
     missing = flat(0.2, 0.01)
     del missing["centre_loss"]
     assert col not in related_data.flatness_columns(missing)
+
+
+def test_figures_drawn_from_different_stores_keep_each_others_verdicts(tmp_path):
+    """Figure 9b drawn from one run store, then 9c from another into the same directory:
+    related_claims.json keeps 9b's scoping verdicts (their sweep is absent from the
+    second store) beside 9c's, while fig9c_claims.json holds only what the second
+    drawing decided (the autoencoder's claims: not run)."""
+    from paper_figs import fig9b, fig9c
+
+    out = tmp_path / "out"
+    out.mkdir()
+    first = _quick_context(tmp_path / "a", "rel_scoping")
+    fig9b.draw(make.FigureContext("quick", first.runs, out))
+    second = _quick_context(tmp_path / "b", "rel_guidance")
+    fig9c.draw(make.FigureContext("quick", second.runs, out))
+    every = {
+        (c["id"], c["experiment"]): c
+        for c in json.loads((out / "related_claims.json").read_text())["claims"]
+    }
+    assert every[("poor-init-is-worse", "rel_scoping")]["verdict"] == "holds"
+    assert every[("guidance-converges-faster", "rel_guidance")]["verdict"] == "holds"
+    assert every[("partial-beats-sgd", "rel_compare")]["verdict"] == "not run"
+    mine = {
+        c["id"]: c["verdict"] for c in json.loads((out / "fig9c_claims.json").read_text())["claims"]
+    }
+    assert mine["guidance-converges-faster-ae"] == "not run"
+    assert "poor-init-is-worse" not in mine
+    # a drawing at another scale starts afresh
+    (out / "related_claims.json").write_text(
+        (out / "related_claims.json").read_text().replace('"scale": "quick"', '"scale": "x"')
+    )
+    fig9c.draw(make.FigureContext("quick", second.runs, out))
+    every = {
+        (c["id"], c["experiment"]): c["verdict"]
+        for c in json.loads((out / "related_claims.json").read_text())["claims"]
+    }
+    assert every[("poor-init-is-worse", "rel_scoping")] == "not run"
