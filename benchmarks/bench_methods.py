@@ -14,8 +14,10 @@ This script separates the two, measured in one run:
   pass and their ratio to plain SGD's;
 * one **evaluation** of the test set (:func:`anisotropy.training.loop.evaluate`), the
   cost of an epoch's log line;
-* the **budget**: steps to ``max_passes`` x time per step (training) and epochs x
-  evaluation, each method's run time on an unloaded core.
+* the **budget**: the run's steps (to ``max_passes``, or its epochs if they end it
+  first) x time per step (training), and its evaluations (one per
+  ``logging.log_every`` epochs) x evaluation time: each method's run time on an
+  unloaded core.
 
 The cells run round-robin inside each repeat, so a change of the machine's load hits
 them alike; the medians over repeats are reported with the load average at the start
@@ -133,14 +135,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         for c in cells:  # warm-up: first-call allocations and lazy initialisation
             c.steps(1)
         times: dict[int, list[float]] = {i: [] for i in range(len(cells))}
-        passes: dict[int, int] = {}
+        passes: dict[int, float] = {}
         evals: list[float] = []
         ref = cells[0].run
         for _ in range(args.repeats):
             for i, c in enumerate(cells):
                 seconds, n = c.steps(args.steps)
                 times[i].append(seconds / args.steps)
-                passes[i] = n // args.steps
+                passes[i] = n / args.steps
             start = time.perf_counter()
             evaluate(
                 ref.model,
@@ -160,18 +162,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         per_pass = step_s / passes[i]
         if sgd_per_pass is None and c.run.cfg.optim.name == "sgd" and c.run.ple is None:
             sgd_per_pass = per_pass
-        budget = c.run.cfg.max_passes or 0
-        train_s = math.ceil(budget / passes[i]) * step_s
+        cfg = c.run.cfg
+        # the run ends at the budget or after its epochs, whichever comes first; one
+        # evaluation every logging.log_every epochs (and at the last)
+        cap = cfg.epochs * c.run.steps_per_epoch
+        steps = min(math.ceil(cfg.max_passes / passes[i]), cap) if cfg.max_passes else cap
+        epochs_run = math.ceil(steps / c.run.steps_per_epoch)
+        evaluations = math.ceil(epochs_run / cfg.logging.log_every)
+        train_s = steps * step_s
         rows.append(
             {
                 "group": c.group,
                 "cell": c.label,
                 "ms_per_step": round(1e3 * step_s, 3),
-                "passes_per_step": passes[i],
+                "passes_per_step": round(passes[i], 3),
                 "ms_per_pass": round(1e3 * per_pass, 3),
-                "epochs": c.run.cfg.epochs,
+                "epochs": epochs_run,
                 "train_s": round(train_s, 1),
-                "eval_s": round(c.run.cfg.epochs * eval_s, 1),
+                "eval_s": round(evaluations * eval_s, 1),
             }
         )
     for r in rows:

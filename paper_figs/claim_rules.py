@@ -139,7 +139,7 @@ def claim_result(
     Parameters
     ----------
     entry : sequence
-        The claim's row of :data:`CLAIMS` or of
+        The claim's row of :data:`paper_figs.claims.CLAIMS` or of
         :data:`paper_figs.related_claims.RELATED_CLAIMS`: (id, section, claim,
         experiments, rule kind, function, metric).
     experiment : str

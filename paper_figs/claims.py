@@ -253,7 +253,7 @@ def _table_row(r: ClaimResult) -> dict[str, str]:
         "welch": format_interval(w["lo"], w["hi"], "pp") if w else "-",
         "decision": (
             f"{nb.get('test', '')} {format_interval(nb['lo'], nb['hi'], 'pp')}"
-            if "lo" in nb and math.isfinite(nb["lo"])
+            if isinstance(nb.get("lo"), (int, float)) and math.isfinite(nb["lo"])
             else "-"
         ),
         "n": (f"{nb['n_a']}" if nb.get("test") == "paired" else f"{nb['n_a']} vs {nb['n_b']}")

@@ -5,8 +5,9 @@ Top row, the classifier (``rel_guidance``: the 2-layer FC net on Fashion-MNIST).
 test accuracy against the epoch per guidance weight (mean and 95 % band across seeds)
 with the target accuracy of the convergence claim.  Middle: epochs to that target per
 weight (mean and 95 % interval; a run that never reaches it counts as its epochs + 1).
-Right: the per-coordinate entropy change ``h_k`` of each guided layer at the end of the
-run (the log's ``guidance.h``), against its target.
+Right: the entropy change ``h_k`` of each guided layer (per coordinate for ``L_dense``,
+per channel for ``L_conv``) at the end of the run (the log's ``guidance.h``; an unguided
+run that names its layers: the final profile of its ``summary.json``), against its target.
 
 Next row, the CNN with ``L_conv`` (``rel_guidance_cnn``: table 25's CNN with valid
 convolutions, drawn when that sweep has complete runs): the same three panels, the
@@ -81,9 +82,10 @@ class _Arm:
     and how its target and epochs-to-target are computed."""
 
     experiment: str
-    #: the results column of its guidance weight, and the term's name
+    #: the results column of its guidance weight, the term's name and the unit of its h_k
     weight: str
     term: str
+    h_unit: str
     metric: str
     ylabel: str
     target_of: Callable[[Sequence[Mapping[str, Any]]], float]
@@ -104,6 +106,7 @@ _CLASSIFIER = _Arm(
     experiment="rel_guidance",
     weight="guidance.dense_weight",
     term="L_dense",
+    h_unit="nats per coordinate",
     metric="test_acc",
     ylabel="test accuracy",
     target_of=guidance_target,
@@ -124,6 +127,7 @@ _CNN = _Arm(
     experiment="rel_guidance_cnn",
     weight="guidance.conv_weight",
     term="L_conv",
+    h_unit="nats per channel",
     metric="test_acc",
     ylabel="test accuracy",
     target_of=guidance_target,
@@ -145,6 +149,7 @@ _AUTOENCODER = _Arm(
     experiment="rel_guidance_ae",
     weight="guidance.dense_weight",
     term="L_dense",
+    h_unit="nats per coordinate",
     metric="test_loss",
     ylabel="test reconstruction loss (MSE)",
     target_of=guidance_loss_target,
@@ -173,12 +178,15 @@ _ROW_NAMES = {
 
 
 def _final_h(ctx: FigureContext, experiment: str, row: dict[str, Any]) -> dict[str, float]:
-    """``guidance.h`` of the last log line that has it (``{}`` for an unguided run)."""
+    """``guidance.h`` of the last log line that has it; for an unguided run that names its
+    layers, the final profile of its ``summary.json`` (``"entropy"``, a singular layer
+    left out); else ``{}``."""
     for rec in reversed(ctx.log(experiment, row)):
         h = (rec.get("guidance") or {}).get("h")
         if h:
             return {str(k): float(v) for k, v in h.items()}
-    return {}
+    entropy = (read_summary(ctx.run_path(experiment, row)) or {}).get("entropy") or {}
+    return {str(k): float(v) for k, v in entropy.items() if v is not None}
 
 
 def _h_targets(ctx: FigureContext, arm: _Arm, rows: Sequence[Mapping[str, Any]]) -> Any:
@@ -223,8 +231,8 @@ def _profile(ctx: FigureContext, profile: str, targets: Any) -> list[dict[str, A
 def _write_profile(ctx: FigureContext, arm: _Arm, table: list[dict[str, Any]]) -> list[Path]:
     cols = ["layer", "mean", "lo", "hi", "sd", "n", "target"]
     title = (
-        f"{arm.table_title} ({ctx.scale} scale): the final entropy profile h_k (nats per "
-        f"coordinate) of the unguided runs of {arm.profile} (seeds of their own): mean, "
+        f"{arm.table_title} ({ctx.scale} scale): the final entropy profile h_k ({arm.h_unit}) "
+        f"of the unguided runs of {arm.profile} (seeds of their own): mean, "
         "95% t-interval and standard deviation across seeds, beside the guidance target"
     )
     formats = {c: ".4f" for c in ("mean", "lo", "hi", "sd", "target")}

@@ -34,6 +34,7 @@ run store into ``related_claims.json`` and ``related_claims_table.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -341,6 +342,12 @@ def related_rows(ctx: FigureContext) -> Callable[[str], Rows | None]:
     return rows_of
 
 
+def _finite(x: Any) -> bool:
+    """A number that is finite (a claims file stores an interval that cannot exist yet,
+    or a non-finite one, as ``null``)."""
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def _table_row(r: ClaimResult) -> dict[str, str]:
     nb = r.numbers
     unit = nb.get("unit", "pp")
@@ -352,7 +359,7 @@ def _table_row(r: ClaimResult) -> dict[str, str]:
         "estimate": format_value_unit(nb["diff"], unit) if "diff" in nb else "",
         "decision": (
             f"{nb.get('test', '')} {format_interval(nb['lo'], nb['hi'], unit)}"
-            if "lo" in nb and math.isfinite(nb["lo"]) and math.isfinite(nb["hi"])
+            if _finite(nb.get("lo")) and _finite(nb.get("hi"))
             else "-"
         ),
         "evidence": r.evidence,
@@ -464,7 +471,10 @@ def keep_written(
     that one was decided from runs.  Figures drawn into one directory from different
     run stores (one figure's sweeps here, another's elsewhere) so keep each other's
     verdicts instead of turning them to "not run"; a figure's own claims
-    (``fig<figure>_claims.json``) are always this drawing's."""
+    (``fig<figure>_claims.json``) are always this drawing's.  A kept claim takes its
+    wording and rule from the code and its verdict, evidence and numbers (in the units
+    of that drawing) from the file: a change to how a claim is computed reaches it only
+    when its own figure is drawn again."""
     path = Path(out) / "related_claims.json"
     if not path.is_file():
         return list(results)
@@ -479,7 +489,12 @@ def keep_written(
     out_results = []
     for r in results:
         prior = old.get((r.id, r.experiment)) if r.evidence == SWEEP_NOT_RUN else None
-        out_results.append(ClaimResult(**prior) if prior is not None else r)
+        if prior is None:
+            out_results.append(r)
+            continue
+        # the claim as the code states it now; the decision as that drawing made it
+        decided = {k: prior[k] for k in ("verdict", "evidence", "numbers", "arms") if k in prior}
+        out_results.append(dataclasses.replace(r, **decided))
     return out_results
 
 

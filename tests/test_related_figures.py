@@ -760,3 +760,29 @@ def test_figures_drawn_from_different_stores_keep_each_others_verdicts(tmp_path)
         for c in json.loads((out / "related_claims.json").read_text())["claims"]
     }
     assert every[("poor-init-is-worse", "rel_scoping")] == "not run"
+
+
+def test_kept_claims_take_the_current_wording_and_tolerate_null_intervals(tmp_path):
+    """keep_written keeps an earlier drawing's decision (verdict, evidence, numbers) but
+    the claim's wording from the code; a kept interval stored as null (JSON has no inf)
+    is tabled as "-" rather than failing."""
+    entry = related_claims.RELATED_CLAIMS[0]
+    rule = related_claims.related_rules()
+    fresh = related_claims.claim_result(
+        entry, "rel_compare", rule, "not run", related_claims.SWEEP_NOT_RUN
+    )
+    earlier = {
+        **dataclasses.asdict(fresh),
+        "claim": "an older wording",
+        "verdict": "inconclusive",
+        "evidence": "from runs",
+        "numbers": {"diff": 0.01, "lo": None, "hi": None, "unit": "pp", "test": "paired"},
+    }
+    (tmp_path / "related_claims.json").write_text(
+        json.dumps({"scale": "quick", "claims": [earlier]})
+    )
+    (kept,) = related_claims.keep_written([fresh], tmp_path, scale="quick")
+    assert kept.claim == fresh.claim and kept.verdict == "inconclusive"
+    assert kept.numbers["diff"] == 0.01
+    table = related_claims.summary_table([kept])
+    assert "| **inconclusive** | +1.00 pp | - |" in table

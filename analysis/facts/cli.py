@@ -18,7 +18,7 @@ __all__ = ["LimitsOptions", "main"]
 # --- command line ------------------------------------------------------------------------------
 @dataclass
 class LimitsOptions:
-    """Options of ``anisotropy limits``."""
+    """Options of ``anisotropy facts`` (alias ``anisotropy limits``)."""
 
     json: bool = field(default=False, metadata={"help": "print the results as a JSON list"})
     only: list[str] = field(
@@ -27,8 +27,8 @@ class LimitsOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``anisotropy limits [--json] [--only NAME ...]``: exit status 1 if any fact fails."""
-    parser = argparse.ArgumentParser(prog="anisotropy facts", description=__doc__.split("\n")[0])
+    """``anisotropy facts [--json] [--only NAME ...]``: exit status 1 if any fact fails."""
+    parser = argparse.ArgumentParser(prog="anisotropy facts", description=" ".join(__doc__.split()))
     add_dataclass_arguments(parser, LimitsOptions)
     opts = from_namespace(LimitsOptions, parser.parse_args(argv))
     try:
