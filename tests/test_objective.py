@@ -242,3 +242,25 @@ def test_reconstruction_resumes_bitwise_and_measures_flatness(tmp_path):
     flat = whole["flatness"]
     assert set(flat["layers"]) == {"fc1", "fc2", "fc3", "fc4"} and flat["centre_loss"] > 0
     assert all(e["mean"] == e["mean"] for e in flat["model"]["local_energy"])  # not NaN
+
+
+def test_a_run_guided_towards_a_target_table_resumes_bitwise(tmp_path):
+    """A per-layer target table (guidance.target = {fc3 = ..., fc4 = ...}) is one setting
+    of the checkpoint's configuration: the same table resumes bitwise, another value in
+    it is refused by name.  (The check used to open the table into keys of its own and
+    then miss the scalar default's key, refusing every resume of such a run.)"""
+    guided = {
+        **AE,
+        "guidance": {"layers": ["fc3", "fc4"], "dense_weight": 1.0, "target": {"fc3": 0.5}},
+    }
+    train(tiny_config(guided, epochs=2), tmp_path / "a", progress=False)
+    train(tiny_config(guided, epochs=1), tmp_path / "b", progress=False)
+    train(tiny_config(guided, epochs=2), tmp_path / "b", resume=True, progress=False)
+    a, b = read_jsonl(tmp_path / "a" / "log.jsonl"), read_jsonl(tmp_path / "b" / "log.jsonl")
+    assert [{k: v for k, v in r.items() if k != "wall_time"} for r in a] == [
+        {k: v for k, v in r.items() if k != "wall_time"} for r in b
+    ]
+    other = {**guided, "guidance": {**guided["guidance"], "target": {"fc3": 0.6}}}
+    train(tiny_config(other, epochs=1), tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match=r"cannot resume: .*guidance\.target"):
+        train(tiny_config(guided, epochs=2), tmp_path / "c", resume=True, progress=False)

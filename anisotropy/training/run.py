@@ -11,6 +11,7 @@ the entry point :func:`anisotropy.training.trainer.train`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -275,14 +276,25 @@ class Period:
         }
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _by_field(d: dict[str, Any]) -> dict[str, Any]:
+    """A configuration dict keyed by field, ``section.field`` (``optim.lr``): its
+    sections opened one level, each field's value whole (a table such as
+    ``guidance.target = {fc3 = 1.47}`` is one value, not keys of its own)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+        if k in _SECTIONS and isinstance(v, dict):
+            out.update({f"{k}.{name}": value for name, value in v.items()})
         else:
-            out[f"{prefix}{k}"] = v
+            out[k] = v
     return out
+
+
+#: the sections of :class:`TrainConfig` (fields whose value is a configuration dataclass)
+_SECTIONS = frozenset(
+    f.name
+    for f in dataclasses.fields(TrainConfig)
+    if dataclasses.is_dataclass(getattr(TrainConfig(), f.name))
+)
 
 
 def check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
@@ -293,8 +305,8 @@ def check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
     the behaviour from before the field existed: the rule of the run store's identity
     (``experiments.grid.config_hash`` ignores settings at their defaults).
     """
-    a = {**_flatten(config_to_dict(TrainConfig(), json_safe=True)), **_flatten(saved)}
-    b = _flatten(config_to_dict(cfg, json_safe=True))
+    a = {**_by_field(config_to_dict(TrainConfig(), json_safe=True)), **_by_field(saved)}
+    b = _by_field(config_to_dict(cfg, json_safe=True))
     diff = sorted(
         k
         for k in a.keys() | b.keys()
