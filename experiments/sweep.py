@@ -27,7 +27,8 @@
   the workers must see the same file system as ``--out``).  Local workers die
   with the sweep, however it dies (:mod:`experiments.workers`).
 * Outcomes of a point: *trained* (complete), *failed* (an exception; traceback in
-  ``error.txt``; retried on a rerun), *stopped* (the trainer stopped it, e.g. a
+  ``error.txt``; retried on a rerun, and a point that then completes keeps it as
+  ``error_before_retry.txt``), *stopped* (the trainer stopped it, e.g. a
   non-finite loss; not retried unless ``--retry-stopped``: the same run would stop
   again), *busy* (another process holds the run directory's lock,
   :mod:`anisotropy.training.lock`, and is training it; left alone) or
@@ -165,6 +166,16 @@ def _describe(point: Point, keys: list[str]) -> str:
         for k in keys
         if k in point.settings
     )
+
+
+def _retire_error(run_dir: Path) -> None:
+    """A point that completes on a retry keeps its earlier failure's traceback as
+    ``error_before_retry.txt``: ``error.txt`` in a run directory means its last
+    attempt failed."""
+    err = run_dir / "error.txt"
+    if err.is_file():
+        with contextlib.suppress(OSError):
+            err.replace(run_dir / "error_before_retry.txt")
 
 
 def run_sweep(
@@ -369,6 +380,7 @@ def run_sweep(
         if is_complete(run_dir) or status == "complete":
             counts["trained"] += 1
             rows[p.name] = row(p)
+            _retire_error(run_dir)
             log(
                 f"{head} {experiment.name} {_describe(p, swept)}: "
                 + (

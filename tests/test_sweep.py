@@ -246,6 +246,19 @@ def test_failed_point_is_recorded_and_the_others_still_run(tmp_path):
     )
     assert (res2.n_skipped, res2.n_failed) == (1, 1)
 
+    # once the point completes on a retry, error.txt no longer says its last attempt
+    # failed: the earlier traceback is kept beside it
+    def fixed(config, run_dir):
+        config = {**config, "smoothing": {**config["smoothing"], "R": 0.5}}
+        return fake_runner(config, run_dir)
+
+    res3 = sweep.run_sweep(
+        e, out=tmp_path, runner=fixed, normalise=passthrough, threads=None, log=lambda s: None
+    )
+    assert (res3.n_run, res3.n_failed) == (1, 0)
+    assert not err.exists()
+    assert "negative radius" in (err.parent / "error_before_retry.txt").read_text()
+
 
 def test_sweep_runs_on_a_thread_pool_executor(tmp_path):
     with cf.ThreadPoolExecutor(2) as ex:
