@@ -12,7 +12,7 @@ This script separates the two, measured in one run:
   :func:`anisotropy.training.step.train_step`) on the experiment's data, model and batch
   size: milliseconds per step, passes per step (the trainer's own count), milliseconds per
   pass and their ratio to plain SGD's;
-* one **evaluation** of the test set (:func:`anisotropy.training.loop.evaluate`), the
+* one **evaluation** of the test set (:func:`anisotropy.training.loop.evaluate_test`), the
   cost of an epoch's log line;
 * the **budget**: the run's steps (to ``max_passes``, or its epochs if they end it
   first) x time per step (training), and its evaluations (one per
@@ -32,6 +32,7 @@ Run (Fashion-MNIST from ``apt-get install dataset-fashion-mnist``; ``--scale qui
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -46,7 +47,7 @@ import torch
 
 from anisotropy.io import write_csv_atomic
 from anisotropy.training.config import config_from_dict
-from anisotropy.training.loop import epoch_batches, evaluate
+from anisotropy.training.loop import epoch_batches, evaluate_test
 from anisotropy.training.run import Run, RunPaths
 from anisotropy.training.step import train_step
 from experiments.definitions import load_experiment
@@ -101,7 +102,7 @@ def cost_cells(scale: str) -> list[tuple[int, str, dict]]:
     exp = tuning_experiment(exp) if exp.tuning is not None else exp
     seen: dict[str, tuple[int, str, dict]] = {}
     for group_index, group in enumerate(exp.grid):
-        one = type(exp)(**{**exp.__dict__, "grid": [group], "seeds": exp.seeds[:1]})
+        one = dataclasses.replace(exp, grid=[group], seeds=exp.seeds[:1])
         for point in one.points():
             label = _label(point.settings)
             key = f"{group_index}:{label}"
@@ -144,14 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 times[i].append(seconds / args.steps)
                 passes[i] = n / args.steps
             start = time.perf_counter()
-            evaluate(
-                ref.model,
-                ref.data,
-                ref.data.x_test,
-                ref.data.y_test,
-                batch_size=ref.cfg.optim.eval_batch_size,
-                objective=ref.objective,
-            )
+            evaluate_test(ref)
             evals.append(time.perf_counter() - start)
     load1 = _load()
     eval_s = statistics.median(evals)

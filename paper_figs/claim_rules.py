@@ -27,6 +27,7 @@ A claim whose sweep has not run is reported as **not run**.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ __all__ = [
     "evidence_text",
     "format_interval",
     "format_pp",
+    "finite_number",
     "format_value_unit",
     "rules",
 ]
@@ -218,6 +220,12 @@ def format_interval(lo: float, hi: float, unit: str) -> str:
         return f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pp"
     suffix = {"epochs": " epochs", "% (log)": " %"}.get(unit, "")
     return f"[{lo:+.2f}, {hi:+.2f}]{suffix}"
+
+
+def finite_number(x: Any) -> bool:
+    """A number that is finite (a claims file stores an interval that cannot exist yet,
+    or a non-finite one, as ``null``)."""
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def format_pp(x: float) -> str:

@@ -29,6 +29,7 @@ from .claim_rules import (
     Look,
     NotRun,
     claim_result,
+    finite_number,
     format_interval,
     format_pp,
     format_value_unit,
@@ -253,7 +254,7 @@ def _table_row(r: ClaimResult) -> dict[str, str]:
         "welch": format_interval(w["lo"], w["hi"], "pp") if w else "-",
         "decision": (
             f"{nb.get('test', '')} {format_interval(nb['lo'], nb['hi'], 'pp')}"
-            if isinstance(nb.get("lo"), (int, float)) and math.isfinite(nb["lo"])
+            if finite_number(nb.get("lo"))
             else "-"
         ),
         "n": (f"{nb['n_a']}" if nb.get("test") == "paired" else f"{nb['n_a']} vs {nb['n_b']}")

@@ -35,6 +35,7 @@ Reads the ``rel_guidance`` sweep and, when they have runs, the other four; never
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,26 +124,17 @@ _CLASSIFIER = _Arm(
     table_title="Figure 9c",
     table_target=lambda t: f"target test accuracy {100 * t:.2f} %",
 )
-_CNN = _Arm(
+#: the CNN's row: the classifier's (accuracy, its target and table columns) with its own
+#: experiment, term and files
+_CNN = dataclasses.replace(
+    _CLASSIFIER,
     experiment="rel_guidance_cnn",
     weight="guidance.conv_weight",
     term="L_conv",
     h_unit="nats per channel",
-    metric="test_acc",
-    ylabel="test accuracy",
-    target_of=guidance_target,
-    time_of=epochs_to,
-    target_label=lambda t: f"target {100 * t:.2f} %",
-    metrics=("epochs_to", "best_test_acc", "final_test_acc"),
-    headers={
-        "epochs_to": "epochs to target",
-        "best_test_acc": "best test acc (%)",
-        "final_test_acc": "final test acc (%)",
-    },
     stem="fig9c_cnn_table",
     what="CNN (table 25, valid convolutions), L_conv",
     table_title="Figure 9c, CNN with L_conv",
-    table_target=lambda t: f"target test accuracy {100 * t:.2f} %",
     profile="rel_guidance_cnn_profile",
 )
 _AUTOENCODER = _Arm(

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -48,6 +47,7 @@ from .claim_rules import (
     ClaimResult,
     NotRun,
     claim_result,
+    finite_number,
     format_interval,
     format_value_unit,
     rules,
@@ -342,12 +342,6 @@ def related_rows(ctx: FigureContext) -> Callable[[str], Rows | None]:
     return rows_of
 
 
-def _finite(x: Any) -> bool:
-    """A number that is finite (a claims file stores an interval that cannot exist yet,
-    or a non-finite one, as ``null``)."""
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 def _table_row(r: ClaimResult) -> dict[str, str]:
     nb = r.numbers
     unit = nb.get("unit", "pp")
@@ -359,7 +353,7 @@ def _table_row(r: ClaimResult) -> dict[str, str]:
         "estimate": format_value_unit(nb["diff"], unit) if "diff" in nb else "",
         "decision": (
             f"{nb.get('test', '')} {format_interval(nb['lo'], nb['hi'], unit)}"
-            if _finite(nb.get("lo")) and _finite(nb.get("hi"))
+            if finite_number(nb.get("lo")) and finite_number(nb.get("hi"))
             else "-"
         ),
         "evidence": r.evidence,

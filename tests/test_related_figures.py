@@ -19,14 +19,7 @@ from experiments.grid import config_hash, expand_grid, flatten, format_value, ge
 from experiments.sweep import run_sweep
 from paper_figs import make, rank_correlation, related_claims, related_data
 
-RELATED = (
-    "rel_compare",
-    "rel_scoping",
-    "rel_guidance",
-    "rel_guidance_cnn",
-    "rel_guidance_ae",
-    "rel_flatness",
-)
+RELATED = related_claims.RELATED_EXPERIMENTS
 #: the unguided profile sweeps that set the targets of the guidance experiments, and the
 #: guidance weight each guided experiment sweeps
 PROFILES = {

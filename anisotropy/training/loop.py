@@ -32,7 +32,16 @@ from anisotropy.training.optimisers import log_extras
 from anisotropy.training.run import NonFiniteError, Period, Run
 from anisotropy.training.step import train_step
 
-__all__ = ["evaluate", "loop", "summary", "write_step_record", "record", "notify", "epoch_batches"]
+__all__ = [
+    "evaluate",
+    "evaluate_test",
+    "loop",
+    "summary",
+    "write_step_record",
+    "record",
+    "notify",
+    "epoch_batches",
+]
 
 
 @torch.no_grad()
@@ -59,6 +68,19 @@ def evaluate(
             correct += int(objective.correct(out, targets))
     model.train()
     return total / len(x), correct / len(x) if objective.has_accuracy else None
+
+
+def evaluate_test(run: Run) -> tuple[float, float | None]:
+    """:func:`evaluate` of the run's model on its test set, in its evaluation batches and
+    under its objective: the numbers of a log line."""
+    return evaluate(
+        run.model,
+        run.data,
+        run.data.x_test,
+        run.data.y_test,
+        batch_size=run.cfg.optim.eval_batch_size,
+        objective=run.objective,
+    )
 
 
 def write_step_record(run: Run) -> None:
@@ -139,14 +161,7 @@ def record(run: Run, period: Period, wall_start: float) -> dict[str, Any]:
             raise NonFiniteError(f"parameter {name} became non-finite in epoch {run.epoch}")
 
     def measure() -> tuple[float, float | None, float]:
-        test_loss, test_acc = evaluate(
-            run.model,
-            run.data,
-            run.data.x_test,
-            run.data.y_test,
-            batch_size=run.cfg.optim.eval_batch_size,
-            objective=run.objective,
-        )
+        test_loss, test_acc = evaluate_test(run)
         return test_loss, test_acc, run.elapsed + (time.perf_counter() - wall_start)
 
     test_loss, test_acc, wall = run.ctx.on_main(measure)

@@ -291,9 +291,7 @@ def _by_field(d: dict[str, Any]) -> dict[str, Any]:
 
 #: the sections of :class:`TrainConfig` (fields whose value is a configuration dataclass)
 _SECTIONS = frozenset(
-    f.name
-    for f in dataclasses.fields(TrainConfig)
-    if dataclasses.is_dataclass(getattr(TrainConfig(), f.name))
+    name for name, value in vars(TrainConfig()).items() if dataclasses.is_dataclass(value)
 )
 
 
