@@ -28,7 +28,7 @@ A claim whose sweep has not run is reported as **not run**.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ __all__ = [
     "finite_number",
     "format_value_unit",
     "rules",
+    "complete_seeds",
+    "read_at_looks",
 ]
 
 
@@ -180,6 +182,57 @@ class Look:
 
 
 FIXED_LOOK = Look()
+
+
+def complete_seeds(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Seeds of the complete runs, ascending (the order ``--until-decided`` adds them)."""
+    return sorted(
+        {
+            int(r["seed"])
+            for r in rows
+            if r.get("status") == "complete" and isinstance(r.get("seed"), (int, np.integer))
+        }
+    )
+
+
+def read_at_looks(
+    read: Callable[[list[Mapping[str, Any]], Look], tuple[Verdict, str, dict]],
+    rows: Sequence[Mapping[str, Any]],
+    design: SequentialDesign,
+) -> tuple[Verdict, str, dict]:
+    """Read a claim at every planned look of ``design`` its seeds reach, each look on
+    the runs of the first ``n_k`` seeds (:func:`complete_seeds`), stopping at the first
+    decided look; the numbers gain ``"look"`` (the ``n_k`` read, ``None`` before the
+    first look).
+
+    ``read(rows, look)`` is the claim's finding: (verdict, evidence, numbers).  Before
+    the first look nothing is decided: the finding is read on every run for its
+    description (infinite critical value) and the verdict is ``"inconclusive"``.
+    """
+    seeds = complete_seeds(rows)
+    looks = [(k, n) for k, n in enumerate(design.looks) if n <= len(seeds)]
+    if not looks:
+        _, text, nums = read(
+            list(rows),
+            Look(
+                lambda a, df: math.inf,
+                f"{len(seeds)} seeds, before the first look (n = {design.looks[0]})",
+            ),
+        )
+        return "inconclusive", text, {**nums, "look": None}
+    for k, n in looks:
+        keep = set(seeds[:n])
+
+        def critical(a: float, df: float, k: int = k) -> float:
+            return design.critical(k, alpha=a, df=df)
+
+        v, text, nums = read(
+            [r for r in rows if r.get("seed") in keep],
+            Look(critical, f"look {k + 1} of {len(design.looks)} (n = {n})"),
+        )
+        if v != "inconclusive":
+            break
+    return v, text, {**nums, "look": n}
 
 
 def directional(

@@ -9,13 +9,10 @@ design, :func:`write_claims` writes ``claims.json`` and ``claims.md``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from anisotropy.io import nonfinite_to_null, write_json_atomic
 
@@ -33,6 +30,7 @@ from .claim_rules import (
     format_interval,
     format_pp,
     format_value_unit,
+    read_at_looks,
     rules,
 )
 from .paper_findings import Finding, Scan
@@ -156,51 +154,21 @@ CLAIMS: tuple[
 CLAIM_EXPERIMENTS: tuple[str, ...] = tuple(dict.fromkeys(e for c in CLAIMS for e in c[3]))
 
 
-def _seeds(rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Seeds of the complete runs, in the order they were added (ascending)."""
-    return sorted(
-        {
-            int(r["seed"])
-            for r in rows
-            if r.get("status") == "complete" and isinstance(r.get("seed"), (int, np.integer))
-        }
-    )
-
-
 def _sequential(
     fn: Callable[[Scan, Look], Finding],
     rows: Sequence[Mapping[str, Any]],
     design: SequentialDesign,
 ) -> tuple[Verdict, str, dict, list]:
-    """Read the claim at every planned look the seeds reach (each look on the runs
-    of the first ``n_k`` seeds), stopping at the first decided look."""
-    seeds = _seeds(rows)
-    looks = [(k, n) for k, n in enumerate(design.looks) if n <= len(seeds)]
-    if not looks:  # before the first look: describe, decide nothing
-        scan = Scan(rows)
-        _, text, nums = fn(
-            scan,
-            Look(
-                lambda a, df: math.inf,
-                f"{len(seeds)} seeds, before the first look (n = {design.looks[0]})",
-            ),
-        )
-        return "inconclusive", text, {**nums, "look": None}, scan.arms
-    for k, n in looks:
-        keep = set(seeds[:n])
-        scan = Scan([r for r in rows if r.get("seed") in keep])
+    """Read the claim at the planned looks (:func:`paper_figs.claim_rules.read_at_looks`);
+    also returns the arms the deciding look read."""
+    scans: list[Scan] = []
 
-        def critical(a: float, df: float, k: int = k) -> float:
-            return design.critical(k, alpha=a, df=df)
+    def read(sub: list[Mapping[str, Any]], look: Look) -> Finding:
+        scans.append(Scan(sub))
+        return fn(scans[-1], look)
 
-        look = Look(
-            critical,
-            f"look {k + 1} of {len(design.looks)} (n = {n})",
-        )
-        v, text, nums = fn(scan, look)
-        if v != "inconclusive":
-            break
-    return v, text, {**nums, "look": n}, scan.arms
+    v, text, nums = read_at_looks(read, rows, design)
+    return v, text, nums, scans[-1].arms
 
 
 def evaluate_claims(

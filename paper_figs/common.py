@@ -23,6 +23,7 @@ from anisotropy.io import save_figure_atomic
 from experiments.results import read_log, read_results
 from experiments.sweep import sweep_paths
 
+from .sequential import SequentialDesign
 from .stats import (
     group_summary,
     select,
@@ -107,11 +108,15 @@ class FigureContext:
         The sweep output root (``anisotropy sweep --out``).
     out : Path
         Directory for images, tables and claims.
+    design : SequentialDesign, optional
+        The group-sequential design the claims are read at (``anisotropy figures
+        --until-decided``); ``None``: one fixed-sample test on every seed.
     """
 
     scale: str
     runs: Path
     out: Path
+    design: SequentialDesign | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def results_dir(self, experiment: str) -> Path:

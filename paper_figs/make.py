@@ -26,7 +26,8 @@ exit status is 1.  Claims are rewritten only when some experiment has results.
 With ``--until-decided`` the figures' experiments then get more seeds in rounds
 (:mod:`paper_figs.until_decided`) until every claim is decided or ``--max-seeds``
 is reached, the figures whose experiments grew are drawn again, and the verdicts
-are those of the group-sequential design (:mod:`paper_figs.sequential`).
+(the paper's claims and the related work's mean comparisons) are those of the
+group-sequential design (:mod:`paper_figs.sequential`).
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def make_figures(
         raise ValueError("until_decided trains new seeds; it cannot be combined with draw_only")
     design = opts.design()
     modules = {f: _module(f) for f in figures}
-    ctx = FigureContext(opts.scale, Path(opts.runs), Path(opts.out) / opts.scale)
+    ctx = FigureContext(opts.scale, Path(opts.runs), Path(opts.out) / opts.scale, design)
     ctx.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, Any] = {}
     outputs: dict[str, FigureOutput] = {}
@@ -253,7 +254,7 @@ def make_figures(
             )
             failed += rounds.failed
             grown = {n for r in rounds.rounds for n in r["experiments"]}
-            ctx = FigureContext(opts.scale, Path(opts.runs), ctx.out)  # fresh results
+            ctx = FigureContext(opts.scale, Path(opts.runs), ctx.out, design)  # fresh results
             t1 = time.perf_counter()
             for fig, mod in modules.items():
                 if grown & set(mod.EXPERIMENTS):

@@ -45,11 +45,13 @@ from anisotropy.io import nonfinite_to_null, write_json_atomic
 
 from .claim_rules import (
     ClaimResult,
+    Look,
     NotRun,
     claim_result,
     finite_number,
     format_interval,
     format_value_unit,
+    read_at_looks,
     rules,
 )
 from .common import FigureContext
@@ -85,6 +87,7 @@ from .related_findings import (
     tau_claim,
     versus,
 )
+from .sequential import SequentialDesign
 from .stats import markdown_table, write_text_atomic
 from .verdicts import ALPHA, MARGIN, OUTCOMES
 
@@ -122,9 +125,10 @@ RELATED_EXPERIMENTS: tuple[str, ...] = (
 )
 
 
-def related_rules() -> dict[str, str]:
-    """The decision rules in words, by kind of claim."""
-    base = rules()
+def related_rules(design: SequentialDesign | None = None) -> dict[str, str]:
+    """The decision rules in words, by kind of claim (the mean comparisons' intervals
+    read at the looks of ``design`` when given; the rank claims' always fixed-sample)."""
+    base = rules(design)
     return {
         "directional": base["directional"],
         "no better": base["no better"],
@@ -136,7 +140,8 @@ def related_rules() -> dict[str, str]:
         "rank": "Kendall's tau-b over every final model, percentile interval of "
         f"{N_BOOTSTRAP} bootstrap resamples of the seeds at alpha = 0.05/m (Bonferroni over "
         f"the m measures a best-of selection scanned): negligible inside +-{TAU_MARGIN:g}, "
-        "else holds above 0, does not hold below 0, else inconclusive",
+        "else holds above 0, does not hold below 0, else inconclusive"
+        + ("" if design is None else "; read once on every run, outside the sequential design"),
     }
 
 
@@ -296,8 +301,20 @@ RELATED_CLAIMS: tuple[
 SWEEP_NOT_RUN = "sweep not run"
 
 
+def _at_look(fn: Callable[..., Finding]) -> Callable[[list, Look], Finding]:
+    """A related finding as :func:`~paper_figs.claim_rules.read_at_looks` reads it."""
+
+    def read(rows: list, look: Look) -> Finding:
+        return fn(rows, look=look)
+
+    return read
+
+
 def evaluate_related_claims(
-    rows_of: Callable[[str], Rows | None], *, experiments: Sequence[str] | None = None
+    rows_of: Callable[[str], Rows | None],
+    *,
+    experiments: Sequence[str] | None = None,
+    design: SequentialDesign | None = None,
 ) -> list[ClaimResult]:
     """Check every related claim on every experiment it applies to (restricted to
     ``experiments`` when given).
@@ -307,11 +324,17 @@ def evaluate_related_claims(
     rows_of : callable
         Experiment name -> its enriched rows (:func:`paper_figs.related_data.enrich`),
         or ``None`` if its sweep has not run.
+    design : SequentialDesign, optional
+        Read the mean comparisons (every kind but ``"rank"``) at the looks of this
+        group-sequential design (:func:`paper_figs.claim_rules.read_at_looks`, valid
+        under ``--until-decided``'s optional stopping); the rank claims' seed-bootstrap
+        intervals are fixed-sample and are read once on every run.  Default: every
+        claim fixed-sample on every seed.
     """
-    rule = related_rules()
+    rule = related_rules(design)
     out = []
     for entry in RELATED_CLAIMS:
-        _, _, _, exps, _, fn, _ = entry
+        _, _, _, exps, kind, fn, _ = entry
         for exp in exps:
             if experiments is not None and exp not in experiments:
                 continue
@@ -322,7 +345,10 @@ def evaluate_related_claims(
                 verdict, evidence, numbers = "not run", SWEEP_NOT_RUN, {}
             else:
                 try:
-                    verdict, evidence, numbers = fn(rows)
+                    if design is None or kind == "rank":
+                        verdict, evidence, numbers = fn(rows)
+                    else:
+                        verdict, evidence, numbers = read_at_looks(_at_look(fn), rows, design)
                 except NotRun as exc:
                     verdict, evidence, numbers = "not run", str(exc), {}
             out.append(claim_result(entry, exp, rule, verdict, evidence, numbers))
@@ -361,13 +387,21 @@ def _table_row(r: ClaimResult) -> dict[str, str]:
 
 
 def write_related_claims(
-    results: Sequence[ClaimResult], out: str | Path, *, scale: str, stem: str = "related_claims"
+    results: Sequence[ClaimResult],
+    out: str | Path,
+    *,
+    scale: str,
+    stem: str = "related_claims",
+    design: SequentialDesign | None = None,
 ) -> list[Path]:
-    """Write ``<stem>.json`` and ``<stem>_table.md`` (verdict table and rules) into ``out``."""
+    """Write ``<stem>.json`` and ``<stem>_table.md`` (verdict table and rules) into ``out``;
+    ``design``: the sequential design the verdicts were read at (recorded)."""
     out = Path(out)
-    rule = related_rules()
+    rule = related_rules(design)
     data = {
         "scale": scale,
+        "design": "fixed sample" if design is None else design.describe(),
+        "looks": None if design is None else list(design.looks),
         "alpha": ALPHA,
         "margin": MARGIN,
         "epoch_margin": EPOCH_MARGIN,
@@ -381,6 +415,7 @@ def write_related_claims(
         f"# The related work's claims at {scale} scale\n\n"
         "Verdicts computed from the sweep results (not written by hand). "
         f"{', '.join(f'{n} {v}' for v, n in counts.items() if n)}.\n\n"
+        + f"* design: {data['design']}\n"
         + "".join(f"* {kind}: {text}\n" for kind, text in rule.items())
         + "\n"
         + markdown_table(
@@ -436,8 +471,9 @@ def write_claims_summary(results: Sequence[ClaimResult], out: str | Path, *, sca
 def evaluate_related(
     ctx: FigureContext, experiments: Sequence[str] | None = None
 ) -> list[ClaimResult]:
-    """Every related claim on the results of ``ctx`` (restricted to ``experiments``)."""
-    return evaluate_related_claims(related_rows(ctx), experiments=experiments)
+    """Every related claim on the results of ``ctx`` (restricted to ``experiments``),
+    read at ``ctx.design``."""
+    return evaluate_related_claims(related_rows(ctx), experiments=experiments, design=ctx.design)
 
 
 def write_figure_claims(
@@ -450,9 +486,11 @@ def write_figure_claims(
     here = evaluate_related(ctx)
     mine = [c for c in here if c.experiment in experiments and (ids is None or c.id in ids)]
     everything = keep_written(here, ctx.out, scale=ctx.scale)
-    paths = write_related_claims(everything, ctx.out, scale=ctx.scale)
+    paths = write_related_claims(everything, ctx.out, scale=ctx.scale, design=ctx.design)
     paths.append(write_claims_summary(everything, ctx.out, scale=ctx.scale))
-    paths += write_related_claims(mine, ctx.out, scale=ctx.scale, stem=f"fig{figure}_claims")
+    paths += write_related_claims(
+        mine, ctx.out, scale=ctx.scale, stem=f"fig{figure}_claims", design=ctx.design
+    )
     return mine, paths
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .claim_rules import NotRun, directional, evidence_text, format_interval
+from .claim_rules import FIXED_LOOK, Look, NotRun, directional, evidence_text, format_interval
 from .rank_correlation import (
     BootstrapTau,
     bootstrap_tau,
@@ -94,6 +94,12 @@ def _numbers(e: Evidence, alpha: float, unit: str, **kw: Any) -> dict:
     return {**e.numbers(), "alpha": alpha, "unit": unit, **kw}
 
 
+def _read(look: Look) -> dict[str, Any]:
+    """The keywords of :func:`paper_figs.verdicts.compare` that read an interval at
+    ``look`` (its critical value and the design's description)."""
+    return {"critical": look.critical, "design": look.design}
+
+
 # ----------------------------------------------------------------------------- comparison
 
 
@@ -121,7 +127,7 @@ def _family(rows: Rows, family: str, metric: str) -> tuple[dict, Any, int]:
 def versus(family: str, metric: str = "best_test_acc") -> Callable[[Rows], Finding]:
     """Claim: partial smoothing at its best cell beats ``family`` at its best cell."""
 
-    def claim(rows: Rows) -> Finding:
+    def claim(rows: Rows, *, look: Look = FIXED_LOOK) -> Finding:
         p, kp, scanned_p = _family(rows, "partial", metric)
         o, ko, scanned_o = _family(rows, family, metric)
         if kp is None or ko is None:
@@ -129,7 +135,7 @@ def versus(family: str, metric: str = "best_test_acc") -> Callable[[Rows], Findi
         # Bonferroni over the cells scanned on these seeds (none when a tuning stage chose
         # both arms on separate seeds)
         m = max(1, scanned_p + scanned_o)
-        v, e, alpha = directional(arm(p[kp], metric), arm(o[ko], metric), m=m)
+        v, e, alpha = directional(arm(p[kp], metric), arm(o[ko], metric), m=m, look=look)
         (mp, cp), (mo, co) = kp, ko
         dp, do = describe_cell(cp), describe_cell(co)
         return (
@@ -168,11 +174,11 @@ def _scoping_arms(rows: Rows, metric: str) -> tuple[list, list, dict, Any]:
     return good, poor, scoped, best_cell(scoped, metric)
 
 
-def poor_is_worse(rows: Rows, metric: str = "best_test_acc") -> Finding:
+def poor_is_worse(rows: Rows, metric: str = "best_test_acc", *, look: Look = FIXED_LOOK) -> Finding:
     good, poor, _, _ = _scoping_arms(rows, metric)
     if len(good) < 2 or len(poor) < 2:
         raise NotRun("needs >= 2 unsmoothed runs from each initialisation")
-    v, e, alpha = directional(arm(good, metric), arm(poor, metric), m=1)
+    v, e, alpha = directional(arm(good, metric), arm(poor, metric), m=1, look=look)
     return (
         v,
         evidence_text("Kaiming", "PyTorch default (no smoothing)", e, alpha, "pp"),
@@ -180,11 +186,11 @@ def poor_is_worse(rows: Rows, metric: str = "best_test_acc") -> Finding:
     )
 
 
-def scoping_helps(rows: Rows, metric: str = "best_test_acc") -> Finding:
+def scoping_helps(rows: Rows, metric: str = "best_test_acc", *, look: Look = FIXED_LOOK) -> Finding:
     _, poor, scoped, k = _scoping_arms(rows, metric)
     if k is None or len(poor) < 2:
         raise NotRun("needs >= 2 seeds of scoped and unsmoothed runs from the poor initialisation")
-    v, e, alpha = directional(arm(scoped[k], metric), arm(poor, metric), m=len(scoped))
+    v, e, alpha = directional(arm(scoped[k], metric), arm(poor, metric), m=len(scoped), look=look)
     return (
         v,
         evidence_text(
@@ -194,12 +200,14 @@ def scoping_helps(rows: Rows, metric: str = "best_test_acc") -> Finding:
     )
 
 
-def scoping_replaces(rows: Rows, metric: str = "best_test_acc") -> Finding:
+def scoping_replaces(
+    rows: Rows, metric: str = "best_test_acc", *, look: Look = FIXED_LOOK
+) -> Finding:
     good, _, scoped, k = _scoping_arms(rows, metric)
     if k is None or len(good) < 2:
         raise NotRun("needs >= 2 seeds of Kaiming runs and of scoped poor-initialisation runs")
     alpha = ALPHA / max(len(scoped), 1)
-    e = compare(arm(good, metric), arm(scoped[k], metric), alpha=alpha)
+    e = compare(arm(good, metric), arm(scoped[k], metric), alpha=alpha, **_read(look))
     v = decide(e.lo, e.hi, kind="no better")
     return (
         v,
@@ -262,7 +270,11 @@ def _guided(rows: Rows) -> dict:
 
 
 def _converges(
-    rows: Rows, target: float, time_of: Callable[[Mapping[str, Any], float], float], what: str
+    rows: Rows,
+    target: float,
+    time_of: Callable[[Mapping[str, Any], float], float],
+    what: str,
+    look: Look,
 ) -> Finding:
     """Claim: the guided cell with the fewest mean epochs to ``target`` (``time_of``)
     needs fewer than the unguided runs (:data:`EPOCH_MARGIN`, Bonferroni over the
@@ -274,7 +286,7 @@ def _converges(
     if k is None:
         raise NotRun("needs >= 2 seeds of a guided cell (a guidance weight > 0)")
     alpha = ALPHA / max(len(timed), 1)
-    e = compare(arm(base, "epochs_to"), arm(timed[k], "epochs_to"), alpha=alpha)
+    e = compare(arm(base, "epochs_to"), arm(timed[k], "epochs_to"), alpha=alpha, **_read(look))
     v = decide(e.lo, e.hi, kind="directional", margin=EPOCH_MARGIN)
     return (
         v,
@@ -286,18 +298,22 @@ def _converges(
     )
 
 
-def converges_faster(rows: Rows) -> Finding:
+def converges_faster(rows: Rows, *, look: Look = FIXED_LOOK) -> Finding:
+    """Claim: guidance reaches the target test accuracy (:func:`guidance_target`) in
+    fewer epochs (the guided cell with the fewest, Bonferroni over the guided cells)."""
     target = guidance_target(rows)
-    return _converges(rows, target, epochs_to, f"target test accuracy {100 * target:.2f} %")
+    return _converges(rows, target, epochs_to, f"target test accuracy {100 * target:.2f} %", look)
 
 
-def improves_final(rows: Rows, metric: str = "final_test_acc") -> Finding:
+def improves_final(
+    rows: Rows, metric: str = "final_test_acc", *, look: Look = FIXED_LOOK
+) -> Finding:
     guided = _guided(rows)
     k = best_cell(guided, metric)
     base = [r for r in rows if _unguided(r)]
     if k is None or len(base) < 2:
         raise NotRun("needs >= 2 seeds of a guided cell and of the unguided runs")
-    v, e, alpha = directional(arm(guided[k], metric), arm(base, metric), m=len(guided))
+    v, e, alpha = directional(arm(guided[k], metric), arm(base, metric), m=len(guided), look=look)
     return (
         v,
         evidence_text(f"guided ({describe_cell(k)})", "unguided", e, alpha, "pp"),
@@ -326,11 +342,11 @@ def epochs_to_loss(row: Mapping[str, Any], target: float) -> float:
     return _first_epoch(row, "test_loss_by_epoch", lambda loss: loss <= target)
 
 
-def converges_faster_loss(rows: Rows) -> Finding:
+def converges_faster_loss(rows: Rows, *, look: Look = FIXED_LOOK) -> Finding:
     """Claim: guidance reaches the target test loss (:func:`guidance_loss_target`) in
     fewer epochs (the rule of :func:`converges_faster`)."""
     target = guidance_loss_target(rows)
-    return _converges(rows, target, epochs_to_loss, f"target test loss {target:.4g}")
+    return _converges(rows, target, epochs_to_loss, f"target test loss {target:.4g}", look)
 
 
 def _log_loss(metric: str) -> Callable[[Mapping[str, Any]], float]:
@@ -346,7 +362,9 @@ def _log_loss(metric: str) -> Callable[[Mapping[str, Any]], float]:
     return value
 
 
-def lowers_final_loss(rows: Rows, metric: str = "final_test_loss") -> Finding:
+def lowers_final_loss(
+    rows: Rows, metric: str = "final_test_loss", *, look: Look = FIXED_LOOK
+) -> Finding:
     """Claim: the guided cell with the lowest mean ``metric`` has a lower ``metric`` than
     the unguided runs.  Read on ``100 log(loss)``: the difference unguided minus guided is
     100 x the log ratio (the relative reduction in per cent), decided with the margin
@@ -358,7 +376,7 @@ def lowers_final_loss(rows: Rows, metric: str = "final_test_loss") -> Finding:
         raise NotRun("needs >= 2 seeds of a guided cell and of the unguided runs")
     alpha = ALPHA / max(len(guided), 1)
     value = _log_loss(metric)
-    e = compare(arm(guided[k], value), arm(base, value), alpha=alpha)
+    e = compare(arm(guided[k], value), arm(base, value), alpha=alpha, **_read(look))
     v = decide(e.lo, e.hi, kind="directional", margin=100.0 * LOSS_MARGIN)
     return (
         v,

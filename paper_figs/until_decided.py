@@ -2,21 +2,28 @@
 
 Round after round (a group-sequential design, :mod:`paper_figs.sequential`):
 
-1. read every claim at the planned looks its seeds reach
-   (:func:`paper_figs.claims.evaluate_claims` with the design);
+1. read every claim at the planned looks its seeds reach: the paper's
+   (:func:`paper_figs.claims.evaluate_claims`) and the related work's
+   (:func:`paper_figs.related_claims.evaluate_related_claims`), with the design;
 2. for each experiment with a claim still **inconclusive**, extend its seed list
    to the next planned look (the experiment's seeds, then ``max + 1, max + 2,
    ...``) and sweep the new seeds only, only for the arms those claims read
-   (the recorded selections of :class:`paper_figs.claim_rules.ClaimResult`): a
-   restricted copy of the experiment (``dataclasses.replace`` of its grid and
-   seeds) run by :func:`experiments.sweep.run_sweep`, which trains each new run
-   in the shared store under the name the full sweep would give it;
+   (the recorded selections of :class:`paper_figs.claim_rules.ClaimResult`; a
+   claim that records none, as the related claims, reads every cell of its
+   experiment): a restricted copy of the experiment (``dataclasses.replace`` of
+   its grid and seeds) run by :func:`experiments.sweep.run_sweep`, which trains
+   each new run in the shared store under the name the full sweep would give it;
 3. rewrite the experiment's ``results.csv`` over the full grid and every seed
    (complete runs of the added seeds only);
 
 and stop when every claim is decided or every undecided experiment has reached
 the last planned look.  The decisions are those of the repeated confidence
 intervals of the design, valid under this optional stopping.
+
+An experiment with a tuning stage (:mod:`experiments.tuning`) grows its evaluation
+stage only: the cells its finished tuning chose (``selection.json``), never the
+tuning grid.  Rank claims (Kendall's tau with a seed-bootstrap interval, figure 9d)
+have no sequential reading: they are read fixed-sample and never add seeds.
 
 A plain ``anisotropy figures`` run after this one sweeps the definition's own
 seeds again and rewrites ``results.csv`` with those; ``--until-decided`` (whose
@@ -36,9 +43,12 @@ from experiments.definitions import Experiment, normalise_config
 from experiments.grid import get_dotted
 from experiments.results import read_results, result_columns, row_value
 from experiments.sweep import DEFAULT_RUNNER, run_sweep, sweep_paths
+from experiments.tuning import evaluation_experiment, select_cells
 
 from .claim_rules import ClaimResult
 from .claims import evaluate_claims
+from .common import FigureContext
+from .related_claims import evaluate_related
 from .sequential import SequentialDesign
 from .stats import matches
 
@@ -72,18 +82,19 @@ def extend_seeds(seeds: Sequence[int], n: int) -> list[int]:
 
 def restrict(
     experiment: Experiment,
-    arms: Sequence[Mapping[str, Any]],
+    arms: Sequence[Mapping[str, Any]] | None,
     seeds: Sequence[int],
     *,
     normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
 ) -> Experiment | None:
     """The experiment reduced to the grid points matching one of ``arms`` (column ->
-    value, as results rows hold them), with ``seeds``; ``None`` if no point matches."""
-    keys = {k for a in arms for k in a}
+    value, as results rows hold them; ``None``: every grid point), with ``seeds``;
+    ``None`` if no point matches."""
+    keys = {k for a in arms or () for k in a}
     groups: list[dict[str, list]] = []
     for p in dataclasses.replace(experiment, seeds=list(seeds)).points(normalise):
         view = {k: row_value(p.settings.get(k, get_dotted(p.config, k))) for k in keys}
-        if any(matches(view, a) for a in arms):
+        if arms is None or any(matches(view, a) for a in arms):
             g = {k: [v] for k, v in p.settings.items() if k != "seed"}
             if g not in groups:
                 groups.append(g)
@@ -135,6 +146,29 @@ def _rows_of(runs: str | Path, scale: str) -> Callable[[str], list[dict[str, Any
     return rows_of
 
 
+def _evaluation_stage(
+    experiment: Experiment,
+    runs: str | Path,
+    normalise: Callable[[Mapping[str, Any]], dict],
+) -> Experiment | None:
+    """The experiment whose seeds the rounds extend: itself, or for a definition with
+    a tuning stage its evaluation stage (``None`` while the tuning is unfinished)."""
+    if experiment.tuning is None:
+        return experiment
+    store = sweep_paths(runs, experiment.scale, experiment.name)[0]
+    selection = select_cells(experiment, store, normalise)
+    return evaluation_experiment(experiment, selection) if selection.ready else None
+
+
+def _evaluate(runs: str | Path, scale: str, design: SequentialDesign) -> list[ClaimResult]:
+    """The paper's and the related work's claims on the store as it is now, read at the
+    looks of ``design`` (a fresh read each round: the rounds add rows)."""
+    paper = evaluate_claims(_rows_of(runs, scale), design=design)
+    # the related claims read enriched rows through a figure context; nothing is written
+    ctx = FigureContext(scale, Path(runs), Path(runs), design=design)
+    return paper + evaluate_related(ctx)
+
+
 def run_until_decided(
     experiments: Mapping[str, Experiment],
     *,
@@ -159,20 +193,37 @@ def run_until_decided(
     if len(scales) > 1:
         raise ValueError(f"experiments must share one scale, got {sorted(scales)}")
     scale = scales.pop() if scales else "quick"
-    seeds = {name: list(e.seeds) for name, e in experiments.items()}
+    plain: dict[str, Experiment] = {}
+    for name, e in experiments.items():
+        stage = _evaluation_stage(e, runs, normalise)
+        if stage is None:
+            log(f"until decided: {name}: its tuning stage is unfinished; no seeds added")
+        else:
+            plain[name] = stage
+    seeds = {name: list(e.seeds) for name, e in plain.items()}
     out = RoundsResult(seeds=seeds)
     while True:
-        claims: list[ClaimResult] = evaluate_claims(_rows_of(runs, scale), design=design)
+        claims = _evaluate(runs, scale, design)
         out.claims = claims
-        grow: dict[str, tuple[int, list[dict]]] = {}
+        # arms None: every cell of the experiment (a claim that records no arms)
+        grow: dict[str, tuple[int, list[dict] | None]] = {}
         undecided = [
-            c for c in claims if c.experiment in experiments and c.verdict == "inconclusive"
+            c
+            for c in claims
+            if c.experiment in plain
+            and c.verdict == "inconclusive"
+            and c.numbers.get("kind") != "rank"
         ]
         for c in undecided:
             nxt = design.next_look(len(seeds[c.experiment]))
             if nxt is None:
                 continue
-            arms = grow.setdefault(c.experiment, (nxt, []))[1]
+            _, arms = grow.setdefault(c.experiment, (nxt, []))
+            if arms is None:
+                continue
+            if not c.arms:
+                grow[c.experiment] = (nxt, None)
+                continue
             arms.extend(a for a in c.arms if a not in arms)
         if not grow:
             out.stopped = (
@@ -181,12 +232,20 @@ def run_until_decided(
                 else f"{len(undecided)} claim(s) undecided at the last look "
                 f"(n = {design.looks[-1]})"
             )
+            fixed = sum(
+                c.experiment in plain
+                and c.verdict == "inconclusive"
+                and c.numbers.get("kind") == "rank"
+                for c in claims
+            )
+            if fixed:
+                out.stopped += f"; {fixed} rank claim(s) inconclusive (fixed sample: no seeds)"
             log(f"until decided: stop, {out.stopped}")
             return out
         record: dict[str, Any] = {"undecided": len(undecided), "experiments": {}}
         for name, (n, arms) in grow.items():
             new = extend_seeds(seeds[name], n)[len(seeds[name]) :]
-            sub = restrict(experiments[name], arms, new, normalise=normalise)
+            sub = restrict(plain[name], arms, new, normalise=normalise)
             trained = failed = 0
             if sub is not None:
                 log(
@@ -205,7 +264,7 @@ def run_until_decided(
                 )
                 trained, failed = res.n_run, res.n_failed
             seeds[name] = seeds[name] + new
-            write_full_results(experiments[name], seeds[name], runs, normalise=normalise)
+            write_full_results(plain[name], seeds[name], runs, normalise=normalise)
             out.trained += trained
             out.failed += failed
             record["experiments"][name] = {

@@ -14,10 +14,17 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from experiments.definitions import Tuning, load_experiment
+from experiments.definitions import Experiment, Tuning, load_experiment
 from experiments.grid import config_hash, expand_grid, flatten, format_value, get_dotted
 from experiments.sweep import run_sweep
-from paper_figs import make, rank_correlation, related_claims, related_data
+from paper_figs import (
+    make,
+    rank_correlation,
+    related_claims,
+    related_data,
+    sequential,
+    until_decided,
+)
 
 RELATED = related_claims.RELATED_EXPERIMENTS
 #: the unguided profile sweeps that set the targets of the guidance experiments, and the
@@ -779,3 +786,169 @@ def test_kept_claims_take_the_current_wording_and_tolerate_null_intervals(tmp_pa
     assert kept.numbers["diff"] == 0.01
     table = related_claims.summary_table([kept])
     assert "| **inconclusive** | +1.00 pp | - |" in table
+
+
+# ----------------------------------------------------------------------------- until decided
+
+
+def _scoping_rows(n_seeds: int, scoped: float = 0.79) -> list[dict]:
+    """rel_scoping rows with a seed-by-arm jitter of +-0.2 pp (finite intervals): Kaiming
+    0.80, the PyTorch default 0.70, the default with scoping ``scoped``."""
+    out = []
+    for seed in range(n_seeds):
+        for init, layers, acc in (
+            ("kaiming", "none", 0.80),
+            ("torch_default", "none", 0.70),
+            ("torch_default", "fc1+fc2", scoped),
+        ):
+            jitter = 0.002 * math.sin(1.7 * seed + 3.1 * len(init) + len(layers))
+            out.append(
+                {
+                    "status": "complete",
+                    "seed": seed,
+                    "model.init": init,
+                    "smoothing.layers": layers,
+                    "smoothing.R": 0.1,
+                    "best_test_acc": acc + jitter,
+                }
+            )
+    return out
+
+
+def _scoping_claims(rows, design=None) -> dict:
+    out = related_claims.evaluate_related_claims(
+        lambda e: rows if e == "rel_scoping" else None, design=design
+    )
+    return {c.id: c for c in out if c.experiment == "rel_scoping"}
+
+
+def test_related_claims_read_the_planned_looks_of_a_sequential_design():
+    design = sequential.SequentialDesign(sequential.planned_looks(8))  # looks at 4, 8
+    # 3 seeds: before the first look nothing is decided, whatever the data say
+    before = _scoping_claims(_scoping_rows(3), design)
+    assert {c.verdict for c in before.values()} == {"inconclusive"}
+    assert all("before the first look" in c.evidence for c in before.values())
+    assert all(c.numbers["look"] is None for c in before.values())
+    # 8 seeds: the 10 pp effect is decided at the first look, on seeds 0-3 only, with
+    # the design's wider critical value in place of the fixed-sample t quantile
+    seq = _scoping_claims(_scoping_rows(8), design)["poor-init-is-worse"]
+    fixed = _scoping_claims(_scoping_rows(4))["poor-init-is-worse"]
+    assert seq.verdict == fixed.verdict == "holds" and seq.numbers["look"] == 4
+    assert "look 1 of 2 (n = 4)" in seq.evidence
+    assert seq.numbers["diff"] == pytest.approx(fixed.numbers["diff"], abs=1e-15)
+    alpha, df = fixed.numbers["alpha"], 3  # paired over 4 seeds
+    ratio = design.critical(0, alpha=alpha, df=df) / sps.t.isf(alpha / 2, df)
+    assert ratio > 1
+    width = seq.numbers["hi"] - seq.numbers["lo"]
+    assert width == pytest.approx(ratio * (fixed.numbers["hi"] - fixed.numbers["lo"]), rel=1e-9)
+    # the rules and the files say which design the verdicts were read at
+    assert "repeated confidence interval" in seq.rule
+
+
+def test_rank_claims_stay_fixed_sample_under_a_design(rng):
+    # Kendall's tau with a seed bootstrap has no sequential reading: with or without a
+    # design it is read once on every model, to the same numbers
+    rows = []
+    for seed in range(6):
+        for cell in range(3):
+            sharp = rng.uniform(0.1, 1.0)
+            rows.append(
+                {
+                    "status": "complete",
+                    "seed": seed,
+                    "smoothing.R": [0.01, 0.03, 0.1][cell],
+                    "final_test_acc": 0.9 - 0.1 * sharp + 0.01 * rng.standard_normal(),
+                    "gap": 0.05 * sharp,
+                    related_data.flat_column("local_energy", SCOPE, 0.1): sharp,
+                    related_data.flat_column("local_energy", "fc1", 0.1): rng.normal(),
+                }
+            )
+    design = sequential.SequentialDesign(sequential.planned_looks(8))
+    read = {
+        d: {
+            c.id: c
+            for c in related_claims.evaluate_related_claims(
+                lambda e: rows if e == "rel_flatness" else None, design=d
+            )
+            if c.experiment == "rel_flatness"
+        }
+        for d in (None, design)
+    }
+    for cid in ("flatter-generalises-better", "flatter-smaller-gap"):
+        a, b = read[None][cid], read[design][cid]
+        assert a.verdict != "not run" and (a.verdict, a.numbers) == (b.verdict, b.numbers)
+        assert "outside the sequential design" in b.rule
+
+
+def test_figures_until_decided_adds_seeds_to_the_related_experiments(tmp_path):
+    # figure 9b's planted scoping effects (10 pp, 0.1 pp against a 0.5 pp margin) on 3
+    # quick seeds are before the first look; one round adds seed 3 to every cell of
+    # rel_scoping and decides each claim at the first look (n = 4)
+    opts = make.FiguresOptions(
+        scale="quick",
+        runs=str(tmp_path / "runs"),
+        out=str(tmp_path / "out"),
+        workers=0,
+        until_decided=True,
+        max_seeds=8,
+    )
+    exp = load_experiment("rel_scoping", "quick")
+    cells = RUNS["rel_scoping"]["quick"] // len(exp.seeds)
+    out = make.make_figures(["9b"], opts, log=lambda s: None, runner=related_runner)
+    rounds = out["rounds"]
+    assert rounds.seeds["rel_scoping"] == [*exp.seeds, max(exp.seeds) + 1]
+    assert rounds.trained == cells and rounds.stopped == "every claim decided"
+    d = tmp_path / "out" / "quick"
+    data = json.loads((d / "fig9b_claims.json").read_text())
+    assert data["looks"] == [4, 8] and "sequential" in data["design"]
+    verdicts = {c["id"]: (c["verdict"], c["numbers"]["look"]) for c in data["claims"]}
+    assert verdicts == {
+        "poor-init-is-worse": ("holds", 4),
+        "scoping-helps-poor-init": ("holds", 4),
+        "scoping-replaces-init": ("holds", 4),
+    }
+    rows = _csv(tmp_path / "runs" / "quick" / "rel_scoping" / "results.csv")
+    assert len(rows) == cells * 4
+
+
+def _two_stage_compare() -> Experiment:
+    """A small two-stage rel_compare: tuning seeds 50, 51; evaluation seeds 0, 1, 2."""
+    sgd = {"optim.name": ["sgd"], "epochs": [8], "smoothing.reduction": ["pla"]}
+    return dataclasses.replace(
+        load_experiment("rel_compare", "quick"),
+        grid=[
+            {**sgd, "smoothing.layers": [["fc1"], ["fc2"]], "smoothing.R": [0.03]},
+            {**sgd, "smoothing.layers": [["fc1", "fc2"]], "smoothing.R": [0.03]},
+            {"optim.name": ["sgd"], "epochs": [40]},
+        ],
+        tuning=Tuning(
+            seeds=[50, 51], base={"logging.flatness": False, "data.eval_split": "validation"}
+        ),
+    )
+
+
+def test_until_decided_grows_the_evaluation_stage_of_a_tuned_experiment(tmp_path):
+    exp = _two_stage_compare()
+    design = sequential.SequentialDesign(sequential.planned_looks(8))
+    kw = {"runs": tmp_path, "design": design, "runner": related_runner, "threads": None}
+    messages: list[str] = []
+    # the tuning stage has not run: nothing to grow, and said so
+    rounds = until_decided.run_until_decided({"rel_compare": exp}, log=messages.append, **kw)
+    assert rounds.trained == 0 and "rel_compare" not in rounds.seeds
+    assert any("tuning stage is unfinished" in m for m in messages)
+    # tuned and evaluated at 3 seeds: one round adds seed 3 to the three chosen cells
+    # only (PLA on fc2, isotropic, SGD), never to the tuning grid; the rank claims
+    # (figure 9d reads rel_compare's models) add no seeds
+    run_sweep(exp, out=tmp_path, runner=related_runner, threads=None, log=lambda s: None)
+    rounds = until_decided.run_until_decided({"rel_compare": exp}, log=lambda s: None, **kw)
+    assert rounds.seeds["rel_compare"] == [0, 1, 2, 3] and rounds.trained == 3
+    evaluation = _csv(tmp_path / "quick" / "rel_compare" / "results.csv")
+    assert len(evaluation) == 12 and {r["seed"] for r in evaluation} == {0, 1, 2, 3}
+    assert {r["smoothing.layers"] for r in evaluation} == {"fc2", "fc1+fc2", "none"}
+    tuning = _csv(tmp_path / "quick" / "rel_compare_tuning" / "results.csv")
+    assert len(tuning) == 8 and {r["seed"] for r in tuning} == {50, 51}
+    vs = {c.id: c for c in rounds.claims if c.experiment == "rel_compare"}
+    assert (
+        vs["partial-beats-sgd"].verdict == "holds" and vs["partial-beats-sgd"].numbers["look"] == 4
+    )
+    assert vs["partial-beats-isotropic-at-equal-cost"].verdict == "holds"
