@@ -394,31 +394,34 @@ def test_related_claims_without_results_or_arms_are_not_run(tmp_path):
     assert "not run" in m.read_text()
 
 
-def test_scoping_replacement_fails_when_scoping_falls_short():
-    def rows(scoped_acc):
-        out = []
-        for seed in range(4):
-            for init, layers, acc in (
-                ("kaiming", "none", 0.80),
-                ("torch_default", "none", 0.70),
-                ("torch_default", "fc1+fc2", scoped_acc),
-            ):
-                a = acc + 0.001 * (seed % 2)
-                out.append(
-                    {
-                        "status": "complete",
-                        "seed": seed,
-                        "model.init": init,
-                        "smoothing.layers": layers,
-                        "smoothing.R": 0.1,
-                        "best_test_acc": a,
-                    }
-                )
-        return out
+def _scoping_rows(n_seeds: int, scoped: float = 0.79) -> list[dict]:
+    """rel_scoping rows with a seed-by-arm jitter of +-0.2 pp (finite intervals): Kaiming
+    0.80, the PyTorch default 0.70, the default with scoping ``scoped``."""
+    out = []
+    for seed in range(n_seeds):
+        for init, layers, acc in (
+            ("kaiming", "none", 0.80),
+            ("torch_default", "none", 0.70),
+            ("torch_default", "fc1+fc2", scoped),
+        ):
+            jitter = 0.002 * math.sin(1.7 * seed + 3.1 * len(init) + len(layers))
+            out.append(
+                {
+                    "status": "complete",
+                    "seed": seed,
+                    "model.init": init,
+                    "smoothing.layers": layers,
+                    "smoothing.R": 0.1,
+                    "best_test_acc": acc + jitter,
+                }
+            )
+    return out
 
+
+def test_scoping_replacement_fails_when_scoping_falls_short():
     def verdict(scoped_acc):
         out = related_claims.evaluate_related_claims(
-            lambda e: rows(scoped_acc) if e == "rel_scoping" else None
+            lambda e: _scoping_rows(4, scoped_acc) if e == "rel_scoping" else None
         )
         return {c.id: c.verdict for c in out if c.experiment == "rel_scoping"}
 
@@ -789,30 +792,6 @@ def test_kept_claims_take_the_current_wording_and_tolerate_null_intervals(tmp_pa
 
 
 # ----------------------------------------------------------------------------- until decided
-
-
-def _scoping_rows(n_seeds: int, scoped: float = 0.79) -> list[dict]:
-    """rel_scoping rows with a seed-by-arm jitter of +-0.2 pp (finite intervals): Kaiming
-    0.80, the PyTorch default 0.70, the default with scoping ``scoped``."""
-    out = []
-    for seed in range(n_seeds):
-        for init, layers, acc in (
-            ("kaiming", "none", 0.80),
-            ("torch_default", "none", 0.70),
-            ("torch_default", "fc1+fc2", scoped),
-        ):
-            jitter = 0.002 * math.sin(1.7 * seed + 3.1 * len(init) + len(layers))
-            out.append(
-                {
-                    "status": "complete",
-                    "seed": seed,
-                    "model.init": init,
-                    "smoothing.layers": layers,
-                    "smoothing.R": 0.1,
-                    "best_test_acc": acc + jitter,
-                }
-            )
-    return out
 
 
 def _scoping_claims(rows, design=None) -> dict:
