@@ -27,6 +27,11 @@ A cell is eligible when all its tuning runs are complete (a run the trainer stop
 e.g. on a non-finite loss, rules its cell out); the selection is *ready* when every
 tuning point is complete or stopped and each group has an eligible cell.  Ties go to
 the first cell in grid order.
+
+A chosen cell whose value of a numeric setting is the smallest or the largest of
+three or more tried (the other settings equal) lies on the **edge of its grid**
+(:func:`grid_edges`): the method's optimum may lie beyond, so its tuned score is a
+lower bound on what a wider grid would find.  The report and ``selection.json`` say so.
 """
 
 from __future__ import annotations
@@ -34,10 +39,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .definitions import TUNING_METRICS, Experiment, Tuning, normalise_config
 from .grid import format_value
@@ -46,6 +51,8 @@ from .results import is_complete, is_stopped, read_summary
 __all__ = [
     "TUNING_SUFFIX",
     "CellScore",
+    "GridEdge",
+    "grid_edges",
     "GroupSelection",
     "Selection",
     "tuning_experiment",
@@ -77,6 +84,71 @@ class CellScore:
         return sum(self.values) / len(self.values) if self.values else math.nan
 
 
+#: fewest values of a setting (the others equal) for its edge to mean anything: with two,
+#: every choice is an edge and no interior optimum could have been found
+MIN_VALUES_FOR_EDGE = 3
+
+
+@dataclass(frozen=True)
+class GridEdge:
+    """A chosen cell's setting at the end of the values tried."""
+
+    key: str
+    value: float
+    side: Literal["smallest", "largest"]
+    tried: tuple[float, ...]
+
+    def describe(self) -> str:
+        tried = ", ".join(format_value(v) for v in self.tried)
+        return (
+            f"{self.key.rsplit('.', 1)[-1]} = {format_value(self.value)} is the {self.side} "
+            f"tried ({tried})"
+        )
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def grid_edges(cells: Sequence[Mapping[str, Any]], chosen: int) -> list[GridEdge]:
+    """The numeric settings of ``cells[chosen]`` at the edge of the values tried.
+
+    For each setting of the chosen cell holding a finite real number, the values it
+    takes over the cells that agree with the chosen one on every other setting; when
+    there are at least :data:`MIN_VALUES_FOR_EDGE` of them and the chosen value is
+    their minimum or maximum, the setting is on the grid's edge.
+
+    Parameters
+    ----------
+    cells : sequence of mappings
+        Each cell's settings (setting -> value; no seed), as a tuning group's cells.
+    chosen : int
+        Index of the chosen cell.
+    """
+    if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < len(cells):
+        raise ValueError(
+            f"chosen must be an index into cells (0..{len(cells) - 1}), got {chosen!r}"
+        )
+    mine = cells[chosen]
+    out = []
+    for key, value in mine.items():
+        if not _real(value):
+            continue
+        rest = {k: v for k, v in mine.items() if k != key}
+        tried = sorted(
+            {
+                float(c[key])
+                for c in cells
+                if _real(c.get(key)) and {k: v for k, v in c.items() if k != key} == rest
+            }
+        )
+        if len(tried) < MIN_VALUES_FOR_EDGE or tried[0] < value < tried[-1]:
+            continue
+        side: Literal["smallest", "largest"] = "smallest" if value == tried[0] else "largest"
+        out.append(GridEdge(key, float(value), side, tuple(tried)))
+    return out
+
+
 @dataclass(frozen=True)
 class GroupSelection:
     """The cells of one grid group and the index of the chosen one (``None``: none
@@ -89,6 +161,13 @@ class GroupSelection:
     @property
     def choice(self) -> CellScore | None:
         return None if self.chosen is None else self.cells[self.chosen]
+
+    @property
+    def edges(self) -> list[GridEdge]:
+        """The chosen cell's settings on the edge of this group's grid (:func:`grid_edges`)."""
+        if self.chosen is None:
+            return []
+        return grid_edges([c.settings for c in self.cells], self.chosen)
 
 
 @dataclass(frozen=True)
@@ -128,6 +207,7 @@ class Selection:
             lines.append(
                 f"  group {g.group}: {_describe(c.settings)}  mean {c.mean:.4f} "
                 f"(of {len(g.cells)} cells)"
+                + "".join(f"; at the grid's edge: {e.describe()}" for e in g.edges)
             )
         if not self.ready:
             lines.append("  the evaluation stage starts once every tuning point is finished")
@@ -144,6 +224,7 @@ class Selection:
                 {
                     "group": g.group,
                     "chosen": g.chosen,
+                    "edges": [e.describe() for e in g.edges],
                     "cells": [
                         {
                             "settings": c.settings,

@@ -7,8 +7,10 @@ Left: test accuracy against the passes spent (forward-only passes count as one),
 method at its best tuning cell (highest mean best test accuracy), mean and 95 % band
 across seeds.  Right: best and final test accuracy of that cell with its 95 % interval.
 Tables: one row per method at its best cell (best and final test accuracy,
-generalisation gap, wall time, passes) and one row per tuning cell; the claims
-(partial smoothing vs isotropic smoothing and vs every other method) with verdicts.
+generalisation gap, wall time, passes, and the cell's settings on the edge of the
+values its grid tried, :func:`experiments.tuning.grid_edges`: a method whose optimum
+may lie beyond its grid) and one row per tuning cell; the claims (partial smoothing
+vs isotropic smoothing and vs every other method) with verdicts.
 
 When the scale tunes in a separate stage (:mod:`experiments.tuning`; medium and paper)
 the sweep has already chosen each method's cell on the tuning seeds: ``rel_compare``
@@ -29,7 +31,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from experiments.tuning import TUNING_SUFFIX
+from experiments.tuning import TUNING_SUFFIX, grid_edges
 
 from .common import FigureContext, FigureOutput, NoDataError, finish_figure, plot_curve
 from .related_claims import RELATED_CLAIMS, write_figure_claims
@@ -89,6 +91,16 @@ def _every_cell(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _edge(groups: Mapping[Any, list], k: Any, tuned: bool) -> str:
+    """The best cell ``k``'s settings on its grid's edge, in words: from the tuning
+    stage's choice (``tuning_edge`` of its rows) or, without one, from the cells of
+    ``groups`` (the method's cells on these seeds)."""
+    if tuned:
+        return str(groups[k][0].get("tuning_edge") or "")
+    keys = list(groups)
+    return "; ".join(e.describe() for e in grid_edges([dict(c) for c in keys], keys.index(k)))
+
+
 def _tuning_split(ctx: FigureContext) -> str:
     """What the tuning stage evaluated on (``data.eval_split`` of its ``experiment.json``)."""
     path = ctx.results_dir(TUNING) / "experiment.json"
@@ -100,6 +112,7 @@ def _tables(ctx: FigureContext, best: list[dict], every: list[dict], tuned: bool
     cols = ["method", "cell", *[f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")], "n"]
     md_cols = ["method", "cell", *[f"{m}_fmt" for m in METRICS], "n"]
     md_headers = ["method", "best cell", *[_HEADERS[m] for m in METRICS], "n"]
+    edge_cols, edge_headers = [*md_cols, "edge"], [*md_headers, "on the grid's edge"]
     title = (
         f"Figure 9a ({ctx.scale} scale): each method at its best tuning cell"
         + (" (chosen on the separate tuning seeds)" if tuned else "")
@@ -114,9 +127,9 @@ def _tables(ctx: FigureContext, best: list[dict], every: list[dict], tuned: bool
             "validation), not on the test set"
         )
     return [
-        write_csv_table(best, cols, ctx.out / "fig9a_table.csv"),
+        write_csv_table(best, [*cols, "edge"], ctx.out / "fig9a_table.csv"),
         write_markdown_table(
-            best, md_cols, ctx.out / "fig9a_table.md", title=title, headers=md_headers
+            best, edge_cols, ctx.out / "fig9a_table.md", title=title, headers=edge_headers
         ),
         write_csv_table(every, cols, ctx.out / "fig9a_cells_table.csv"),
         write_markdown_table(
@@ -147,7 +160,14 @@ def draw(ctx: FigureContext) -> FigureOutput:
         x, m, lo, hi, n = curve_by(ctx, "rel_compare", members, _passes)
         plot_curve(ax, x, m, lo, hi, color=colour, label=f"{method} (n={n})")
         summ = summarise(members, METRICS)
-        best_rows.append({"method": method, "cell": describe_cell(k), **summ})
+        best_rows.append(
+            {
+                "method": method,
+                "cell": describe_cell(k),
+                **summ,
+                "edge": _edge(groups, k, tuned),
+            }
+        )
         for j, metric in enumerate(("best_test_acc", "final_test_acc")):
             mean = summ[f"{metric}_mean"]
             err = [[mean - summ[f"{metric}_lo"]], [summ[f"{metric}_hi"] - mean]]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from experiments.results import read_summary, row_value
+from experiments.tuning import grid_edges
 
 from .common import FigureContext
 from .stats import matches, t_interval
@@ -256,7 +257,9 @@ def enrich(
     * the flatness columns of :func:`flatness_columns` when the run measured them;
     * ``tuning_score``: for a run of a cell a tuning stage chose (``selection.json``,
       :mod:`experiments.tuning`), the cell's mean tuning metric on the tuning seeds,
-      negated when lower is better (so higher is always better).
+      negated when lower is better (so higher is always better), and ``tuning_edge``:
+      the settings of that cell on the edge of its group's grid in words
+      (:func:`experiments.tuning.grid_edges`; empty when none is).
     """
     out = []
     chosen = _chosen_cells(ctx, experiment)
@@ -293,17 +296,18 @@ def enrich(
                     e[key] = float(summary[key])
             if isinstance(summary.get("flatness"), Mapping):
                 e.update(flatness_columns(summary["flatness"]))
-            score = _tuning_score(chosen, e)
-            if score is not None:
-                e["tuning_score"] = score
+            tuned = _tuning_of(chosen, e)
+            if tuned is not None:
+                e["tuning_score"], e["tuning_edge"] = tuned
         out.append(e)
     return out
 
 
-def _chosen_cells(ctx: FigureContext, experiment: str) -> list[tuple[dict[str, Any], float]]:
+def _chosen_cells(ctx: FigureContext, experiment: str) -> list[tuple[dict[str, Any], float, str]]:
     """(chosen settings in the results table's form, tuning score: the mean tuning metric,
-    negated when lower is better) of every group of the experiment's ``selection.json``
-    (written by a two-stage sweep, :mod:`experiments.tuning`; empty without one)."""
+    negated when lower is better, the settings on its grid's edge in words) of every
+    group of the experiment's ``selection.json`` (written by a two-stage sweep,
+    :mod:`experiments.tuning`; empty without one)."""
     path = ctx.results_dir(experiment) / "selection.json"
     if not path.is_file():
         return []
@@ -315,16 +319,17 @@ def _chosen_cells(ctx: FigureContext, experiment: str) -> list[tuple[dict[str, A
             continue
         cell = g["cells"][g["chosen"]]
         settings = {k: row_value(v) for k, v in cell["settings"].items()}
-        out.append((settings, sign * float(cell["mean"])))
+        edges = grid_edges([c["settings"] for c in g["cells"]], int(g["chosen"]))
+        out.append((settings, sign * float(cell["mean"]), "; ".join(e.describe() for e in edges)))
     return out
 
 
-def _tuning_score(
-    chosen: Sequence[tuple[dict[str, Any], float]], row: Mapping[str, Any]
-) -> float | None:
-    for settings, score in chosen:
+def _tuning_of(
+    chosen: Sequence[tuple[dict[str, Any], float, str]], row: Mapping[str, Any]
+) -> tuple[float, str] | None:
+    for settings, score, edge in chosen:
         if matches(row, settings):
-            return score
+            return score, edge
     return None
 
 

@@ -531,6 +531,7 @@ def test_compare_figure_reads_the_tuning_stage_when_the_scale_has_one(tmp_path):
             {**plea, "smoothing.layers": [["fc1"], ["fc2"]], "smoothing.R": [0.03]},
             {**sgd, "smoothing.layers": [["fc1", "fc2"]], "smoothing.R": [0.03]},
             {"optim.name": ["sgd"], "epochs": [40]},
+            {"optim.name": ["sam"], "epochs": [20], "optim.rho": [0.01, 0.1, 0.2]},
         ],
         tuning=Tuning(
             seeds=[50, 51], base={"logging.flatness": False, "data.eval_split": "validation"}
@@ -539,11 +540,28 @@ def test_compare_figure_reads_the_tuning_stage_when_the_scale_has_one(tmp_path):
     run_sweep(exp, out=tmp_path, runner=related_runner, threads=None, log=lambda s: None)
     d = _draw(tmp_path, tmp_path / "out", ["9a"])
     best = {r["method"]: r for r in _csv(d / "fig9a_table.csv")}
-    assert set(best) == {"SGD", "PLA (single layer)", "PLEA (single layer)", "PLA (isotropic)"}
+    assert set(best) == {
+        "SGD",
+        "PLA (single layer)",
+        "PLEA (single layer)",
+        "PLA (isotropic)",
+        "SAM",
+    }
+    # SAM's rho is chosen by the planted noise (here the smallest, 0.01): the table says
+    # when the choice is an end of the three tried; PLA's single R has no edge
+    sel = json.loads((tmp_path / "quick" / "rel_compare" / "selection.json").read_text())
+    sam = sel["groups"][-1]
+    rho = sam["cells"][sam["chosen"]]["settings"]["optim.rho"]
+    side = {0.01: "smallest", 0.2: "largest"}.get(rho)
+    assert side is not None  # the planted choice exercises the edge
+    edge = best["SAM"]["edge"] or ""
+    assert edge == (f"rho = {rho:g} is the {side} tried (0.01, 0.1, 0.2)" if side else "")
+    assert not best["PLA (single layer)"]["edge"]
+    assert "on the grid's edge" in (d / "fig9a_table.md").read_text()
     assert best["PLA (single layer)"]["cell"].startswith("layers=fc2, R=0.03")
     assert {r["n"] for r in best.values()} == {3}  # the evaluation seeds 0, 1, 2
     every = _csv(d / "fig9a_cells_table.csv")
-    assert len(every) == 6 and {r["n"] for r in every} == {2}  # every cell, tuning seeds
+    assert len(every) == 9 and {r["n"] for r in every} == {2}  # every cell, tuning seeds
     assert "chosen on the separate tuning seeds" in (d / "fig9a_table.md").read_text()
     assert "held-out training images" in (d / "fig9a_cells_table.md").read_text()
     # the claims read the chosen cells without a second selection: no Bonferroni factor

@@ -156,6 +156,11 @@ def test_two_stage_sweep_evaluates_only_each_groups_best_cell(tmp_path):
     }
     assert g0["cells"][1]["mean"] == pytest.approx(0.5 + 0.2 + 0.0005)  # mean over seeds 100, 101
     assert "group 0: smoothing.layers=fc1 smoothing.R=0.2" in text
+    # R = 0.2 is the largest of three tried: the choice is on its grid's edge; the SAM
+    # group tried two values of gamma, which have no interior
+    assert g0["edges"] == ["R = 0.2 is the largest tried (0.05, 0.1, 0.2)"]
+    assert sel["groups"][1]["edges"] == []
+    assert "at the grid's edge: R = 0.2 is the largest tried" in text
     # a rerun trains nothing
     assert res.n_points == res.n_run == 10 + 6  # both stages counted
     again, _ = _sweep(two_stage(), tmp_path)
@@ -236,3 +241,28 @@ def test_the_tuning_stage_is_checked_before_work_starts_and_set_wins(tmp_path):
     assert exp.tuning.base == {}  # --set logging.flatness wins over the tuning base
     pts = tuning.tuning_experiment(exp).points(passthrough)
     assert all(p.config["logging"]["flatness"] is True and p.config["epochs"] == 2 for p in pts)
+
+
+def test_grid_edges_flag_a_choice_at_the_end_of_the_values_tried():
+    # PLA on two layers x three R (a list value, the layers, is never an edge)
+    cells = [
+        {"smoothing.layers": [layer], "smoothing.R": R}
+        for layer in ("fc1", "fc2")
+        for R in (0.01, 0.03, 0.1)
+    ]
+    (edge,) = tuning.grid_edges(cells, 5)  # fc2, R = 0.1
+    assert (edge.key, edge.value, edge.side) == ("smoothing.R", 0.1, "largest")
+    assert edge.tried == (0.01, 0.03, 0.1)
+    assert tuning.grid_edges(cells, 3)[0].side == "smallest"  # fc2, R = 0.01
+    assert tuning.grid_edges(cells, 4) == []  # fc2, R = 0.03: interior
+    # two values have no interior; booleans and non-finite values are not settings to tune
+    assert tuning.grid_edges([{"optim.rho": 0.01}, {"optim.rho": 0.05}], 1) == []
+    flags = [{"x": True, "lr": v} for v in (1.0, 2.0, 3.0)]
+    assert [e.key for e in tuning.grid_edges(flags, 0)] == ["lr"]
+    assert tuning.grid_edges([{"lr": float("nan")}, {"lr": 1.0}, {"lr": 2.0}], 0) == []
+    # a second numeric setting: only cells equal on it count (gamma at 1 tried 3 lr)
+    grid = [{"lr": lr, "gamma": g} for lr in (0.1, 0.2, 0.3) for g in (1.0, 2.0)]
+    assert [(e.key, e.side) for e in tuning.grid_edges(grid, 0)] == [("lr", "smallest")]
+    for bad in (-1, 6, True, 1.0):
+        with pytest.raises(ValueError, match="chosen must be an index into cells"):
+            tuning.grid_edges(grid, bad)
