@@ -207,7 +207,11 @@ def read_at_looks(
 
     ``read(rows, look)`` is the claim's finding: (verdict, evidence, numbers).  Before
     the first look nothing is decided: the finding is read on every run for its
-    description (infinite critical value) and the verdict is ``"inconclusive"``.
+    description (infinite critical value) and the verdict is ``"inconclusive"``.  A look
+    whose runs cannot be read (the finding raises :class:`NotRun`, e.g. an arm with
+    fewer than 2 complete runs among the first ``n_k`` seeds) is passed over, which
+    only forgoes that look's share of alpha; the claim is not run when no look can be
+    read.
     """
     seeds = complete_seeds(rows)
     looks = [(k, n) for k, n in enumerate(design.looks) if n <= len(seeds)]
@@ -220,19 +224,28 @@ def read_at_looks(
             ),
         )
         return "inconclusive", text, {**nums, "look": None}
+    reading: tuple[Verdict, str, dict] | None = None
+    missing: NotRun | None = None
     for k, n in looks:
         keep = set(seeds[:n])
 
         def critical(a: float, df: float, k: int = k) -> float:
             return design.critical(k, alpha=a, df=df)
 
-        v, text, nums = read(
-            [r for r in rows if r.get("seed") in keep],
-            Look(critical, f"look {k + 1} of {len(design.looks)} (n = {n})"),
-        )
+        try:
+            v, text, nums = read(
+                [r for r in rows if r.get("seed") in keep],
+                Look(critical, f"look {k + 1} of {len(design.looks)} (n = {n})"),
+            )
+        except NotRun as exc:  # e.g. an arm short of complete runs among the first n seeds
+            missing = exc
+            continue
+        reading = (v, text, {**nums, "look": n})
         if v != "inconclusive":
             break
-    return v, text, {**nums, "look": n}
+    if reading is None:
+        raise missing if missing is not None else NotRun("no look could be read")
+    return reading
 
 
 def directional(

@@ -164,8 +164,10 @@ def _sequential(
     scans: list[Scan] = []
 
     def read(sub: list[Mapping[str, Any]], look: Look) -> Finding:
-        scans.append(Scan(sub))
-        return fn(scans[-1], look)
+        scan = Scan(sub)
+        finding = fn(scan, look)
+        scans.append(scan)  # the scan of the last look read (a look may raise NotRun)
+        return finding
 
     v, text, nums = read_at_looks(read, rows, design)
     return v, text, nums, scans[-1].arms

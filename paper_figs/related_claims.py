@@ -485,7 +485,7 @@ def write_figure_claims(
     / ``fig<figure>_claims_table.md``; returns the figure's claims and the files."""
     here = evaluate_related(ctx)
     mine = [c for c in here if c.experiment in experiments and (ids is None or c.id in ids)]
-    everything = keep_written(here, ctx.out, scale=ctx.scale)
+    everything = keep_written(here, ctx.out, scale=ctx.scale, design=ctx.design)
     paths = write_related_claims(everything, ctx.out, scale=ctx.scale, design=ctx.design)
     paths.append(write_claims_summary(everything, ctx.out, scale=ctx.scale))
     paths += write_related_claims(
@@ -495,12 +495,17 @@ def write_figure_claims(
 
 
 def keep_written(
-    results: Sequence[ClaimResult], out: str | Path, *, scale: str
+    results: Sequence[ClaimResult],
+    out: str | Path,
+    *,
+    scale: str,
+    design: SequentialDesign | None = None,
 ) -> list[ClaimResult]:
     """``results`` where each claim whose experiment has no sweep in this runs directory
     (evidence :data:`SWEEP_NOT_RUN`) is replaced by its entry (same claim, same
-    experiment) in the ``related_claims.json`` already in ``out`` at the same scale, if
-    that one was decided from runs.  Figures drawn into one directory from different
+    experiment) in the ``related_claims.json`` already in ``out`` at the same scale and
+    read at the same ``design`` (a file's design describes every claim in it), if that
+    one was decided from runs.  Figures drawn into one directory from different
     run stores (one figure's sweeps here, another's elsewhere) so keep each other's
     verdicts instead of turning them to "not run"; a figure's own claims
     (``fig<figure>_claims.json``) are always this drawing's.  A kept claim takes its
@@ -511,7 +516,8 @@ def keep_written(
     if not path.is_file():
         return list(results)
     written = json.loads(path.read_text(encoding="utf-8"))
-    if written.get("scale") != scale:
+    current = "fixed sample" if design is None else design.describe()
+    if written.get("scale") != scale or written.get("design", "fixed sample") != current:
         return list(results)
     old = {
         (c["id"], c["experiment"]): c

@@ -160,6 +160,33 @@ def _evaluation_stage(
     return evaluation_experiment(experiment, selection) if selection.ready else None
 
 
+def _stop_reason(
+    claims: Sequence[ClaimResult],
+    undecided: Sequence[ClaimResult],
+    grown: Mapping[str, Experiment],
+    asked: set[str],
+    design: SequentialDesign,
+) -> str:
+    """Why the rounds stop, in words: what is still undecided at the last look, the
+    inconclusive rank claims (no round grows them) and the experiments no round could
+    grow (their tuning stage is unfinished)."""
+    notes = []
+    rank = sum(
+        c.experiment in grown and c.verdict == "inconclusive" and c.numbers.get("kind") == "rank"
+        for c in claims
+    )
+    if rank:
+        notes.append(f"{rank} rank claim(s) inconclusive (fixed sample: no seeds added)")
+    waiting = sorted(asked - set(grown))
+    if waiting:
+        notes.append(f"{', '.join(waiting)} not grown (tuning unfinished)")
+    if undecided:
+        head = f"{len(undecided)} claim(s) undecided at the last look (n = {design.looks[-1]})"
+    else:
+        head = "every sequential claim decided" if notes else "every claim decided"
+    return "; ".join([head, *notes])
+
+
 def _evaluate(runs: str | Path, scale: str, design: SequentialDesign) -> list[ClaimResult]:
     """The paper's and the related work's claims on the store as it is now, read at the
     looks of ``design`` (a fresh read each round: the rounds add rows)."""
@@ -226,20 +253,7 @@ def run_until_decided(
                 continue
             arms.extend(a for a in c.arms if a not in arms)
         if not grow:
-            out.stopped = (
-                "every claim decided"
-                if not undecided
-                else f"{len(undecided)} claim(s) undecided at the last look "
-                f"(n = {design.looks[-1]})"
-            )
-            fixed = sum(
-                c.experiment in plain
-                and c.verdict == "inconclusive"
-                and c.numbers.get("kind") == "rank"
-                for c in claims
-            )
-            if fixed:
-                out.stopped += f"; {fixed} rank claim(s) inconclusive (fixed sample: no seeds)"
+            out.stopped = _stop_reason(claims, undecided, plain, set(experiments), design)
             log(f"until decided: stop, {out.stopped}")
             return out
         record: dict[str, Any] = {"undecided": len(undecided), "experiments": {}}

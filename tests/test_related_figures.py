@@ -807,6 +807,11 @@ def test_kept_claims_take_the_current_wording_and_tolerate_null_intervals(tmp_pa
     assert kept.numbers["diff"] == 0.01
     table = related_claims.summary_table([kept])
     assert "| **inconclusive** | +1.00 pp | - |" in table
+    # a file read at another design (this one: fixed sample) is not mixed into a
+    # sequential drawing: its design describes every claim in it
+    design = sequential.SequentialDesign()
+    (other,) = related_claims.keep_written([fresh], tmp_path, scale="quick", design=design)
+    assert other.verdict == "not run"
 
 
 # ----------------------------------------------------------------------------- until decided
@@ -840,6 +845,14 @@ def test_related_claims_read_the_planned_looks_of_a_sequential_design():
     assert width == pytest.approx(ratio * (fixed.numbers["hi"] - fixed.numbers["lo"]), rel=1e-9)
     # the rules and the files say which design the verdicts were read at
     assert "repeated confidence interval" in seq.rule
+    # a look that cannot be read is passed over: without Kaiming runs at seeds 0-2 the
+    # first look (seeds 0-3) has one Kaiming run; the second (n = 8) has five
+    gappy = [r for r in _scoping_rows(8) if not (r["model.init"] == "kaiming" and r["seed"] < 3)]
+    late = _scoping_claims(gappy, design)["poor-init-is-worse"]
+    assert (late.verdict, late.numbers["look"], late.numbers["test"]) == ("holds", 8, "Welch")
+    # no look readable (Kaiming at seed 7 only): not run
+    lone = [r for r in _scoping_rows(8) if r["model.init"] != "kaiming" or r["seed"] == 7]
+    assert _scoping_claims(lone, design)["poor-init-is-worse"].verdict == "not run"
 
 
 def test_rank_claims_stay_fixed_sample_under_a_design(rng):
@@ -932,6 +945,8 @@ def test_until_decided_grows_the_evaluation_stage_of_a_tuned_experiment(tmp_path
     # the tuning stage has not run: nothing to grow, and said so
     rounds = until_decided.run_until_decided({"rel_compare": exp}, log=messages.append, **kw)
     assert rounds.trained == 0 and "rel_compare" not in rounds.seeds
+    assert "rel_compare not grown (tuning unfinished)" in rounds.stopped
+    assert rounds.stopped.startswith("every sequential claim decided")
     assert any("tuning stage is unfinished" in m for m in messages)
     # tuned and evaluated at 3 seeds: one round adds seed 3 to the three chosen cells
     # only (PLA on fc2, isotropic, SGD), never to the tuning grid; the rank claims
