@@ -53,6 +53,7 @@ from .claims import CLAIM_EXPERIMENTS, evaluate_claims, write_claims
 from .common import FigureContext, FigureOutput, NoDataError
 from .forest import draw_forest
 from .length_check import check_baselines, write_length_checks
+from .round_plan import plan_next_round
 from .sequential import MAX_SEEDS, SequentialDesign, planned_looks
 from .stats import write_text_atomic
 from .until_decided import run_until_decided
@@ -115,6 +116,13 @@ class FiguresOptions(ExecutionOptions):
         default=MAX_SEEDS,
         metadata={"help": "with --until-decided: the last planned look (seeds per arm at most)"},
     )
+    plan: bool = field(
+        default=False,
+        metadata={
+            "help": "with --until-decided: print what the next round would train (experiments, "
+            "seeds, runs) and its run time estimated from the store; train and draw nothing"
+        },
+    )
 
     def design(self) -> SequentialDesign | None:
         """The sequential design of ``--until-decided`` (``None`` without it)."""
@@ -173,7 +181,8 @@ def make_figures(
     figures: list[str], opts: FiguresOptions, *, log=print, runner: str | Callable = DEFAULT_RUNNER
 ) -> dict[str, Any]:
     """Sweep and draw ``figures``; returns ``{"timings": ..., "outputs": ..., "failed": n,
-    "not_drawn": {figure: reason}, "claims": ...}`` (and ``"rounds"`` with ``--until-decided``).
+    "not_drawn": {figure: reason}, "claims": ...}`` (and ``"rounds"`` with ``--until-decided``;
+    with ``--plan`` only the next round's plan, ``"plan"``: nothing trained or drawn).
 
     ``runner`` trains one point (see :func:`experiments.sweep.run_sweep`; tests pass a
     stand-in).
@@ -181,6 +190,24 @@ def make_figures(
     if opts.until_decided and opts.draw_only:
         raise ValueError("until_decided trains new seeds; it cannot be combined with draw_only")
     design = opts.design()
+    if opts.plan:
+        if design is None:
+            raise ValueError("plan shows the next round of until_decided: pass until_decided too")
+        exps = {
+            name: load_experiment(name, opts.scale).with_overrides(opts.set)
+            for f in figures
+            for name in _module(f).EXPERIMENTS
+        }
+        plan = plan_next_round(exps, runs=opts.runs, design=design, log=log)
+        log(plan.report(workers=max(opts.workers, 1)))
+        return {
+            "timings": {},
+            "outputs": {},
+            "failed": 0,
+            "not_drawn": {},
+            "claims": plan.claims,
+            "plan": plan,
+        }
     modules = {f: _module(f) for f in figures}
     ctx = FigureContext(opts.scale, Path(opts.runs), Path(opts.out) / opts.scale, design)
     ctx.out.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,18 @@ from .related_claims import evaluate_related
 from .sequential import SequentialDesign
 from .stats import matches
 
-__all__ = ["RoundsResult", "extend_seeds", "restrict", "write_full_results", "run_until_decided"]
+__all__ = [
+    "RoundsResult",
+    "extend_seeds",
+    "restrict",
+    "write_full_results",
+    "run_until_decided",
+    "evaluation_stages",
+    "undecided_claims",
+    "next_round",
+    "evaluate_all",
+    "one_scale",
+]
 
 
 @dataclass
@@ -146,6 +157,69 @@ def _rows_of(runs: str | Path, scale: str) -> Callable[[str], list[dict[str, Any
     return rows_of
 
 
+def one_scale(experiments: Mapping[str, Experiment]) -> str:
+    """The one scale of ``experiments`` (``"quick"`` when there are none)."""
+    scales = {e.scale for e in experiments.values()}
+    if len(scales) > 1:
+        raise ValueError(f"experiments must share one scale, got {sorted(scales)}")
+    return scales.pop() if scales else "quick"
+
+
+def evaluation_stages(
+    experiments: Mapping[str, Experiment],
+    runs: str | Path,
+    *,
+    normalise: Callable[[Mapping[str, Any]], dict] = normalise_config,
+    log: Callable[[str], None] = print,
+) -> dict[str, Experiment]:
+    """The experiments the rounds can grow, each as the experiment whose seeds they
+    extend (:func:`_evaluation_stage`); one whose tuning is unfinished is left out (and
+    said so)."""
+    plain: dict[str, Experiment] = {}
+    for name, e in experiments.items():
+        stage = _evaluation_stage(e, runs, normalise)
+        if stage is None:
+            log(f"until decided: {name}: its tuning stage is unfinished; no seeds added")
+        else:
+            plain[name] = stage
+    return plain
+
+
+def undecided_claims(
+    claims: Sequence[ClaimResult], grown: Mapping[str, Experiment]
+) -> list[ClaimResult]:
+    """The inconclusive claims on the experiments ``grown`` that more seeds can decide
+    (every kind but the fixed-sample rank claims)."""
+    return [
+        c
+        for c in claims
+        if c.experiment in grown and c.verdict == "inconclusive" and c.numbers.get("kind") != "rank"
+    ]
+
+
+def next_round(
+    undecided: Sequence[ClaimResult],
+    seeds: Mapping[str, Sequence[int]],
+    design: SequentialDesign,
+) -> dict[str, tuple[int, list[dict] | None]]:
+    """What the next round trains: experiment -> (its next planned look, the arms the
+    undecided claims read, ``None`` for every cell: a claim that records no arms), for
+    the experiments below the last look."""
+    grow: dict[str, tuple[int, list[dict] | None]] = {}
+    for c in undecided:
+        nxt = design.next_look(len(seeds[c.experiment]))
+        if nxt is None:
+            continue
+        _, arms = grow.setdefault(c.experiment, (nxt, []))
+        if arms is None:
+            continue
+        if not c.arms:
+            grow[c.experiment] = (nxt, None)
+            continue
+        arms.extend(a for a in c.arms if a not in arms)
+    return grow
+
+
 def _evaluation_stage(
     experiment: Experiment,
     runs: str | Path,
@@ -187,7 +261,7 @@ def _stop_reason(
     return "; ".join([head, *notes])
 
 
-def _evaluate(runs: str | Path, scale: str, design: SequentialDesign) -> list[ClaimResult]:
+def evaluate_all(runs: str | Path, scale: str, design: SequentialDesign) -> list[ClaimResult]:
     """The paper's and the related work's claims on the store as it is now, read at the
     looks of ``design`` (a fresh read each round: the rounds add rows)."""
     paper = evaluate_claims(_rows_of(runs, scale), design=design)
@@ -216,42 +290,15 @@ def run_until_decided(
     RoundsResult
         With the claims of the last evaluation (all experiments under ``runs``).
     """
-    scales = {e.scale for e in experiments.values()}
-    if len(scales) > 1:
-        raise ValueError(f"experiments must share one scale, got {sorted(scales)}")
-    scale = scales.pop() if scales else "quick"
-    plain: dict[str, Experiment] = {}
-    for name, e in experiments.items():
-        stage = _evaluation_stage(e, runs, normalise)
-        if stage is None:
-            log(f"until decided: {name}: its tuning stage is unfinished; no seeds added")
-        else:
-            plain[name] = stage
+    scale = one_scale(experiments)
+    plain = evaluation_stages(experiments, runs, normalise=normalise, log=log)
     seeds = {name: list(e.seeds) for name, e in plain.items()}
     out = RoundsResult(seeds=seeds)
     while True:
-        claims = _evaluate(runs, scale, design)
+        claims = evaluate_all(runs, scale, design)
         out.claims = claims
-        # arms None: every cell of the experiment (a claim that records no arms)
-        grow: dict[str, tuple[int, list[dict] | None]] = {}
-        undecided = [
-            c
-            for c in claims
-            if c.experiment in plain
-            and c.verdict == "inconclusive"
-            and c.numbers.get("kind") != "rank"
-        ]
-        for c in undecided:
-            nxt = design.next_look(len(seeds[c.experiment]))
-            if nxt is None:
-                continue
-            _, arms = grow.setdefault(c.experiment, (nxt, []))
-            if arms is None:
-                continue
-            if not c.arms:
-                grow[c.experiment] = (nxt, None)
-                continue
-            arms.extend(a for a in c.arms if a not in arms)
+        undecided = undecided_claims(claims, plain)
+        grow = next_round(undecided, seeds, design)
         if not grow:
             out.stopped = _stop_reason(claims, undecided, plain, set(experiments), design)
             log(f"until decided: stop, {out.stopped}")

@@ -22,6 +22,7 @@ from paper_figs import (
     rank_correlation,
     related_claims,
     related_data,
+    round_plan,
     sequential,
     until_decided,
 )
@@ -964,3 +965,51 @@ def test_until_decided_grows_the_evaluation_stage_of_a_tuned_experiment(tmp_path
         vs["partial-beats-sgd"].verdict == "holds" and vs["partial-beats-sgd"].numbers["look"] == 4
     )
     assert vs["partial-beats-isotropic-at-equal-cost"].verdict == "holds"
+
+
+def test_until_decided_plan_counts_the_next_round_and_trains_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    exp = load_experiment("rel_scoping", "quick")
+    run_sweep(exp, out=runs, runner=related_runner, threads=None, log=lambda s: None)
+    before = _csv(runs / "quick" / "rel_scoping" / "results.csv")
+    opts = make.FiguresOptions(
+        scale="quick",
+        runs=str(runs),
+        out=str(tmp_path / "out"),
+        workers=2,
+        until_decided=True,
+        max_seeds=8,
+        plan=True,
+    )
+    lines: list[str] = []
+    plan = make.make_figures(["9b"], opts, log=lines.append, runner=related_runner)["plan"]
+    # 3 quick seeds are before the first look: one round adds seed 3 to every cell
+    (g,) = plan.growth
+    cells = len(before) // len(exp.seeds)
+    assert (g.experiment, g.look, g.new_seeds) == ("rel_scoping", 4, (3,))
+    assert g.cells == g.runs == cells
+    assert g.undecided == 3 and plan.undecided == 3 and plan.runs == cells
+    mean = np.mean([r["wall_time"] for r in before])
+    assert g.seconds_per_run == pytest.approx(mean) and g.timed_runs == len(before)
+    assert plan.seconds == pytest.approx(cells * mean)
+    assert "next round: " in lines[-1] and "with 2 worker(s)" in lines[-1]
+    # nothing trained, nothing drawn
+    assert _csv(runs / "quick" / "rel_scoping" / "results.csv") == before
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        plan.report(workers=0)
+    with pytest.raises(ValueError, match="pass until_decided too"):
+        make.make_figures(["9b"], make.FiguresOptions(plan=True))
+
+
+def test_mean_run_time_reads_the_complete_runs_of_the_arms():
+    rows = [
+        {"status": "complete", "wall_time": 10.0, "smoothing.R": 0.1},
+        {"status": "complete", "wall_time": 30.0, "smoothing.R": 0.2},
+        {"status": "failed", "wall_time": 1000.0, "smoothing.R": 0.1},
+        {"status": "complete", "wall_time": None, "smoothing.R": 0.1},
+    ]
+    assert round_plan.mean_run_time(rows, None) == (20.0, 2)
+    assert round_plan.mean_run_time(rows, [{"smoothing.R": 0.1}]) == (10.0, 1)
+    t, n = round_plan.mean_run_time(rows, [{"smoothing.R": 0.3}])
+    assert math.isnan(t) and n == 0
