@@ -189,13 +189,16 @@ def draw(ctx: FigureContext) -> FigureOutput:
     ax.set_title("test accuracy against cost (each method at its best cell)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    bx.set_yticks(range(len(present)), present, fontsize=8)
+    edged = {r["method"] for r in best_rows if r["edge"]}
+    labels = [f"{m} *" if m in edged else m for m in present]
+    bx.set_yticks(range(len(present)), labels, fontsize=8)
     bx.invert_yaxis()
     bx.set_xlabel("test accuracy: best (filled) and final (open), 95% interval")
     bx.grid(alpha=0.3, axis="x")
     title = (
         "Figure 9a: every method at the same budget of passes, 2-layer FC net on "
         "Fashion-MNIST (mean and 95% t-band across seeds)"
+        + ("; * its chosen cell is on the edge of its grid" if edged else "")
     )
     images, caption = finish_figure(fig, ctx, EXPERIMENTS, "fig9a", title=title)
     tables = _tables(ctx, best_rows, every, tuned)
