@@ -54,6 +54,7 @@ __all__ = [
     "CellScore",
     "GridEdge",
     "grid_edges",
+    "describe_edges",
     "GroupSelection",
     "Selection",
     "tuning_experiment",
@@ -149,6 +150,11 @@ def grid_edges(cells: Sequence[Mapping[str, Any]], chosen: int) -> list[GridEdge
         side: Literal["smallest", "largest"] = "smallest" if value == tried[0] else "largest"
         out.append(GridEdge(key, float(value), side, tuple(tried)))
     return out
+
+
+def describe_edges(edges: Sequence[GridEdge]) -> str:
+    """The edges in words, ``"; "``-separated (empty when there are none)."""
+    return "; ".join(e.describe() for e in edges)
 
 
 @dataclass(frozen=True)

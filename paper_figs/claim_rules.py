@@ -71,6 +71,8 @@ __all__ = [
     "rules",
     "complete_seeds",
     "read_at_looks",
+    "compare_at",
+    "describe_design",
 ]
 
 
@@ -248,13 +250,30 @@ def read_at_looks(
     return reading
 
 
+def compare_at(
+    a: Arm | Sequence[float] | np.ndarray,
+    b: Arm | Sequence[float] | np.ndarray,
+    *,
+    alpha: float,
+    look: Look = FIXED_LOOK,
+) -> Evidence:
+    """:func:`paper_figs.verdicts.compare` with its interval read at ``look`` (its
+    critical value and the design's description)."""
+    return compare(a, b, alpha=alpha, critical=look.critical, design=look.design)
+
+
+def describe_design(design: SequentialDesign | None) -> str:
+    """The design verdicts are read at, in words, as the claims files record it."""
+    return "fixed sample" if design is None else design.describe()
+
+
 def directional(
     a: Arm | np.ndarray, b: Arm | np.ndarray, *, m: int = 1, look: Look = FIXED_LOOK
 ) -> tuple[Verdict, Evidence, float]:
     """Verdict of the claim ``mean(a) > mean(b)`` (see module docstring); returns
     (verdict, evidence, alpha)."""
     alpha = ALPHA / max(int(m), 1)
-    e = compare(a, b, alpha=alpha, critical=look.critical, design=look.design)
+    e = compare_at(a, b, alpha=alpha, look=look)
     return decide(e.lo, e.hi, kind="directional"), e, alpha
 
 

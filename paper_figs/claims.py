@@ -26,6 +26,7 @@ from .claim_rules import (
     Look,
     NotRun,
     claim_result,
+    describe_design,
     finite_number,
     format_interval,
     format_pp,
@@ -249,7 +250,7 @@ def write_claims(
         "alpha": ALPHA,
         "margin": MARGIN,
         "rules": rule,
-        "design": "fixed sample" if design is None else design.describe(),
+        "design": describe_design(design),
         "looks": None if design is None else list(design.looks),
         "claims": [asdict(r) for r in results],
     }

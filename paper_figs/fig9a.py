@@ -31,7 +31,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from experiments.tuning import TUNING_SUFFIX, grid_edges
+from experiments.tuning import TUNING_SUFFIX, describe_edges, grid_edges
 
 from .common import FigureContext, FigureOutput, NoDataError, finish_figure, plot_curve
 from .related_claims import RELATED_CLAIMS, write_figure_claims
@@ -98,7 +98,7 @@ def _edge(groups: Mapping[Any, list], k: Any, tuned: bool) -> str:
     if tuned:
         return str(groups[k][0].get("tuning_edge") or "")
     keys = list(groups)
-    return "; ".join(e.describe() for e in grid_edges([dict(c) for c in keys], keys.index(k)))
+    return describe_edges(grid_edges([dict(c) for c in keys], keys.index(k)))
 
 
 def _tuning_split(ctx: FigureContext) -> str:

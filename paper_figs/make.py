@@ -40,13 +40,14 @@ import pkgutil
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from anisotropy.cli.args import add_dataclass_arguments, from_namespace
-from experiments.definitions import load_experiment
+from experiments.definitions import Experiment, load_experiment
 from experiments.sweep import DEFAULT_RUNNER, ExecutionOptions, make_executor, run_sweep
 
 from .claims import CLAIM_EXPERIMENTS, evaluate_claims, write_claims
@@ -177,6 +178,15 @@ def _draw(
     log(outputs[fig].report())
 
 
+def _experiments(modules: Iterable[ModuleType], opts: FiguresOptions) -> dict[str, Experiment]:
+    """The experiments of the figure ``modules`` at ``opts.scale`` with ``opts.set``."""
+    return {
+        name: load_experiment(name, opts.scale).with_overrides(opts.set)
+        for mod in modules
+        for name in mod.EXPERIMENTS
+    }
+
+
 def make_figures(
     figures: list[str], opts: FiguresOptions, *, log=print, runner: str | Callable = DEFAULT_RUNNER
 ) -> dict[str, Any]:
@@ -193,11 +203,7 @@ def make_figures(
     if opts.plan:
         if design is None:
             raise ValueError("plan shows the next round of until_decided: pass until_decided too")
-        exps = {
-            name: load_experiment(name, opts.scale).with_overrides(opts.set)
-            for f in figures
-            for name in _module(f).EXPERIMENTS
-        }
+        exps = _experiments([_module(f) for f in figures], opts)
         plan = plan_next_round(exps, runs=opts.runs, design=design, log=log)
         log(plan.report(workers=max(opts.workers, 1)))
         return {
@@ -264,11 +270,7 @@ def make_figures(
         rounds = None
         if design is not None:
             t0, load0 = time.perf_counter(), _load()
-            exps = {
-                name: load_experiment(name, opts.scale).with_overrides(opts.set)
-                for mod in modules.values()
-                for name in mod.EXPERIMENTS
-            }
+            exps = _experiments(modules.values(), opts)
             rounds = run_until_decided(
                 exps,
                 runs=opts.runs,

@@ -17,6 +17,7 @@ from scipy import stats as sps
 from .claim_rules import (
     Look,
     NotRun,
+    compare_at,
     directional,
     equivalence,
     evidence_numbers,
@@ -24,7 +25,7 @@ from .claim_rules import (
     format_pp,
 )
 from .stats import Comparison, paired, select
-from .verdicts import ALPHA, MARGIN, Arm, Verdict, arm, compare, evidence_from
+from .verdicts import ALPHA, MARGIN, Arm, Verdict, arm, evidence_from
 
 __all__ = [
     "Finding",
@@ -345,7 +346,7 @@ def wd_no_help(rows: Scan, look: Look) -> Finding:
         a = arm(
             rows.select(**{"smoothing.layers": "none", "optim.weight_decay": wd}), "best_test_acc"
         )
-        e = compare(a, base, alpha=ALPHA, critical=look.critical, design=look.design)
+        e = compare_at(a, base, alpha=ALPHA, look=look)
         verdicts.append(equivalence(e.diff, e.lo, e.hi))
         evs.append(e)
         parts.append(f"wd {wd:g}: " + evidence_text("wd", "none", e, ALPHA))

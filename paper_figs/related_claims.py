@@ -48,6 +48,7 @@ from .claim_rules import (
     Look,
     NotRun,
     claim_result,
+    describe_design,
     finite_number,
     format_interval,
     format_value_unit,
@@ -400,7 +401,7 @@ def write_related_claims(
     rule = related_rules(design)
     data = {
         "scale": scale,
-        "design": "fixed sample" if design is None else design.describe(),
+        "design": describe_design(design),
         "looks": None if design is None else list(design.looks),
         "alpha": ALPHA,
         "margin": MARGIN,
@@ -516,8 +517,8 @@ def keep_written(
     if not path.is_file():
         return list(results)
     written = json.loads(path.read_text(encoding="utf-8"))
-    current = "fixed sample" if design is None else design.describe()
-    if written.get("scale") != scale or written.get("design", "fixed sample") != current:
+    current = describe_design(design)
+    if written.get("scale") != scale or written.get("design", describe_design(None)) != current:
         return list(results)
     old = {
         (c["id"], c["experiment"]): c

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from experiments.results import read_summary, row_value
-from experiments.tuning import grid_edges
+from experiments.tuning import describe_edges, grid_edges
 
 from .common import FigureContext
 from .stats import matches, t_interval
@@ -320,7 +320,7 @@ def _chosen_cells(ctx: FigureContext, experiment: str) -> list[tuple[dict[str, A
         cell = g["cells"][g["chosen"]]
         settings = {k: row_value(v) for k, v in cell["settings"].items()}
         edges = grid_edges([c["settings"] for c in g["cells"]], int(g["chosen"]))
-        out.append((settings, sign * float(cell["mean"]), "; ".join(e.describe() for e in edges)))
+        out.append((settings, sign * float(cell["mean"]), describe_edges(edges)))
     return out
 
 

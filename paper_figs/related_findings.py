@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from .claim_rules import FIXED_LOOK, Look, NotRun, directional, evidence_text, format_interval
+from .claim_rules import (
+    FIXED_LOOK,
+    Look,
+    NotRun,
+    compare_at,
+    directional,
+    evidence_text,
+    format_interval,
+)
 from .rank_correlation import (
     BootstrapTau,
     bootstrap_tau,
@@ -31,7 +39,7 @@ from .related_data import (
     flat_column,
     flatness_keys,
 )
-from .verdicts import ALPHA, MARGIN, Evidence, Verdict, arm, compare, decide
+from .verdicts import ALPHA, MARGIN, Evidence, Verdict, arm, decide
 
 __all__ = [
     "EPOCH_MARGIN",
@@ -92,12 +100,6 @@ Rows = Sequence[Mapping[str, Any]]
 
 def _numbers(e: Evidence, alpha: float, unit: str, **kw: Any) -> dict:
     return {**e.numbers(), "alpha": alpha, "unit": unit, **kw}
-
-
-def _read(look: Look) -> dict[str, Any]:
-    """The keywords of :func:`paper_figs.verdicts.compare` that read an interval at
-    ``look`` (its critical value and the design's description)."""
-    return {"critical": look.critical, "design": look.design}
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -207,7 +209,7 @@ def scoping_replaces(
     if k is None or len(good) < 2:
         raise NotRun("needs >= 2 seeds of Kaiming runs and of scoped poor-initialisation runs")
     alpha = ALPHA / max(len(scoped), 1)
-    e = compare(arm(good, metric), arm(scoped[k], metric), alpha=alpha, **_read(look))
+    e = compare_at(arm(good, metric), arm(scoped[k], metric), alpha=alpha, look=look)
     v = decide(e.lo, e.hi, kind="no better")
     return (
         v,
@@ -286,7 +288,7 @@ def _converges(
     if k is None:
         raise NotRun("needs >= 2 seeds of a guided cell (a guidance weight > 0)")
     alpha = ALPHA / max(len(timed), 1)
-    e = compare(arm(base, "epochs_to"), arm(timed[k], "epochs_to"), alpha=alpha, **_read(look))
+    e = compare_at(arm(base, "epochs_to"), arm(timed[k], "epochs_to"), alpha=alpha, look=look)
     v = decide(e.lo, e.hi, kind="directional", margin=EPOCH_MARGIN)
     return (
         v,
@@ -376,7 +378,7 @@ def lowers_final_loss(
         raise NotRun("needs >= 2 seeds of a guided cell and of the unguided runs")
     alpha = ALPHA / max(len(guided), 1)
     value = _log_loss(metric)
-    e = compare(arm(guided[k], value), arm(base, value), alpha=alpha, **_read(look))
+    e = compare_at(arm(guided[k], value), arm(base, value), alpha=alpha, look=look)
     v = decide(e.lo, e.hi, kind="directional", margin=100.0 * LOSS_MARGIN)
     return (
         v,

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from experiments.definitions import Experiment, normalise_config
-from experiments.results import read_results
-from experiments.sweep import sweep_paths
 
 from .claim_rules import ClaimResult
 from .sequential import SequentialDesign
@@ -33,6 +31,7 @@ from .until_decided import (
     next_round,
     one_scale,
     restrict,
+    rows_of,
     undecided_claims,
 )
 
@@ -152,9 +151,7 @@ def plan_next_round(
         sub = restrict(plain[name], arms, new, normalise=normalise)
         if sub is None:
             continue
-        path = sweep_paths(runs, scale, name)[1] / "results.csv"
-        rows = read_results(path) if path.is_file() else []
-        per_run, timed = mean_run_time(rows, arms)
+        per_run, timed = mean_run_time(rows_of(runs, scale)(name) or [], arms)
         plan.growth.append(
             PlannedGrowth(
                 name,

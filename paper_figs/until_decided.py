@@ -63,6 +63,7 @@ __all__ = [
     "next_round",
     "evaluate_all",
     "one_scale",
+    "rows_of",
 ]
 
 
@@ -149,7 +150,10 @@ def write_full_results(
     return res.results_path
 
 
-def _rows_of(runs: str | Path, scale: str) -> Callable[[str], list[dict[str, Any]] | None]:
+def rows_of(runs: str | Path, scale: str) -> Callable[[str], list[dict[str, Any]] | None]:
+    """Experiment name -> the rows of its ``results.csv`` under ``runs`` (``None`` when
+    its sweep has not run)."""
+
     def rows_of(name: str) -> list[dict[str, Any]] | None:
         p = sweep_paths(runs, scale, name)[1] / "results.csv"
         return read_results(p) if p.is_file() else None
@@ -264,7 +268,7 @@ def _stop_reason(
 def evaluate_all(runs: str | Path, scale: str, design: SequentialDesign) -> list[ClaimResult]:
     """The paper's and the related work's claims on the store as it is now, read at the
     looks of ``design`` (a fresh read each round: the rounds add rows)."""
-    paper = evaluate_claims(_rows_of(runs, scale), design=design)
+    paper = evaluate_claims(rows_of(runs, scale), design=design)
     # the related claims read enriched rows through a figure context; nothing is written
     ctx = FigureContext(scale, Path(runs), Path(runs), design=design)
     return paper + evaluate_related(ctx)
