@@ -154,11 +154,11 @@ def rows_of(runs: str | Path, scale: str) -> Callable[[str], list[dict[str, Any]
     """Experiment name -> the rows of its ``results.csv`` under ``runs`` (``None`` when
     its sweep has not run)."""
 
-    def rows_of(name: str) -> list[dict[str, Any]] | None:
+    def rows(name: str) -> list[dict[str, Any]] | None:
         p = sweep_paths(runs, scale, name)[1] / "results.csv"
         return read_results(p) if p.is_file() else None
 
-    return rows_of
+    return rows
 
 
 def one_scale(experiments: Mapping[str, Experiment]) -> str:
