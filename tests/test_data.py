@@ -376,6 +376,20 @@ def test_minibatches_partition_the_epoch():
         list(minibatches(5, 0))
 
 
+def test_minibatches_drop_last_leaves_out_only_the_short_batch():
+    """drop_last keeps the full batches of the same permutation (as DataLoader's
+    drop_last=True) and changes nothing when the batch size divides n."""
+    full = list(minibatches(10, 4, generator=torch.Generator().manual_seed(3)))
+    kept = list(minibatches(10, 4, generator=torch.Generator().manual_seed(3), drop_last=True))
+    assert [len(i) for i in kept] == [4, 4]
+    assert all(torch.equal(x, y) for x, y in zip(kept, full[:2], strict=True))
+    even = list(minibatches(12, 4, generator=torch.Generator().manual_seed(3), drop_last=True))
+    same = list(minibatches(12, 4, generator=torch.Generator().manual_seed(3)))
+    assert len(even) == 3 and all(torch.equal(x, y) for x, y in zip(even, same, strict=True))
+    with pytest.raises(ValueError, match=r"drop_last needs n >= batch_size.*n=3, batch_size=4"):
+        list(minibatches(3, 4, drop_last=True))
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 

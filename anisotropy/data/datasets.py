@@ -367,13 +367,28 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 
 
 def minibatches(
-    n: int, batch_size: int, *, generator: torch.Generator | None = None
+    n: int,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Index tensors of the minibatches of one epoch (shuffled when ``generator`` is given).
 
-    The last batch holds the remainder (``n % batch_size``) if any.
+    The last batch holds the remainder (``n % batch_size``) if any; with ``drop_last``
+    it is left out (as ``torch.utils.data.DataLoader(drop_last=True)``), so every batch
+    holds ``batch_size`` indices and an epoch has ``n // batch_size`` of them (the
+    permutation is drawn the same way: the remaining batches are those without it).
     """
     check_int("n", n, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
+    if drop_last and n < batch_size:
+        raise ValueError(
+            f"drop_last needs n >= batch_size (an epoch would hold no full batch), got "
+            f"n={n}, batch_size={batch_size}"
+        )
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    yield from order.split(batch_size)
+    batches = order.split(batch_size)
+    if drop_last and n % batch_size:
+        batches = batches[:-1]
+    yield from batches

@@ -329,7 +329,14 @@ def epoch_batches(run: Run) -> list[tuple[torch.Tensor, ...]]:
     set per stream (``run.streams``: the replicas, the Langevin steps, else one), all
     drawn from the data generator at the start of the epoch."""
     orders = [
-        list(minibatches(run.n_train, run.cfg.optim.batch_size, generator=run.data_gen))
+        list(
+            minibatches(
+                run.n_train,
+                run.cfg.optim.batch_size,
+                generator=run.data_gen,
+                drop_last=run.cfg.optim.drop_last,
+            )
+        )
         for _ in range(run.streams)
     ]
     return list(zip(*orders, strict=True))

@@ -323,8 +323,15 @@ def check_shards(cfg: TrainConfig, n_train: int, world_size: int) -> None:
 
     The full minibatches must split equally; the last, shorter one of an epoch (``n_train
     % batch_size`` samples) may split unequally (the pieces are then weighted by size).
+    With ``optim.drop_last`` there is no shorter one, and ``n_train`` must hold one full
+    minibatch.
     """
     o = cfg.optim
+    if o.drop_last and n_train < o.batch_size:
+        raise ValueError(
+            f"optim.drop_last = true needs data.n_train >= optim.batch_size = {o.batch_size} "
+            f"(an epoch would hold no full minibatch), got {n_train} training samples"
+        )
     parts = world_size * o.accumulate
     if o.batch_size % parts:
         raise ValueError(
@@ -332,7 +339,7 @@ def check_shards(cfg: TrainConfig, n_train: int, world_size: int) -> None:
             f"({world_size}) times optim.accumulate ({o.accumulate}) = {parts}: every rank "
             "takes an equal contiguous slice of each minibatch"
         )
-    last = n_train % o.batch_size
+    last = 0 if o.drop_last else n_train % o.batch_size
     if 0 < last < parts:
         raise ValueError(
             f"the last minibatch of an epoch holds {last} samples (n_train = {n_train} modulo "
@@ -371,7 +378,9 @@ class Run:
         o = cfg.optim
         self.data_gen = torch.Generator().manual_seed(data_seed)
         self.pert_gen = torch.Generator(device=self.device).manual_seed(pert_seed)
-        self.steps_per_epoch = math.ceil(self.n_train / o.batch_size)
+        self.steps_per_epoch = (
+            self.n_train // o.batch_size if o.drop_last else math.ceil(self.n_train / o.batch_size)
+        )
         # the optimiser (anisotropy.training.optimisers); its randomness: pert_gen
         self.optimizer = build_optimizer(
             cfg,

@@ -21,6 +21,14 @@ class OptimConfig:
     nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum"})
     weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay (figure 7)"})
     batch_size: int = field(default=256, metadata={"help": "minibatch size"})
+    drop_last: bool = field(
+        default=False,
+        metadata={
+            "help": "leave out the last minibatch of an epoch when it is short "
+            "(data.n_train % batch_size samples): its step is noisier and lands just "
+            "before the epoch's evaluation"
+        },
+    )
     eval_batch_size: int = field(default=1024, metadata={"help": "batch size of the evaluation"})
     accumulate: int = field(
         default=1,
