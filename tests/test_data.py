@@ -18,7 +18,7 @@ from anisotropy.data.augment import (
     rgb_to_hsv,
     spatial_transform,
 )
-from anisotropy.data.datasets import load_dataset, minibatches
+from anisotropy.data.datasets import batches_per_epoch, load_dataset, minibatches
 from anisotropy.data.idx import read_idx, write_idx
 from anisotropy.training.config import DataConfig
 
@@ -388,6 +388,16 @@ def test_minibatches_drop_last_leaves_out_only_the_short_batch():
     assert len(even) == 3 and all(torch.equal(x, y) for x, y in zip(even, same, strict=True))
     with pytest.raises(ValueError, match=r"drop_last needs n >= batch_size.*n=3, batch_size=4"):
         list(minibatches(3, 4, drop_last=True))
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_batches_per_epoch_counts_what_minibatches_yields(drop_last):
+    for n, b in [(10, 4), (12, 4), (4, 4), (5, 1), (10000, 256)]:
+        assert batches_per_epoch(n, b, drop_last=drop_last) == len(
+            list(minibatches(n, b, drop_last=drop_last))
+        )
+    assert batches_per_epoch(10000, 256) == 40
+    assert batches_per_epoch(10000, 256, drop_last=True) == 39
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -53,6 +53,7 @@ __all__ = [
     "Dataset",
     "load_dataset",
     "minibatches",
+    "batches_per_epoch",
     "DataName",
     "DATASETS",
     "Normalisation",
@@ -380,6 +381,15 @@ def minibatches(
     holds ``batch_size`` indices and an epoch has ``n // batch_size`` of them (the
     permutation is drawn the same way: the remaining batches are those without it).
     """
+    count = batches_per_epoch(n, batch_size, drop_last=drop_last)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    yield from order.split(batch_size)[:count]
+
+
+def batches_per_epoch(n: int, batch_size: int, *, drop_last: bool = False) -> int:
+    """Number of minibatches :func:`minibatches` yields for ``n`` samples:
+    ``ceil(n / batch_size)``, or ``n // batch_size`` with ``drop_last`` (which needs
+    ``n >= batch_size``)."""
     check_int("n", n, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     if drop_last and n < batch_size:
@@ -387,8 +397,4 @@ def minibatches(
             f"drop_last needs n >= batch_size (an epoch would hold no full batch), got "
             f"n={n}, batch_size={batch_size}"
         )
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    batches = order.split(batch_size)
-    if drop_last and n % batch_size:
-        batches = batches[:-1]
-    yield from batches
+    return n // batch_size if drop_last else (n + batch_size - 1) // batch_size

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from anisotropy import models
-from anisotropy.data.datasets import load_dataset
+from anisotropy.data.datasets import batches_per_epoch, load_dataset
 from anisotropy.smoothing.schedules import radius_schedule
 from anisotropy.training.config import Precision, TrainConfig, config_to_dict
 from anisotropy.training.distributed import Context
@@ -378,9 +378,7 @@ class Run:
         o = cfg.optim
         self.data_gen = torch.Generator().manual_seed(data_seed)
         self.pert_gen = torch.Generator(device=self.device).manual_seed(pert_seed)
-        self.steps_per_epoch = (
-            self.n_train // o.batch_size if o.drop_last else math.ceil(self.n_train / o.batch_size)
-        )
+        self.steps_per_epoch = batches_per_epoch(self.n_train, o.batch_size, drop_last=o.drop_last)
         # the optimiser (anisotropy.training.optimisers); its randomness: pert_gen
         self.optimizer = build_optimizer(
             cfg,
