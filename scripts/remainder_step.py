@@ -1,81 +1,87 @@
-"""The cost of an epoch's short last minibatch, measured: test accuracy of the medium
-2-layer MLP just before and just after the step on the ``n_train % batch_size``
-remainder (16 of 10,000 Fashion-MNIST images at batch 256), every epoch.
+"""The cost of an epoch's short last minibatch, measured on a real run: test accuracy
+just before and just after the step on the ``n_train % batch_size`` remainder (16 of
+10,000 Fashion-MNIST images at batch 256), every epoch.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python scripts/remainder_step.py --method sgd --lr 0.03
-    OMP_NUM_THREADS=1 PYTHONPATH=. python scripts/remainder_step.py --method heat --lr 0.1 \
-        --epochs 6
+    OMP_NUM_THREADS=1 PYTHONPATH=. python scripts/remainder_step.py \
+        docs/results/medium/store/<run>/config.toml --epochs 40
 
-``sgd``: torch SGD with momentum 0.9 (figure 9a's SGD arm at lr 0.03); ``heat``:
-:class:`anisotropy.optim.HeatRegularisation` at figure 9a's chosen cell (gamma 3000,
-16 samples, no momentum).  Prints one line per epoch and the mean change (after minus
-before) in percentage points; ``optim.drop_last = true`` removes the step.
+Retrains the run of ``config.toml`` (any arm of any sweep: same seed, initialisation,
+data order and optimiser; the end-of-run flatness is switched off) through the trainer
+with a callback that evaluates the test set after each epoch's second-last step.  That
+evaluation draws no random numbers, so the trajectory is the run's own: the "after"
+numbers are its logged ``test_acc``.  Prints one line per complete epoch and the mean
+change (after minus before) in percentage points; ``optim.drop_last = true`` removes
+the step.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
+from typing import Any
 
-import torch
-import torch.nn.functional as F
+from anisotropy.data.datasets import batches_per_epoch, load_dataset
+from anisotropy.training.config import TrainConfig, load_config
+from anisotropy.training.hooks import Callback, TrainState
+from anisotropy.training.loop import evaluate
+from anisotropy.training.trainer import train
 
-from anisotropy.data.datasets import load_dataset, minibatches
-from anisotropy.models import mlp
-from anisotropy.optim import HeatRegularisation
-from anisotropy.training.config.sections import DataConfig
+
+class BeforeRemainder(Callback):
+    """Test accuracy before each epoch's remainder step, paired with the logged one after it."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.data = load_dataset(cfg.data)
+        n, batch = len(self.data.x_train), cfg.optim.batch_size
+        if cfg.optim.drop_last or n % batch == 0:
+            raise ValueError(
+                f"the run has no short last minibatch (n_train = {n}, optim.batch_size = "
+                f"{batch}, optim.drop_last = {cfg.optim.drop_last})"
+            )
+        self.steps_per_epoch = batches_per_epoch(n, batch)
+        self.eval_batch = cfg.optim.eval_batch_size
+        self.before: dict[int, float] = {}
+        self.pairs: list[tuple[int, float, float]] = []
+
+    def on_step(self, state: TrainState) -> None:
+        if state.step % self.steps_per_epoch == self.steps_per_epoch - 1:
+            d = self.data
+            acc = evaluate(state.model, d, d.x_test, d.y_test, batch_size=self.eval_batch)[1]
+            self.before[state.epoch + 1] = float(acc or 0.0)
+
+    def on_epoch(self, state: TrainState, record: dict[str, Any]) -> None:
+        epoch = int(record["epoch"])
+        if not record.get("partial") and epoch in self.before:
+            self.pairs.append((epoch, self.before[epoch], float(record["test_acc"])))
+            _, before, after = self.pairs[-1]
+            print(
+                f"epoch {epoch}: test accuracy before the remainder step {before:.4f}, "
+                f"after it {after:.4f}",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--method", choices=("sgd", "heat"), default="sgd")
-    ap.add_argument("--lr", type=float, default=0.03)
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("config", help="a run's config.toml")
+    ap.add_argument("--epochs", type=int, help="train this many epochs (default: the run's)")
     a = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    d = load_dataset(DataConfig(name="fashion_mnist", n_train=10000))
-    torch.manual_seed(a.seed)
-    model = mlp(depth=2, width=784, activation="relu").eval()
-    if a.method == "heat":
-        gen = torch.Generator().manual_seed(a.seed + 1)
-        opt: torch.optim.Optimizer = HeatRegularisation(
-            model.parameters(), model=model, gamma=3000.0, lr=a.lr, samples=16, generator=gen
-        )
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9)
-    order = torch.Generator().manual_seed(a.seed + 2)
-
-    def accuracy() -> float:
-        with torch.no_grad():
-            return (model(d.x_test).argmax(1) == d.y_test).float().mean().item()
-
-    changes = []
-    for epoch in range(1, a.epochs + 1):
-        batches = list(minibatches(len(d.x_train), 256, generator=order))
-        before = float("nan")
-        for k, idx in enumerate(batches):
-            x, t = d.x_train[idx], d.y_train[idx]
-            if a.method == "heat":
-                opt.step(lambda x=x, t=t: F.cross_entropy(model(x), t))
-            else:
-                opt.zero_grad()
-                F.cross_entropy(model(x), t).backward()
-                opt.step()
-            if k == len(batches) - 2:
-                before = accuracy()
-        after = accuracy()
-        changes.append(100 * (after - before))
-        print(
-            f"epoch {epoch}: last minibatch {len(batches[-1])} images; test accuracy "
-            f"before it {before:.4f}, after it {after:.4f}",
-            flush=True,
-        )
+    overrides = ["logging.flatness=false", "threads=1"]
+    if a.epochs is not None:
+        overrides.append(f"epochs={a.epochs}")
+    cfg = load_config(a.config, overrides)
+    probe = BeforeRemainder(cfg)
+    with tempfile.TemporaryDirectory() as out:
+        train(cfg, out, progress=False, callbacks=[probe])
+    changes = [100 * (after - before) for _, before, after in probe.pairs]
+    if len(changes) < 2:
+        raise SystemExit(f"only {len(changes)} complete epoch(s): nothing to summarise")
     half = changes[len(changes) // 2 :]
     print(
-        f"{a.method} lr {a.lr:g}: after - before {statistics.mean(changes):+.2f} pp mean over "
-        f"{len(changes)} epochs (sd {statistics.stdev(changes):.2f}); second half "
-        f"{statistics.mean(half):+.2f} pp"
+        f"after - before: {statistics.mean(changes):+.2f} pp mean over {len(changes)} "
+        f"epochs (sd {statistics.stdev(changes):.2f}, range {min(changes):+.2f} to "
+        f"{max(changes):+.2f}); second half {statistics.mean(half):+.2f} pp"
     )
 
 
